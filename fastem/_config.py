@@ -1,0 +1,65 @@
+"""Environment-driven settings, read in one place.
+
+``FASTEM_CACHE``       ``1`` (default) caches compiled kernels on disk
+                       (Numba ``cache=True``); ``0`` turns caching off.
+``FASTEM_BLOCK_SIZE``  rows per block in the fused kernels (default 256).
+``FASTEM_N_SLOTS``     number of partial-statistics slots (default 16).  The
+                       slot count, never the thread count, fixes the order of
+                       the floating-point reduction, so results are bitwise
+                       identical for any number of threads.
+
+Importing this module also sets ``OMP_WAIT_POLICY=PASSIVE`` unless the user
+set it: Numba's OpenMP threading layer otherwise spin-waits between parallel
+regions, which costs milliseconds per EM iteration on small data.
+"""
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _env_int(name, default, minimum):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(
+            f"Environment variable {name} must be an integer >= {minimum}, "
+            f"got {raw!r}. Unset it to use the default {default}."
+        ) from None
+    if value < minimum:
+        raise ValueError(
+            f"Environment variable {name} must be an integer >= {minimum}, "
+            f"got {value}. Unset it to use the default {default}."
+        )
+    return value
+
+
+def _env_bool(name, default):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(
+        f"Environment variable {name} must be 0 or 1, got {raw!r}."
+    )
+
+
+#: Cache compiled kernels on disk.
+CACHE = _env_bool("FASTEM_CACHE", True)
+#: Rows per block processed by one slot at a time.
+BLOCK_SIZE = _env_int("FASTEM_BLOCK_SIZE", 256, 8)
+#: Number of partial-statistics slots (independent of the thread count).
+N_SLOTS = _env_int("FASTEM_N_SLOTS", 16, 1)
+
+#: fastmath flags for the kernels: reassociation lets LLVM vectorise the
+#: reductions over rows; no ``nnan``/``ninf`` because log-sum-exp relies on
+#: ``-inf`` and the validation on NaN.
+FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+
+JIT_OPTIONS = dict(cache=CACHE, fastmath=FASTMATH, nogil=True, error_model="numpy")

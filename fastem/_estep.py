@@ -1,0 +1,98 @@
+"""Python side of the fused E-step: buffers, dispatch and slot reduction.
+
+The covariance type is dispatched once, here, through a dict of kernels that
+share one signature.  Slot buffers are allocated once per fit by
+:class:`EStepWorkspace` and reused every iteration.
+"""
+
+import numpy as np
+
+from . import _config
+from ._kernels.gaussian import ESTEP_KERNELS
+from ._stats import GaussianStats, default_shift, log_base, s2_shape
+
+_EMPTY_W = np.empty(0, dtype=np.float64)
+_EMPTY_I = np.empty(0, dtype=np.int64)
+
+
+def n_slots_for(n_rows, block=None):
+    """Number of partial-statistics slots: depends on n only, never on threads."""
+    block = _config.BLOCK_SIZE if block is None else block
+    n_blocks = max(1, -(-n_rows // block))
+    return max(1, min(_config.N_SLOTS, n_blocks))
+
+
+def kernel_array(X):
+    """X as the kernel receives it: an ndarray view, float32 or float64."""
+    X = np.asarray(X) if not isinstance(X, np.ndarray) else X
+    if isinstance(X, np.memmap):
+        X = X.view(np.ndarray)
+    return X
+
+
+def _prepare_params(params, covariance_type):
+    means = np.ascontiguousarray(params.means, dtype=np.float64)
+    prec = np.ascontiguousarray(params.precisions_cholesky, dtype=np.float64)
+    base = np.ascontiguousarray(log_base(params, covariance_type), dtype=np.float64)
+    return means, prec, base
+
+
+class EStepWorkspace:
+    """Per-slot statistics buffers for one (covariance type, K, d, n)."""
+
+    def __init__(self, covariance_type, n_components, n_features, n_rows):
+        self.covariance_type = covariance_type
+        self.kernel = ESTEP_KERNELS[covariance_type]
+        self.block = _config.BLOCK_SIZE
+        ns = n_slots_for(n_rows, self.block)
+        K, d = n_components, n_features
+        self.S0s = np.zeros((ns, K))
+        self.S1s = np.zeros((ns, K, d))
+        self.S2s = np.zeros((ns,) + s2_shape(covariance_type, K, d))
+        self.lls = np.zeros(ns)
+        self.wsums = np.zeros(ns)
+
+    def run(self, X, sample_weight, params, *, shift=None, do_stats=True,
+            resp_in=None, out_lognorm=None, out_resp=None, out_label=None):
+        """One fused pass over X; returns :class:`GaussianStats` (``do_stats``)
+        or ``(sum_i w_i log p(x_i), sum_i w_i)``."""
+        ct = self.covariance_type
+        K, d = params.means.shape
+        means, prec, base = _prepare_params(params, ct)
+        if shift is None:
+            shift = default_shift(params, ct)
+        shift = np.ascontiguousarray(shift, dtype=np.float64)
+        sw = _EMPTY_W if sample_weight is None else sample_weight
+        if resp_in is None:
+            resp_in = np.empty((0, K))
+        self.kernel(
+            kernel_array(X), sw, means, prec, base, shift, resp_in, do_stats,
+            _EMPTY_W if out_lognorm is None else out_lognorm,
+            np.empty((0, K)) if out_resp is None else out_resp,
+            _EMPTY_I if out_label is None else out_label,
+            self.S0s, self.S1s, self.S2s, self.lls, self.wsums, self.block,
+        )
+        # serial, in-order reduction over slots: thread-count independent
+        loglik = float(np.add.reduce(self.lls))
+        weight = float(np.add.reduce(self.wsums))
+        if not do_stats:
+            return loglik, weight
+        return GaussianStats(
+            ct,
+            shift,
+            np.add.reduce(self.S0s, axis=0),
+            np.add.reduce(self.S1s, axis=0),
+            np.add.reduce(self.S2s, axis=0),
+            loglik,
+            weight,
+        )
+
+
+def evaluate(X, params, covariance_type, *, sample_weight=None, out_lognorm=None,
+             out_resp=None, out_label=None):
+    """The kernel with statistics off: fills the requested per-row outputs and
+    returns ``(sum_i w_i log p(x_i), sum_i w_i)``."""
+    K, d = params.means.shape
+    ws = EStepWorkspace(covariance_type, K, d, X.shape[0])
+    return ws.run(X, sample_weight, params, do_stats=False, out_lognorm=out_lognorm,
+                  out_resp=out_resp, out_label=out_label)

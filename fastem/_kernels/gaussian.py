@@ -1,0 +1,556 @@
+"""Fused E-step kernels for Gaussian mixtures, one per covariance type.
+
+Each ``_estep_stats_<type>`` kernel makes one pass over ``X``.  For every row
+it computes the component log-densities through the Cholesky factor of the
+precision (the mean subtracted before the product), the log-sum-exp, the
+responsibilities, and adds them into shifted float64 sufficient statistics.
+With ``do_stats=False`` the same kernel only fills the per-row outputs that
+``predict``, ``predict_proba`` and ``score_samples`` need.
+
+Rows are cut into blocks of ``block`` rows; block ``b`` belongs to slot
+``s = floor(b * n_slots / n_blocks)`` (contiguous runs of blocks) and each
+slot accumulates into its own partial statistics.  ``prange`` runs over the
+slots, whose number is chosen by the caller and never depends on the thread
+count; the caller sums the slots in order.  Results are therefore bitwise
+identical whatever the number of threads.  Inside a block the data are
+copied to a transposed ``(d, block)`` scratch so that the inner loops run
+over rows with unit stride and vectorise.
+
+Shared argument conventions (n rows, d features, K components, S slots):
+
+========== =============== ====== ==============================================
+name       shape           in/out meaning
+========== =============== ====== ==============================================
+X          (n, d)          in     float32 or float64, any memory layout
+sw         (n,) or (0,)    in     float64 sample weights; (0,) means all ones
+means      (K, d)          in     float64 component means
+prec_chol  type dependent  in     float64 Cholesky factor of the precision,
+                                  scikit-learn's convention (upper triangular
+                                  U with precision = U U^T; 1/sigma for diag
+                                  and spherical)
+base       (K,)            in     log weight + log det(prec_chol) - d/2 log 2pi
+shift      (K, d)          in     shift c_k of the statistics (tied: row 0)
+resp_in    (n, K) or (0,K) in     responsibilities to use instead of computing
+                                  them (initialisation); (0, K) computes them
+do_stats   bool            in     accumulate the statistics
+out_lognorm (n,) or (0,)   out    log p(x_i)
+out_resp   (n, K) or (0,K) out    responsibilities
+out_label  (n,) or (0,)    out    argmax_k of the responsibilities
+S0s        (S, K)          out    per slot sum_i w_i r_ik
+S1s        (S, K, d)       out    per slot sum_i w_i r_ik (x_i - c_k)
+S2s        type dependent  out    per slot second moments (see each kernel)
+lls        (S,)            out    per slot sum_i w_i log p(x_i)
+wsums      (S,)            out    per slot sum_i w_i
+block      int             in     rows per block
+========== =============== ====== ==============================================
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .._config import JIT_OPTIONS
+
+_NEG_INF = -np.inf
+
+
+# --------------------------------------------------------------------------
+# helpers shared by all covariance types (inlined by LLVM)
+# --------------------------------------------------------------------------
+
+
+@njit(**JIT_OPTIONS)
+def _load_block(X, sw, i0, nb, xt, w):
+    """Copy rows ``i0:i0+nb`` of X transposed into ``xt`` (d, B), weights into w."""
+    d = X.shape[1]
+    for t in range(nb):
+        for j in range(d):
+            xt[j, t] = X[i0 + t, j]
+    if sw.shape[0] > 0:
+        for t in range(nb):
+            w[t] = sw[i0 + t]
+    else:
+        for t in range(nb):
+            w[t] = 1.0
+
+
+@njit(**JIT_OPTIONS)
+def _normalise_block(wlp, nb, resp, lognorm, mx):
+    """Log-sum-exp over components; responsibilities into ``resp`` (K, B)."""
+    K = wlp.shape[0]
+    for t in range(nb):
+        mx[t] = _NEG_INF
+    for k in range(K):
+        for t in range(nb):
+            v = wlp[k, t]
+            if v > mx[t]:
+                mx[t] = v
+    for t in range(nb):
+        if mx[t] == _NEG_INF:  # no component has any density here
+            mx[t] = 0.0
+        lognorm[t] = 0.0
+    for k in range(K):
+        for t in range(nb):
+            e = math.exp(wlp[k, t] - mx[t])
+            resp[k, t] = e
+            lognorm[t] += e
+    for t in range(nb):
+        total = lognorm[t]
+        lognorm[t] = mx[t] + math.log(total)
+        mx[t] = 1.0 / total if total > 0.0 else 0.0
+    for k in range(K):
+        for t in range(nb):
+            resp[k, t] *= mx[t]
+
+
+@njit(**JIT_OPTIONS)
+def _responsibilities_block(resp_in, i0, nb, wlp, resp, lognorm, mx):
+    """Responsibilities of a block: given (``resp_in``) or from ``wlp``."""
+    if resp_in.shape[0] > 0:
+        K = resp.shape[0]
+        for k in range(K):
+            for t in range(nb):
+                resp[k, t] = resp_in[i0 + t, k]
+        for t in range(nb):
+            lognorm[t] = 0.0
+    else:
+        _normalise_block(wlp, nb, resp, lognorm, mx)
+
+
+@njit(**JIT_OPTIONS)
+def _outputs_block(i0, nb, w, resp, lognorm, out_lognorm, out_resp, out_label):
+    """Write the per-row outputs; return (sum w log p, sum w) of the block."""
+    K = resp.shape[0]
+    if out_lognorm.shape[0] > 0:
+        for t in range(nb):
+            out_lognorm[i0 + t] = lognorm[t]
+    if out_resp.shape[0] > 0:
+        for t in range(nb):
+            for k in range(K):
+                out_resp[i0 + t, k] = resp[k, t]
+    if out_label.shape[0] > 0:
+        for t in range(nb):
+            best = 0
+            bv = resp[0, t]
+            for k in range(1, K):
+                if resp[k, t] > bv:
+                    bv = resp[k, t]
+                    best = k
+            out_label[i0 + t] = best
+    ll = 0.0
+    ws = 0.0
+    for t in range(nb):
+        ll += w[t] * lognorm[t]
+        ws += w[t]
+    return ll, ws
+
+
+@njit(**JIT_OPTIONS)
+def _first_moments_block(xt, nb, w, resp, shift, k, r, diff, S0, S1):
+    """r = w * resp[k]; diff = x - shift[k]; add S0[k], S1[k]."""
+    d = xt.shape[0]
+    for t in range(nb):
+        r[t] = resp[k, t] * w[t]
+    s0 = 0.0
+    for t in range(nb):
+        s0 += r[t]
+    S0[k] += s0
+    for j in range(d):
+        c = shift[k, j]
+        s1 = 0.0
+        for t in range(nb):
+            v = xt[j, t] - c
+            diff[j, t] = v
+            s1 += r[t] * v
+        S1[k, j] += s1
+
+
+@njit(**JIT_OPTIONS)
+def _slot_range(s, n_slots, n_blocks):
+    return (s * n_blocks) // n_slots, ((s + 1) * n_blocks) // n_slots
+
+
+# --------------------------------------------------------------------------
+# full
+# --------------------------------------------------------------------------
+
+
+@njit(**JIT_OPTIONS)
+def _logprob_block_full(xt, nb, means, prec_chol, base, wlp, diff, y, acc):
+    d = xt.shape[0]
+    K = means.shape[0]
+    for k in range(K):
+        for j in range(d):
+            m = means[k, j]
+            for t in range(nb):
+                diff[j, t] = xt[j, t] - m
+        for t in range(nb):
+            acc[t] = 0.0
+        for a in range(d):
+            for t in range(nb):
+                y[t] = 0.0
+            for b in range(a + 1):
+                c = prec_chol[k, b, a]
+                for t in range(nb):
+                    y[t] += c * diff[b, t]
+            for t in range(nb):
+                acc[t] += y[t] * y[t]
+        bk = base[k]
+        for t in range(nb):
+            wlp[k, t] = bk - 0.5 * acc[t]
+
+
+@njit(**JIT_OPTIONS)
+def _stats_block_full(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
+    d = xt.shape[0]
+    K = resp.shape[0]
+    for k in range(K):
+        _first_moments_block(xt, nb, w, resp, shift, k, r, diff, S0, S1)
+        for a in range(d):
+            for t in range(nb):
+                rd[t] = r[t] * diff[a, t]
+            for b in range(a, d):
+                s2 = 0.0
+                for t in range(nb):
+                    s2 += rd[t] * diff[b, t]
+                S2[k, a, b] += s2
+
+
+@njit(parallel=True, **JIT_OPTIONS)
+def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
+                      out_lognorm, out_resp, out_label, S0s, S1s, S2s, lls,
+                      wsums, block):
+    """Fused E-step, full covariances.
+
+    prec_chol : (K, d, d) upper-triangular factors, input.
+    S2s : (S, K, d, d) output; per slot the upper triangle (a <= b) of
+        sum_i w_i r_ik (x_i - c_k)(x_i - c_k)^T; the lower triangle is zero.
+    Other arguments: see the module docstring.
+    """
+    n, d = X.shape
+    K = means.shape[0]
+    n_slots = S0s.shape[0]
+    n_blocks = (n + block - 1) // block
+    xt = np.empty((n_slots, d, block), dtype=X.dtype)
+    diff = np.empty((n_slots, d, block))
+    wlp = np.empty((n_slots, K, block))
+    resp = np.empty((n_slots, K, block))
+    vec = np.empty((n_slots, 5, block))
+    for s in prange(n_slots):
+        S0s[s, :] = 0.0
+        S1s[s, :, :] = 0.0
+        S2s[s, :, :, :] = 0.0
+        ll = 0.0
+        ws = 0.0
+        b0, b1 = _slot_range(s, n_slots, n_blocks)
+        for blk in range(b0, b1):
+            i0 = blk * block
+            nb = min(block, n - i0)
+            _load_block(X, sw, i0, nb, xt[s], vec[s, 0])
+            if resp_in.shape[0] == 0:
+                _logprob_block_full(xt[s], nb, means, prec_chol, base, wlp[s],
+                                    diff[s], vec[s, 1], vec[s, 2])
+            _responsibilities_block(resp_in, i0, nb, wlp[s], resp[s],
+                                    vec[s, 3], vec[s, 4])
+            bll, bws = _outputs_block(i0, nb, vec[s, 0], resp[s], vec[s, 3],
+                                      out_lognorm, out_resp, out_label)
+            ll += bll
+            ws += bws
+            if do_stats:
+                _stats_block_full(xt[s], nb, vec[s, 0], resp[s], shift, S0s[s],
+                                  S1s[s], S2s[s], vec[s, 1], vec[s, 2], diff[s])
+        lls[s] = ll
+        wsums[s] = ws
+
+
+# --------------------------------------------------------------------------
+# tied: one covariance; statistics use one common shift c = shift[0]
+# --------------------------------------------------------------------------
+
+
+@njit(**JIT_OPTIONS)
+def _logprob_block_tied(xt, nb, center, mp, prec_chol, base, wlp, diff, xp):
+    """xp = (x - c) U; log-density via xp - (mu_k - c) U (``mp`` row k)."""
+    d = xt.shape[0]
+    K = mp.shape[0]
+    for j in range(d):
+        c = center[j]
+        for t in range(nb):
+            diff[j, t] = xt[j, t] - c
+    for a in range(d):
+        for t in range(nb):
+            xp[a, t] = 0.0
+        for b in range(a + 1):
+            c = prec_chol[b, a]
+            for t in range(nb):
+                xp[a, t] += c * diff[b, t]
+    for k in range(K):
+        bk = base[k]
+        for t in range(nb):
+            wlp[k, t] = 0.0
+        for a in range(d):
+            m = mp[k, a]
+            for t in range(nb):
+                v = xp[a, t] - m
+                wlp[k, t] += v * v
+        for t in range(nb):
+            wlp[k, t] = bk - 0.5 * wlp[k, t]
+
+
+@njit(**JIT_OPTIONS)
+def _stats_block_tied(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
+    d = xt.shape[0]
+    K = resp.shape[0]
+    for k in range(K):
+        _first_moments_block(xt, nb, w, resp, shift, k, r, diff, S0, S1)
+    # weight of each row in the pooled scatter: w_i * sum_k r_ik
+    for t in range(nb):
+        r[t] = 0.0
+    for k in range(K):
+        for t in range(nb):
+            r[t] += resp[k, t]
+    for t in range(nb):
+        r[t] *= w[t]
+    # diff holds x - shift[K-1] == x - shift[0] (all rows of shift are equal)
+    for a in range(d):
+        for t in range(nb):
+            rd[t] = r[t] * diff[a, t]
+        for b in range(a, d):
+            s2 = 0.0
+            for t in range(nb):
+                s2 += rd[t] * diff[b, t]
+            S2[a, b] += s2
+
+
+@njit(parallel=True, **JIT_OPTIONS)
+def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
+                      out_lognorm, out_resp, out_label, S0s, S1s, S2s, lls,
+                      wsums, block):
+    """Fused E-step, one tied covariance.
+
+    prec_chol : (d, d) upper-triangular factor, input.
+    shift : (K, d), all rows equal (the common shift c), input.
+    S2s : (S, d, d) output; per slot the upper triangle of
+        sum_i w_i (sum_k r_ik) (x_i - c)(x_i - c)^T.
+    Other arguments: see the module docstring.
+    """
+    n, d = X.shape
+    K = means.shape[0]
+    n_slots = S0s.shape[0]
+    n_blocks = (n + block - 1) // block
+    center = shift[0].copy()
+    # (mu_k - c) U, the mean's image in the whitened space
+    mp = np.zeros((K, d))
+    for k in range(K):
+        for a in range(d):
+            v = 0.0
+            for b in range(a + 1):
+                v += (means[k, b] - center[b]) * prec_chol[b, a]
+            mp[k, a] = v
+    xt = np.empty((n_slots, d, block), dtype=X.dtype)
+    diff = np.empty((n_slots, d, block))
+    xpb = np.empty((n_slots, d, block))
+    wlp = np.empty((n_slots, K, block))
+    resp = np.empty((n_slots, K, block))
+    vec = np.empty((n_slots, 5, block))
+    for s in prange(n_slots):
+        S0s[s, :] = 0.0
+        S1s[s, :, :] = 0.0
+        S2s[s, :, :] = 0.0
+        ll = 0.0
+        ws = 0.0
+        b0, b1 = _slot_range(s, n_slots, n_blocks)
+        for blk in range(b0, b1):
+            i0 = blk * block
+            nb = min(block, n - i0)
+            _load_block(X, sw, i0, nb, xt[s], vec[s, 0])
+            if resp_in.shape[0] == 0:
+                _logprob_block_tied(xt[s], nb, center, mp, prec_chol, base,
+                                    wlp[s], diff[s], xpb[s])
+            _responsibilities_block(resp_in, i0, nb, wlp[s], resp[s],
+                                    vec[s, 3], vec[s, 4])
+            bll, bws = _outputs_block(i0, nb, vec[s, 0], resp[s], vec[s, 3],
+                                      out_lognorm, out_resp, out_label)
+            ll += bll
+            ws += bws
+            if do_stats:
+                _stats_block_tied(xt[s], nb, vec[s, 0], resp[s], shift, S0s[s],
+                                  S1s[s], S2s[s], vec[s, 1], vec[s, 2], diff[s])
+        lls[s] = ll
+        wsums[s] = ws
+
+
+# --------------------------------------------------------------------------
+# diag
+# --------------------------------------------------------------------------
+
+
+@njit(**JIT_OPTIONS)
+def _logprob_block_diag(xt, nb, means, prec_chol, base, wlp):
+    d = xt.shape[0]
+    K = means.shape[0]
+    for k in range(K):
+        for t in range(nb):
+            wlp[k, t] = 0.0
+        for j in range(d):
+            m = means[k, j]
+            p = prec_chol[k, j]
+            for t in range(nb):
+                v = (xt[j, t] - m) * p
+                wlp[k, t] += v * v
+        bk = base[k]
+        for t in range(nb):
+            wlp[k, t] = bk - 0.5 * wlp[k, t]
+
+
+@njit(**JIT_OPTIONS)
+def _stats_block_diag(xt, nb, w, resp, shift, S0, S1, S2, r, diff):
+    d = xt.shape[0]
+    K = resp.shape[0]
+    for k in range(K):
+        _first_moments_block(xt, nb, w, resp, shift, k, r, diff, S0, S1)
+        for j in range(d):
+            s2 = 0.0
+            for t in range(nb):
+                v = diff[j, t]
+                s2 += r[t] * v * v
+            S2[k, j] += s2
+
+
+@njit(parallel=True, **JIT_OPTIONS)
+def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
+                      out_lognorm, out_resp, out_label, S0s, S1s, S2s, lls,
+                      wsums, block):
+    """Fused E-step, diagonal covariances.
+
+    prec_chol : (K, d) inverse standard deviations, input.
+    S2s : (S, K, d) output; per slot sum_i w_i r_ik (x_i - c_k)**2.
+    Other arguments: see the module docstring.
+    """
+    n, d = X.shape
+    K = means.shape[0]
+    n_slots = S0s.shape[0]
+    n_blocks = (n + block - 1) // block
+    xt = np.empty((n_slots, d, block), dtype=X.dtype)
+    diff = np.empty((n_slots, d, block))
+    wlp = np.empty((n_slots, K, block))
+    resp = np.empty((n_slots, K, block))
+    vec = np.empty((n_slots, 5, block))
+    for s in prange(n_slots):
+        S0s[s, :] = 0.0
+        S1s[s, :, :] = 0.0
+        S2s[s, :, :] = 0.0
+        ll = 0.0
+        ws = 0.0
+        b0, b1 = _slot_range(s, n_slots, n_blocks)
+        for blk in range(b0, b1):
+            i0 = blk * block
+            nb = min(block, n - i0)
+            _load_block(X, sw, i0, nb, xt[s], vec[s, 0])
+            if resp_in.shape[0] == 0:
+                _logprob_block_diag(xt[s], nb, means, prec_chol, base, wlp[s])
+            _responsibilities_block(resp_in, i0, nb, wlp[s], resp[s],
+                                    vec[s, 3], vec[s, 4])
+            bll, bws = _outputs_block(i0, nb, vec[s, 0], resp[s], vec[s, 3],
+                                      out_lognorm, out_resp, out_label)
+            ll += bll
+            ws += bws
+            if do_stats:
+                _stats_block_diag(xt[s], nb, vec[s, 0], resp[s], shift, S0s[s],
+                                  S1s[s], S2s[s], vec[s, 1], diff[s])
+        lls[s] = ll
+        wsums[s] = ws
+
+
+# --------------------------------------------------------------------------
+# spherical
+# --------------------------------------------------------------------------
+
+
+@njit(**JIT_OPTIONS)
+def _logprob_block_spherical(xt, nb, means, prec_chol, base, wlp):
+    d = xt.shape[0]
+    K = means.shape[0]
+    for k in range(K):
+        for t in range(nb):
+            wlp[k, t] = 0.0
+        for j in range(d):
+            m = means[k, j]
+            for t in range(nb):
+                v = xt[j, t] - m
+                wlp[k, t] += v * v
+        p2 = prec_chol[k] * prec_chol[k]
+        bk = base[k]
+        for t in range(nb):
+            wlp[k, t] = bk - 0.5 * p2 * wlp[k, t]
+
+
+@njit(**JIT_OPTIONS)
+def _stats_block_spherical(xt, nb, w, resp, shift, S0, S1, S2, r, diff):
+    d = xt.shape[0]
+    K = resp.shape[0]
+    for k in range(K):
+        _first_moments_block(xt, nb, w, resp, shift, k, r, diff, S0, S1)
+        s2 = 0.0
+        for j in range(d):
+            for t in range(nb):
+                v = diff[j, t]
+                s2 += r[t] * v * v
+        S2[k] += s2
+
+
+@njit(parallel=True, **JIT_OPTIONS)
+def _estep_stats_spherical(X, sw, means, prec_chol, base, shift, resp_in,
+                           do_stats, out_lognorm, out_resp, out_label, S0s, S1s,
+                           S2s, lls, wsums, block):
+    """Fused E-step, spherical covariances.
+
+    prec_chol : (K,) inverse standard deviations, input.
+    S2s : (S, K) output; per slot sum_i w_i r_ik ||x_i - c_k||**2.
+    Other arguments: see the module docstring.
+    """
+    n, d = X.shape
+    K = means.shape[0]
+    n_slots = S0s.shape[0]
+    n_blocks = (n + block - 1) // block
+    xt = np.empty((n_slots, d, block), dtype=X.dtype)
+    diff = np.empty((n_slots, d, block))
+    wlp = np.empty((n_slots, K, block))
+    resp = np.empty((n_slots, K, block))
+    vec = np.empty((n_slots, 5, block))
+    for s in prange(n_slots):
+        S0s[s, :] = 0.0
+        S1s[s, :, :] = 0.0
+        S2s[s, :] = 0.0
+        ll = 0.0
+        ws = 0.0
+        b0, b1 = _slot_range(s, n_slots, n_blocks)
+        for blk in range(b0, b1):
+            i0 = blk * block
+            nb = min(block, n - i0)
+            _load_block(X, sw, i0, nb, xt[s], vec[s, 0])
+            if resp_in.shape[0] == 0:
+                _logprob_block_spherical(xt[s], nb, means, prec_chol, base,
+                                         wlp[s])
+            _responsibilities_block(resp_in, i0, nb, wlp[s], resp[s],
+                                    vec[s, 3], vec[s, 4])
+            bll, bws = _outputs_block(i0, nb, vec[s, 0], resp[s], vec[s, 3],
+                                      out_lognorm, out_resp, out_label)
+            ll += bll
+            ws += bws
+            if do_stats:
+                _stats_block_spherical(xt[s], nb, vec[s, 0], resp[s], shift,
+                                       S0s[s], S1s[s], S2s[s], vec[s, 1],
+                                       diff[s])
+        lls[s] = ll
+        wsums[s] = ws
+
+
+#: Covariance type -> kernel; every kernel has the same signature.
+ESTEP_KERNELS = {
+    "full": _estep_stats_full,
+    "tied": _estep_stats_tied,
+    "diag": _estep_stats_diag,
+    "spherical": _estep_stats_spherical,
+}

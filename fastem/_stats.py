@@ -1,0 +1,249 @@
+"""Sufficient statistics of a Gaussian mixture and the M-step.
+
+Every training mode forms :class:`GaussianStats` with the fused kernels and
+turns them into parameters with :func:`m_step`.  Statistics are shifted: with
+``c_k`` the shift of component k,
+
+    S0[k] = sum_i w_i r_ik
+    S1[k] = sum_i w_i r_ik (x_i - c_k)
+    S2    = full:      (K, d, d) sum_i w_i r_ik (x_i - c_k)(x_i - c_k)^T
+            tied:      (d, d)    sum_i w_i (sum_k r_ik) (x_i - c)(x_i - c)^T,
+                                 one common shift c (all rows of ``shift``)
+            diag:      (K, d)    sum_i w_i r_ik (x_i - c_k)**2
+            spherical: (K,)      sum_i w_i r_ik ||x_i - c_k||**2
+
+so that ``mu_k = c_k + S1[k] / S0[k]`` and the covariance is
+``S2 / S0 - (S1 / S0)(S1 / S0)^T``, exact for any shift and free of the
+cancellation that raw moments suffer far from the origin.  Statistics are
+additive over row blocks, which is what batch, out-of-core, online and
+distributed EM are built on.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from scipy import linalg
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+_EPS = 10 * np.finfo(np.float64).eps
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def s2_shape(covariance_type, n_components, n_features):
+    """Shape of ``S2`` for a covariance type."""
+    return {
+        "full": (n_components, n_features, n_features),
+        "tied": (n_features, n_features),
+        "diag": (n_components, n_features),
+        "spherical": (n_components,),
+    }[covariance_type]
+
+
+@dataclass
+class GaussianStats:
+    """Shifted float64 sufficient statistics (see the module docstring).
+
+    ``loglik`` is sum_i w_i log p(x_i) under the parameters the statistics
+    were computed with, ``weight`` is sum_i w_i.
+    """
+
+    covariance_type: str
+    shift: np.ndarray
+    S0: np.ndarray
+    S1: np.ndarray
+    S2: np.ndarray
+    loglik: float
+    weight: float
+
+    def _check_compatible(self, other):
+        if self.covariance_type != other.covariance_type:
+            raise ValueError(
+                "Cannot combine statistics of covariance types "
+                f"{self.covariance_type!r} and {other.covariance_type!r}."
+            )
+        if not np.array_equal(self.shift, other.shift):
+            raise ValueError("Cannot combine statistics taken around different shifts.")
+
+    def __add__(self, other):
+        self._check_compatible(other)
+        return GaussianStats(
+            self.covariance_type,
+            self.shift,
+            self.S0 + other.S0,
+            self.S1 + other.S1,
+            self.S2 + other.S2,
+            self.loglik + other.loglik,
+            self.weight + other.weight,
+        )
+
+    def scaled(self, factor):
+        """Every additive statistic multiplied by ``factor``."""
+        return GaussianStats(
+            self.covariance_type,
+            self.shift,
+            self.S0 * factor,
+            self.S1 * factor,
+            self.S2 * factor,
+            self.loglik * factor,
+            self.weight * factor,
+        )
+
+    def blend(self, other, eta):
+        """``(1 - eta) * self + eta * other`` (stepwise EM)."""
+        return self.scaled(1.0 - eta) + other.scaled(eta)
+
+
+class GaussianParams(NamedTuple):
+    """Parameters in scikit-learn's conventions (float64)."""
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+
+
+class CollapseError(ValueError):
+    """A component's covariance could not be factorised."""
+
+
+def collapse_message(component, covariance_type, dtype=np.float64):
+    where = "the tied covariance" if component is None else f"component {component}"
+    msg = (
+        "Fitting the mixture model failed because some components have "
+        "ill-defined empirical covariance (for instance caused by singleton "
+        f"or collapsed samples): the Cholesky factorisation of {where} "
+        f"({covariance_type!r} covariance) failed. Try to decrease the number of "
+        "components, increase reg_covar, or scale the input data."
+    )
+    if np.dtype(dtype) == np.float32:
+        msg += (
+            " The numerical accuracy can also be improved by passing float64"
+            " data instead of float32."
+        )
+    return msg
+
+
+def _chol_precision(cov, component, covariance_type, dtype):
+    """Upper U with U U^T = inv(cov)."""
+    try:
+        low = linalg.cholesky(cov, lower=True, check_finite=True)
+    except (linalg.LinAlgError, ValueError):
+        raise CollapseError(collapse_message(component, covariance_type, dtype)) from None
+    eye = np.eye(cov.shape[0])
+    return linalg.solve_triangular(low, eye, lower=True, check_finite=False).T
+
+
+def precisions_cholesky_from_covariances(covariances, covariance_type, dtype=np.float64):
+    """scikit-learn's ``precisions_cholesky_`` from covariances."""
+    if covariance_type == "full":
+        out = np.empty_like(covariances)
+        for k in range(covariances.shape[0]):
+            out[k] = _chol_precision(covariances[k], k, covariance_type, dtype)
+        return out
+    if covariance_type == "tied":
+        return _chol_precision(covariances, None, covariance_type, dtype)
+    bad = np.flatnonzero(~(covariances.reshape(covariances.shape[0], -1) > 0).all(axis=1))
+    if bad.size:
+        raise CollapseError(collapse_message(int(bad[0]), covariance_type, dtype))
+    return 1.0 / np.sqrt(covariances)
+
+
+def precisions_from_cholesky(prec_chol, covariance_type):
+    """``precisions_`` from ``precisions_cholesky_``."""
+    if covariance_type == "full":
+        return np.einsum("kab,kcb->kac", prec_chol, prec_chol)
+    if covariance_type == "tied":
+        return prec_chol @ prec_chol.T
+    return prec_chol**2
+
+
+def cholesky_from_precisions(precisions, covariance_type):
+    """Upper U with U U^T = precision (the flip trick of scikit-learn #26415)."""
+    if covariance_type == "full":
+        return np.stack(
+            [np.flip(linalg.cholesky(np.flip(p), lower=True)) for p in precisions]
+        )
+    if covariance_type == "tied":
+        return np.flip(linalg.cholesky(np.flip(precisions), lower=True))
+    return np.sqrt(precisions)
+
+
+def covariances_from_precisions(precisions, covariance_type):
+    if covariance_type == "full":
+        return np.stack([linalg.inv(p) for p in precisions])
+    if covariance_type == "tied":
+        return linalg.inv(precisions)
+    return 1.0 / precisions
+
+
+def log_det_cholesky(prec_chol, covariance_type, n_features):
+    """log det of the precision's Cholesky factor, per component (or scalar)."""
+    if covariance_type == "full":
+        return np.log(np.diagonal(prec_chol, axis1=1, axis2=2)).sum(axis=1)
+    if covariance_type == "tied":
+        return float(np.log(np.diag(prec_chol)).sum())
+    if covariance_type == "diag":
+        return np.log(prec_chol).sum(axis=1)
+    return n_features * np.log(prec_chol)
+
+
+def log_base(params, covariance_type):
+    """Per component: log weight + log det(prec_chol) - d/2 log(2 pi)."""
+    d = params.means.shape[1]
+    with np.errstate(divide="ignore"):
+        logw = np.log(params.weights)
+    return logw + log_det_cholesky(params.precisions_cholesky, covariance_type, d) - 0.5 * d * _LOG_2PI
+
+
+def m_step(stats, reg_covar, dtype=np.float64):
+    """Closed-form M-step: :class:`GaussianParams` from :class:`GaussianStats`.
+
+    Follows scikit-learn's estimates exactly (``nk = S0 + 10 eps``, weights
+    normalised, ``reg_covar`` added to the diagonal; spherical is the mean of
+    the diagonal), but from shifted statistics.  Raises :class:`CollapseError`
+    (a ValueError naming the component) when a covariance is not positive
+    definite.
+    """
+    ct = stats.covariance_type
+    nk = stats.S0 + _EPS
+    weights = nk / nk.sum()
+    delta = stats.S1 / nk[:, None]  # mu - c
+    means = stats.shift + delta
+    S1, S2 = stats.S1, stats.S2
+    d = means.shape[1]
+    if ct == "full":
+        S2 = np.triu(S2) + np.triu(S2, 1).transpose(0, 2, 1)
+        # sum r (x-mu)(x-mu)^T = S2 - delta S1^T - S1 delta^T + S0 delta delta^T
+        outer = np.einsum("ka,kb->kab", delta, S1)
+        scatter = S2 - outer - outer.transpose(0, 2, 1) + np.einsum(
+            "k,ka,kb->kab", stats.S0, delta, delta
+        )
+        cov = scatter / nk[:, None, None]
+        cov[:, np.arange(d), np.arange(d)] += reg_covar
+    elif ct == "tied":
+        S2 = np.triu(S2) + np.triu(S2, 1).T
+        outer = delta.T @ S1
+        scatter = S2 - outer - outer.T + (delta.T * stats.S0) @ delta
+        cov = scatter / nk.sum()
+        cov[np.arange(d), np.arange(d)] += reg_covar
+    elif ct == "diag":
+        scatter = S2 - 2 * delta * S1 + stats.S0[:, None] * delta**2
+        cov = scatter / nk[:, None] + reg_covar
+    elif ct == "spherical":
+        scatter = S2 - (2 * delta * S1).sum(axis=1) + stats.S0 * (delta**2).sum(axis=1)
+        cov = scatter / (nk * d) + reg_covar
+    else:  # pragma: no cover - dispatch is validated upstream
+        raise ValueError(f"unknown covariance_type {ct!r}")
+    prec_chol = precisions_cholesky_from_covariances(cov, ct, dtype)
+    return GaussianParams(weights, means, cov, prec_chol)
+
+
+def default_shift(params, covariance_type):
+    """The shift for the next E-step: the current means (tied: their mean)."""
+    if covariance_type == "tied":
+        center = params.weights @ params.means
+        return np.ascontiguousarray(np.broadcast_to(center, params.means.shape))
+    return np.ascontiguousarray(params.means, dtype=np.float64)

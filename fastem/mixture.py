@@ -1,0 +1,582 @@
+"""``GaussianMixture``: the EM driver and the scikit-learn API (no @njit here).
+
+Every EM iteration is one call of a fused kernel that returns shifted
+sufficient statistics (:mod:`fastem._stats`) and one closed-form M-step.
+"""
+
+import math
+import warnings
+from numbers import Integral, Real
+from time import perf_counter
+
+import numpy as np
+from scipy import linalg
+from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_feature_names, check_is_fitted
+
+from ._estep import EStepWorkspace, evaluate
+from ._kmeans import kmeans, kmeans_plusplus
+from ._stats import (
+    COVARIANCE_TYPES,
+    GaussianParams,
+    cholesky_from_precisions,
+    covariances_from_precisions,
+    default_shift,
+    m_step,
+    precisions_from_cholesky,
+)
+from ._validation import check_array_2d, check_sample_weight
+
+#: Rows used to initialise on large data (k-means or random responsibilities).
+INIT_SAMPLE_SIZE = 20_000
+
+
+def _precision_shape(covariance_type, k, d):
+    return {
+        "full": (k, d, d),
+        "tied": (d, d),
+        "diag": (k, d),
+        "spherical": (k,),
+    }[covariance_type]
+
+
+class GaussianMixture(DensityMixin, BaseEstimator):
+    """Gaussian mixture fitted by EM with fused, parallel Numba kernels.
+
+    A drop-in replacement for :class:`sklearn.mixture.GaussianMixture`: the
+    same parameters, defaults, fitted attributes, methods and BIC/AIC.  It
+    adds ``sample_weight`` to ``fit``, ``score``, ``bic`` and ``aic``.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        The number of mixture components.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+        'full': each component has its own general covariance matrix;
+        'tied': all components share one general covariance matrix;
+        'diag': each component has its own diagonal covariance matrix;
+        'spherical': each component has its own single variance.
+    tol : float, default=1e-3
+        EM stops when the change of the mean log-likelihood of the training
+        data between two iterations is below ``tol``.
+    reg_covar : float, default=1e-6
+        Non-negative regularisation added to the diagonal of covariances.
+    max_iter : int, default=100
+        The number of EM iterations to perform.
+    n_init : int, default=1
+        The number of initialisations; the best result is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        How weights, means and covariances are initialised: from the labels
+        of k-means (fastem's own parallel k-means, on a sample of at most
+        20,000 rows), from k-means++ seeds, from random responsibilities, or
+        from randomly chosen rows.
+    weights_init : array-like of shape (n_components,), default=None
+        User-provided initial weights.
+    means_init : array-like of shape (n_components, n_features), default=None
+        User-provided initial means.
+    precisions_init : array-like, default=None
+        User-provided initial precisions (inverse covariances), shaped as
+        ``precisions_``.
+    random_state : int, RandomState instance or None, default=None
+        Seed for the initialisation and for :meth:`sample`.
+    warm_start : bool, default=False
+        Start each ``fit`` from the previous solution (``n_init`` is then
+        ignored after the first fit).
+    verbose : int, default=0
+        1 prints each initialisation and iteration; 2 adds timings and the
+        change of the log-likelihood.
+    verbose_interval : int, default=10
+        Iterations between two messages.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_ : ndarray
+        (n_components, n_features, n_features) if 'full', (n_features,
+        n_features) if 'tied', (n_components, n_features) if 'diag',
+        (n_components,) if 'spherical'.
+    precisions_ : ndarray
+        Inverse covariances, shaped as ``covariances_``.
+    precisions_cholesky_ : ndarray
+        Cholesky factors of the precisions (upper triangular, precision =
+        U U^T), shaped as ``covariances_``.
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean log-likelihood of the training data at the start of the last
+        iteration of the best initialisation.
+    lower_bounds_ : list of float
+        The mean log-likelihood at every iteration of the best initialisation.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined only when X has feature names that are all strings.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastem import GaussianMixture
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
+    >>> sorted(gm.means_[:, 0].round(3).tolist())
+    [1.0, 10.0]
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "init_params": [StrOptions({"kmeans", "random", "random_from_data", "k-means++"})],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+
+    # ------------------------------------------------------------------
+    # validation
+    # ------------------------------------------------------------------
+
+    def _check_X(self, X, reset):
+        """Feature names and count (scikit-learn's rules), then our checks."""
+        _check_feature_names(self, X, reset=reset)
+        X = check_array_2d(X, estimator_name=type(self).__name__)
+        if reset:
+            self.n_features_in_ = X.shape[1]
+        elif X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} was fitted "
+                f"with {self.n_features_in_} features. Pass data with the same "
+                "columns as at fit."
+            )
+        return X
+
+    def _checked_inits(self, n_features):
+        """Validated copies of the user's ``*_init`` (hyper-parameters are
+        never modified)."""
+        k, ct = self.n_components, self.covariance_type
+        weights = means = precisions = None
+        if self.weights_init is not None:
+            weights = np.asarray(self.weights_init, dtype=np.float64)
+            if weights.shape != (k,):
+                raise ValueError(
+                    f"The parameter 'weights_init' should have the shape ({k},), "
+                    f"one weight per component, but got {weights.shape}."
+                )
+            if (weights < 0).any() or (weights > 1).any() or not np.isfinite(weights).all():
+                raise ValueError(
+                    "The parameter 'weights_init' should be in the range [0, 1], but got "
+                    f"min {weights.min():.5f}, max {weights.max():.5f}."
+                )
+            if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-8):
+                raise ValueError(
+                    "The parameter 'weights_init' should be normalized to sum to 1, but "
+                    f"got sum(weights_init) = {weights.sum():.8f}. Divide by its sum."
+                )
+        if self.means_init is not None:
+            means = np.asarray(self.means_init, dtype=np.float64)
+            if means.shape != (k, n_features):
+                raise ValueError(
+                    f"The parameter 'means_init' should have the shape ({k}, {n_features}) "
+                    f"(n_components, n_features), but got {means.shape}."
+                )
+            if not np.isfinite(means).all():
+                raise ValueError("The parameter 'means_init' contains NaN or inf values.")
+        if self.precisions_init is not None:
+            precisions = np.asarray(self.precisions_init, dtype=np.float64)
+            shape = _precision_shape(ct, k, n_features)
+            if precisions.shape != shape:
+                raise ValueError(
+                    f"The parameter 'precisions_init' should have the shape {shape} for "
+                    f"covariance_type={ct!r}, but got {precisions.shape}."
+                )
+            _check_precisions_pd(precisions, ct)
+        return weights, means, precisions
+
+    # ------------------------------------------------------------------
+    # initialisation
+    # ------------------------------------------------------------------
+
+    def _initial_params(self, X, sw, random_state, inits):
+        weights_init, means_init, precisions_init = inits
+        ct, k = self.covariance_type, self.n_components
+        if weights_init is not None and means_init is not None and precisions_init is not None:
+            prec_chol = cholesky_from_precisions(precisions_init, ct)
+            return GaussianParams(
+                weights_init.copy(), means_init.copy(),
+                covariances_from_precisions(precisions_init, ct), prec_chol,
+            )
+        n = X.shape[0]
+        if n > INIT_SAMPLE_SIZE:
+            idx = np.sort(random_state.choice(n, size=INIT_SAMPLE_SIZE, replace=False))
+            Xs = np.asarray(X[idx])
+            sws = None if sw is None else sw[idx]
+        else:
+            Xs, sws = X, sw
+        ns = Xs.shape[0]
+        if self.init_params == "kmeans":
+            _, labels = kmeans(Xs, k, random_state, sws)
+            resp = _one_hot(labels, ns, k)
+        elif self.init_params == "random":
+            resp = random_state.uniform(size=(ns, k))
+            resp /= resp.sum(axis=1)[:, None]
+        elif self.init_params == "random_from_data":
+            idx = random_state.choice(ns, size=k, replace=False)
+            resp = _one_hot_rows(idx, ns, k)
+        else:  # "k-means++"
+            _, idx = kmeans_plusplus(Xs, k, random_state, sws)
+            resp = _one_hot_rows(idx, ns, k)
+        shift = np.broadcast_to(_rough_center(Xs), (k, Xs.shape[1]))
+        ws = EStepWorkspace(ct, k, Xs.shape[1], ns)
+        dummy = GaussianParams(np.full(k, 1.0 / k), np.zeros((k, Xs.shape[1])), None,
+                               _identity_cholesky(ct, k, Xs.shape[1]))
+        stats = ws.run(Xs, sws, dummy, shift=shift, resp_in=resp)
+        params = m_step(stats, self.reg_covar, X.dtype)
+        weights, means, covs, prec_chol = params
+        if weights_init is not None:
+            weights = weights_init.copy()
+        if means_init is not None:
+            means = means_init.copy()
+        if precisions_init is not None:
+            prec_chol = cholesky_from_precisions(precisions_init, ct)
+            covs = covariances_from_precisions(precisions_init, ct)
+        return GaussianParams(weights, means, covs, prec_chol)
+
+    # ------------------------------------------------------------------
+    # fit
+    # ------------------------------------------------------------------
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate the parameters with EM.
+
+        Runs ``n_init`` initialisations (one with ``warm_start`` after the
+        first fit) and keeps the one with the largest final log-likelihood.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            float32 input is kept as float32 (the statistics are float64);
+            C or Fortran order, strided views and np.memmap are read in place.
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; a weight of 2 counts the row twice.
+
+        Returns
+        -------
+        self : GaussianMixture
+        """
+        self._fit(X, sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return the component label of each row of X.
+
+        Equal to ``fit(X).predict(X)``: the labels come from an E-step with
+        the final parameters.
+        """
+        X = self._fit(X, sample_weight)
+        return self._labels(X)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def _fit(self, X, sample_weight):
+        X = self._check_X(X, reset=True)
+        n, d = X.shape
+        if n < 2:
+            raise ValueError(
+                f"Expected n_samples >= 2 to fit a mixture, but got n_samples = {n}."
+            )
+        if n < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components but got "
+                f"n_components = {self.n_components}, n_samples = {n}. "
+                "Use fewer components or more data."
+            )
+        sw = check_sample_weight(sample_weight, n)
+        inits = self._checked_inits(d)
+        ct = self.covariance_type
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = self.n_init if do_init else 1
+        random_state = check_random_state(self.random_state)
+        workspace = EStepWorkspace(ct, self.n_components, d, n)
+
+        max_lower_bound = -np.inf
+        best = None
+        self.converged_ = False
+        for init in range(n_init):
+            self._verbose_init_beg(init)
+            if do_init:
+                params = self._initial_params(X, sw, random_state, inits)
+                lower_bound = -np.inf
+            else:
+                params = self._get_params_tuple()
+                lower_bound = self.lower_bound_
+            history = []
+            n_iter = 0
+            converged = False
+            for n_iter in range(1, self.max_iter + 1):
+                prev = lower_bound
+                stats = workspace.run(X, sw, params, shift=default_shift(params, ct))
+                lower_bound = stats.loglik / stats.weight
+                params = m_step(stats, self.reg_covar, X.dtype)
+                history.append(lower_bound)
+                change = lower_bound - prev
+                self._verbose_iter_end(n_iter, change)
+                if abs(change) < self.tol:
+                    converged = True
+                    break
+            if self.max_iter > 0:
+                self._verbose_init_end(lower_bound, converged)
+            if best is None or lower_bound > max_lower_bound:
+                max_lower_bound = lower_bound if self.max_iter > 0 else -np.inf
+                best = (params, n_iter, history, converged)
+
+        params, n_iter, history, converged = best
+        self.converged_ = converged
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+            )
+        self._set_params_tuple(params)
+        self.n_iter_ = n_iter
+        self.lower_bound_ = max_lower_bound
+        self.lower_bounds_ = history
+        return X
+
+    def _get_params_tuple(self):
+        return GaussianParams(self.weights_, self.means_, self.covariances_,
+                              self.precisions_cholesky_)
+
+    def _set_params_tuple(self, params):
+        self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
+        self.precisions_ = precisions_from_cholesky(self.precisions_cholesky_,
+                                                    self.covariance_type)
+
+    # ------------------------------------------------------------------
+    # inference (the fused kernel with statistics off)
+    # ------------------------------------------------------------------
+
+    def _prepare(self, X):
+        check_is_fitted(self)
+        return self._check_X(X, reset=False)
+
+    def _labels(self, X):
+        out = np.empty(X.shape[0], dtype=np.int64)
+        evaluate(X, self._get_params_tuple(), self.covariance_type, out_label=out)
+        return out
+
+    def score_samples(self, X):
+        """Log-likelihood of each sample, shape (n_samples,)."""
+        X = self._prepare(X)
+        out = np.empty(X.shape[0])
+        evaluate(X, self._get_params_tuple(), self.covariance_type, out_lognorm=out)
+        return out
+
+    def score(self, X, y=None, sample_weight=None):
+        """Per-sample average log-likelihood of X (weighted by sample_weight)."""
+        X = self._prepare(X)
+        sw = check_sample_weight(sample_weight, X.shape[0])
+        ll, w = evaluate(X, self._get_params_tuple(), self.covariance_type,
+                         sample_weight=sw)
+        return float(ll / w)
+
+    def predict(self, X):
+        """Label of the most probable component for each sample."""
+        return self._labels(self._prepare(X))
+
+    def predict_proba(self, X):
+        """Posterior probability of each component, shape (n_samples, n_components)."""
+        X = self._prepare(X)
+        out = np.empty((X.shape[0], self.n_components))
+        evaluate(X, self._get_params_tuple(), self.covariance_type, out_resp=out)
+        return out
+
+    def sample(self, n_samples=1):
+        """Draw samples from the fitted mixture.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,)
+            Component labels.
+        """
+        check_is_fitted(self)
+        if n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples}. The sampling requires "
+                "at least one sample."
+            )
+        _, n_features = self.means_.shape
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, self.weights_)
+        ct = self.covariance_type
+        if ct == "full":
+            X = np.vstack([rng.multivariate_normal(m, c, int(s))
+                           for m, c, s in zip(self.means_, self.covariances_, counts)])
+        elif ct == "tied":
+            X = np.vstack([rng.multivariate_normal(m, self.covariances_, int(s))
+                           for m, s in zip(self.means_, counts)])
+        else:
+            X = np.vstack([m + rng.standard_normal(size=(s, n_features)) * np.sqrt(c)
+                           for m, c, s in zip(self.means_, self.covariances_, counts)])
+        y = np.concatenate([np.full(int(s), j, dtype=np.int64) for j, s in enumerate(counts)])
+        return X, y
+
+    # ------------------------------------------------------------------
+    # information criteria
+    # ------------------------------------------------------------------
+
+    def _n_parameters(self):
+        """Number of free parameters of the model."""
+        _, d = self.means_.shape
+        k = self.n_components
+        cov_params = {
+            "full": k * d * (d + 1) / 2.0,
+            "diag": k * d,
+            "tied": d * (d + 1) / 2.0,
+            "spherical": k,
+        }[self.covariance_type]
+        return int(cov_params + d * k + k - 1)
+
+    def _total_loglik(self, X, sample_weight):
+        X = self._prepare(X)
+        sw = check_sample_weight(sample_weight, X.shape[0])
+        return evaluate(X, self._get_params_tuple(), self.covariance_type, sample_weight=sw)
+
+    def bic(self, X, sample_weight=None):
+        """Bayesian information criterion (lower is better):
+        ``-2 log L + n_parameters * log(n)``, with n the total sample weight."""
+        ll, w = self._total_loglik(X, sample_weight)
+        return -2 * ll + self._n_parameters() * math.log(w)
+
+    def aic(self, X, sample_weight=None):
+        """Akaike information criterion (lower is better):
+        ``-2 log L + 2 n_parameters``."""
+        ll, _ = self._total_loglik(X, sample_weight)
+        return -2 * ll + 2 * self._n_parameters()
+
+    # ------------------------------------------------------------------
+    # verbose output (scikit-learn's format)
+    # ------------------------------------------------------------------
+
+    def _verbose_init_beg(self, n_init):
+        if self.verbose >= 1:
+            print("Initialization %d" % n_init)
+        if self.verbose >= 2:
+            self._init_prev_time = perf_counter()
+            self._iter_prev_time = self._init_prev_time
+
+    def _verbose_iter_end(self, n_iter, diff_ll):
+        if n_iter % self.verbose_interval == 0:
+            if self.verbose == 1:
+                print("  Iteration %d" % n_iter)
+            elif self.verbose >= 2:
+                now = perf_counter()
+                print("  Iteration %d\t time lapse %.5fs\t ll change %.5f"
+                      % (n_iter, now - self._iter_prev_time, diff_ll))
+                self._iter_prev_time = now
+
+    def _verbose_init_end(self, lb, converged):
+        msg = "converged" if converged else "did not converge"
+        if self.verbose == 1:
+            print(f"Initialization {msg}.")
+        elif self.verbose >= 2:
+            t = perf_counter() - self._init_prev_time
+            print(f"Initialization {msg}. time lapse {t:.5f}s\t lower bound {lb:.5f}.")
+
+
+def _check_precisions_pd(precisions, covariance_type):
+    name = f"'precisions_init' ({covariance_type!r})"
+    if not np.isfinite(precisions).all():
+        raise ValueError(f"The parameter {name} contains NaN or inf values.")
+    if covariance_type in ("diag", "spherical"):
+        if (precisions <= 0).any():
+            raise ValueError(
+                f"The parameter {name} should be positive, but got a minimum of "
+                f"{precisions.min()}."
+            )
+        return
+    mats = precisions[None] if covariance_type == "tied" else precisions
+    for k, p in enumerate(mats):
+        if not np.allclose(p, p.T):
+            raise ValueError(
+                f"The parameter {name} should be symmetric, positive-definite, but "
+                f"matrix {k} is not symmetric."
+            )
+        eig = linalg.eigvalsh(p)
+        if eig.min() <= 0:
+            raise ValueError(
+                f"The parameter {name} should be symmetric, positive-definite, but "
+                f"matrix {k} has smallest eigenvalue {eig.min():.3g}."
+            )
+
+
+def _one_hot(labels, n, k):
+    resp = np.zeros((n, k))
+    resp[np.arange(n), labels] = 1.0
+    return resp
+
+
+def _one_hot_rows(indices, n, k):
+    resp = np.zeros((n, k))
+    resp[indices, np.arange(k)] = 1.0
+    return resp
+
+
+def _rough_center(X):
+    """Mean of up to 1,000 evenly spaced rows: a shift near the data."""
+    n = X.shape[0]
+    step = max(1, n // 1000)
+    return np.asarray(X[::step], dtype=np.float64).mean(axis=0)
+
+
+def _identity_cholesky(covariance_type, k, d):
+    return {
+        "full": np.broadcast_to(np.eye(d), (k, d, d)),
+        "tied": np.eye(d),
+        "diag": np.ones((k, d)),
+        "spherical": np.ones(k),
+    }[covariance_type]
