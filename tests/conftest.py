@@ -1,0 +1,59 @@
+import contextlib
+
+import numba
+import numpy as np
+import pytest
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+
+@contextlib.contextmanager
+def numba_threads(n):
+    """Run with ``n`` Numba threads, restoring the previous count."""
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def blobs(n=1500, d=3, k=3, seed=0, spread=4.0, offset=0.0):
+    """Gaussian blobs with random full covariances."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=spread, size=(k, d))
+    labels = rng.integers(0, k, size=n)
+    X = np.empty((n, d))
+    for j in range(k):
+        a = rng.normal(size=(d, d)) / np.sqrt(d) + 0.5 * np.eye(d)
+        rows = labels == j
+        X[rows] = rng.normal(size=(rows.sum(), d)) @ a.T + centers[j]
+    return X + offset
+
+
+def random_params(X, k, covariance_type, seed=0):
+    """Plausible mixture parameters (weights, means, covariances) for X."""
+    rng = np.random.default_rng(seed)
+    n, d = X.shape
+    weights = rng.dirichlet(np.full(k, 3.0))
+    means = X[rng.choice(n, size=k, replace=False)].astype(np.float64)
+    var = X.var(axis=0).mean()
+    if covariance_type == "full":
+        covs = []
+        for _ in range(k):
+            a = rng.normal(size=(d, d))
+            covs.append(var * (a @ a.T / d + 0.5 * np.eye(d)))
+        cov = np.array(covs)
+    elif covariance_type == "tied":
+        a = rng.normal(size=(d, d))
+        cov = var * (a @ a.T / d + 0.5 * np.eye(d))
+    elif covariance_type == "diag":
+        cov = var * rng.uniform(0.3, 2.0, size=(k, d))
+    else:
+        cov = var * rng.uniform(0.3, 2.0, size=k)
+    return weights, means, cov
+
+
+@pytest.fixture(params=COVARIANCE_TYPES)
+def covariance_type(request):
+    return request.param

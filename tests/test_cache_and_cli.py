@@ -1,0 +1,89 @@
+"""Numba's on-disk cache across processes and thread counts; the demo CLI;
+the OpenMP wait policy."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fastem.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_CHILD = r"""
+import json, sys, time
+import numpy as np
+t0 = time.perf_counter()
+import fastem
+from fastem._kernels.gaussian import _estep_stats_diag
+from fastem.datasets import load_faithful
+X, _ = load_faithful()
+gm = fastem.GaussianMixture(2, covariance_type="diag", random_state=0).fit(X)
+print(json.dumps({
+    "means": gm.means_.tolist(),
+    "lb": gm.lower_bounds_,
+    "hits": sum(_estep_stats_diag.stats.cache_hits.values()),
+    "misses": sum(_estep_stats_diag.stats.cache_misses.values()),
+    "seconds": time.perf_counter() - t0,
+}))
+"""
+
+
+def _child(cache_dir, threads):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), NUMBA_NUM_THREADS=str(threads),
+               PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
+                         text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_cache_reloads_after_thread_count_changes(tmp_path):
+    cold = _child(tmp_path, threads=2)
+    warm = _child(tmp_path, threads=1)
+    assert cold["misses"] >= 1 and cold["hits"] == 0
+    assert warm["hits"] >= 1 and warm["misses"] == 0
+    assert warm["means"] == cold["means"]  # bitwise, across thread counts
+    assert warm["lb"] == cold["lb"]
+    assert any(p.suffix == ".nbi" for p in Path(tmp_path).rglob("*"))
+
+
+def test_omp_wait_policy_is_passive_by_default():
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", "import os, fastem; print(os.environ['OMP_WAIT_POLICY'])"],
+        env=env, capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "PASSIVE"
+
+
+def test_demo_prints_bic_table_choice_and_timing(capsys):
+    rc = main(["demo", "--n", "20000", "--d", "3", "--k", "3", "--iters", "2",
+               "--sk-iters", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    table = [line for line in out.splitlines() if line[:3].strip().isdigit()]
+    assert len(table) == 6
+    assert all(len(line.split()) == 5 for line in table)
+    bics = np.array([[float(v) for v in line.split()[1:]] for line in table])
+    assert np.isfinite(bics).all()
+    assert "Chosen by BIC: k=2, covariance_type='full'" in out
+    assert "ms per EM iteration" in out and "ratio" in out
+
+
+def test_module_entry_point_runs_demo():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-m", "fastem", "demo", "--no-speed"], env=env,
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "Chosen by BIC" in out.stdout
+
+
+def test_cli_reports_errors_without_traceback():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-m", "fastem", "demo", "--n", "nope"], env=env,
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr and "invalid int value" in out.stderr
