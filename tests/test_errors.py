@@ -270,3 +270,22 @@ def test_precisions_init_wrong_shape(covariance_type, precisions):
                          precisions_init=precisions)
     with pytest.raises(ValueError, match=r"(?i)precision|shape|dim"):
         gm.fit(make_X())
+
+
+# --- Cholesky failure: names the component and gives the advice -------------
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_cholesky_failure_names_component_and_suggests_fixes(covariance_type):
+    # two distinct points, three components and no regularisation: a
+    # component ends up with a singular covariance
+    X = np.array([[0.0, 0.0], [1.0, 1.0]] * 20)
+    gm = GaussianMixture(3, covariance_type=covariance_type, reg_covar=0.0,
+                         init_params="random_from_data", random_state=0)
+    with pytest.raises(ValueError) as info:
+        gm.fit(X)
+    msg = str(info.value)
+    assert re.search(r"(?i)component \d|tied covariance", msg), msg
+    assert "reg_covar" in msg
+    assert re.search(r"(?i)decrease the number of components", msg)
+    assert re.search(r"(?i)scale the input", msg)
