@@ -45,14 +45,21 @@ block      int             in     rows per block
 ========== =============== ====== ==============================================
 """
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
 from .._config import JIT_OPTIONS
+from .vecmath import _exp_le0, _log_pos
 
 _NEG_INF = -np.inf
+#: Responsibilities below exp(_RESP_FLUSH) relative to the largest one (about
+#: 7e-218) are set to 0: they cannot change any statistic, and their products
+#: would otherwise underflow into subnormal numbers, which cost ~100 cycles
+#: each on x86 and made iterations 3x slower on well-separated data.
+_RESP_FLUSH = -500.0
+#: Extra columns in every (rows, block) scratch: rows exactly 2 KiB apart
+#: alias to the same L1 sets and made the transposing copy 4x slower.
+_PAD = 8
 
 
 # --------------------------------------------------------------------------
@@ -92,12 +99,13 @@ def _normalise_block(wlp, nb, resp, lognorm, mx):
         lognorm[t] = 0.0
     for k in range(K):
         for t in range(nb):
-            e = math.exp(wlp[k, t] - mx[t])
+            a = wlp[k, t] - mx[t]
+            e = 0.0 if a < _RESP_FLUSH else _exp_le0(a)
             resp[k, t] = e
             lognorm[t] += e
     for t in range(nb):
         total = lognorm[t]
-        lognorm[t] = mx[t] + math.log(total)
+        lognorm[t] = mx[t] + _log_pos(total)
         mx[t] = 1.0 / total if total > 0.0 else 0.0
     for k in range(K):
         for t in range(nb):
@@ -167,6 +175,44 @@ def _first_moments_block(xt, nb, w, resp, shift, k, r, diff, S0, S1):
 
 
 @njit(**JIT_OPTIONS)
+def _scatter_upper_block(nb, r, diff, rd, S2):
+    """S2[a, b] += sum_t r[t] diff[a, t] diff[b, t] for a <= b.
+
+    2x2 tiles of (a, b): each loaded value feeds two multiply-adds.
+    ``rd`` is a (d, block) scratch.
+    """
+    d = diff.shape[0]
+    for a in range(d):
+        for t in range(nb):
+            rd[a, t] = r[t] * diff[a, t]
+    for a in range(0, d, 2):
+        a1 = min(a + 1, d - 1)
+        for b in range(a, d, 2):
+            b1 = min(b + 1, d - 1)
+            s00 = 0.0
+            s01 = 0.0
+            s10 = 0.0
+            s11 = 0.0
+            for t in range(nb):
+                x0 = rd[a, t]
+                x1 = rd[a1, t]
+                y0 = diff[b, t]
+                y1 = diff[b1, t]
+                s00 += x0 * y0
+                s01 += x0 * y1
+                s10 += x1 * y0
+                s11 += x1 * y1
+            S2[a, b] += s00
+            if b1 != b:
+                S2[a, b1] += s01
+            if a1 != a:
+                if b >= a1:
+                    S2[a1, b] += s10
+                if b1 != b:
+                    S2[a1, b1] += s11
+
+
+@njit(**JIT_OPTIONS)
 def _slot_range(s, n_slots, n_blocks):
     return (s * n_blocks) // n_slots, ((s + 1) * n_blocks) // n_slots
 
@@ -203,18 +249,10 @@ def _logprob_block_full(xt, nb, means, prec_chol, base, wlp, diff, y, acc):
 
 @njit(**JIT_OPTIONS)
 def _stats_block_full(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
-    d = xt.shape[0]
     K = resp.shape[0]
     for k in range(K):
         _first_moments_block(xt, nb, w, resp, shift, k, r, diff, S0, S1)
-        for a in range(d):
-            for t in range(nb):
-                rd[t] = r[t] * diff[a, t]
-            for b in range(a, d):
-                s2 = 0.0
-                for t in range(nb):
-                    s2 += rd[t] * diff[b, t]
-                S2[k, a, b] += s2
+        _scatter_upper_block(nb, r, diff, rd, S2[k])
 
 
 @njit(parallel=True, **JIT_OPTIONS)
@@ -232,11 +270,12 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     K = means.shape[0]
     n_slots = S0s.shape[0]
     n_blocks = (n + block - 1) // block
-    xt = np.empty((n_slots, d, block), dtype=X.dtype)
-    diff = np.empty((n_slots, d, block))
-    wlp = np.empty((n_slots, K, block))
-    resp = np.empty((n_slots, K, block))
-    vec = np.empty((n_slots, 5, block))
+    xt = np.empty((n_slots, d, block + _PAD), dtype=X.dtype)
+    diff = np.empty((n_slots, d, block + _PAD))
+    rdb = np.empty((n_slots, d, block + _PAD))
+    wlp = np.empty((n_slots, K, block + _PAD))
+    resp = np.empty((n_slots, K, block + _PAD))
+    vec = np.empty((n_slots, 5, block + _PAD))
     for s in prange(n_slots):
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
@@ -259,7 +298,7 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             ws += bws
             if do_stats:
                 _stats_block_full(xt[s], nb, vec[s, 0], resp[s], shift, S0s[s],
-                                  S1s[s], S2s[s], vec[s, 1], vec[s, 2], diff[s])
+                                  S1s[s], S2s[s], vec[s, 1], rdb[s], diff[s])
         lls[s] = ll
         wsums[s] = ws
 
@@ -313,14 +352,7 @@ def _stats_block_tied(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
     for t in range(nb):
         r[t] *= w[t]
     # diff holds x - shift[K-1] == x - shift[0] (all rows of shift are equal)
-    for a in range(d):
-        for t in range(nb):
-            rd[t] = r[t] * diff[a, t]
-        for b in range(a, d):
-            s2 = 0.0
-            for t in range(nb):
-                s2 += rd[t] * diff[b, t]
-            S2[a, b] += s2
+    _scatter_upper_block(nb, r, diff, rd, S2)
 
 
 @njit(parallel=True, **JIT_OPTIONS)
@@ -348,12 +380,13 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             for b in range(a + 1):
                 v += (means[k, b] - center[b]) * prec_chol[b, a]
             mp[k, a] = v
-    xt = np.empty((n_slots, d, block), dtype=X.dtype)
-    diff = np.empty((n_slots, d, block))
-    xpb = np.empty((n_slots, d, block))
-    wlp = np.empty((n_slots, K, block))
-    resp = np.empty((n_slots, K, block))
-    vec = np.empty((n_slots, 5, block))
+    xt = np.empty((n_slots, d, block + _PAD), dtype=X.dtype)
+    diff = np.empty((n_slots, d, block + _PAD))
+    rdb = np.empty((n_slots, d, block + _PAD))
+    xpb = np.empty((n_slots, d, block + _PAD))
+    wlp = np.empty((n_slots, K, block + _PAD))
+    resp = np.empty((n_slots, K, block + _PAD))
+    vec = np.empty((n_slots, 5, block + _PAD))
     for s in prange(n_slots):
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
@@ -376,7 +409,7 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             ws += bws
             if do_stats:
                 _stats_block_tied(xt[s], nb, vec[s, 0], resp[s], shift, S0s[s],
-                                  S1s[s], S2s[s], vec[s, 1], vec[s, 2], diff[s])
+                                  S1s[s], S2s[s], vec[s, 1], rdb[s], diff[s])
         lls[s] = ll
         wsums[s] = ws
 
@@ -405,16 +438,32 @@ def _logprob_block_diag(xt, nb, means, prec_chol, base, wlp):
 
 
 @njit(**JIT_OPTIONS)
+def _weighted_resp(nb, w, resp, k, r):
+    """r = w * resp[k]; returns sum(r)."""
+    s0 = 0.0
+    for t in range(nb):
+        v = resp[k, t] * w[t]
+        r[t] = v
+        s0 += v
+    return s0
+
+
+@njit(**JIT_OPTIONS)
 def _stats_block_diag(xt, nb, w, resp, shift, S0, S1, S2, r, diff):
     d = xt.shape[0]
     K = resp.shape[0]
     for k in range(K):
-        _first_moments_block(xt, nb, w, resp, shift, k, r, diff, S0, S1)
+        S0[k] += _weighted_resp(nb, w, resp, k, r)
         for j in range(d):
+            c = shift[k, j]
+            s1 = 0.0
             s2 = 0.0
             for t in range(nb):
-                v = diff[j, t]
-                s2 += r[t] * v * v
+                v = xt[j, t] - c
+                rv = r[t] * v
+                s1 += rv
+                s2 += rv * v
+            S1[k, j] += s1
             S2[k, j] += s2
 
 
@@ -432,11 +481,11 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     K = means.shape[0]
     n_slots = S0s.shape[0]
     n_blocks = (n + block - 1) // block
-    xt = np.empty((n_slots, d, block), dtype=X.dtype)
-    diff = np.empty((n_slots, d, block))
-    wlp = np.empty((n_slots, K, block))
-    resp = np.empty((n_slots, K, block))
-    vec = np.empty((n_slots, 5, block))
+    xt = np.empty((n_slots, d, block + _PAD), dtype=X.dtype)
+    diff = np.empty((n_slots, d, block + _PAD))
+    wlp = np.empty((n_slots, K, block + _PAD))
+    resp = np.empty((n_slots, K, block + _PAD))
+    vec = np.empty((n_slots, 5, block + _PAD))
     for s in prange(n_slots):
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
@@ -491,12 +540,17 @@ def _stats_block_spherical(xt, nb, w, resp, shift, S0, S1, S2, r, diff):
     d = xt.shape[0]
     K = resp.shape[0]
     for k in range(K):
-        _first_moments_block(xt, nb, w, resp, shift, k, r, diff, S0, S1)
+        S0[k] += _weighted_resp(nb, w, resp, k, r)
         s2 = 0.0
         for j in range(d):
+            c = shift[k, j]
+            s1 = 0.0
             for t in range(nb):
-                v = diff[j, t]
-                s2 += r[t] * v * v
+                v = xt[j, t] - c
+                rv = r[t] * v
+                s1 += rv
+                s2 += rv * v
+            S1[k, j] += s1
         S2[k] += s2
 
 
@@ -514,11 +568,11 @@ def _estep_stats_spherical(X, sw, means, prec_chol, base, shift, resp_in,
     K = means.shape[0]
     n_slots = S0s.shape[0]
     n_blocks = (n + block - 1) // block
-    xt = np.empty((n_slots, d, block), dtype=X.dtype)
-    diff = np.empty((n_slots, d, block))
-    wlp = np.empty((n_slots, K, block))
-    resp = np.empty((n_slots, K, block))
-    vec = np.empty((n_slots, 5, block))
+    xt = np.empty((n_slots, d, block + _PAD), dtype=X.dtype)
+    diff = np.empty((n_slots, d, block + _PAD))
+    wlp = np.empty((n_slots, K, block + _PAD))
+    resp = np.empty((n_slots, K, block + _PAD))
+    vec = np.empty((n_slots, 5, block + _PAD))
     for s in prange(n_slots):
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
