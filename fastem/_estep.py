@@ -8,11 +8,26 @@ share one signature.  Slot buffers are allocated once per fit by
 import numpy as np
 
 from . import _config
-from ._kernels.gaussian import ESTEP_KERNELS
+from ._kernels.gaussian import BLAS_MIN_FEATURES, ESTEP_KERNELS
 from ._stats import GaussianStats, default_shift, log_base, s2_shape
 
 _EMPTY_W = np.empty(0, dtype=np.float64)
 _EMPTY_I = np.empty(0, dtype=np.int64)
+
+
+_BLAS_CONTROLLER = None
+
+
+def _single_threaded_blas():
+    """BLAS limited to one thread while the parallel kernel calls it (each
+    Numba thread makes its own small products; BLAS threads on top would
+    oversubscribe the cores)."""
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
 def n_slots_for(n_rows, block=None):
@@ -51,6 +66,7 @@ class EStepWorkspace:
         self.S2s = np.zeros((ns,) + s2_shape(covariance_type, K, d))
         self.lls = np.zeros(ns)
         self.wsums = np.zeros(ns)
+        self.uses_blas = covariance_type == "full" and n_features >= BLAS_MIN_FEATURES
 
     def run(self, X, sample_weight, params, *, shift=None, do_stats=True,
             resp_in=None, out_lognorm=None, out_resp=None, out_label=None):
@@ -65,13 +81,18 @@ class EStepWorkspace:
         sw = _EMPTY_W if sample_weight is None else sample_weight
         if resp_in is None:
             resp_in = np.empty((0, K))
-        self.kernel(
+        args = (
             kernel_array(X), sw, means, prec, base, shift, resp_in, do_stats,
             _EMPTY_W if out_lognorm is None else out_lognorm,
             np.empty((0, K)) if out_resp is None else out_resp,
             _EMPTY_I if out_label is None else out_label,
             self.S0s, self.S1s, self.S2s, self.lls, self.wsums, self.block,
         )
+        if self.uses_blas:
+            with _single_threaded_blas():
+                self.kernel(*args)
+        else:
+            self.kernel(*args)
         # serial, in-order reduction over slots: thread-count independent
         loglik = float(np.add.reduce(self.lls))
         weight = float(np.add.reduce(self.wsums))

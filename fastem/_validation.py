@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 from scipy import sparse
 
-_FINITE_CHUNK = 65536
+_FINITE_CHUNK = 8192
 
 
 def _describe(X):

@@ -78,6 +78,17 @@ def main(argv=None):
     demo.add_argument("--sk-iters", type=int, default=3, help="scikit-learn EM iterations timed")
     demo.add_argument("--no-speed", action="store_true", help="skip the timing part")
     demo.set_defaults(func=_demo)
+    bench = sub.add_parser(
+        "bench",
+        help="time EM iterations against scikit-learn side by side",
+        description="Time EM iterations of fastem and scikit-learn from identical "
+        "parameters (medians of interleaved repeats); --full runs the whole grid, "
+        "float32, memory, cold start and thread scaling and writes docs/benchmarks.md.",
+    )
+    from .bench import add_arguments, run_from_args
+
+    add_arguments(bench)
+    bench.set_defaults(func=run_from_args)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -30,8 +30,12 @@ from ._stats import (
 )
 from ._validation import check_array_2d, check_sample_weight
 
-#: Rows used to initialise on large data (k-means or random responsibilities).
-INIT_SAMPLE_SIZE = 20_000
+#: Rows used to initialise on large data (k-means or random responsibilities):
+#: at least this many, and at least _INIT_ROWS_PER_COMPONENT per component.
+INIT_SAMPLE_SIZE = 4096
+_INIT_ROWS_PER_COMPONENT = 256
+#: Rows per chunk when forming the initial statistics from responsibilities.
+_INIT_CHUNK = 1024
 
 
 def _precision_shape(covariance_type, k, d):
@@ -70,8 +74,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         The number of initialisations; the best result is kept.
     init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
         How weights, means and covariances are initialised: from the labels
-        of k-means (fastem's own parallel k-means, on a sample of at most
-        20,000 rows), from k-means++ seeds, from random responsibilities, or
+        of k-means (fastem's own parallel k-means, on a random sample of
+        max(4096, 256 * n_components) rows when X is larger), from k-means++ seeds, from random responsibilities, or
         from randomly chosen rows.
     weights_init : array-like of shape (n_components,), default=None
         User-provided initial weights.
@@ -248,31 +252,48 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 weights_init.copy(), means_init.copy(),
                 covariances_from_precisions(precisions_init, ct), prec_chol,
             )
-        n = X.shape[0]
-        if n > INIT_SAMPLE_SIZE:
-            idx = np.sort(random_state.choice(n, size=INIT_SAMPLE_SIZE, replace=False))
+        n, d = X.shape
+        n_sample = max(INIT_SAMPLE_SIZE, _INIT_ROWS_PER_COMPONENT * k)
+        if n > n_sample:
+            idx = np.sort(random_state.choice(n, size=n_sample, replace=False))
             Xs = np.asarray(X[idx])
             sws = None if sw is None else sw[idx]
         else:
             Xs, sws = X, sw
         ns = Xs.shape[0]
+        labels = None
         if self.init_params == "kmeans":
             _, labels = kmeans(Xs, k, random_state, sws)
-            resp = _one_hot(labels, ns, k)
         elif self.init_params == "random":
-            resp = random_state.uniform(size=(ns, k))
-            resp /= resp.sum(axis=1)[:, None]
-        elif self.init_params == "random_from_data":
-            idx = random_state.choice(ns, size=k, replace=False)
-            resp = _one_hot_rows(idx, ns, k)
-        else:  # "k-means++"
-            _, idx = kmeans_plusplus(Xs, k, random_state, sws)
-            resp = _one_hot_rows(idx, ns, k)
-        shift = np.broadcast_to(_rough_center(Xs), (k, Xs.shape[1]))
-        ws = EStepWorkspace(ct, k, Xs.shape[1], ns)
-        dummy = GaussianParams(np.full(k, 1.0 / k), np.zeros((k, Xs.shape[1])), None,
-                               _identity_cholesky(ct, k, Xs.shape[1]))
-        stats = ws.run(Xs, sws, dummy, shift=shift, resp_in=resp)
+            seed = random_state.randint(np.iinfo(np.int32).max)
+        else:
+            if self.init_params == "random_from_data":
+                chosen = random_state.choice(ns, size=k, replace=False)
+            else:  # "k-means++"
+                _, chosen = kmeans_plusplus(Xs, k, random_state, sws)
+            labels = np.full(ns, -1, dtype=np.int64)  # rows not chosen weigh 0
+            labels[chosen] = np.arange(k)
+        # statistics of the sample from hard labels or random responsibilities,
+        # summed over chunks so that no (n, k) array is formed
+        shift = np.broadcast_to(_rough_center(Xs), (k, d))
+        dummy = GaussianParams(np.full(k, 1.0 / k), np.zeros((k, d)), None,
+                               _identity_cholesky(ct, k, d))
+        ws = EStepWorkspace(ct, k, d, min(ns, _INIT_CHUNK))
+        rng = np.random.RandomState(seed) if labels is None else None
+        stats = None
+        for i0 in range(0, ns, _INIT_CHUNK):
+            i1 = min(ns, i0 + _INIT_CHUNK)
+            if labels is None:
+                resp = rng.uniform(size=(i1 - i0, k))
+                resp /= resp.sum(axis=1)[:, None]
+            else:
+                resp = np.zeros((i1 - i0, k))
+                lab = labels[i0:i1]
+                rows = np.flatnonzero(lab >= 0)
+                resp[rows, lab[rows]] = 1.0
+            part = ws.run(Xs[i0:i1], None if sws is None else sws[i0:i1], dummy,
+                          shift=shift, resp_in=resp)
+            stats = part if stats is None else stats + part
         params = m_step(stats, self.reg_covar, X.dtype)
         weights, means, covs, prec_chol = params
         if weights_init is not None:
@@ -552,18 +573,6 @@ def _check_precisions_pd(precisions, covariance_type):
                 f"The parameter {name} should be symmetric, positive-definite, but "
                 f"matrix {k} has smallest eigenvalue {eig.min():.3g}."
             )
-
-
-def _one_hot(labels, n, k):
-    resp = np.zeros((n, k))
-    resp[np.arange(n), labels] = 1.0
-    return resp
-
-
-def _one_hot_rows(indices, n, k):
-    resp = np.zeros((n, k))
-    resp[indices, np.arange(k)] = 1.0
-    return resp
 
 
 def _rough_center(X):

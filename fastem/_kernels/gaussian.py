@@ -222,26 +222,41 @@ def _slot_range(s, n_slots, n_blocks):
 # --------------------------------------------------------------------------
 
 
+#: From this many features on, the triangular product of the full kernel is a
+#: BLAS matrix product (np.dot into a preallocated buffer; ~1.4x faster at
+#: d=64, no faster at d=16). The caller pins BLAS to one thread.
+BLAS_MIN_FEATURES = 32
+
+
 @njit(**JIT_OPTIONS)
-def _logprob_block_full(xt, nb, means, prec_chol, base, wlp, diff, y, acc):
+def _logprob_block_full(xt, nb, means, prec_chol, prec_chol_t, base, wlp, diff, ybuf,
+                        y, acc):
     d = xt.shape[0]
     K = means.shape[0]
+    use_blas = d >= BLAS_MIN_FEATURES
+    width = diff.shape[1] if use_blas else nb  # BLAS needs whole, contiguous rows
     for k in range(K):
         for j in range(d):
             m = means[k, j]
-            for t in range(nb):
+            for t in range(width):
                 diff[j, t] = xt[j, t] - m
         for t in range(nb):
             acc[t] = 0.0
-        for a in range(d):
-            for t in range(nb):
-                y[t] = 0.0
-            for b in range(a + 1):
-                c = prec_chol[k, b, a]
+        if use_blas:
+            np.dot(prec_chol_t[k], diff, ybuf)  # y = U^T (x - mu)
+            for a in range(d):
                 for t in range(nb):
-                    y[t] += c * diff[b, t]
-            for t in range(nb):
-                acc[t] += y[t] * y[t]
+                    acc[t] += ybuf[a, t] * ybuf[a, t]
+        else:
+            for a in range(d):
+                for t in range(nb):
+                    y[t] = 0.0
+                for b in range(a + 1):
+                    c = prec_chol[k, b, a]
+                    for t in range(nb):
+                        y[t] += c * diff[b, t]
+                for t in range(nb):
+                    acc[t] += y[t] * y[t]
         bk = base[k]
         for t in range(nb):
             wlp[k, t] = bk - 0.5 * acc[t]
@@ -270,13 +285,18 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     K = means.shape[0]
     n_slots = S0s.shape[0]
     n_blocks = (n + block - 1) // block
-    xt = np.empty((n_slots, d, block + _PAD), dtype=X.dtype)
-    diff = np.empty((n_slots, d, block + _PAD))
-    rdb = np.empty((n_slots, d, block + _PAD))
-    wlp = np.empty((n_slots, K, block + _PAD))
-    resp = np.empty((n_slots, K, block + _PAD))
-    vec = np.empty((n_slots, 5, block + _PAD))
+    prec_chol_t = np.empty_like(prec_chol)
+    for k in range(K):
+        prec_chol_t[k] = prec_chol[k].T
     for s in prange(n_slots):
+        # zero-filled: the BLAS path reads whole rows, tails included
+        xt = np.zeros((d, block + _PAD), dtype=X.dtype)
+        diff = np.zeros((d, block + _PAD))
+        ybuf = np.empty((d, block + _PAD))
+        rdb = np.empty((d, block + _PAD))
+        wlp = np.empty((K, block + _PAD))
+        resp = np.empty((K, block + _PAD))
+        vec = np.empty((5, block + _PAD))
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
         S2s[s, :, :, :] = 0.0
@@ -286,19 +306,19 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
         for blk in range(b0, b1):
             i0 = blk * block
             nb = min(block, n - i0)
-            _load_block(X, sw, i0, nb, xt[s], vec[s, 0])
+            _load_block(X, sw, i0, nb, xt, vec[0])
             if resp_in.shape[0] == 0:
-                _logprob_block_full(xt[s], nb, means, prec_chol, base, wlp[s],
-                                    diff[s], vec[s, 1], vec[s, 2])
-            _responsibilities_block(resp_in, i0, nb, wlp[s], resp[s],
-                                    vec[s, 3], vec[s, 4])
-            bll, bws = _outputs_block(i0, nb, vec[s, 0], resp[s], vec[s, 3],
+                _logprob_block_full(xt, nb, means, prec_chol, prec_chol_t, base,
+                                    wlp, diff, ybuf, vec[1], vec[2])
+            _responsibilities_block(resp_in, i0, nb, wlp, resp,
+                                    vec[3], vec[4])
+            bll, bws = _outputs_block(i0, nb, vec[0], resp, vec[3],
                                       out_lognorm, out_resp, out_label)
             ll += bll
             ws += bws
             if do_stats:
-                _stats_block_full(xt[s], nb, vec[s, 0], resp[s], shift, S0s[s],
-                                  S1s[s], S2s[s], vec[s, 1], rdb[s], diff[s])
+                _stats_block_full(xt, nb, vec[0], resp, shift, S0s[s],
+                                  S1s[s], S2s[s], vec[1], rdb, diff)
         lls[s] = ll
         wsums[s] = ws
 
@@ -380,14 +400,14 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             for b in range(a + 1):
                 v += (means[k, b] - center[b]) * prec_chol[b, a]
             mp[k, a] = v
-    xt = np.empty((n_slots, d, block + _PAD), dtype=X.dtype)
-    diff = np.empty((n_slots, d, block + _PAD))
-    rdb = np.empty((n_slots, d, block + _PAD))
-    xpb = np.empty((n_slots, d, block + _PAD))
-    wlp = np.empty((n_slots, K, block + _PAD))
-    resp = np.empty((n_slots, K, block + _PAD))
-    vec = np.empty((n_slots, 5, block + _PAD))
     for s in prange(n_slots):
+        xt = np.empty((d, block + _PAD), dtype=X.dtype)
+        diff = np.empty((d, block + _PAD))
+        rdb = np.empty((d, block + _PAD))
+        xpb = np.empty((d, block + _PAD))
+        wlp = np.empty((K, block + _PAD))
+        resp = np.empty((K, block + _PAD))
+        vec = np.empty((5, block + _PAD))
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
         S2s[s, :, :] = 0.0
@@ -397,19 +417,19 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
         for blk in range(b0, b1):
             i0 = blk * block
             nb = min(block, n - i0)
-            _load_block(X, sw, i0, nb, xt[s], vec[s, 0])
+            _load_block(X, sw, i0, nb, xt, vec[0])
             if resp_in.shape[0] == 0:
-                _logprob_block_tied(xt[s], nb, center, mp, prec_chol, base,
-                                    wlp[s], diff[s], xpb[s])
-            _responsibilities_block(resp_in, i0, nb, wlp[s], resp[s],
-                                    vec[s, 3], vec[s, 4])
-            bll, bws = _outputs_block(i0, nb, vec[s, 0], resp[s], vec[s, 3],
+                _logprob_block_tied(xt, nb, center, mp, prec_chol, base,
+                                    wlp, diff, xpb)
+            _responsibilities_block(resp_in, i0, nb, wlp, resp,
+                                    vec[3], vec[4])
+            bll, bws = _outputs_block(i0, nb, vec[0], resp, vec[3],
                                       out_lognorm, out_resp, out_label)
             ll += bll
             ws += bws
             if do_stats:
-                _stats_block_tied(xt[s], nb, vec[s, 0], resp[s], shift, S0s[s],
-                                  S1s[s], S2s[s], vec[s, 1], rdb[s], diff[s])
+                _stats_block_tied(xt, nb, vec[0], resp, shift, S0s[s],
+                                  S1s[s], S2s[s], vec[1], rdb, diff)
         lls[s] = ll
         wsums[s] = ws
 
@@ -481,12 +501,12 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     K = means.shape[0]
     n_slots = S0s.shape[0]
     n_blocks = (n + block - 1) // block
-    xt = np.empty((n_slots, d, block + _PAD), dtype=X.dtype)
-    diff = np.empty((n_slots, d, block + _PAD))
-    wlp = np.empty((n_slots, K, block + _PAD))
-    resp = np.empty((n_slots, K, block + _PAD))
-    vec = np.empty((n_slots, 5, block + _PAD))
     for s in prange(n_slots):
+        xt = np.empty((d, block + _PAD), dtype=X.dtype)
+        diff = np.empty((d, block + _PAD))
+        wlp = np.empty((K, block + _PAD))
+        resp = np.empty((K, block + _PAD))
+        vec = np.empty((5, block + _PAD))
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
         S2s[s, :, :] = 0.0
@@ -496,18 +516,18 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
         for blk in range(b0, b1):
             i0 = blk * block
             nb = min(block, n - i0)
-            _load_block(X, sw, i0, nb, xt[s], vec[s, 0])
+            _load_block(X, sw, i0, nb, xt, vec[0])
             if resp_in.shape[0] == 0:
-                _logprob_block_diag(xt[s], nb, means, prec_chol, base, wlp[s])
-            _responsibilities_block(resp_in, i0, nb, wlp[s], resp[s],
-                                    vec[s, 3], vec[s, 4])
-            bll, bws = _outputs_block(i0, nb, vec[s, 0], resp[s], vec[s, 3],
+                _logprob_block_diag(xt, nb, means, prec_chol, base, wlp)
+            _responsibilities_block(resp_in, i0, nb, wlp, resp,
+                                    vec[3], vec[4])
+            bll, bws = _outputs_block(i0, nb, vec[0], resp, vec[3],
                                       out_lognorm, out_resp, out_label)
             ll += bll
             ws += bws
             if do_stats:
-                _stats_block_diag(xt[s], nb, vec[s, 0], resp[s], shift, S0s[s],
-                                  S1s[s], S2s[s], vec[s, 1], diff[s])
+                _stats_block_diag(xt, nb, vec[0], resp, shift, S0s[s],
+                                  S1s[s], S2s[s], vec[1], diff)
         lls[s] = ll
         wsums[s] = ws
 
@@ -568,12 +588,12 @@ def _estep_stats_spherical(X, sw, means, prec_chol, base, shift, resp_in,
     K = means.shape[0]
     n_slots = S0s.shape[0]
     n_blocks = (n + block - 1) // block
-    xt = np.empty((n_slots, d, block + _PAD), dtype=X.dtype)
-    diff = np.empty((n_slots, d, block + _PAD))
-    wlp = np.empty((n_slots, K, block + _PAD))
-    resp = np.empty((n_slots, K, block + _PAD))
-    vec = np.empty((n_slots, 5, block + _PAD))
     for s in prange(n_slots):
+        xt = np.empty((d, block + _PAD), dtype=X.dtype)
+        diff = np.empty((d, block + _PAD))
+        wlp = np.empty((K, block + _PAD))
+        resp = np.empty((K, block + _PAD))
+        vec = np.empty((5, block + _PAD))
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
         S2s[s, :] = 0.0
@@ -583,20 +603,20 @@ def _estep_stats_spherical(X, sw, means, prec_chol, base, shift, resp_in,
         for blk in range(b0, b1):
             i0 = blk * block
             nb = min(block, n - i0)
-            _load_block(X, sw, i0, nb, xt[s], vec[s, 0])
+            _load_block(X, sw, i0, nb, xt, vec[0])
             if resp_in.shape[0] == 0:
-                _logprob_block_spherical(xt[s], nb, means, prec_chol, base,
-                                         wlp[s])
-            _responsibilities_block(resp_in, i0, nb, wlp[s], resp[s],
-                                    vec[s, 3], vec[s, 4])
-            bll, bws = _outputs_block(i0, nb, vec[s, 0], resp[s], vec[s, 3],
+                _logprob_block_spherical(xt, nb, means, prec_chol, base,
+                                         wlp)
+            _responsibilities_block(resp_in, i0, nb, wlp, resp,
+                                    vec[3], vec[4])
+            bll, bws = _outputs_block(i0, nb, vec[0], resp, vec[3],
                                       out_lognorm, out_resp, out_label)
             ll += bll
             ws += bws
             if do_stats:
-                _stats_block_spherical(xt[s], nb, vec[s, 0], resp[s], shift,
-                                       S0s[s], S1s[s], S2s[s], vec[s, 1],
-                                       diff[s])
+                _stats_block_spherical(xt, nb, vec[0], resp, shift,
+                                       S0s[s], S1s[s], S2s[s], vec[1],
+                                       diff)
         lls[s] = ll
         wsums[s] = ws
 
