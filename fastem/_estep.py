@@ -18,10 +18,14 @@ _EMPTY_I = np.empty(0, dtype=np.int64)
 _BLAS_CONTROLLER = None
 
 
-def _single_threaded_blas():
-    """BLAS limited to one thread while the parallel kernel calls it (each
-    Numba thread makes its own small products; BLAS threads on top would
-    oversubscribe the cores)."""
+def single_threaded_blas():
+    """Context manager limiting BLAS to one thread.
+
+    Used around the parallel kernels that call BLAS (each Numba thread makes
+    its own small products) and around the whole EM loop: the M-step's tiny
+    LAPACK calls otherwise wake OpenBLAS's thread pool, whose workers then
+    busy-wait and take a core from Numba's threads (measured: the full
+    kernel at d=2 ran no faster on 2 threads than on 1 inside fit)."""
     global _BLAS_CONTROLLER
     if _BLAS_CONTROLLER is None:
         from threadpoolctl import ThreadpoolController
@@ -89,7 +93,7 @@ class EStepWorkspace:
             self.S0s, self.S1s, self.S2s, self.lls, self.wsums, self.block,
         )
         if self.uses_blas:
-            with _single_threaded_blas():
+            with single_threaded_blas():
                 self.kernel(*args)
         else:
             self.kernel(*args)

@@ -139,6 +139,16 @@ def _chol_precision(cov, component, covariance_type, dtype):
 def precisions_cholesky_from_covariances(covariances, covariance_type, dtype=np.float64):
     """scikit-learn's ``precisions_cholesky_`` from covariances."""
     if covariance_type == "full":
+        # one batched factorisation for all components (per-component scipy
+        # calls cost ~30 us each); on failure, find the component that failed
+        if np.isfinite(covariances).all():
+            try:
+                low = np.linalg.cholesky(covariances)
+            except np.linalg.LinAlgError:
+                low = None
+            if low is not None and np.all(np.diagonal(low, axis1=1, axis2=2) > 0):
+                eye = np.broadcast_to(np.eye(covariances.shape[1]), covariances.shape)
+                return np.linalg.solve(low, eye).transpose(0, 2, 1).copy()
         out = np.empty_like(covariances)
         for k in range(covariances.shape[0]):
             out[k] = _chol_precision(covariances[k], k, covariance_type, dtype)

@@ -17,7 +17,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
-from ._estep import EStepWorkspace, evaluate
+from ._estep import EStepWorkspace, evaluate, single_threaded_blas
 from ._kmeans import kmeans, kmeans_plusplus
 from ._stats import (
     COVARIANCE_TYPES,
@@ -362,9 +362,29 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         random_state = check_random_state(self.random_state)
         workspace = EStepWorkspace(ct, self.n_components, d, n)
 
+        with single_threaded_blas():
+            best, max_lower_bound = self._em(X, sw, workspace, inits, do_init, n_init,
+                                             random_state)
+        params, n_iter, history, converged = best
+        self.converged_ = converged
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+            )
+        self._set_params_tuple(params)
+        self.n_iter_ = n_iter
+        self.lower_bound_ = max_lower_bound
+        self.lower_bounds_ = history
+        return X
+
+    def _em(self, X, sw, workspace, inits, do_init, n_init, random_state):
+        """The n_init EM runs; returns ((params, n_iter, history, converged)
+        of the best run, its final mean log-likelihood)."""
+        ct = self.covariance_type
         max_lower_bound = -np.inf
         best = None
-        self.converged_ = False
         for init in range(n_init):
             self._verbose_init_beg(init)
             if do_init:
@@ -392,20 +412,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             if best is None or lower_bound > max_lower_bound:
                 max_lower_bound = lower_bound if self.max_iter > 0 else -np.inf
                 best = (params, n_iter, history, converged)
-
-        params, n_iter, history, converged = best
-        self.converged_ = converged
-        if not self.converged_ and self.max_iter > 0:
-            warnings.warn(
-                "Best performing initialization did not converge. Try different init "
-                "parameters, or increase max_iter, tol, or check for degenerate data.",
-                ConvergenceWarning,
-            )
-        self._set_params_tuple(params)
-        self.n_iter_ = n_iter
-        self.lower_bound_ = max_lower_bound
-        self.lower_bounds_ = history
-        return X
+        return best, max_lower_bound
 
     def _get_params_tuple(self):
         return GaussianParams(self.weights_, self.means_, self.covariances_,

@@ -115,7 +115,7 @@ def test_given_responsibilities_are_used():
 
 
 @pytest.mark.parametrize("layout", ["F", "strided", "memmap"])
-def test_layouts_give_identical_statistics(layout, tmp_path):
+def test_layouts_give_the_same_statistics(layout, tmp_path):
     covariance_type = "diag"
     X, sw, params, shift = _setup(covariance_type, np.float64, n=2000)
     base = _run(X, sw, params, shift, covariance_type, 2)
@@ -131,8 +131,12 @@ def test_layouts_give_identical_statistics(layout, tmp_path):
         Y[:] = X
         Y.flush()
     other = _run(Y, sw, params, shift, covariance_type, 2)
+    # Each layout is its own compiled specialisation, and LLVM may vectorise
+    # its reductions with a different interleaving, so agreement is to the
+    # last bits, not bitwise (bitwise equality is promised, and tested, for
+    # thread counts, which share one compiled function).
     for name in ("S0", "S1", "S2"):
-        assert np.array_equal(getattr(base, name), getattr(other, name)), name
+        _close(getattr(other, name), getattr(base, name), 1e-13)
 
 
 def test_every_covariance_type_has_a_kernel():

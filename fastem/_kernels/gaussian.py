@@ -155,36 +155,43 @@ def _outputs_block(i0, nb, w, resp, lognorm, out_lognorm, out_resp, out_label):
 
 
 @njit(**JIT_OPTIONS)
-def _first_moments_block(xt, nb, w, resp, shift, k, r, diff, S0, S1):
-    """r = w * resp[k]; diff = x - shift[k]; add S0[k], S1[k]."""
-    d = xt.shape[0]
-    for t in range(nb):
-        r[t] = resp[k, t] * w[t]
+def _weighted_resp(nb, w, resp, k, r):
+    """r = w * resp[k]; returns sum(r)."""
     s0 = 0.0
     for t in range(nb):
-        s0 += r[t]
-    S0[k] += s0
+        v = resp[k, t] * w[t]
+        r[t] = v
+        s0 += v
+    return s0
+
+
+@njit(**JIT_OPTIONS)
+def _first_moments_block(xt, nb, w, resp, shift, k, r, diff, rd, S0, S1):
+    """r = w * resp[k]; diff = x - shift[k]; rd = r * diff; add S0[k], S1[k]."""
+    d = xt.shape[0]
+    S0[k] += _weighted_resp(nb, w, resp, k, r)
     for j in range(d):
         c = shift[k, j]
         s1 = 0.0
         for t in range(nb):
             v = xt[j, t] - c
+            u = r[t] * v
             diff[j, t] = v
-            s1 += r[t] * v
+            rd[j, t] = u
+            s1 += u
         S1[k, j] += s1
 
 
 @njit(**JIT_OPTIONS)
-def _scatter_upper_block(nb, r, diff, rd, S2):
-    """S2[a, b] += sum_t r[t] diff[a, t] diff[b, t] for a <= b.
+def _scatter_upper_block(nb, diff, rd, S2, k):
+    """S2[k, a, b] += sum_t rd[a, t] diff[b, t] for a <= b, where rd = r * diff.
+
+    ``S2`` is (K, d, d) and indexed here (no per-component view: creating
+    views in the hot loop costs atomic reference-count updates).
 
     2x2 tiles of (a, b): each loaded value feeds two multiply-adds.
-    ``rd`` is a (d, block) scratch.
     """
     d = diff.shape[0]
-    for a in range(d):
-        for t in range(nb):
-            rd[a, t] = r[t] * diff[a, t]
     for a in range(0, d, 2):
         a1 = min(a + 1, d - 1)
         for b in range(a, d, 2):
@@ -202,14 +209,14 @@ def _scatter_upper_block(nb, r, diff, rd, S2):
                 s01 += x0 * y1
                 s10 += x1 * y0
                 s11 += x1 * y1
-            S2[a, b] += s00
+            S2[k, a, b] += s00
             if b1 != b:
-                S2[a, b1] += s01
+                S2[k, a, b1] += s01
             if a1 != a:
                 if b >= a1:
-                    S2[a1, b] += s10
+                    S2[k, a1, b] += s10
                 if b1 != b:
-                    S2[a1, b1] += s11
+                    S2[k, a1, b1] += s11
 
 
 @njit(**JIT_OPTIONS)
@@ -240,23 +247,32 @@ def _logprob_block_full(xt, nb, means, prec_chol, prec_chol_t, base, wlp, diff, 
             m = means[k, j]
             for t in range(width):
                 diff[j, t] = xt[j, t] - m
-        for t in range(nb):
-            acc[t] = 0.0
         if use_blas:
             np.dot(prec_chol_t[k], diff, ybuf)  # y = U^T (x - mu)
+            for t in range(nb):
+                acc[t] = 0.0
             for a in range(d):
                 for t in range(nb):
                     acc[t] += ybuf[a, t] * ybuf[a, t]
         else:
-            for a in range(d):
+            # y_a = sum_{b <= a} U[b, a] diff_b; the first term initialises y,
+            # the last one also adds y_a^2 into acc (fewer passes over the block)
+            c = prec_chol[k, 0, 0]
+            for t in range(nb):
+                v = c * diff[0, t]
+                acc[t] = v * v
+            for a in range(1, d):
+                c = prec_chol[k, 0, a]
                 for t in range(nb):
-                    y[t] = 0.0
-                for b in range(a + 1):
+                    y[t] = c * diff[0, t]
+                for b in range(1, a):
                     c = prec_chol[k, b, a]
                     for t in range(nb):
                         y[t] += c * diff[b, t]
+                c = prec_chol[k, a, a]
                 for t in range(nb):
-                    acc[t] += y[t] * y[t]
+                    v = y[t] + c * diff[a, t]
+                    acc[t] += v * v
         bk = base[k]
         for t in range(nb):
             wlp[k, t] = bk - 0.5 * acc[t]
@@ -266,8 +282,8 @@ def _logprob_block_full(xt, nb, means, prec_chol, prec_chol_t, base, wlp, diff, 
 def _stats_block_full(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
     K = resp.shape[0]
     for k in range(K):
-        _first_moments_block(xt, nb, w, resp, shift, k, r, diff, S0, S1)
-        _scatter_upper_block(nb, r, diff, rd, S2[k])
+        _first_moments_block(xt, nb, w, resp, shift, k, r, diff, rd, S0, S1)
+        _scatter_upper_block(nb, diff, rd, S2, k)
 
 
 @njit(parallel=True, **JIT_OPTIONS)
@@ -300,25 +316,35 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
         S2s[s, :, :, :] = 0.0
+        # views made once per slot (views in the hot loop cost atomic
+        # reference-count updates on the shared parent arrays)
+        S0 = S0s[s]
+        S1 = S1s[s]
+        S2 = S2s[s]
+        w = vec[0]
+        v1 = vec[1]
+        v2 = vec[2]
+        lnorm = vec[3]
+        mx = vec[4]
         ll = 0.0
         ws = 0.0
         b0, b1 = _slot_range(s, n_slots, n_blocks)
         for blk in range(b0, b1):
             i0 = blk * block
             nb = min(block, n - i0)
-            _load_block(X, sw, i0, nb, xt, vec[0])
+            _load_block(X, sw, i0, nb, xt, w)
             if resp_in.shape[0] == 0:
                 _logprob_block_full(xt, nb, means, prec_chol, prec_chol_t, base,
-                                    wlp, diff, ybuf, vec[1], vec[2])
+                                    wlp, diff, ybuf, v1, v2)
             _responsibilities_block(resp_in, i0, nb, wlp, resp,
-                                    vec[3], vec[4])
-            bll, bws = _outputs_block(i0, nb, vec[0], resp, vec[3],
+                                    lnorm, mx)
+            bll, bws = _outputs_block(i0, nb, w, resp, lnorm,
                                       out_lognorm, out_resp, out_label)
             ll += bll
             ws += bws
             if do_stats:
-                _stats_block_full(xt, nb, vec[0], resp, shift, S0s[s],
-                                  S1s[s], S2s[s], vec[1], rdb, diff)
+                _stats_block_full(xt, nb, w, resp, shift, S0,
+                                  S1, S2, v1, rdb, diff)
         lls[s] = ll
         wsums[s] = ws
 
@@ -347,32 +373,41 @@ def _logprob_block_tied(xt, nb, center, mp, prec_chol, base, wlp, diff, xp):
     for k in range(K):
         bk = base[k]
         for t in range(nb):
-            wlp[k, t] = 0.0
+            wlp[k, t] = bk
         for a in range(d):
             m = mp[k, a]
             for t in range(nb):
                 v = xp[a, t] - m
-                wlp[k, t] += v * v
-        for t in range(nb):
-            wlp[k, t] = bk - 0.5 * wlp[k, t]
+                wlp[k, t] -= 0.5 * v * v
 
 
 @njit(**JIT_OPTIONS)
 def _stats_block_tied(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
+    """S2 is the (1, d, d) view of this slot's pooled scatter."""
     d = xt.shape[0]
     K = resp.shape[0]
+    # one common shift: the first moments need no stored differences
     for k in range(K):
-        _first_moments_block(xt, nb, w, resp, shift, k, r, diff, S0, S1)
+        S0[k] += _weighted_resp(nb, w, resp, k, r)
+        for j in range(d):
+            c = shift[k, j]
+            s1 = 0.0
+            for t in range(nb):
+                s1 += r[t] * (xt[j, t] - c)
+            S1[k, j] += s1
     # weight of each row in the pooled scatter: w_i * sum_k r_ik
     for t in range(nb):
-        r[t] = 0.0
-    for k in range(K):
+        r[t] = resp[0, t]
+    for k in range(1, K):
         for t in range(nb):
             r[t] += resp[k, t]
-    for t in range(nb):
-        r[t] *= w[t]
-    # diff holds x - shift[K-1] == x - shift[0] (all rows of shift are equal)
-    _scatter_upper_block(nb, r, diff, rd, S2)
+    for j in range(d):
+        c = shift[0, j]
+        for t in range(nb):
+            v = xt[j, t] - c
+            diff[j, t] = v
+            rd[j, t] = r[t] * w[t] * v
+    _scatter_upper_block(nb, diff, rd, S2, 0)
 
 
 @njit(parallel=True, **JIT_OPTIONS)
@@ -411,25 +446,35 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
         S2s[s, :, :] = 0.0
+        # views made once per slot (views in the hot loop cost atomic
+        # reference-count updates on the shared parent arrays)
+        S0 = S0s[s]
+        S1 = S1s[s]
+        S2 = S2s[s:s + 1]
+        w = vec[0]
+        v1 = vec[1]
+        v2 = vec[2]
+        lnorm = vec[3]
+        mx = vec[4]
         ll = 0.0
         ws = 0.0
         b0, b1 = _slot_range(s, n_slots, n_blocks)
         for blk in range(b0, b1):
             i0 = blk * block
             nb = min(block, n - i0)
-            _load_block(X, sw, i0, nb, xt, vec[0])
+            _load_block(X, sw, i0, nb, xt, w)
             if resp_in.shape[0] == 0:
                 _logprob_block_tied(xt, nb, center, mp, prec_chol, base,
                                     wlp, diff, xpb)
             _responsibilities_block(resp_in, i0, nb, wlp, resp,
-                                    vec[3], vec[4])
-            bll, bws = _outputs_block(i0, nb, vec[0], resp, vec[3],
+                                    lnorm, mx)
+            bll, bws = _outputs_block(i0, nb, w, resp, lnorm,
                                       out_lognorm, out_resp, out_label)
             ll += bll
             ws += bws
             if do_stats:
-                _stats_block_tied(xt, nb, vec[0], resp, shift, S0s[s],
-                                  S1s[s], S2s[s], vec[1], rdb, diff)
+                _stats_block_tied(xt, nb, w, resp, shift, S0,
+                                  S1, S2, v1, rdb, diff)
         lls[s] = ll
         wsums[s] = ws
 
@@ -444,28 +489,17 @@ def _logprob_block_diag(xt, nb, means, prec_chol, base, wlp):
     d = xt.shape[0]
     K = means.shape[0]
     for k in range(K):
+        # accumulate -0.5 * sum_j ((x_j - m_j) p_j)^2 onto the base
+        bk = base[k]
         for t in range(nb):
-            wlp[k, t] = 0.0
+            wlp[k, t] = bk
         for j in range(d):
             m = means[k, j]
             p = prec_chol[k, j]
+            h = -0.5 * p * p
             for t in range(nb):
-                v = (xt[j, t] - m) * p
-                wlp[k, t] += v * v
-        bk = base[k]
-        for t in range(nb):
-            wlp[k, t] = bk - 0.5 * wlp[k, t]
-
-
-@njit(**JIT_OPTIONS)
-def _weighted_resp(nb, w, resp, k, r):
-    """r = w * resp[k]; returns sum(r)."""
-    s0 = 0.0
-    for t in range(nb):
-        v = resp[k, t] * w[t]
-        r[t] = v
-        s0 += v
-    return s0
+                v = xt[j, t] - m
+                wlp[k, t] += h * v * v
 
 
 @njit(**JIT_OPTIONS)
@@ -510,24 +544,34 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
         S2s[s, :, :] = 0.0
+        # views made once per slot (views in the hot loop cost atomic
+        # reference-count updates on the shared parent arrays)
+        S0 = S0s[s]
+        S1 = S1s[s]
+        S2 = S2s[s]
+        w = vec[0]
+        v1 = vec[1]
+        v2 = vec[2]
+        lnorm = vec[3]
+        mx = vec[4]
         ll = 0.0
         ws = 0.0
         b0, b1 = _slot_range(s, n_slots, n_blocks)
         for blk in range(b0, b1):
             i0 = blk * block
             nb = min(block, n - i0)
-            _load_block(X, sw, i0, nb, xt, vec[0])
+            _load_block(X, sw, i0, nb, xt, w)
             if resp_in.shape[0] == 0:
                 _logprob_block_diag(xt, nb, means, prec_chol, base, wlp)
             _responsibilities_block(resp_in, i0, nb, wlp, resp,
-                                    vec[3], vec[4])
-            bll, bws = _outputs_block(i0, nb, vec[0], resp, vec[3],
+                                    lnorm, mx)
+            bll, bws = _outputs_block(i0, nb, w, resp, lnorm,
                                       out_lognorm, out_resp, out_label)
             ll += bll
             ws += bws
             if do_stats:
-                _stats_block_diag(xt, nb, vec[0], resp, shift, S0s[s],
-                                  S1s[s], S2s[s], vec[1], diff)
+                _stats_block_diag(xt, nb, w, resp, shift, S0,
+                                  S1, S2, v1, diff)
         lls[s] = ll
         wsums[s] = ws
 
@@ -542,17 +586,15 @@ def _logprob_block_spherical(xt, nb, means, prec_chol, base, wlp):
     d = xt.shape[0]
     K = means.shape[0]
     for k in range(K):
+        bk = base[k]
+        h = -0.5 * prec_chol[k] * prec_chol[k]
         for t in range(nb):
-            wlp[k, t] = 0.0
+            wlp[k, t] = bk
         for j in range(d):
             m = means[k, j]
             for t in range(nb):
                 v = xt[j, t] - m
-                wlp[k, t] += v * v
-        p2 = prec_chol[k] * prec_chol[k]
-        bk = base[k]
-        for t in range(nb):
-            wlp[k, t] = bk - 0.5 * p2 * wlp[k, t]
+                wlp[k, t] += h * v * v
 
 
 @njit(**JIT_OPTIONS)
@@ -597,25 +639,35 @@ def _estep_stats_spherical(X, sw, means, prec_chol, base, shift, resp_in,
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
         S2s[s, :] = 0.0
+        # views made once per slot (views in the hot loop cost atomic
+        # reference-count updates on the shared parent arrays)
+        S0 = S0s[s]
+        S1 = S1s[s]
+        S2 = S2s[s]
+        w = vec[0]
+        v1 = vec[1]
+        v2 = vec[2]
+        lnorm = vec[3]
+        mx = vec[4]
         ll = 0.0
         ws = 0.0
         b0, b1 = _slot_range(s, n_slots, n_blocks)
         for blk in range(b0, b1):
             i0 = blk * block
             nb = min(block, n - i0)
-            _load_block(X, sw, i0, nb, xt, vec[0])
+            _load_block(X, sw, i0, nb, xt, w)
             if resp_in.shape[0] == 0:
                 _logprob_block_spherical(xt, nb, means, prec_chol, base,
                                          wlp)
             _responsibilities_block(resp_in, i0, nb, wlp, resp,
-                                    vec[3], vec[4])
-            bll, bws = _outputs_block(i0, nb, vec[0], resp, vec[3],
+                                    lnorm, mx)
+            bll, bws = _outputs_block(i0, nb, w, resp, lnorm,
                                       out_lognorm, out_resp, out_label)
             ll += bll
             ws += bws
             if do_stats:
-                _stats_block_spherical(xt, nb, vec[0], resp, shift,
-                                       S0s[s], S1s[s], S2s[s], vec[1],
+                _stats_block_spherical(xt, nb, w, resp, shift,
+                                       S0, S1, S2, v1,
                                        diff)
         lls[s] = ll
         wsums[s] = ws
