@@ -8,14 +8,20 @@
                        the floating-point reduction, so results are bitwise
                        identical for any number of threads.
 
-Importing this module also sets ``OMP_WAIT_POLICY=PASSIVE`` unless the user
-set it: Numba's OpenMP threading layer otherwise spin-waits between parallel
-regions, which costs milliseconds per EM iteration on small data.
+Importing this module also sets, unless the user set them, the OpenMP wait
+policy of Numba's threading layer: ``OMP_WAIT_POLICY=PASSIVE`` with
+``GOMP_SPINCOUNT=100000``. Idle threads then spin for about 3 ms after a
+parallel region and sleep after that. Measured on this project's VMs: the
+default policy (spin for long) made an EM iteration at n=100,000 take 11 ms
+instead of 1; a pure PASSIVE policy (no spin) made threads sleep between the
+E-step and the M-step, and waking a sleeping virtual CPU for every parallel
+region doubled the time per iteration after the machine had been idle.
 """
 
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("GOMP_SPINCOUNT", "100000")
 
 
 def _env_int(name, default, minimum):

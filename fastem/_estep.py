@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _config
 from ._kernels.gaussian import BLAS_MIN_FEATURES, ESTEP_KERNELS
-from ._stats import GaussianStats, default_shift, log_base, s2_shape
+from ._stats import GaussianStats, covariance_shape, default_shift, log_base
 
 _EMPTY_W = np.empty(0, dtype=np.float64)
 _EMPTY_I = np.empty(0, dtype=np.int64)
@@ -67,7 +67,7 @@ class EStepWorkspace:
         K, d = n_components, n_features
         self.S0s = np.zeros((ns, K))
         self.S1s = np.zeros((ns, K, d))
-        self.S2s = np.zeros((ns,) + s2_shape(covariance_type, K, d))
+        self.S2s = np.zeros((ns,) + covariance_shape(covariance_type, K, d))
         self.lls = np.zeros(ns)
         self.wsums = np.zeros(ns)
         self.uses_blas = covariance_type == "full" and n_features >= BLAS_MIN_FEATURES

@@ -26,14 +26,17 @@ from typing import NamedTuple
 import numpy as np
 from scipy import linalg
 
+from ._kernels.linalg import _precision_cholesky
+
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 _EPS = 10 * np.finfo(np.float64).eps
 _LOG_2PI = math.log(2 * math.pi)
 
 
-def s2_shape(covariance_type, n_components, n_features):
-    """Shape of ``S2`` for a covariance type."""
+def covariance_shape(covariance_type, n_components, n_features):
+    """scikit-learn's shape of ``covariances_`` (and of ``precisions_`` and
+    ``precisions_cholesky_``) for a covariance type; ``S2`` has it too."""
     return {
         "full": (n_components, n_features, n_features),
         "tied": (n_features, n_features),
@@ -126,35 +129,21 @@ def collapse_message(component, covariance_type, dtype=np.float64):
     return msg
 
 
-def _chol_precision(cov, component, covariance_type, dtype):
-    """Upper U with U U^T = inv(cov)."""
-    try:
-        low = linalg.cholesky(cov, lower=True, check_finite=True)
-    except (linalg.LinAlgError, ValueError):
-        raise CollapseError(collapse_message(component, covariance_type, dtype)) from None
-    eye = np.eye(cov.shape[0])
-    return linalg.solve_triangular(low, eye, lower=True, check_finite=False).T
-
-
 def precisions_cholesky_from_covariances(covariances, covariance_type, dtype=np.float64):
-    """scikit-learn's ``precisions_cholesky_`` from covariances."""
-    if covariance_type == "full":
-        # one batched factorisation for all components (per-component scipy
-        # calls cost ~30 us each); on failure, find the component that failed
-        if np.isfinite(covariances).all():
-            try:
-                low = np.linalg.cholesky(covariances)
-            except np.linalg.LinAlgError:
-                low = None
-            if low is not None and np.all(np.diagonal(low, axis1=1, axis2=2) > 0):
-                eye = np.broadcast_to(np.eye(covariances.shape[1]), covariances.shape)
-                return np.linalg.solve(low, eye).transpose(0, 2, 1).copy()
-        out = np.empty_like(covariances)
-        for k in range(covariances.shape[0]):
-            out[k] = _chol_precision(covariances[k], k, covariance_type, dtype)
-        return out
-    if covariance_type == "tied":
-        return _chol_precision(covariances, None, covariance_type, dtype)
+    """scikit-learn's ``precisions_cholesky_`` from covariances.
+
+    Raises :class:`CollapseError` naming the component whose covariance is
+    not positive definite.
+    """
+    if covariance_type in ("full", "tied"):
+        stack = covariances if covariance_type == "full" else covariances[None]
+        stack = np.ascontiguousarray(stack, dtype=np.float64)
+        out = np.empty_like(stack)
+        failed = _precision_cholesky(stack, out)
+        if failed >= 0:
+            component = failed if covariance_type == "full" else None
+            raise CollapseError(collapse_message(component, covariance_type, dtype))
+        return out if covariance_type == "full" else out[0]
     bad = np.flatnonzero(~(covariances.reshape(covariances.shape[0], -1) > 0).all(axis=1))
     if bad.size:
         raise CollapseError(collapse_message(int(bad[0]), covariance_type, dtype))

@@ -23,6 +23,7 @@ from ._stats import (
     COVARIANCE_TYPES,
     GaussianParams,
     cholesky_from_precisions,
+    covariance_shape,
     covariances_from_precisions,
     default_shift,
     m_step,
@@ -36,15 +37,6 @@ INIT_SAMPLE_SIZE = 4096
 _INIT_ROWS_PER_COMPONENT = 256
 #: Rows per chunk when forming the initial statistics from responsibilities.
 _INIT_CHUNK = 1024
-
-
-def _precision_shape(covariance_type, k, d):
-    return {
-        "full": (k, d, d),
-        "tied": (d, d),
-        "diag": (k, d),
-        "spherical": (k,),
-    }[covariance_type]
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -230,7 +222,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 raise ValueError("The parameter 'means_init' contains NaN or inf values.")
         if self.precisions_init is not None:
             precisions = np.asarray(self.precisions_init, dtype=np.float64)
-            shape = _precision_shape(ct, k, n_features)
+            shape = covariance_shape(ct, k, n_features)
             if precisions.shape != shape:
                 raise ValueError(
                     f"The parameter 'precisions_init' should have the shape {shape} for "

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -50,13 +51,40 @@ def test_cache_reloads_after_thread_count_changes(tmp_path):
     assert any(p.suffix == ".nbi" for p in Path(tmp_path).rglob("*"))
 
 
-def test_omp_wait_policy_is_passive_by_default():
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+def test_omp_wait_policy_defaults_and_user_settings_win():
+    code = ("import os, fastem; "
+            "print(os.environ['OMP_WAIT_POLICY'], os.environ['GOMP_SPINCOUNT'])")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env["PYTHONPATH"] = str(ROOT)
-    out = subprocess.run(
-        [sys.executable, "-c", "import os, fastem; print(os.environ['OMP_WAIT_POLICY'])"],
-        env=env, capture_output=True, text=True, check=True, cwd=ROOT)
-    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=ROOT)
+    assert out.stdout.split() == ["PASSIVE", "100000"]
+    env.update(OMP_WAIT_POLICY="ACTIVE", GOMP_SPINCOUNT="5")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=ROOT)
+    assert out.stdout.split() == ["ACTIVE", "5"]
+
+
+def test_idle_threads_stop_spinning():
+    """After a parallel region the OpenMP threads spin briefly, then sleep:
+    a fitted model left alone for 0.5 s burns (far) less than 0.5 s of CPU."""
+    code = textwrap.dedent("""
+        import time, numpy as np, fastem
+        from fastem.datasets import load_faithful
+        X, _ = load_faithful()
+        gm = fastem.GaussianMixture(2, covariance_type="diag", random_state=0).fit(X)
+        gm.score_samples(X)
+        c0 = time.process_time()
+        time.sleep(0.5)
+        print(time.process_time() - c0)
+    """)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=ROOT)
+    assert float(out.stdout.strip().splitlines()[-1]) < 0.1
 
 
 def test_demo_prints_bic_table_choice_and_timing(capsys):
