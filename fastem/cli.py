@@ -2,7 +2,6 @@
 
 import argparse
 import sys
-import time
 import warnings
 
 import numpy as np

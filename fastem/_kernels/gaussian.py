@@ -453,7 +453,6 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
         S2 = S2s[s:s + 1]
         w = vec[0]
         v1 = vec[1]
-        v2 = vec[2]
         lnorm = vec[3]
         mx = vec[4]
         ll = 0.0
@@ -551,7 +550,6 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
         S2 = S2s[s]
         w = vec[0]
         v1 = vec[1]
-        v2 = vec[2]
         lnorm = vec[3]
         mx = vec[4]
         ll = 0.0
@@ -646,7 +644,6 @@ def _estep_stats_spherical(X, sw, means, prec_chol, base, shift, resp_in,
         S2 = S2s[s]
         w = vec[0]
         v1 = vec[1]
-        v2 = vec[2]
         lnorm = vec[3]
         mx = vec[4]
         ll = 0.0
