@@ -191,7 +191,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _checked_inits(self, n_features):
         """Validated copies of the user's ``*_init`` (hyper-parameters are
-        never modified)."""
+        never modified); ``precisions_init`` comes back as the pair
+        (precisions_cholesky, covariances)."""
         k, ct = self.n_components, self.covariance_type
         weights = means = precisions = None
         if self.weights_init is not None:
@@ -229,6 +230,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                     f"covariance_type={ct!r}, but got {precisions.shape}."
                 )
             _check_precisions_pd(precisions, ct)
+            # converted once here, not at every initialisation
+            precisions = (cholesky_from_precisions(precisions, ct),
+                          covariances_from_precisions(precisions, ct))
         return weights, means, precisions
 
     # ------------------------------------------------------------------
@@ -239,11 +243,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         weights_init, means_init, precisions_init = inits
         ct, k = self.covariance_type, self.n_components
         if weights_init is not None and means_init is not None and precisions_init is not None:
-            prec_chol = cholesky_from_precisions(precisions_init, ct)
-            return GaussianParams(
-                weights_init.copy(), means_init.copy(),
-                covariances_from_precisions(precisions_init, ct), prec_chol,
-            )
+            prec_chol, covs = precisions_init
+            return GaussianParams(weights_init.copy(), means_init.copy(), covs.copy(),
+                                  prec_chol.copy())
         n, d = X.shape
         n_sample = max(INIT_SAMPLE_SIZE, _INIT_ROWS_PER_COMPONENT * k)
         if n > n_sample:
@@ -293,8 +295,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if means_init is not None:
             means = means_init.copy()
         if precisions_init is not None:
-            prec_chol = cholesky_from_precisions(precisions_init, ct)
-            covs = covariances_from_precisions(precisions_init, ct)
+            prec_chol, covs = (a.copy() for a in precisions_init)
         return GaussianParams(weights, means, covs, prec_chol)
 
     # ------------------------------------------------------------------

@@ -113,23 +113,24 @@ def _normalise_block(wlp, nb, resp, lognorm, mx):
 
 
 @njit(**JIT_OPTIONS)
-def _responsibilities_block(resp_in, i0, nb, wlp, resp, lognorm, mx):
-    """Responsibilities of a block: given (``resp_in``) or from ``wlp``."""
+def _finish_block(resp_in, i0, nb, wlp, resp, vec, out_lognorm, out_resp, out_label):
+    """The part of a block every covariance type shares, after its
+    log-densities ``wlp``: responsibilities (given in ``resp_in``, or by
+    log-sum-exp), the per-row outputs, and (sum w log p, sum w) of the block.
+
+    ``vec`` is the slot's (5, block) scratch; row 0 holds the weights.
+    """
+    w = vec[0]
+    lognorm = vec[3]
+    K = resp.shape[0]
     if resp_in.shape[0] > 0:
-        K = resp.shape[0]
         for k in range(K):
             for t in range(nb):
                 resp[k, t] = resp_in[i0 + t, k]
         for t in range(nb):
             lognorm[t] = 0.0
     else:
-        _normalise_block(wlp, nb, resp, lognorm, mx)
-
-
-@njit(**JIT_OPTIONS)
-def _outputs_block(i0, nb, w, resp, lognorm, out_lognorm, out_resp, out_label):
-    """Write the per-row outputs; return (sum w log p, sum w) of the block."""
-    K = resp.shape[0]
+        _normalise_block(wlp, nb, resp, lognorm, vec[4])
     if out_lognorm.shape[0] > 0:
         for t in range(nb):
             out_lognorm[i0 + t] = lognorm[t]
@@ -183,11 +184,8 @@ def _first_moments_block(xt, nb, w, resp, shift, k, r, diff, rd, S0, S1):
 
 
 @njit(**JIT_OPTIONS)
-def _scatter_upper_block(nb, diff, rd, S2, k):
-    """S2[k, a, b] += sum_t rd[a, t] diff[b, t] for a <= b, where rd = r * diff.
-
-    ``S2`` is (K, d, d) and indexed here (no per-component view: creating
-    views in the hot loop costs atomic reference-count updates).
+def _scatter_upper_block(nb, diff, rd, S2):
+    """S2[a, b] += sum_t rd[a, t] diff[b, t] for a <= b, where rd = r * diff.
 
     2x2 tiles of (a, b): each loaded value feeds two multiply-adds.
     """
@@ -209,14 +207,14 @@ def _scatter_upper_block(nb, diff, rd, S2, k):
                 s01 += x0 * y1
                 s10 += x1 * y0
                 s11 += x1 * y1
-            S2[k, a, b] += s00
+            S2[a, b] += s00
             if b1 != b:
-                S2[k, a, b1] += s01
+                S2[a, b1] += s01
             if a1 != a:
                 if b >= a1:
-                    S2[k, a1, b] += s10
+                    S2[a1, b] += s10
                 if b1 != b:
-                    S2[k, a1, b1] += s11
+                    S2[a1, b1] += s11
 
 
 @njit(**JIT_OPTIONS)
@@ -283,7 +281,7 @@ def _stats_block_full(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
     K = resp.shape[0]
     for k in range(K):
         _first_moments_block(xt, nb, w, resp, shift, k, r, diff, rd, S0, S1)
-        _scatter_upper_block(nb, diff, rd, S2, k)
+        _scatter_upper_block(nb, diff, rd, S2[k])
 
 
 @njit(parallel=True, **JIT_OPTIONS)
@@ -316,16 +314,12 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
         S2s[s, :, :, :] = 0.0
-        # views made once per slot (views in the hot loop cost atomic
-        # reference-count updates on the shared parent arrays)
         S0 = S0s[s]
         S1 = S1s[s]
         S2 = S2s[s]
         w = vec[0]
         v1 = vec[1]
         v2 = vec[2]
-        lnorm = vec[3]
-        mx = vec[4]
         ll = 0.0
         ws = 0.0
         b0, b1 = _slot_range(s, n_slots, n_blocks)
@@ -336,10 +330,8 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             if resp_in.shape[0] == 0:
                 _logprob_block_full(xt, nb, means, prec_chol, prec_chol_t, base,
                                     wlp, diff, ybuf, v1, v2)
-            _responsibilities_block(resp_in, i0, nb, wlp, resp,
-                                    lnorm, mx)
-            bll, bws = _outputs_block(i0, nb, w, resp, lnorm,
-                                      out_lognorm, out_resp, out_label)
+            bll, bws = _finish_block(resp_in, i0, nb, wlp, resp, vec, out_lognorm,
+                                     out_resp, out_label)
             ll += bll
             ws += bws
             if do_stats:
@@ -383,7 +375,6 @@ def _logprob_block_tied(xt, nb, center, mp, prec_chol, base, wlp, diff, xp):
 
 @njit(**JIT_OPTIONS)
 def _stats_block_tied(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
-    """S2 is the (1, d, d) view of this slot's pooled scatter."""
     d = xt.shape[0]
     K = resp.shape[0]
     # one common shift: the first moments need no stored differences
@@ -407,7 +398,7 @@ def _stats_block_tied(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
             v = xt[j, t] - c
             diff[j, t] = v
             rd[j, t] = r[t] * w[t] * v
-    _scatter_upper_block(nb, diff, rd, S2, 0)
+    _scatter_upper_block(nb, diff, rd, S2)
 
 
 @njit(parallel=True, **JIT_OPTIONS)
@@ -446,15 +437,11 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
         S2s[s, :, :] = 0.0
-        # views made once per slot (views in the hot loop cost atomic
-        # reference-count updates on the shared parent arrays)
         S0 = S0s[s]
         S1 = S1s[s]
-        S2 = S2s[s:s + 1]
+        S2 = S2s[s]
         w = vec[0]
         v1 = vec[1]
-        lnorm = vec[3]
-        mx = vec[4]
         ll = 0.0
         ws = 0.0
         b0, b1 = _slot_range(s, n_slots, n_blocks)
@@ -465,10 +452,8 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             if resp_in.shape[0] == 0:
                 _logprob_block_tied(xt, nb, center, mp, prec_chol, base,
                                     wlp, diff, xpb)
-            _responsibilities_block(resp_in, i0, nb, wlp, resp,
-                                    lnorm, mx)
-            bll, bws = _outputs_block(i0, nb, w, resp, lnorm,
-                                      out_lognorm, out_resp, out_label)
+            bll, bws = _finish_block(resp_in, i0, nb, wlp, resp, vec, out_lognorm,
+                                     out_resp, out_label)
             ll += bll
             ws += bws
             if do_stats:
@@ -543,15 +528,11 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
         S2s[s, :, :] = 0.0
-        # views made once per slot (views in the hot loop cost atomic
-        # reference-count updates on the shared parent arrays)
         S0 = S0s[s]
         S1 = S1s[s]
         S2 = S2s[s]
         w = vec[0]
         v1 = vec[1]
-        lnorm = vec[3]
-        mx = vec[4]
         ll = 0.0
         ws = 0.0
         b0, b1 = _slot_range(s, n_slots, n_blocks)
@@ -561,10 +542,8 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             _load_block(X, sw, i0, nb, xt, w)
             if resp_in.shape[0] == 0:
                 _logprob_block_diag(xt, nb, means, prec_chol, base, wlp)
-            _responsibilities_block(resp_in, i0, nb, wlp, resp,
-                                    lnorm, mx)
-            bll, bws = _outputs_block(i0, nb, w, resp, lnorm,
-                                      out_lognorm, out_resp, out_label)
+            bll, bws = _finish_block(resp_in, i0, nb, wlp, resp, vec, out_lognorm,
+                                     out_resp, out_label)
             ll += bll
             ws += bws
             if do_stats:
@@ -637,15 +616,11 @@ def _estep_stats_spherical(X, sw, means, prec_chol, base, shift, resp_in,
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
         S2s[s, :] = 0.0
-        # views made once per slot (views in the hot loop cost atomic
-        # reference-count updates on the shared parent arrays)
         S0 = S0s[s]
         S1 = S1s[s]
         S2 = S2s[s]
         w = vec[0]
         v1 = vec[1]
-        lnorm = vec[3]
-        mx = vec[4]
         ll = 0.0
         ws = 0.0
         b0, b1 = _slot_range(s, n_slots, n_blocks)
@@ -656,10 +631,8 @@ def _estep_stats_spherical(X, sw, means, prec_chol, base, shift, resp_in,
             if resp_in.shape[0] == 0:
                 _logprob_block_spherical(xt, nb, means, prec_chol, base,
                                          wlp)
-            _responsibilities_block(resp_in, i0, nb, wlp, resp,
-                                    lnorm, mx)
-            bll, bws = _outputs_block(i0, nb, w, resp, lnorm,
-                                      out_lognorm, out_resp, out_label)
+            bll, bws = _finish_block(resp_in, i0, nb, wlp, resp, vec, out_lognorm,
+                                     out_resp, out_label)
             ll += bll
             ws += bws
             if do_stats:
