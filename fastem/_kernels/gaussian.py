@@ -46,7 +46,8 @@ block      int             in     rows per block
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from .._config import JIT_OPTIONS
 from .vecmath import _exp_le0, _log_pos
@@ -68,18 +69,92 @@ _PAD = 8
 
 
 @njit(**JIT_OPTIONS)
-def _load_block(X, sw, i0, nb, xt, w):
-    """Copy rows ``i0:i0+nb`` of X transposed into ``xt`` (d, B), weights into w."""
+def _load_block(X, sw, i0, nb, center, xt, w):
+    """Rows ``i0:i0+nb`` of X minus ``center``, transposed into the float64
+    scratch ``xt`` (d, B); their weights into w."""
     d = X.shape[1]
     for t in range(nb):
         for j in range(d):
-            xt[j, t] = X[i0 + t, j]
+            xt[j, t] = X[i0 + t, j] - center[j]
     if sw.shape[0] > 0:
         for t in range(nb):
             w[t] = sw[i0 + t]
     else:
         for t in range(nb):
             w[t] = 1.0
+
+
+# --------------------------------------------------------------------------
+# working precision of the log-densities
+#
+# Statistics are always formed in float64 from the float64 block ``xt``.  The
+# quadratic forms of the log-densities are computed in the input's precision
+# (``Xl`` below): for float32 input the vector units then take twice as many
+# rows per instruction.  Both the block and the means are centred in float64
+# first, so float32 only rounds values of the data's spread, never its offset.
+# --------------------------------------------------------------------------
+
+
+def _lowp_block(X, xt):
+    """The block the log-densities read: ``xt`` itself for float64 input, a new
+    scratch of the input's dtype otherwise."""
+
+
+@overload(_lowp_block, jit_options=dict(cache=True))
+def _lowp_block_impl(X, xt):
+    if X.dtype == types.float64:
+        return lambda X, xt: xt
+    return lambda X, xt: np.zeros(xt.shape, dtype=X.dtype)
+
+
+def _fill_lowp(X, xt, xl, nb):
+    """xl[:, :nb] = xt[:, :nb] in xl's dtype (nothing to do for float64)."""
+
+
+@overload(_fill_lowp, jit_options=dict(cache=True))
+def _fill_lowp_impl(X, xt, xl, nb):
+    if X.dtype == types.float64:
+        return lambda X, xt, xl, nb: None
+
+    def impl(X, xt, xl, nb):
+        d = xt.shape[0]
+        for j in range(d):
+            for t in range(nb):
+                xl[j, t] = xt[j, t]
+    return impl
+
+
+@njit(**JIT_OPTIONS)
+def _common_center(shift):
+    """Mean of the rows of ``shift``: the point every block is centred on."""
+    K, d = shift.shape
+    center = np.zeros(d)
+    for k in range(K):
+        for j in range(d):
+            center[j] += shift[k, j]
+    for j in range(d):
+        center[j] /= K
+    return center
+
+
+@njit(**JIT_OPTIONS)
+def _centred(a, center):
+    """a - center row by row (float64)."""
+    out = np.empty_like(a)
+    for k in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            out[k, j] = a[k, j] - center[j]
+    return out
+
+
+@njit(**JIT_OPTIONS)
+def _quad_to_logprob(q, base, nb, wlp):
+    """wlp = base - q / 2 in float64, from the quadratic forms ``q`` (K, B)."""
+    K = q.shape[0]
+    for k in range(K):
+        bk = base[k]
+        for t in range(nb):
+            wlp[k, t] = bk - 0.5 * q[k, t]
 
 
 @njit(**JIT_OPTIONS)
@@ -234,46 +309,44 @@ BLAS_MIN_FEATURES = 32
 
 
 @njit(**JIT_OPTIONS)
-def _logprob_block_full(xt, nb, means, prec_chol, prec_chol_t, base, wlp, diff, ybuf,
-                        y, acc):
-    d = xt.shape[0]
-    K = means.shape[0]
+def _quad_block_full(xl, nb, ml, ul, ult, q, diff, ybuf, y):
+    """q[k] = ||U_k^T (x - mu_k)||^2 in xl's dtype (xl, ml centred)."""
+    d = xl.shape[0]
+    K = ml.shape[0]
     use_blas = d >= BLAS_MIN_FEATURES
     width = diff.shape[1] if use_blas else nb  # BLAS needs whole, contiguous rows
     for k in range(K):
+        acc = q[k]
         for j in range(d):
-            m = means[k, j]
+            m = ml[k, j]
             for t in range(width):
-                diff[j, t] = xt[j, t] - m
+                diff[j, t] = xl[j, t] - m
         if use_blas:
-            np.dot(prec_chol_t[k], diff, ybuf)  # y = U^T (x - mu)
+            np.dot(ult[k], diff, ybuf)  # y = U^T (x - mu)
             for t in range(nb):
-                acc[t] = 0.0
-            for a in range(d):
+                acc[t] = ybuf[0, t] * ybuf[0, t]
+            for a in range(1, d):
                 for t in range(nb):
                     acc[t] += ybuf[a, t] * ybuf[a, t]
         else:
             # y_a = sum_{b <= a} U[b, a] diff_b; the first term initialises y,
             # the last one also adds y_a^2 into acc (fewer passes over the block)
-            c = prec_chol[k, 0, 0]
+            c = ul[k, 0, 0]
             for t in range(nb):
                 v = c * diff[0, t]
                 acc[t] = v * v
             for a in range(1, d):
-                c = prec_chol[k, 0, a]
+                c = ul[k, 0, a]
                 for t in range(nb):
                     y[t] = c * diff[0, t]
                 for b in range(1, a):
-                    c = prec_chol[k, b, a]
+                    c = ul[k, b, a]
                     for t in range(nb):
                         y[t] += c * diff[b, t]
-                c = prec_chol[k, a, a]
+                c = ul[k, a, a]
                 for t in range(nb):
                     v = y[t] + c * diff[a, t]
                     acc[t] += v * v
-        bk = base[k]
-        for t in range(nb):
-            wlp[k, t] = bk - 0.5 * acc[t]
 
 
 @njit(**JIT_OPTIONS)
@@ -299,18 +372,32 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     K = means.shape[0]
     n_slots = S0s.shape[0]
     n_blocks = (n + block - 1) // block
-    prec_chol_t = np.empty_like(prec_chol)
+    center = _common_center(shift)
+    shift_c = _centred(shift, center)
+    means_c = _centred(means, center)
+    # the log-density operands in the input's precision
+    ml = np.empty((K, d), dtype=X.dtype)
+    ul = np.empty((K, d, d), dtype=X.dtype)
+    ult = np.empty((K, d, d), dtype=X.dtype)
     for k in range(K):
-        prec_chol_t[k] = prec_chol[k].T
+        for a in range(d):
+            ml[k, a] = means_c[k, a]
+            for b in range(d):
+                ul[k, a, b] = prec_chol[k, a, b]
+                ult[k, b, a] = prec_chol[k, a, b]
     for s in prange(n_slots):
         # zero-filled: the BLAS path reads whole rows, tails included
-        xt = np.zeros((d, block + _PAD), dtype=X.dtype)
+        xt = np.zeros((d, block + _PAD))
+        xl = _lowp_block(X, xt)
         diff = np.zeros((d, block + _PAD))
-        ybuf = np.empty((d, block + _PAD))
+        diffl = _lowp_block(X, diff)
+        ybuf = np.empty((d, block + _PAD), dtype=X.dtype)
         rdb = np.empty((d, block + _PAD))
+        q = np.empty((K, block + _PAD), dtype=X.dtype)
         wlp = np.empty((K, block + _PAD))
         resp = np.empty((K, block + _PAD))
         vec = np.empty((5, block + _PAD))
+        yl = np.empty(block + _PAD, dtype=X.dtype)
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
         S2s[s, :, :, :] = 0.0
@@ -318,25 +405,23 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
         S1 = S1s[s]
         S2 = S2s[s]
         w = vec[0]
-        v1 = vec[1]
-        v2 = vec[2]
         ll = 0.0
         ws = 0.0
         b0, b1 = _slot_range(s, n_slots, n_blocks)
         for blk in range(b0, b1):
             i0 = blk * block
             nb = min(block, n - i0)
-            _load_block(X, sw, i0, nb, xt, w)
+            _load_block(X, sw, i0, nb, center, xt, w)
             if resp_in.shape[0] == 0:
-                _logprob_block_full(xt, nb, means, prec_chol, prec_chol_t, base,
-                                    wlp, diff, ybuf, v1, v2)
+                _fill_lowp(X, xt, xl, nb)
+                _quad_block_full(xl, nb, ml, ul, ult, q, diffl, ybuf, yl)
+                _quad_to_logprob(q, base, nb, wlp)
             bll, bws = _finish_block(resp_in, i0, nb, wlp, resp, vec, out_lognorm,
                                      out_resp, out_label)
             ll += bll
             ws += bws
             if do_stats:
-                _stats_block_full(xt, nb, w, resp, shift, S0,
-                                  S1, S2, v1, rdb, diff)
+                _stats_block_full(xt, nb, w, resp, shift_c, S0, S1, S2, vec[1], rdb, diff)
         lls[s] = ll
         wsums[s] = ws
 
@@ -347,30 +432,28 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
 
 
 @njit(**JIT_OPTIONS)
-def _logprob_block_tied(xt, nb, center, mp, prec_chol, base, wlp, diff, xp):
-    """xp = (x - c) U; log-density via xp - (mu_k - c) U (``mp`` row k)."""
-    d = xt.shape[0]
+def _quad_block_tied(xl, nb, mp, ul, q, xp):
+    """xp = x U (x centred); q[k] = ||xp - (mu_k - c) U||^2 (``mp`` row k)."""
+    d = xl.shape[0]
     K = mp.shape[0]
-    for j in range(d):
-        c = center[j]
-        for t in range(nb):
-            diff[j, t] = xt[j, t] - c
     for a in range(d):
+        c = ul[0, a]
         for t in range(nb):
-            xp[a, t] = 0.0
-        for b in range(a + 1):
-            c = prec_chol[b, a]
+            xp[a, t] = c * xl[0, t]
+        for b in range(1, a + 1):
+            c = ul[b, a]
             for t in range(nb):
-                xp[a, t] += c * diff[b, t]
+                xp[a, t] += c * xl[b, t]
     for k in range(K):
-        bk = base[k]
+        m = mp[k, 0]
         for t in range(nb):
-            wlp[k, t] = bk
-        for a in range(d):
+            v = xp[0, t] - m
+            q[k, t] = v * v
+        for a in range(1, d):
             m = mp[k, a]
             for t in range(nb):
                 v = xp[a, t] - m
-                wlp[k, t] -= 0.5 * v * v
+                q[k, t] += v * v
 
 
 @njit(**JIT_OPTIONS)
@@ -417,20 +500,29 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     K = means.shape[0]
     n_slots = S0s.shape[0]
     n_blocks = (n + block - 1) // block
-    center = shift[0].copy()
-    # (mu_k - c) U, the mean's image in the whitened space
-    mp = np.zeros((K, d))
+    center = _common_center(shift)
+    shift_c = _centred(shift, center)
+    means_c = _centred(means, center)
+    # (mu_k - c) U, the mean's image in the whitened space, and U, in the
+    # input's precision
+    mp = np.empty((K, d), dtype=X.dtype)
+    ul = np.empty((d, d), dtype=X.dtype)
+    for a in range(d):
+        for b in range(d):
+            ul[a, b] = prec_chol[a, b]
     for k in range(K):
         for a in range(d):
             v = 0.0
             for b in range(a + 1):
-                v += (means[k, b] - center[b]) * prec_chol[b, a]
+                v += means_c[k, b] * prec_chol[b, a]
             mp[k, a] = v
     for s in prange(n_slots):
-        xt = np.empty((d, block + _PAD), dtype=X.dtype)
+        xt = np.empty((d, block + _PAD))
+        xl = _lowp_block(X, xt)
         diff = np.empty((d, block + _PAD))
         rdb = np.empty((d, block + _PAD))
-        xpb = np.empty((d, block + _PAD))
+        xpb = np.empty((d, block + _PAD), dtype=X.dtype)
+        q = np.empty((K, block + _PAD), dtype=X.dtype)
         wlp = np.empty((K, block + _PAD))
         resp = np.empty((K, block + _PAD))
         vec = np.empty((5, block + _PAD))
@@ -441,24 +533,23 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
         S1 = S1s[s]
         S2 = S2s[s]
         w = vec[0]
-        v1 = vec[1]
         ll = 0.0
         ws = 0.0
         b0, b1 = _slot_range(s, n_slots, n_blocks)
         for blk in range(b0, b1):
             i0 = blk * block
             nb = min(block, n - i0)
-            _load_block(X, sw, i0, nb, xt, w)
+            _load_block(X, sw, i0, nb, center, xt, w)
             if resp_in.shape[0] == 0:
-                _logprob_block_tied(xt, nb, center, mp, prec_chol, base,
-                                    wlp, diff, xpb)
+                _fill_lowp(X, xt, xl, nb)
+                _quad_block_tied(xl, nb, mp, ul, q, xpb)
+                _quad_to_logprob(q, base, nb, wlp)
             bll, bws = _finish_block(resp_in, i0, nb, wlp, resp, vec, out_lognorm,
                                      out_resp, out_label)
             ll += bll
             ws += bws
             if do_stats:
-                _stats_block_tied(xt, nb, w, resp, shift, S0,
-                                  S1, S2, v1, rdb, diff)
+                _stats_block_tied(xt, nb, w, resp, shift_c, S0, S1, S2, vec[1], rdb, diff)
         lls[s] = ll
         wsums[s] = ws
 
@@ -469,21 +560,22 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
 
 
 @njit(**JIT_OPTIONS)
-def _logprob_block_diag(xt, nb, means, prec_chol, base, wlp):
-    d = xt.shape[0]
-    K = means.shape[0]
+def _quad_block_diag(xl, nb, ml, pp, q):
+    """q[k] = sum_j pp[k, j] (x_j - mu_kj)^2, with pp = prec_chol**2."""
+    d = xl.shape[0]
+    K = ml.shape[0]
     for k in range(K):
-        # accumulate -0.5 * sum_j ((x_j - m_j) p_j)^2 onto the base
-        bk = base[k]
+        m = ml[k, 0]
+        h = pp[k, 0]
         for t in range(nb):
-            wlp[k, t] = bk
-        for j in range(d):
-            m = means[k, j]
-            p = prec_chol[k, j]
-            h = -0.5 * p * p
+            v = xl[0, t] - m
+            q[k, t] = h * v * v
+        for j in range(1, d):
+            m = ml[k, j]
+            h = pp[k, j]
             for t in range(nb):
-                v = xt[j, t] - m
-                wlp[k, t] += h * v * v
+                v = xl[j, t] - m
+                q[k, t] += h * v * v
 
 
 @njit(**JIT_OPTIONS)
@@ -519,9 +611,20 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     K = means.shape[0]
     n_slots = S0s.shape[0]
     n_blocks = (n + block - 1) // block
+    center = _common_center(shift)
+    shift_c = _centred(shift, center)
+    means_c = _centred(means, center)
+    ml = np.empty((K, d), dtype=X.dtype)
+    pp = np.empty((K, d), dtype=X.dtype)
+    for k in range(K):
+        for j in range(d):
+            ml[k, j] = means_c[k, j]
+            pp[k, j] = prec_chol[k, j] * prec_chol[k, j]
     for s in prange(n_slots):
-        xt = np.empty((d, block + _PAD), dtype=X.dtype)
+        xt = np.empty((d, block + _PAD))
+        xl = _lowp_block(X, xt)
         diff = np.empty((d, block + _PAD))
+        q = np.empty((K, block + _PAD), dtype=X.dtype)
         wlp = np.empty((K, block + _PAD))
         resp = np.empty((K, block + _PAD))
         vec = np.empty((5, block + _PAD))
@@ -532,23 +635,23 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
         S1 = S1s[s]
         S2 = S2s[s]
         w = vec[0]
-        v1 = vec[1]
         ll = 0.0
         ws = 0.0
         b0, b1 = _slot_range(s, n_slots, n_blocks)
         for blk in range(b0, b1):
             i0 = blk * block
             nb = min(block, n - i0)
-            _load_block(X, sw, i0, nb, xt, w)
+            _load_block(X, sw, i0, nb, center, xt, w)
             if resp_in.shape[0] == 0:
-                _logprob_block_diag(xt, nb, means, prec_chol, base, wlp)
+                _fill_lowp(X, xt, xl, nb)
+                _quad_block_diag(xl, nb, ml, pp, q)
+                _quad_to_logprob(q, base, nb, wlp)
             bll, bws = _finish_block(resp_in, i0, nb, wlp, resp, vec, out_lognorm,
                                      out_resp, out_label)
             ll += bll
             ws += bws
             if do_stats:
-                _stats_block_diag(xt, nb, w, resp, shift, S0,
-                                  S1, S2, v1, diff)
+                _stats_block_diag(xt, nb, w, resp, shift_c, S0, S1, S2, vec[1], diff)
         lls[s] = ll
         wsums[s] = ws
 
@@ -559,19 +662,23 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
 
 
 @njit(**JIT_OPTIONS)
-def _logprob_block_spherical(xt, nb, means, prec_chol, base, wlp):
-    d = xt.shape[0]
-    K = means.shape[0]
+def _quad_block_spherical(xl, nb, ml, pp, q):
+    """q[k] = pp[k] ||x - mu_k||^2, with pp = prec_chol**2."""
+    d = xl.shape[0]
+    K = ml.shape[0]
     for k in range(K):
-        bk = base[k]
-        h = -0.5 * prec_chol[k] * prec_chol[k]
+        m = ml[k, 0]
         for t in range(nb):
-            wlp[k, t] = bk
-        for j in range(d):
-            m = means[k, j]
+            v = xl[0, t] - m
+            q[k, t] = v * v
+        for j in range(1, d):
+            m = ml[k, j]
             for t in range(nb):
-                v = xt[j, t] - m
-                wlp[k, t] += h * v * v
+                v = xl[j, t] - m
+                q[k, t] += v * v
+        h = pp[k]
+        for t in range(nb):
+            q[k, t] *= h
 
 
 @njit(**JIT_OPTIONS)
@@ -607,9 +714,20 @@ def _estep_stats_spherical(X, sw, means, prec_chol, base, shift, resp_in,
     K = means.shape[0]
     n_slots = S0s.shape[0]
     n_blocks = (n + block - 1) // block
+    center = _common_center(shift)
+    shift_c = _centred(shift, center)
+    means_c = _centred(means, center)
+    ml = np.empty((K, d), dtype=X.dtype)
+    pp = np.empty(K, dtype=X.dtype)
+    for k in range(K):
+        pp[k] = prec_chol[k] * prec_chol[k]
+        for j in range(d):
+            ml[k, j] = means_c[k, j]
     for s in prange(n_slots):
-        xt = np.empty((d, block + _PAD), dtype=X.dtype)
+        xt = np.empty((d, block + _PAD))
+        xl = _lowp_block(X, xt)
         diff = np.empty((d, block + _PAD))
+        q = np.empty((K, block + _PAD), dtype=X.dtype)
         wlp = np.empty((K, block + _PAD))
         resp = np.empty((K, block + _PAD))
         vec = np.empty((5, block + _PAD))
@@ -620,25 +738,23 @@ def _estep_stats_spherical(X, sw, means, prec_chol, base, shift, resp_in,
         S1 = S1s[s]
         S2 = S2s[s]
         w = vec[0]
-        v1 = vec[1]
         ll = 0.0
         ws = 0.0
         b0, b1 = _slot_range(s, n_slots, n_blocks)
         for blk in range(b0, b1):
             i0 = blk * block
             nb = min(block, n - i0)
-            _load_block(X, sw, i0, nb, xt, w)
+            _load_block(X, sw, i0, nb, center, xt, w)
             if resp_in.shape[0] == 0:
-                _logprob_block_spherical(xt, nb, means, prec_chol, base,
-                                         wlp)
+                _fill_lowp(X, xt, xl, nb)
+                _quad_block_spherical(xl, nb, ml, pp, q)
+                _quad_to_logprob(q, base, nb, wlp)
             bll, bws = _finish_block(resp_in, i0, nb, wlp, resp, vec, out_lognorm,
                                      out_resp, out_label)
             ll += bll
             ws += bws
             if do_stats:
-                _stats_block_spherical(xt, nb, w, resp, shift,
-                                       S0, S1, S2, v1,
-                                       diff)
+                _stats_block_spherical(xt, nb, w, resp, shift_c, S0, S1, S2, vec[1], diff)
         lls[s] = ll
         wsums[s] = ws
 
