@@ -1,12 +1,14 @@
 """fastem: Gaussian mixtures fitted by EM with fused, parallel Numba kernels.
 
 ``fastem.GaussianMixture`` is a drop-in replacement for
-``sklearn.mixture.GaussianMixture``.
+``sklearn.mixture.GaussianMixture``; ``fastem.MiniBatchGaussianMixture``
+fits by online (stepwise) EM and learns from streams with ``partial_fit``.
 """
 
 from . import _config  # noqa: F401  (sets the OpenMP wait policy first)
 from .mixture import GaussianMixture
+from .online import MiniBatchGaussianMixture
 
 __version__ = "0.1.0"
 
-__all__ = ["GaussianMixture", "__version__"]
+__all__ = ["GaussianMixture", "MiniBatchGaussianMixture", "__version__"]
