@@ -100,7 +100,7 @@ def _lowp_block(X, xt):
     scratch of the input's dtype otherwise."""
 
 
-@overload(_lowp_block, jit_options=dict(cache=True))
+@overload(_lowp_block, jit_options={"cache": JIT_OPTIONS["cache"]})
 def _lowp_block_impl(X, xt):
     if X.dtype == types.float64:
         return lambda X, xt: xt
@@ -111,7 +111,7 @@ def _fill_lowp(X, xt, xl, nb):
     """xl[:, :nb] = xt[:, :nb] in xl's dtype (nothing to do for float64)."""
 
 
-@overload(_fill_lowp, jit_options=dict(cache=True))
+@overload(_fill_lowp, jit_options={"cache": JIT_OPTIONS["cache"]})
 def _fill_lowp_impl(X, xt, xl, nb):
     if X.dtype == types.float64:
         return lambda X, xt, xl, nb: None
