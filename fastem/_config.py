@@ -7,6 +7,10 @@
                        slot count, never the thread count, fixes the order of
                        the floating-point reduction, so results are bitwise
                        identical for any number of threads.
+``FASTEM_CHUNK_BYTES`` bytes of rows read at a time from out-of-core input
+                       (``np.memmap``, h5py/zarr-like arrays; default 32 MiB,
+                       and never fewer than 4096 rows).  Bounds the memory of
+                       fitting and scoring such input, whatever its size.
 
 Importing this module also sets, unless the user set them, the OpenMP wait
 policy of Numba's threading layer: ``OMP_WAIT_POLICY=PASSIVE`` with
@@ -62,6 +66,8 @@ CACHE = _env_bool("FASTEM_CACHE", True)
 BLOCK_SIZE = _env_int("FASTEM_BLOCK_SIZE", 256, 8)
 #: Number of partial-statistics slots (independent of the thread count).
 N_SLOTS = _env_int("FASTEM_N_SLOTS", 16, 1)
+#: Bytes of rows per chunk read from out-of-core input (see fastem._data).
+CHUNK_BYTES = _env_int("FASTEM_CHUNK_BYTES", 32 * 2**20, 1)
 
 #: fastmath flags for the kernels: reassociation lets LLVM vectorise the
 #: reductions over rows; no ``nnan``/``ninf`` because log-sum-exp relies on

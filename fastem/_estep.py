@@ -3,11 +3,16 @@
 The covariance type is dispatched once, here, through a dict of kernels that
 share one signature.  Slot buffers are allocated once per fit by
 :class:`EStepWorkspace` and reused every iteration.
+
+In-memory X is one kernel call.  Out-of-core X (a :class:`fastem._data.RowSource`)
+is the same kernel called on each chunk, the statistics (or the log-likelihood
+and weight) summed and the per-row outputs filled slice by slice.
 """
 
 import numpy as np
 
 from . import _config
+from ._data import RowSource
 from ._kernels.gaussian import BLAS_MIN_FEATURES, ESTEP_KERNELS
 from ._stats import GaussianStats, covariance_shape, default_shift, log_base
 
@@ -41,12 +46,22 @@ def n_slots_for(n_rows, block=None):
     return max(1, min(_config.N_SLOTS, n_blocks))
 
 
+def rows_per_call(X):
+    """Rows the kernel sees at once: all of an in-memory X, one chunk of an
+    out-of-core one (size an :class:`EStepWorkspace` with it)."""
+    return X.chunk_rows if isinstance(X, RowSource) else X.shape[0]
+
+
 def kernel_array(X):
     """X as the kernel receives it: an ndarray view, float32 or float64."""
     X = np.asarray(X) if not isinstance(X, np.ndarray) else X
     if isinstance(X, np.memmap):
         X = X.view(np.ndarray)
     return X
+
+
+def _rows(a, rows):
+    return None if a is None else a[rows]
 
 
 def _prepare_params(params, covariance_type):
@@ -75,18 +90,43 @@ class EStepWorkspace:
     def run(self, X, sample_weight, params, *, shift=None, do_stats=True,
             resp_in=None, out_lognorm=None, out_resp=None, out_label=None):
         """One fused pass over X; returns :class:`GaussianStats` (``do_stats``)
-        or ``(sum_i w_i log p(x_i), sum_i w_i)``."""
+        or ``(sum_i w_i log p(x_i), sum_i w_i)``.
+
+        X is an array (one kernel call) or a :class:`fastem._data.RowSource`
+        (one call per chunk; statistics summed, row arguments sliced)."""
         ct = self.covariance_type
-        K, d = params.means.shape
-        means, prec, base = _prepare_params(params, ct)
+        prepared = _prepare_params(params, ct)
         if shift is None:
             shift = default_shift(params, ct)
         shift = np.ascontiguousarray(shift, dtype=np.float64)
+        if not isinstance(X, RowSource):
+            return self._call(kernel_array(X), sample_weight, prepared, shift, do_stats,
+                              resp_in, out_lognorm, out_resp, out_label)
+        total = None
+        for i0, chunk in X.chunks():
+            rows = slice(i0, i0 + chunk.shape[0])
+            part = self._call(chunk, _rows(sample_weight, rows), prepared, shift,
+                              do_stats, _rows(resp_in, rows), _rows(out_lognorm, rows),
+                              _rows(out_resp, rows), _rows(out_label, rows))
+            if total is None:
+                total = part
+            elif do_stats:
+                total = total + part
+            else:
+                total = (total[0] + part[0], total[1] + part[1])
+        return total
+
+    def _call(self, X, sample_weight, prepared, shift, do_stats, resp_in,
+              out_lognorm, out_resp, out_label):
+        """The kernel on one in-memory array, then the in-order slot reduction."""
+        ct = self.covariance_type
+        means, prec, base = prepared
+        K = means.shape[0]
         sw = _EMPTY_W if sample_weight is None else sample_weight
         if resp_in is None:
             resp_in = np.empty((0, K))
         args = (
-            kernel_array(X), sw, means, prec, base, shift, resp_in, do_stats,
+            X, sw, means, prec, base, shift, resp_in, do_stats,
             _EMPTY_W if out_lognorm is None else out_lognorm,
             np.empty((0, K)) if out_resp is None else out_resp,
             _EMPTY_I if out_label is None else out_label,
@@ -116,8 +156,9 @@ class EStepWorkspace:
 def evaluate(X, params, covariance_type, *, sample_weight=None, out_lognorm=None,
              out_resp=None, out_label=None):
     """The kernel with statistics off: fills the requested per-row outputs and
-    returns ``(sum_i w_i log p(x_i), sum_i w_i)``."""
+    returns ``(sum_i w_i log p(x_i), sum_i w_i)``.  X may be out of core
+    (a :class:`fastem._data.RowSource`); the outputs are in-memory arrays."""
     K, d = params.means.shape
-    ws = EStepWorkspace(covariance_type, K, d, X.shape[0])
+    ws = EStepWorkspace(covariance_type, K, d, rows_per_call(X))
     return ws.run(X, sample_weight, params, do_stats=False, out_lognorm=out_lognorm,
                   out_resp=out_resp, out_label=out_label)

@@ -17,7 +17,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
-from ._estep import EStepWorkspace, evaluate, single_threaded_blas
+from ._data import RowSource
+from ._estep import EStepWorkspace, evaluate, rows_per_call, single_threaded_blas
 from ._kmeans import kmeans, kmeans_plusplus
 from ._stats import (
     COVARIANCE_TYPES,
@@ -37,6 +38,10 @@ INIT_SAMPLE_SIZE = 4096
 _INIT_ROWS_PER_COMPONENT = 256
 #: Rows per chunk when forming the initial statistics from responsibilities.
 _INIT_CHUNK = 1024
+#: Above this many rows, the initialisation sample is drawn without the
+#: permutation of all n rows that RandomState.choice(replace=False) makes
+#: (8 n bytes: 1 GB for 1.3e8 rows), so that memory does not grow with n.
+_PERMUTATION_MAX_ROWS = 2**22
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -44,7 +49,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     A drop-in replacement for :class:`sklearn.mixture.GaussianMixture`: the
     same parameters, defaults, fitted attributes, methods and BIC/AIC.  It
-    adds ``sample_weight`` to ``fit``, ``score``, ``bic`` and ``aic``.
+    adds ``sample_weight`` to ``fit``, ``score``, ``bic`` and ``aic``, and
+    reads out-of-core input (``np.memmap``, h5py/zarr-like arrays) chunk by
+    chunk, with memory independent of n_samples (docs/out_of_core.md).
 
     Parameters
     ----------
@@ -176,7 +183,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     # ------------------------------------------------------------------
 
     def _check_X(self, X, reset):
-        """Feature names and count (scikit-learn's rules), then our checks."""
+        """Feature names and count (scikit-learn's rules), then our checks.
+
+        Returns an ndarray, or for out-of-core input (np.memmap, h5py/zarr-like
+        arrays) a :class:`fastem._data.RowSource` that reads it in chunks."""
         _check_feature_names(self, X, reset=reset)
         X = check_array_2d(X, estimator_name=type(self).__name__)
         if reset:
@@ -249,11 +259,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         n, d = X.shape
         n_sample = max(INIT_SAMPLE_SIZE, _INIT_ROWS_PER_COMPONENT * k)
         if n > n_sample:
-            idx = np.sort(random_state.choice(n, size=n_sample, replace=False))
-            Xs = np.asarray(X[idx])
+            idx = _sample_rows(random_state, n, n_sample)
+            # out-of-core X: RowSource.take reads only these rows
+            Xs = X.take(idx) if isinstance(X, RowSource) else np.asarray(X[idx])
             sws = None if sw is None else sw[idx]
         else:
             Xs, sws = X, sw
+            if isinstance(X, RowSource):  # small: at most n_sample rows
+                Xs = X.read(0, n)
         ns = Xs.shape[0]
         labels = None
         if self.init_params == "kmeans":
@@ -312,7 +325,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
             float32 input is kept as float32 (the statistics are float64);
-            C or Fortran order, strided views and np.memmap are read in place.
+            C or Fortran order and strided views are read in place.
+            Out-of-core input -- a ``np.memmap``, or any array-like with
+            ``.shape``, ``.dtype`` and row slicing, such as h5py and zarr
+            arrays -- is read in chunks of ``FASTEM_CHUNK_BYTES`` (32 MiB),
+            so memory does not grow with n_samples (docs/out_of_core.md).
         y : Ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; a weight of 2 counts the row twice.
@@ -353,11 +370,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
         random_state = check_random_state(self.random_state)
-        workspace = EStepWorkspace(ct, self.n_components, d, n)
+        workspace = EStepWorkspace(ct, self.n_components, d, rows_per_call(X))
 
         with single_threaded_blas():
             best, max_lower_bound = self._em(X, sw, workspace, inits, do_init, n_init,
                                              random_state)
+        if isinstance(X, RowSource):
+            # out-of-core X is checked for NaN/inf on its first pass; a fit
+            # that made none (max_iter=0 with given *_init) checks it now
+            X.validate()
         params, n_iter, history, converged = best
         self.converged_ = converged
         if not self.converged_ and self.max_iter > 0:
@@ -573,6 +594,22 @@ def _check_precisions_pd(precisions, covariance_type):
                 f"The parameter {name} should be symmetric, positive-definite, but "
                 f"matrix {k} has smallest eigenvalue {eig.min():.3g}."
             )
+
+
+def _sample_rows(random_state, n, size):
+    """Sorted indices of ``size`` distinct rows out of ``n``, uniformly at random.
+
+    Up to ``_PERMUTATION_MAX_ROWS`` rows, ``random_state.choice(n, size,
+    replace=False)`` as before; above, the first ``size`` distinct values of
+    uniform draws (a uniform sample too), in O(size) memory."""
+    if n <= _PERMUTATION_MAX_ROWS:
+        return np.sort(random_state.choice(n, size=size, replace=False))
+    chosen = np.empty(0, dtype=np.int64)
+    while chosen.size < size:
+        draws = np.concatenate((chosen, random_state.randint(n, size=size, dtype=np.int64)))
+        _, first = np.unique(draws, return_index=True)
+        chosen = draws[np.sort(first)]  # distinct values, in order of first draw
+    return np.sort(chosen[:size])
 
 
 def _rough_center(X):
