@@ -24,7 +24,7 @@ from sklearn.utils._param_validation import Interval
 from ._estep import EStepWorkspace, single_threaded_blas
 from ._stats import GaussianParams, default_shift, m_step
 from ._validation import check_sample_weight
-from .mixture import _INIT_ROWS_PER_COMPONENT, INIT_SAMPLE_SIZE, GaussianMixture
+from .mixture import _INIT_ROWS_PER_COMPONENT, INIT_SAMPLE_SIZE, GaussianMixture, _sample_rows
 
 #: Attributes that exist once the model is initialised (removed again if the
 #: first partial_fit fails half-way).
@@ -286,7 +286,7 @@ class MiniBatchGaussianMixture(GaussianMixture):
             if not (self.warm_start and hasattr(self, "_running")):
                 n_warm = min(n, max(INIT_SAMPLE_SIZE, _INIT_ROWS_PER_COMPONENT *
                                     self.n_components, bs))
-                idx = np.sort(random_state.choice(n, size=n_warm, replace=False))
+                idx = _sample_rows(random_state, n, n_warm)
                 Xw = np.asarray(X[idx])
                 sww = None if sw is None else sw[idx]
                 self._reset(Xw, sww, random_state)
