@@ -64,9 +64,17 @@ def _rows(a, rows):
     return None if a is None else a[rows]
 
 
+#: The kernel (and S2 layout) each covariance type runs: spherical is the
+#: diag kernel with its one inverse standard deviation per component repeated
+#: over the features.
+KERNEL_TYPE = {"full": "full", "tied": "tied", "diag": "diag", "spherical": "diag"}
+
+
 def _prepare_params(params, covariance_type):
     means = np.ascontiguousarray(params.means, dtype=np.float64)
     prec = np.ascontiguousarray(params.precisions_cholesky, dtype=np.float64)
+    if covariance_type == "spherical":
+        prec = np.ascontiguousarray(np.repeat(prec[:, None], means.shape[1], axis=1))
     base = np.ascontiguousarray(log_base(params, covariance_type), dtype=np.float64)
     return means, prec, base
 
@@ -76,13 +84,14 @@ class EStepWorkspace:
 
     def __init__(self, covariance_type, n_components, n_features, n_rows):
         self.covariance_type = covariance_type
-        self.kernel = ESTEP_KERNELS[covariance_type]
+        kernel_type = KERNEL_TYPE[covariance_type]
+        self.kernel = ESTEP_KERNELS[kernel_type]
         self.block = _config.BLOCK_SIZE
         ns = n_slots_for(n_rows, self.block)
         K, d = n_components, n_features
         self.S0s = np.zeros((ns, K))
         self.S1s = np.zeros((ns, K, d))
-        self.S2s = np.zeros((ns,) + covariance_shape(covariance_type, K, d))
+        self.S2s = np.zeros((ns,) + covariance_shape(kernel_type, K, d))
         self.lls = np.zeros(ns)
         self.wsums = np.zeros(ns)
         self.uses_blas = covariance_type == "full" and n_features >= BLAS_MIN_FEATURES
@@ -142,12 +151,15 @@ class EStepWorkspace:
         weight = float(np.add.reduce(self.wsums))
         if not do_stats:
             return loglik, weight
+        S2 = np.add.reduce(self.S2s, axis=0)
+        if ct == "spherical":  # diag kernel: sum the per-feature second moments
+            S2 = np.add.reduce(S2, axis=1)
         return GaussianStats(
             ct,
             shift,
             np.add.reduce(self.S0s, axis=0),
             np.add.reduce(self.S1s, axis=0),
-            np.add.reduce(self.S2s, axis=0),
+            S2,
             loglik,
             weight,
         )

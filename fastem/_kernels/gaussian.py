@@ -656,113 +656,13 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
         wsums[s] = ws
 
 
-# --------------------------------------------------------------------------
-# spherical
-# --------------------------------------------------------------------------
-
-
-@njit(**JIT_OPTIONS)
-def _quad_block_spherical(xl, nb, ml, pp, q):
-    """q[k] = pp[k] ||x - mu_k||^2, with pp = prec_chol**2."""
-    d = xl.shape[0]
-    K = ml.shape[0]
-    for k in range(K):
-        m = ml[k, 0]
-        for t in range(nb):
-            v = xl[0, t] - m
-            q[k, t] = v * v
-        for j in range(1, d):
-            m = ml[k, j]
-            for t in range(nb):
-                v = xl[j, t] - m
-                q[k, t] += v * v
-        h = pp[k]
-        for t in range(nb):
-            q[k, t] *= h
-
-
-@njit(**JIT_OPTIONS)
-def _stats_block_spherical(xt, nb, w, resp, shift, S0, S1, S2, r, diff):
-    d = xt.shape[0]
-    K = resp.shape[0]
-    for k in range(K):
-        S0[k] += _weighted_resp(nb, w, resp, k, r)
-        s2 = 0.0
-        for j in range(d):
-            c = shift[k, j]
-            s1 = 0.0
-            for t in range(nb):
-                v = xt[j, t] - c
-                rv = r[t] * v
-                s1 += rv
-                s2 += rv * v
-            S1[k, j] += s1
-        S2[k] += s2
-
-
-@njit(parallel=True, **JIT_OPTIONS)
-def _estep_stats_spherical(X, sw, means, prec_chol, base, shift, resp_in,
-                           do_stats, out_lognorm, out_resp, out_label, S0s, S1s,
-                           S2s, lls, wsums, block):
-    """Fused E-step, spherical covariances.
-
-    prec_chol : (K,) inverse standard deviations, input.
-    S2s : (S, K) output; per slot sum_i w_i r_ik ||x_i - c_k||**2.
-    Other arguments: see the module docstring.
-    """
-    n, d = X.shape
-    K = means.shape[0]
-    n_slots = S0s.shape[0]
-    n_blocks = (n + block - 1) // block
-    center = _common_center(shift)
-    shift_c = _centred(shift, center)
-    means_c = _centred(means, center)
-    ml = np.empty((K, d), dtype=X.dtype)
-    pp = np.empty(K, dtype=X.dtype)
-    for k in range(K):
-        pp[k] = prec_chol[k] * prec_chol[k]
-        for j in range(d):
-            ml[k, j] = means_c[k, j]
-    for s in prange(n_slots):
-        xt = np.empty((d, block + _PAD))
-        xl = _lowp_block(X, xt)
-        diff = np.empty((d, block + _PAD))
-        q = np.empty((K, block + _PAD), dtype=X.dtype)
-        wlp = np.empty((K, block + _PAD))
-        resp = np.empty((K, block + _PAD))
-        vec = np.empty((5, block + _PAD))
-        S0s[s, :] = 0.0
-        S1s[s, :, :] = 0.0
-        S2s[s, :] = 0.0
-        S0 = S0s[s]
-        S1 = S1s[s]
-        S2 = S2s[s]
-        w = vec[0]
-        ll = 0.0
-        ws = 0.0
-        b0, b1 = _slot_range(s, n_slots, n_blocks)
-        for blk in range(b0, b1):
-            i0 = blk * block
-            nb = min(block, n - i0)
-            _load_block(X, sw, i0, nb, center, xt, w)
-            if resp_in.shape[0] == 0:
-                _fill_lowp(X, xt, xl, nb)
-                _quad_block_spherical(xl, nb, ml, pp, q)
-                _quad_to_logprob(q, base, nb, wlp)
-            bll, bws = _finish_block(resp_in, i0, nb, wlp, resp, vec, out_lognorm,
-                                     out_resp, out_label)
-            ll += bll
-            ws += bws
-            if do_stats:
-                _stats_block_spherical(xt, nb, w, resp, shift_c, S0, S1, S2, vec[1], diff)
-        lls[s] = ll
-        wsums[s] = ws
-
-
-#: Covariance type -> kernel; every kernel has the same signature.
+#: Kernel per covariance type; every kernel has the same signature.  The
+#: spherical type has none of its own: it is the diag kernel with each
+#: component's inverse standard deviation repeated over the features, its S2
+#: summed over the features by the caller (as fast, and one kernel fewer to
+#: compile).
 ESTEP_KERNELS = {
     "full": _estep_stats_full,
     "tied": _estep_stats_tied,
     "diag": _estep_stats_diag,
-    "spherical": _estep_stats_spherical,
 }
