@@ -148,6 +148,14 @@ def _centred(a, center):
 
 
 @njit(**JIT_OPTIONS)
+def _centring(shift, means):
+    """The common centre of the blocks, and the shift and the means relative
+    to it (float64)."""
+    center = _common_center(shift)
+    return center, _centred(shift, center), _centred(means, center)
+
+
+@njit(**JIT_OPTIONS)
 def _quad_to_logprob(q, base, nb, wlp):
     """wlp = base - q / 2 in float64, from the quadratic forms ``q`` (K, B)."""
     K = q.shape[0]
@@ -372,9 +380,7 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     K = means.shape[0]
     n_slots = S0s.shape[0]
     n_blocks = (n + block - 1) // block
-    center = _common_center(shift)
-    shift_c = _centred(shift, center)
-    means_c = _centred(means, center)
+    center, shift_c, means_c = _centring(shift, means)
     # the log-density operands in the input's precision
     ml = np.empty((K, d), dtype=X.dtype)
     ul = np.empty((K, d, d), dtype=X.dtype)
@@ -500,9 +506,7 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     K = means.shape[0]
     n_slots = S0s.shape[0]
     n_blocks = (n + block - 1) // block
-    center = _common_center(shift)
-    shift_c = _centred(shift, center)
-    means_c = _centred(means, center)
+    center, shift_c, means_c = _centring(shift, means)
     # (mu_k - c) U, the mean's image in the whitened space, and U, in the
     # input's precision
     mp = np.empty((K, d), dtype=X.dtype)
@@ -611,9 +615,7 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     K = means.shape[0]
     n_slots = S0s.shape[0]
     n_blocks = (n + block - 1) // block
-    center = _common_center(shift)
-    shift_c = _centred(shift, center)
-    means_c = _centred(means, center)
+    center, shift_c, means_c = _centring(shift, means)
     ml = np.empty((K, d), dtype=X.dtype)
     pp = np.empty((K, d), dtype=X.dtype)
     for k in range(K):
