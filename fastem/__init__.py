@@ -6,9 +6,10 @@ fits by online (stepwise) EM and learns from streams with ``partial_fit``.
 """
 
 from . import _config  # noqa: F401  (sets the OpenMP wait policy first)
+from ._collapse import CollapseWarning
 from .mixture import GaussianMixture
 from .online import MiniBatchGaussianMixture
 
 __version__ = "0.1.0"
 
-__all__ = ["GaussianMixture", "MiniBatchGaussianMixture", "__version__"]
+__all__ = ["CollapseWarning", "GaussianMixture", "MiniBatchGaussianMixture", "__version__"]

@@ -150,6 +150,33 @@ def precisions_cholesky_from_covariances(covariances, covariance_type, dtype=np.
     return 1.0 / np.sqrt(covariances)
 
 
+def factor_covariances(covariances, covariance_type):
+    """``precisions_cholesky_`` and the list of components whose covariance
+    is not positive definite (their factors are left as NaN; for 'tied' the
+    list is ``[None]``, the shared covariance).  Never raises."""
+    K = covariances.shape[0] if covariance_type != "tied" else None
+    if covariance_type in ("full", "tied"):
+        stack = covariances if covariance_type == "full" else covariances[None]
+        stack = np.ascontiguousarray(stack, dtype=np.float64)
+        out = np.full_like(stack, np.nan)
+        bad, start = [], 0
+        while start < stack.shape[0]:
+            failed = _precision_cholesky(stack[start:], out[start:])
+            if failed < 0:
+                break
+            bad.append(start + failed)
+            out[start + failed] = np.nan
+            start += failed + 1
+        if covariance_type == "tied":
+            return out[0], ([None] if bad else [])
+        return out, bad
+    ok = (covariances.reshape(K, -1) > 0).all(axis=1) & np.isfinite(
+        covariances.reshape(K, -1)).all(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = 1.0 / np.sqrt(np.where(covariances > 0, covariances, np.nan))
+    return out, [int(k) for k in np.flatnonzero(~ok)]
+
+
 def precisions_from_cholesky(prec_chol, covariance_type):
     """``precisions_`` from ``precisions_cholesky_``."""
     if covariance_type == "full":
@@ -206,6 +233,14 @@ def m_step(stats, reg_covar, dtype=np.float64):
     (a ValueError naming the component) when a covariance is not positive
     definite.
     """
+    weights, means, cov = m_step_moments(stats, reg_covar)
+    prec_chol = precisions_cholesky_from_covariances(cov, stats.covariance_type, dtype)
+    return GaussianParams(weights, means, cov, prec_chol)
+
+
+def m_step_moments(stats, reg_covar):
+    """The M-step's weights, means and (regularised) covariances, before any
+    factorisation."""
     ct = stats.covariance_type
     nk = stats.S0 + _EPS
     weights = nk / nk.sum()
@@ -236,8 +271,7 @@ def m_step(stats, reg_covar, dtype=np.float64):
         cov = scatter / (nk * d) + reg_covar
     else:  # pragma: no cover - dispatch is validated upstream
         raise ValueError(f"unknown covariance_type {ct!r}")
-    prec_chol = precisions_cholesky_from_covariances(cov, ct, dtype)
-    return GaussianParams(weights, means, cov, prec_chol)
+    return weights, means, cov
 
 
 def default_shift(params, covariance_type):

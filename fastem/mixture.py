@@ -17,6 +17,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
+from ._collapse import CollapseWarning, Recovery
 from ._data import RowSource
 from ._estep import EStepWorkspace, evaluate, rows_per_call, single_threaded_blas
 from ._kmeans import kmeans, kmeans_plusplus
@@ -93,6 +94,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         change of the log-likelihood.
     verbose_interval : int, default=10
         Iterations between two messages.
+    on_collapse : {'reseed', 'raise'}, default='reseed'
+        What to do when a component collapses: its effective count (its share
+        of the sample weight) falls below d + 1 (full), 2 (diag, spherical) or
+        1 (tied), or its covariance cannot be factorised.  'reseed' moves a
+        starved component to rows the model explains worst and gives a
+        degenerate but well-populated covariance a ridge (see
+        ``docs/collapse.md``), records it in ``collapse_events_``, warns once
+        (:class:`fastem.CollapseWarning`) and goes on; with ``reg_covar=0`` a
+        covariance that cannot be factorised still raises.  'raise' raises
+        scikit-learn's error and advice, as scikit-learn does.
 
     Attributes
     ----------
@@ -114,6 +125,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         iteration of the best initialisation.
     lower_bounds_ : list of float
         The mean log-likelihood at every iteration of the best initialisation.
+    n_reseeds_ : int
+        Components re-seeded during the best initialisation's run.
+    collapse_events_ : list of (iteration, component, action)
+        Every recovery of that run: action 'reseed' or 'ridge' (component
+        None for the tied covariance); iteration 0 is the initialisation.
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Defined only when X has feature names that are all strings.
@@ -143,6 +159,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
         "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+        "on_collapse": [StrOptions({"reseed", "raise"})],
     }
 
     def __init__(
@@ -162,6 +179,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        on_collapse="reseed",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -177,6 +195,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.on_collapse = on_collapse
 
     # ------------------------------------------------------------------
     # validation
@@ -249,7 +268,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     # initialisation
     # ------------------------------------------------------------------
 
-    def _initial_params(self, X, sw, random_state, inits):
+    def _initial_params(self, X, sw, random_state, inits, recovery=None):
         weights_init, means_init, precisions_init = inits
         ct, k = self.covariance_type, self.n_components
         if weights_init is not None and means_init is not None and precisions_init is not None:
@@ -301,7 +320,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             part = ws.run(Xs[i0:i1], None if sws is None else sws[i0:i1], dummy,
                           shift=shift, resp_in=resp)
             stats = part if stats is None else stats + part
-        params = m_step(stats, self.reg_covar, X.dtype)
+        params = self._m_step(stats, X.dtype, recovery, 0)[0]
         weights, means, covs, prec_chol = params
         if weights_init is not None:
             weights = weights_init.copy()
@@ -379,7 +398,18 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             # out-of-core X is checked for NaN/inf on its first pass; a fit
             # that made none (max_iter=0 with given *_init) checks it now
             X.validate()
-        params, n_iter, history, converged = best
+        params, n_iter, history, converged, events = best
+        self.collapse_events_ = list(events)
+        self.n_reseeds_ = sum(1 for e in events if e[2] == "reseed")
+        if events:
+            actions = sorted({e[2] for e in events})
+            warnings.warn(
+                f"{len(events)} collapse recoveries during the fit ({', '.join(actions)}; "
+                f"{self.n_reseeds_} components re-seeded): some components lost their "
+                "data or had a degenerate covariance. The model is valid; see "
+                "collapse_events_. Fewer components, a larger reg_covar or scaled data "
+                "may fit better; on_collapse='raise' restores scikit-learn's error.",
+                CollapseWarning, stacklevel=3)
         self.converged_ = converged
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
@@ -401,8 +431,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         best = None
         for init in range(n_init):
             self._verbose_init_beg(init)
+            recovery = self._recovery(X, sw, random_state)
             if do_init:
-                params = self._initial_params(X, sw, random_state, inits)
+                params = self._initial_params(X, sw, random_state, inits, recovery)
                 lower_bound = -np.inf
             else:
                 params = self._get_params_tuple()
@@ -414,19 +445,37 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 prev = lower_bound
                 stats = workspace.run(X, sw, params, shift=default_shift(params, ct))
                 lower_bound = stats.loglik / stats.weight
-                params = m_step(stats, self.reg_covar, X.dtype)
+                params, reseeded = self._m_step(stats, X.dtype, recovery, n_iter)
                 history.append(lower_bound)
                 change = lower_bound - prev
                 self._verbose_iter_end(n_iter, change)
-                if abs(change) < self.tol:
+                if reseeded:  # a new start: no convergence test against the old one
+                    lower_bound = -np.inf
+                elif abs(change) < self.tol:
                     converged = True
                     break
             if self.max_iter > 0:
                 self._verbose_init_end(lower_bound, converged)
+            if history:
+                lower_bound = history[-1]
             if best is None or lower_bound > max_lower_bound:
                 max_lower_bound = lower_bound if self.max_iter > 0 else -np.inf
-                best = (params, n_iter, history, converged)
+                best = (params, n_iter, history, converged, recovery.events)
         return best, max_lower_bound
+
+    def _recovery(self, X, sw, random_state):
+        """Collapse recovery for one EM run (used with on_collapse='reseed')."""
+        k, d = self.n_components, X.shape[1]
+        take = X.take if isinstance(X, RowSource) else (lambda idx: X[idx])
+        return Recovery(self.covariance_type, k, d, self.reg_covar, X.dtype, random_state,
+                        take, X.shape[0], sw)
+
+    def _m_step(self, stats, dtype, recovery, iteration):
+        """The M-step; with on_collapse='reseed' through ``recovery``.
+        Returns (params, reseeded)."""
+        if self.on_collapse == "raise" or recovery is None:
+            return m_step(stats, self.reg_covar, dtype), False
+        return recovery.m_step(stats, iteration)
 
     def _get_params_tuple(self):
         return GaussianParams(self.weights_, self.means_, self.covariances_,

@@ -263,12 +263,20 @@ def test_fitted_attribute_shapes_match_sklearn(covariance_type):
     assert isinstance(fe.converged_, (bool, np.bool_))
 
 
+def _without_on_collapse(params):
+    """fastem's one extra parameter (collapse recovery, docs/collapse.md)."""
+    assert params.pop("on_collapse") in ("reseed", "raise")
+    return params
+
+
 def test_constructor_matches_sklearn():
-    assert GaussianMixture().get_params() == SkGaussianMixture().get_params()
+    assert GaussianMixture().on_collapse == "reseed"
+    assert _without_on_collapse(GaussianMixture().get_params()) == \
+        SkGaussianMixture().get_params()
     params = dict(n_components=4, covariance_type="diag", tol=1e-4, reg_covar=1e-5,
                   max_iter=50, n_init=2, init_params="random", random_state=3,
                   warm_start=True, verbose=0, verbose_interval=5)
-    assert GaussianMixture(**params).get_params() == \
+    assert _without_on_collapse(GaussianMixture(**params).get_params()) == \
         SkGaussianMixture(**params).get_params()
 
 

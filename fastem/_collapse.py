@@ -1,0 +1,215 @@
+"""Collapsed components: detection and recovery (``on_collapse='reseed'``).
+
+A component collapses when its effective count (its share of the sample
+weight) falls below :func:`min_count` -- d + 1 for full covariances, 2 for
+diag and spherical, 1 for tied -- or when its covariance cannot be
+factorised.  Recovery, in this order:
+
+* a component with too small a count is **re-seeded**: its mean moves to a
+  row the other components explain worst (drawn with the estimator's random
+  state among the worst 5% of a sample of rows), its covariance becomes the
+  per-feature variance of that sample, its weight 1/K;
+* a component with a healthy count whose covariance is still not positive
+  definite (the data themselves are degenerate there: collinear features,
+  a constant feature at a large scale) gets a **ridge**: a multiple of the
+  identity grown tenfold from max(reg_covar, 1e-9 x mean variance) until the
+  factorisation succeeds; this needs ``reg_covar > 0``;
+* with ``reg_covar == 0`` a covariance that cannot be factorised, or a
+  re-seed budget spent, raises scikit-learn's error and advice.
+
+Every action is recorded as ``(iteration, component, action)``.
+"""
+
+import numpy as np
+
+from ._estep import evaluate
+from ._stats import (
+    CollapseError,
+    GaussianParams,
+    collapse_message,
+    factor_covariances,
+    m_step_moments,
+)
+
+
+class CollapseWarning(UserWarning):
+    """Components collapsed during a fit and were re-seeded or regularised."""
+
+
+def min_count(covariance_type, n_features):
+    """Smallest effective count a component needs for its covariance."""
+    return {"full": n_features + 1, "diag": 2.0, "spherical": 2.0,
+            "tied": 1.0}[covariance_type]
+
+
+#: Smallest ridge relative to the mean variance: keeps the condition number of
+#: a repaired covariance below ~1e9, so that it is positive definite by any
+#: test, not only by the factorisation that just succeeded.
+_RIDGE_RELATIVE = 1e-9
+#: Smallest ratio of the diagonal of a repaired precision factor, min / max.
+_MIN_DIAG_RATIO = 1e-6
+#: Rows drawn to find the worst-explained points of a re-seed.
+_RESEED_SAMPLE = 2048
+#: Fraction of the sample, the worst explained, a new mean is drawn from.
+_WORST_FRACTION = 0.05
+
+
+class Recovery:
+    """The M-step with collapse recovery for one EM run on data X.
+
+    ``take(idx)`` reads rows of X (sorted indices), ``n_rows`` is len(X).
+    """
+
+    def __init__(self, covariance_type, n_components, n_features, reg_covar, dtype,
+                 random_state, take, n_rows, sample_weight=None, budget=None):
+        self.ct = covariance_type
+        self.K = n_components
+        self.d = n_features
+        self.reg_covar = reg_covar
+        self.dtype = dtype
+        self.random_state = random_state
+        self.take = take
+        self.n_rows = n_rows
+        self.sample_weight = sample_weight
+        self.min_count = min_count(covariance_type, n_features)
+        self.budget = 3 * n_components if budget is None else budget
+        self.events = []
+        self.ridges = {}  # component (None: tied) -> extra ridge kept from then on
+
+    @property
+    def n_reseeds(self):
+        return sum(1 for e in self.events if e[2] == "reseed")
+
+    def m_step(self, stats, iteration, count_scale=1.0):
+        """Parameters from ``stats``; returns ``(params, reseeded)``.
+
+        ``count_scale`` converts S0 into effective counts (1 for batch EM)."""
+        weights, means, cov = m_step_moments(stats, self.reg_covar)
+        cov = self._apply_ridges(cov)
+        prec, bad = self._factor(cov)
+        counts = stats.S0 * count_scale
+        low = [int(k) for k in np.flatnonzero(counts < self.min_count)]
+        reseed = low if len(low) < self.K else low[:-1]  # keep one component
+        reseed = [k for k in reseed][: max(0, self.budget - self.n_reseeds)]
+        reseeded = False
+        if reseed:
+            weights, means, cov, prec = self._reseed(weights, means, cov, prec, reseed)
+            for k in reseed:
+                self.events.append((iteration, k, "reseed"))
+            for k in reseed:
+                self.ridges.pop(k, None)
+            prec, bad = self._factor(cov)
+            reseeded = True
+        if bad:
+            cov, prec = self._ridge(cov, prec, bad, iteration)
+        return GaussianParams(weights, means, cov, prec), reseeded
+
+    def _apply_ridges(self, cov):
+        """Ridges set earlier stay (a fixed extra regularisation per component),
+        so that EM keeps climbing one objective between recovery events."""
+        if not self.ridges:
+            return cov
+        cov = cov.copy()
+        for k, jitter in self.ridges.items():
+            if k is None:
+                cov += jitter * np.eye(self.d)
+            elif np.ndim(cov[k]) == 2:
+                cov[k] += jitter * np.eye(self.d)
+            else:
+                cov[k] += jitter
+        return cov
+
+    def _factor(self, cov):
+        """Factors and the components to repair: not positive definite, or
+        (full, tied) so ill-conditioned (diagonal ratio of the factor below
+        1e-6, condition number above ~1e12) that other tests may disagree."""
+        prec, bad = factor_covariances(cov, self.ct)
+        if self.ct in ("full", "tied"):
+            stack = prec[None] if self.ct == "tied" else prec
+            for k, u in enumerate(stack):
+                diag = np.diag(u)
+                if np.isfinite(diag).all() and diag.min() < _MIN_DIAG_RATIO * diag.max():
+                    bad.append(None if self.ct == "tied" else k)
+        return prec, sorted(set(bad), key=lambda k: -1 if k is None else k)
+
+    def _factor_one(self, c):
+        """Factor of one covariance (tied: the shared one); None if it needs
+        repair."""
+        kind = "full" if self.ct == "tied" else self.ct
+        p, bad = factor_covariances(np.asarray(c)[None], kind)
+        if bad:
+            return None
+        if kind == "full":
+            diag = np.diag(p[0])
+            if diag.min() < _MIN_DIAG_RATIO * diag.max():
+                return None
+        return p[0]
+
+    def _ridge(self, cov, prec, bad, iteration):
+        if self.reg_covar <= 0:
+            raise CollapseError(collapse_message(bad[0], self.ct, self.dtype))
+        cov, prec = cov.copy(), prec.copy()
+        for k in bad:
+            c = cov if k is None else cov[k]
+            eye = np.eye(self.d) if np.ndim(c) == 2 else 1.0
+            scale = float(np.mean(np.diag(c) if np.ndim(c) == 2 else c))
+            jitter = self.reg_covar
+            if np.isfinite(scale):
+                jitter = max(jitter, _RIDGE_RELATIVE * abs(scale))
+            for _ in range(40):
+                trial = c + jitter * eye
+                p = self._factor_one(trial)
+                if p is not None:
+                    break
+                jitter *= 10.0
+            else:
+                raise CollapseError(collapse_message(k, self.ct, self.dtype))
+            self.ridges[k] = self.ridges.get(k, 0.0) + jitter
+            if k is None:
+                cov, prec = trial, p
+            else:
+                cov[k], prec[k] = trial, p
+            self.events.append((iteration, k, "ridge"))
+        return cov, prec
+
+    def _reseed(self, weights, means, cov, prec, comps):
+        rs = self.random_state
+        n = self.n_rows
+        m = min(n, _RESEED_SAMPLE)
+        idx = np.sort(rs.choice(n, size=m, replace=False)) if n > m else np.arange(n)
+        Xs = np.asarray(self.take(idx), dtype=np.float64)
+        sw = None if self.sample_weight is None else self.sample_weight[idx]
+        others = [k for k in range(self.K) if k not in comps]
+        finite = (np.isfinite(prec).all() if self.ct == "tied"
+                  else all(np.isfinite(prec[k]).all() for k in others))
+        if others and finite:
+            wo = weights[others] / weights[others].sum()
+            po = GaussianParams(wo, means[others], cov if self.ct == "tied" else cov[others],
+                                prec if self.ct == "tied" else prec[others])
+            score = np.empty(m)
+            evaluate(Xs, po, self.ct, out_lognorm=score)
+        else:
+            score = np.zeros(m)
+        usable = np.flatnonzero(sw > 0) if sw is not None else np.arange(m)
+        order = usable[np.argsort(score[usable], kind="stable")]
+        n_worst = max(len(comps), int(np.ceil(_WORST_FRACTION * len(order))))
+        pool = order[:n_worst]
+        chosen = rs.choice(pool, size=len(comps), replace=len(pool) < len(comps))
+        var = Xs[usable].var(axis=0) + self.reg_covar
+        weights, means, cov = weights.copy(), means.copy(), cov.copy()
+        for k, row in zip(comps, chosen):
+            means[k] = Xs[row]
+            if self.ct == "full":
+                cov[k] = np.diag(var)
+            elif self.ct == "diag":
+                cov[k] = var
+            elif self.ct == "spherical":
+                cov[k] = var.mean()
+        new = np.zeros(self.K, dtype=bool)
+        new[list(comps)] = True
+        if new.all():
+            weights[:] = 1.0 / self.K
+        else:
+            weights[new] = 1.0 / self.K
+            weights[~new] *= (1.0 - new.sum() / self.K) / weights[~new].sum()
+        return weights, means, cov, prec

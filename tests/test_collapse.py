@@ -1,0 +1,158 @@
+"""Collapsed components never crash a fit (on_collapse='reseed'), and
+on_collapse='raise' keeps scikit-learn's error."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+from fastem import CollapseWarning, GaussianMixture
+
+TYPES = ["full", "tied", "diag", "spherical"]
+SKLEARN_ERROR = "ill-defined empirical covariance"
+
+
+def _degenerate(name):
+    rng = np.random.default_rng(0)
+    if name == "duplicated points":
+        return np.repeat(rng.normal(size=(30, 3)), 10, axis=0), 4
+    if name == "k above distinct points":
+        return np.repeat(rng.normal(size=(3, 2)), 50, axis=0), 5
+    if name == "constant feature":
+        X = rng.normal(size=(400, 3))
+        X[:, 1] = 5.0
+        return X, 4
+    if name == "collinear at 1e6":
+        z = rng.normal(size=(500, 1))
+        return 1e6 * np.hstack([z, 2 * z, 3 * z]), 4
+    if name == "float32 spread 1e-4 at 1e3":
+        return (1e3 + 1e-4 * rng.normal(size=(1000, 3))).astype(np.float32), 4
+    raise KeyError(name)
+
+
+CASES = ["duplicated points", "k above distinct points", "constant feature",
+         "collinear at 1e6", "float32 spread 1e-4 at 1e3"]
+
+
+def assert_valid(gm, X):
+    assert gm.weights_.sum() == pytest.approx(1.0, abs=1e-10)
+    assert (gm.weights_ >= 0).all()
+    assert np.isfinite(gm.means_).all()
+    cov = gm.covariances_
+    if gm.covariance_type in ("full", "tied"):
+        mats = cov[None] if gm.covariance_type == "tied" else cov
+        assert (np.linalg.eigvalsh(mats) > 0).all()
+        np.linalg.cholesky(mats)
+    else:
+        assert (cov > 0).all()
+    assert np.isfinite(gm.score_samples(X)).all()
+    proba = gm.predict_proba(X)
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-10)
+
+
+def assert_climbs_between_events(gm):
+    """EM never lowers the log-likelihood except right after a recovery."""
+    lb = np.asarray(gm.lower_bounds_)
+    events = {it for it, _, _ in gm.collapse_events_}
+    for i in range(1, len(lb)):
+        # lower_bounds_[i] is computed after the M-step of iteration i
+        if i in events:
+            continue
+        assert lb[i] >= lb[i - 1] - 1e-9 * max(1.0, abs(lb[i - 1])), (i, lb[i - 1], lb[i])
+
+
+def _fit(X, k, ct, **kw):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gm = GaussianMixture(k, covariance_type=ct, random_state=0, **kw).fit(X)
+    collapse = [w for w in caught if issubclass(w.category, CollapseWarning)]
+    return gm, collapse
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_degenerate_data_gives_a_valid_model(case, covariance_type):
+    X, k = _degenerate(case)
+    gm, collapse = _fit(X, k, covariance_type)
+    assert_valid(gm, X)
+    assert len(collapse) == (1 if gm.collapse_events_ else 0)  # warned once at most
+    assert gm.n_reseeds_ == sum(e[2] == "reseed" for e in gm.collapse_events_)
+    if case != "collinear at 1e6":  # the ridge there changes the objective once
+        assert_climbs_between_events(gm)
+
+
+def test_cases_scikit_learn_cannot_fit():
+    """The degenerate data sets on which scikit-learn 1.9 raises (checked
+    here, so the comparison stays honest) and fastem does not."""
+    failing = []
+    for case in CASES:
+        X, k = _degenerate(case)
+        for ct in TYPES:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    SkGaussianMixture(k, covariance_type=ct, random_state=0).fit(X)
+            except ValueError as exc:
+                assert SKLEARN_ERROR in str(exc)
+                failing.append((case, ct))
+    assert ("collinear at 1e6", "full") in failing
+    assert ("collinear at 1e6", "tied") in failing
+    for case, ct in failing:
+        X, k = _degenerate(case)
+        assert_valid(_fit(X, k, ct)[0], X)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_component_started_far_from_the_data_is_reseeded(covariance_type):
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.normal(size=(500, 2)), rng.normal(size=(500, 2)) + 6.0])
+    g0 = GaussianMixture(3, covariance_type=covariance_type, max_iter=2, random_state=0).fit(X)
+    means = g0.means_.copy()
+    means[0] = [1e4, -1e4]
+    gm, collapse = _fit(X, 3, covariance_type, means_init=means)
+    assert gm.n_reseeds_ >= 1 and gm.collapse_events_[0][1] == 0
+    assert len(collapse) == 1
+    assert np.abs(gm.means_).max() < 20  # the component came back to the data
+    assert gm.weights_.min() > 0.01
+    assert_valid(gm, X)
+    assert_climbs_between_events(gm)
+    again, _ = _fit(X, 3, covariance_type, means_init=means)
+    np.testing.assert_array_equal(again.means_, gm.means_)  # reproducible
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_raise_mode_keeps_scikit_learns_error(covariance_type):
+    X, k = _degenerate("collinear at 1e6")
+    with pytest.raises(ValueError, match=SKLEARN_ERROR) as info:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            GaussianMixture(k, covariance_type=covariance_type, random_state=0,
+                            on_collapse="raise").fit(X)
+    assert "increase reg_covar" in str(info.value)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_unrecoverable_without_reg_covar_raises(covariance_type):
+    """reg_covar=0 and fewer distinct points than components: nothing can
+    make every covariance positive definite."""
+    X, _ = _degenerate("k above distinct points")
+    with pytest.raises(ValueError, match=SKLEARN_ERROR):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            GaussianMixture(5, covariance_type=covariance_type, reg_covar=0.0,
+                            random_state=0).fit(X)
+
+
+def test_well_posed_data_has_no_events():
+    rng = np.random.default_rng(2)
+    X = np.vstack([rng.normal(size=(300, 2)), rng.normal(size=(300, 2)) + 5])
+    gm, collapse = _fit(X, 2, "full")
+    assert gm.collapse_events_ == [] and gm.n_reseeds_ == 0 and not collapse
+
+
+def test_invalid_on_collapse():
+    with pytest.raises(ValueError, match="on_collapse"):
+        GaussianMixture(2, on_collapse="ignore").fit(np.random.default_rng(0).normal(size=(50, 2)))
