@@ -126,11 +126,10 @@ def test_component_started_far_from_the_data_is_reseeded(covariance_type):
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])
 def test_raise_mode_keeps_scikit_learns_error(covariance_type):
     X, k = _degenerate("collinear at 1e6")
-    with pytest.raises(ValueError, match=SKLEARN_ERROR) as info:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            GaussianMixture(k, covariance_type=covariance_type, random_state=0,
-                            on_collapse="raise").fit(X)
+    with pytest.raises(ValueError, match=SKLEARN_ERROR) as info, warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        GaussianMixture(k, covariance_type=covariance_type, random_state=0,
+                        on_collapse="raise").fit(X)
     assert "increase reg_covar" in str(info.value)
 
 
@@ -139,11 +138,10 @@ def test_unrecoverable_without_reg_covar_raises(covariance_type):
     """reg_covar=0 and fewer distinct points than components: nothing can
     make every covariance positive definite."""
     X, _ = _degenerate("k above distinct points")
-    with pytest.raises(ValueError, match=SKLEARN_ERROR):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            GaussianMixture(5, covariance_type=covariance_type, reg_covar=0.0,
-                            random_state=0).fit(X)
+    with pytest.raises(ValueError, match=SKLEARN_ERROR), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        GaussianMixture(5, covariance_type=covariance_type, reg_covar=0.0,
+                        random_state=0).fit(X)
 
 
 def test_well_posed_data_has_no_events():
