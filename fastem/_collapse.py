@@ -213,3 +213,35 @@ class Recovery:
             weights[new] = 1.0 / self.K
             weights[~new] *= (1.0 - new.sum() / self.K) / weights[~new].sum()
         return weights, means, cov, prec
+
+
+def restated(stats, params, comps, reg_covar):
+    """``stats`` with the entries of the re-seeded components ``comps``
+    replaced by the statistics of ``1 / K`` of the current total weight drawn
+    from their new parameters (about the same shift); the other components'
+    entries are kept.
+
+    Used by online EM after a re-seed: its running statistics, not only its
+    parameters, must restart.  For 'tied' the pooled scatter gains the new
+    component's share of the shared covariance, so that the within-component
+    scatter stays what it was."""
+    ct = stats.covariance_type
+    S0, S1, S2 = stats.S0.copy(), stats.S1.copy(), stats.S2.copy()
+    w = S0.sum() / len(S0)
+    d = params.means.shape[1]
+    for k in comps:
+        delta = params.means[k] - stats.shift[k]
+        if ct == "tied":
+            # remove the old between-component term, add the new one's share
+            old = np.outer(S1[k], S1[k]) / S0[k] if S0[k] > 0 else np.zeros((d, d))
+            raw = params.covariances - reg_covar * np.eye(d)
+            S2 = S2 - np.triu(old) + np.triu(w * (raw + np.outer(delta, delta)))
+        elif ct == "full":
+            S2[k] = w * (params.covariances[k] - reg_covar * np.eye(d) + np.outer(delta, delta))
+        elif ct == "diag":
+            S2[k] = w * (params.covariances[k] - reg_covar + delta**2)
+        else:  # spherical
+            S2[k] = w * (d * (params.covariances[k] - reg_covar) + delta @ delta)
+        S0[k] = w
+        S1[k] = w * delta
+    return type(stats)(ct, stats.shift, S0, S1, S2, stats.loglik, stats.weight)

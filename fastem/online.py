@@ -13,6 +13,7 @@ initialisation, so that blends of statistics of different batches are exact
 sums (:meth:`fastem._stats.GaussianStats.blend`).
 """
 
+import warnings
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -21,6 +22,7 @@ from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
+from ._collapse import CollapseWarning, restated
 from ._estep import EStepWorkspace, single_threaded_blas
 from ._stats import GaussianParams, default_shift, m_step
 from ._validation import check_sample_weight
@@ -30,7 +32,8 @@ from .mixture import _INIT_ROWS_PER_COMPONENT, INIT_SAMPLE_SIZE, GaussianMixture
 #: first partial_fit fails half-way).
 _STATE = ("_running", "_shift", "weights_", "means_", "covariances_",
           "precisions_cholesky_", "precisions_", "n_steps_", "n_samples_seen_",
-          "lower_bound_", "lower_bounds_", "n_features_in_", "feature_names_in_")
+          "lower_bound_", "lower_bounds_", "n_features_in_", "feature_names_in_",
+          "_collapse", "collapse_events_", "n_reseeds_")
 
 
 class MiniBatchGaussianMixture(GaussianMixture):
@@ -80,6 +83,11 @@ class MiniBatchGaussianMixture(GaussianMixture):
     verbose : int, default=0
     verbose_interval : int, default=10
         Epochs between two messages.
+    on_collapse : {'reseed', 'raise'}, default='reseed'
+        As in GaussianMixture.  Counts are the running weights times the
+        rows behind the running statistics (about batch_size / eta); a
+        re-seeded component's running statistics are replaced by those of its
+        new parameters.
 
     Attributes
     ----------
@@ -132,6 +140,7 @@ class MiniBatchGaussianMixture(GaussianMixture):
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        on_collapse="reseed",
     ):
         super().__init__(
             n_components=n_components, covariance_type=covariance_type, tol=tol,
@@ -139,6 +148,7 @@ class MiniBatchGaussianMixture(GaussianMixture):
             init_params=init_params, weights_init=weights_init, means_init=means_init,
             precisions_init=precisions_init, random_state=random_state,
             warm_start=warm_start, verbose=verbose, verbose_interval=verbose_interval,
+            on_collapse=on_collapse,
         )
         self.batch_size = batch_size
         self.learning_decay = learning_decay
@@ -179,12 +189,44 @@ class MiniBatchGaussianMixture(GaussianMixture):
             )
         batch = stats.scaled(1.0 / stats.weight)
         running = batch if eta == 1.0 else self._running.blend(batch, eta)
-        new_params = m_step(running, self.reg_covar, X.dtype)
+        if self.on_collapse == "raise":
+            new_params = m_step(running, self.reg_covar, X.dtype)
+        else:
+            new_params, running = self._recover(running, X, sw, eta)
         self._running = running
         self._set_params_tuple(new_params)
         self.n_steps_ += 1
         self.n_samples_seen_ += X.shape[0]
         return stats.loglik / stats.weight
+
+    def _recover(self, running, X, sw, eta):
+        """The M-step with collapse recovery; a re-seeded component's running
+        statistics are replaced by those of its new parameters, so that the
+        next updates start from them.  Returns (params, running)."""
+        rec = self._collapse
+        rec.take, rec.n_rows, rec.sample_weight = (lambda idx: X[idx]), X.shape[0], sw
+        # effective rows behind the running statistics: about batch / eta
+        scale = min(self.n_samples_seen_ + X.shape[0], X.shape[0] / eta)
+        seen = len(rec.events)
+        params, reseeded = rec.m_step(running, self.n_steps_ + 1, count_scale=scale)
+        new = rec.events[seen:]
+        self._note_collapse(new, f"update {self.n_steps_ + 1}")
+        if reseeded:
+            comps = [e[1] for e in new if e[2] == "reseed"]
+            running = restated(running, params, comps, self.reg_covar)
+        return params, running
+
+    def _note_collapse(self, new_events, where):
+        """Record recovery events; warn at the first of the model's life."""
+        self.collapse_events_ = list(self._collapse.events)
+        self.n_reseeds_ = self._collapse.n_reseeds
+        if new_events and not self._collapse_warned:
+            self._collapse_warned = True
+            warnings.warn(
+                f"Collapse recovery in the {where} "
+                f"({', '.join(sorted({e[2] for e in new_events}))}); the model is valid, "
+                "see collapse_events_. on_collapse='raise' restores scikit-learn's error.",
+                CollapseWarning, stacklevel=5)
 
     def _start(self, X, sw, random_state):
         """Initial parameters from the ``*_init`` parameters, or from the
@@ -196,18 +238,21 @@ class MiniBatchGaussianMixture(GaussianMixture):
         given = all(v is not None for v in inits)
         best, best_ll = None, -np.inf
         for _ in range(1 if given else self.n_init):
-            params = self._initial_params(X, sw, random_state, inits)
+            params = self._initial_params(X, sw, random_state, inits, self._collapse)
             ll = -np.inf
-            for _ in range(0 if given else self.n_warmup_iter):
+            for it in range(0 if given else self.n_warmup_iter):
                 stats = ws.run(X, sw, params, shift=default_shift(params, ct))
                 ll = stats.loglik / stats.weight
-                params = m_step(stats, self.reg_covar, X.dtype)
+                params = self._m_step(stats, X.dtype, self._collapse, -1 - it)[0]
             if best is None or ll > best_ll:
                 best, best_ll = params, ll
         return best
 
     def _reset(self, X, sw, random_state):
+        self._collapse = self._recovery(X, sw, random_state)
+        self._collapse_warned = False
         params = self._start(X, sw, random_state)
+        self._note_collapse(self._collapse.events, "initialisation")
         self._shift = default_shift(params, self.covariance_type)
         self._running = None
         self._set_params_tuple(GaussianParams(*params))

@@ -8,7 +8,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
-from fastem import CollapseWarning, GaussianMixture
+from fastem import CollapseWarning, GaussianMixture, MiniBatchGaussianMixture
 
 TYPES = ["full", "tied", "diag", "spherical"]
 SKLEARN_ERROR = "ill-defined empirical covariance"
@@ -154,3 +154,51 @@ def test_well_posed_data_has_no_events():
 def test_invalid_on_collapse():
     with pytest.raises(ValueError, match="on_collapse"):
         GaussianMixture(2, on_collapse="ignore").fit(np.random.default_rng(0).normal(size=(50, 2)))
+
+
+# --------------------------------------------------------------------------
+# online EM
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_minibatch_on_degenerate_data_gives_a_valid_model(case, covariance_type):
+    X, k = _degenerate(case)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = MiniBatchGaussianMixture(k, covariance_type=covariance_type, batch_size=100,
+                                     max_iter=3, random_state=0).fit(X)
+    assert_valid(m, X)
+    warned = [w for w in caught if issubclass(w.category, CollapseWarning)]
+    assert len(warned) == (1 if m.collapse_events_ else 0)
+    assert m.n_reseeds_ == sum(e[2] == "reseed" for e in m.collapse_events_)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_minibatch_stream_reseeds_a_lost_component(covariance_type):
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.normal(size=(2000, 2)), rng.normal(size=(2000, 2)) + 6.0])
+    rng.shuffle(X)
+    g0 = GaussianMixture(3, covariance_type=covariance_type, max_iter=2, random_state=0).fit(X)
+    means = g0.means_.copy()
+    means[0] = [1e4, -1e4]
+    m = MiniBatchGaussianMixture(3, covariance_type=covariance_type, means_init=means,
+                                 weights_init=g0.weights_, precisions_init=g0.precisions_,
+                                 random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CollapseWarning)
+        for i0 in range(0, len(X), 200):
+            m.partial_fit(X[i0:i0 + 200])
+    assert m.collapse_events_[0][:2] == (1, 0) and m.n_reseeds_ >= 1
+    assert np.abs(m.means_).max() < 20 and m.weights_.min() > 0.01
+    assert_valid(m, X)
+
+
+def test_minibatch_raise_mode():
+    X, k = _degenerate("collinear at 1e6")
+    m = MiniBatchGaussianMixture(k, covariance_type="full", on_collapse="raise", random_state=0)
+    with pytest.raises(ValueError, match=SKLEARN_ERROR):
+        m.partial_fit(X)
+    assert not hasattr(m, "means_")
+    assert m.get_params()["on_collapse"] == "raise"
