@@ -9,7 +9,9 @@ from . import _config  # noqa: F401  (sets the OpenMP wait policy first)
 from ._collapse import CollapseWarning
 from .mixture import GaussianMixture
 from .online import MiniBatchGaussianMixture
+from .select import SelectionResult, select
 
 __version__ = "0.1.0"
 
-__all__ = ["CollapseWarning", "GaussianMixture", "MiniBatchGaussianMixture", "__version__"]
+__all__ = ["CollapseWarning", "GaussianMixture", "MiniBatchGaussianMixture", "SelectionResult",
+           "__version__", "select"]

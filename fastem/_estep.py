@@ -9,6 +9,9 @@ is the same kernel called on each chunk, the statistics (or the log-likelihood
 and weight) summed and the per-row outputs filled slice by slice.
 """
 
+import contextlib
+
+import numba
 import numpy as np
 
 from . import _config
@@ -37,6 +40,22 @@ def single_threaded_blas():
 
         _BLAS_CONTROLLER = ThreadpoolController()
     return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+
+
+@contextlib.contextmanager
+def serial_if_small(work):
+    """One Numba thread while the block runs if ``work`` (rows x components x
+    (features + 1)) is below ``FASTEM_SERIAL_WORK``; results do not depend on
+    it (the slot count, not the thread count, fixes the summation order)."""
+    previous = numba.get_num_threads()
+    if work >= _config.SERIAL_WORK or previous == 1:
+        yield
+        return
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 def n_slots_for(n_rows, block=None):
@@ -141,11 +160,12 @@ class EStepWorkspace:
             _EMPTY_I if out_label is None else out_label,
             self.S0s, self.S1s, self.S2s, self.lls, self.wsums, self.block,
         )
-        if self.uses_blas:
-            with single_threaded_blas():
+        with serial_if_small(X.shape[0] * K * (X.shape[1] + 1)):
+            if self.uses_blas:
+                with single_threaded_blas():
+                    self.kernel(*args)
+            else:
                 self.kernel(*args)
-        else:
-            self.kernel(*args)
         # serial, in-order reduction over slots: thread-count independent
         loglik = float(np.add.reduce(self.lls))
         weight = float(np.add.reduce(self.wsums))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from . import _config
-from ._estep import kernel_array, n_slots_for
+from ._estep import kernel_array, n_slots_for, serial_if_small
 from ._kernels.kmeans import _lloyd_step, _sqdist_to_point
 
 _EMPTY_W = np.empty(0, dtype=np.float64)
@@ -20,6 +20,11 @@ def kmeans_plusplus(X, n_clusters, random_state, sample_weight=None):
 
     Returns (centers (k, d) float64, indices (k,) int64).
     """
+    with serial_if_small(X.shape[0] * n_clusters * (X.shape[1] + 1)):
+        return _kmeans_plusplus(X, n_clusters, random_state, sample_weight)
+
+
+def _kmeans_plusplus(X, n_clusters, random_state, sample_weight=None):
     X = kernel_array(X)
     n, d = X.shape
     block = _config.BLOCK_SIZE
@@ -64,6 +69,11 @@ def kmeans(X, n_clusters, random_state, sample_weight=None, max_iter=300, tol=1e
     mean feature variance (scikit-learn's rule) or the labels stop changing.
     Returns (centers (k, d), labels (n,) int64).
     """
+    with serial_if_small(X.shape[0] * n_clusters * (X.shape[1] + 1)):
+        return _kmeans(X, n_clusters, random_state, sample_weight, max_iter, tol)
+
+
+def _kmeans(X, n_clusters, random_state, sample_weight=None, max_iter=300, tol=1e-4):
     X = kernel_array(X)
     n, d = X.shape
     block = _config.BLOCK_SIZE

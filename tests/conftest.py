@@ -9,13 +9,19 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 @contextlib.contextmanager
 def numba_threads(n):
-    """Run with ``n`` Numba threads, restoring the previous count."""
+    """Run with ``n`` Numba threads, restoring the previous count; small
+    inputs too (the one-thread rule for small work is off meanwhile)."""
+    from fastem import _config
+
     previous = numba.get_num_threads()
+    serial_work = _config.SERIAL_WORK
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    _config.SERIAL_WORK = 0
     try:
         yield
     finally:
         numba.set_num_threads(previous)
+        _config.SERIAL_WORK = serial_work
 
 
 def blobs(n=1500, d=3, k=3, seed=0, spread=4.0, offset=0.0):

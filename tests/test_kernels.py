@@ -167,3 +167,26 @@ def test_full_kernel_blas_path_matches_reference(threads):
     assert stats.loglik == pytest.approx(float(sw @ log_norm), rel=1e-10)
     other = _run(X, sw, params, shift, "full", 3 - threads)
     assert np.array_equal(stats.S2, other.S2) and stats.loglik == other.loglik
+
+
+def test_small_work_runs_on_one_thread_with_the_same_result():
+    import numba
+
+    from fastem import _config
+    from fastem._estep import serial_if_small
+
+    X, sw, params, shift = _setup("diag", np.float64, n=700)
+    with numba_threads(2):  # the one-thread rule is off inside numba_threads
+        two = _run(X, sw, params, shift, "diag", 2)
+        _config.SERIAL_WORK = 1 << 17
+        before = numba.get_num_threads()
+        with serial_if_small(10):
+            inside = numba.get_num_threads()
+        with serial_if_small(1 << 20):
+            large = numba.get_num_threads()
+        k, d = params.means.shape  # 700 x 3 x 5 < 2**17: one thread
+        capped = EStepWorkspace("diag", k, d, X.shape[0]).run(X, sw, params, shift=shift)
+        assert numba.get_num_threads() == before
+    assert inside == 1 and large == before == min(2, numba.config.NUMBA_NUM_THREADS)
+    for name in ("S0", "S1", "S2"):
+        assert np.array_equal(getattr(two, name), getattr(capped, name))
