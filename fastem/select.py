@@ -1,0 +1,505 @@
+"""Model selection over the number of components and the covariance type.
+
+``select`` fits :class:`fastem.GaussianMixture` for every pair of a grid of
+``n_components`` and ``covariance_types`` and picks the model with the lowest
+BIC, AIC or ICL, like R's ``mclust::Mclust``.  See ``docs/select.md``.
+"""
+
+import math
+import warnings
+from numbers import Integral
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _get_feature_names
+
+from ._data import RowSource
+from ._estep import evaluate
+from ._stats import COVARIANCE_TYPES
+from ._validation import check_array_2d, check_sample_weight
+from .mixture import GaussianMixture
+
+__all__ = ["CRITERIA", "TABLE_COLUMNS", "SelectionResult", "select"]
+
+#: Criteria ``select`` can minimise (all on scikit-learn's scale: lower is better).
+CRITERIA = ("bic", "aic", "icl")
+
+#: Columns of ``SelectionResult.table``, in order.
+TABLE_COLUMNS = ("n_components", "covariance_type", "bic", "aic", "icl",
+                 "log_likelihood", "n_parameters", "converged", "n_iter", "error")
+
+#: Bytes of posterior probabilities held at once while computing ICL: the
+#: (n, k) matrix is formed block by block, never whole on large data.
+_RESP_BYTES = 32 * 2**20
+
+#: GaussianMixture parameters that fix n_components, so cannot be shared by a grid.
+_PER_K_PARAMS = ("weights_init", "means_init", "precisions_init")
+
+
+def n_parameters(n_components, covariance_type, n_features):
+    """Free parameters of a Gaussian mixture (``GaussianMixture._n_parameters``)."""
+    k, d = n_components, n_features
+    cov = {"full": k * d * (d + 1) // 2, "diag": k * d,
+           "tied": d * (d + 1) // 2, "spherical": k}[covariance_type]
+    return int(cov + k * d + k - 1)
+
+
+# ----------------------------------------------------------------------
+# argument checks
+# ----------------------------------------------------------------------
+
+
+def _check_components(n_components, n_samples):
+    if isinstance(n_components, Integral) and not isinstance(n_components, bool):
+        ks = [n_components]
+    else:
+        try:
+            ks = list(n_components)
+        except TypeError:
+            raise ValueError(
+                "n_components must be an int or an iterable of ints (e.g. range(1, 10)), "
+                f"but got {type(n_components).__name__} {n_components!r}."
+            ) from None
+    if not ks:
+        raise ValueError(
+            "n_components is empty: there is nothing to select from. Pass at least one "
+            "number of components, e.g. n_components=range(1, 10)."
+        )
+    out = []
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, Integral):
+            raise ValueError(
+                f"n_components must contain integers, but got {k!r} "
+                f"({type(k).__name__}) in {n_components!r}."
+            )
+        k = int(k)
+        if k < 1:
+            raise ValueError(
+                f"n_components must contain integers >= 1, but got {k}. A mixture "
+                "needs at least one component; use e.g. range(1, 10)."
+            )
+        if k > n_samples:
+            raise ValueError(
+                f"n_components must not exceed n_samples = {n_samples}, but got {k}. "
+                f"Use at most {n_samples} components, or more data."
+            )
+        if k not in out:
+            out.append(k)
+    return out
+
+
+def _check_covariance_types(covariance_types):
+    if isinstance(covariance_types, str):
+        types = [covariance_types]
+    else:
+        try:
+            types = list(covariance_types)
+        except TypeError:
+            raise ValueError(
+                "covariance_types must be a string or an iterable of strings from "
+                f"{list(COVARIANCE_TYPES)}, but got {type(covariance_types).__name__} "
+                f"{covariance_types!r}."
+            ) from None
+    if not types:
+        raise ValueError(
+            "covariance_types is empty: there is nothing to select from. Pass at least "
+            f"one of {list(COVARIANCE_TYPES)}."
+        )
+    out = []
+    for ct in types:
+        if ct not in COVARIANCE_TYPES:
+            raise ValueError(
+                f"Unknown covariance type {ct!r} in covariance_types. Expected any of "
+                f"{list(COVARIANCE_TYPES)} (mclust's VVV, EEE, VVI and VII)."
+            )
+        if ct not in out:
+            out.append(ct)
+    return out
+
+
+def _check_criterion(criterion):
+    if not isinstance(criterion, str) or criterion.lower() not in CRITERIA:
+        raise ValueError(
+            f"Unknown criterion {criterion!r}. Expected one of {list(CRITERIA)} "
+            "(all lower-is-better, on scikit-learn's scale)."
+        )
+    return criterion.lower()
+
+
+def _check_params(params, n_init):
+    allowed = set(GaussianMixture().get_params()) - {"n_components", "covariance_type"}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise TypeError(
+            f"select() got unexpected keyword argument(s) {unknown}. Extra keyword "
+            "arguments are passed to fastem.GaussianMixture; expected any of "
+            f"{sorted(allowed - set(_PER_K_PARAMS) - {'n_init', 'random_state'})}."
+        )
+    fixed = [p for p in _PER_K_PARAMS if params.get(p) is not None]
+    if fixed:
+        raise ValueError(
+            f"{fixed} fix the number of components and cannot be shared by a grid of "
+            "n_components. Fit GaussianMixture(..., weights_init=..., means_init=..., "
+            "precisions_init=...) directly instead."
+        )
+    # invalid values (max_iter=-1, init_params="foo", ...) fail here, once,
+    # instead of in every fit
+    GaussianMixture(n_init=n_init, **params)._validate_params()
+
+
+def _seeds(random_state, n_fits):
+    """One random_state per fit: an int or None as given (every fit equals a
+    standalone ``GaussianMixture(..., random_state=random_state)``); a
+    RandomState/Generator draws one int seed per fit, in grid order."""
+    if random_state is None or (isinstance(random_state, Integral)
+                                and not isinstance(random_state, bool)):
+        return [random_state] * n_fits
+    if isinstance(random_state, np.random.Generator):
+        return [int(s) for s in random_state.integers(np.iinfo(np.int32).max, size=n_fits)]
+    rs = check_random_state(random_state)
+    return [int(s) for s in rs.randint(np.iinfo(np.int32).max, size=n_fits)]
+
+
+# ----------------------------------------------------------------------
+# criteria of one fitted model
+# ----------------------------------------------------------------------
+
+
+def _criteria(gm, X, sw):
+    """``(log_likelihood, total_weight, entropy)`` of a fitted model on X in
+    one pass of the kernel: the total (weighted) log-likelihood that ``score``,
+    ``bic`` and ``aic`` use, and ``-sum_i w_i log max_k t_ik``, the
+    classification entropy of the MAP assignment that ICL adds (twice) to BIC.
+
+    The posterior probabilities are formed ``_RESP_BYTES`` at a time."""
+    params = gm._get_params_tuple()
+    ct = gm.covariance_type
+    n, k = X.shape[0], gm.n_components
+    rows = max(1, _RESP_BYTES // (8 * k))
+    in_memory = not isinstance(X, RowSource)
+    if in_memory and n <= rows:
+        # one call on all of X: the same reduction as bic()/aic()/score()
+        blocks = [(0, X)]
+        rows = n
+    elif in_memory:
+        blocks = ((i0, X[i0:i0 + rows]) for i0 in range(0, n, rows))
+    else:
+        blocks = X.chunks(rows)
+    resp = np.empty((min(n, rows), k))
+    loglik = weight = entropy = 0.0
+    for i0, chunk in blocks:
+        m = chunk.shape[0]
+        wb = None if sw is None else sw[i0:i0 + m]
+        ll, w = evaluate(chunk, params, ct, sample_weight=wb, out_resp=resp[:m])
+        # log t_{i, z_i} <= 0 with z_i the MAP component (clip rounding above 1)
+        log_t = np.minimum(np.log(resp[:m].max(axis=1)), 0.0)
+        entropy -= float(log_t.sum() if wb is None else wb @ log_t)
+        loglik += ll
+        weight += w
+    return loglik, weight, entropy
+
+
+def _best_index(values, n_params):
+    """Row of the lowest non-NaN criterion; ties go to fewer parameters, then
+    to the earlier grid point."""
+    ok = np.flatnonzero(~np.isnan(values))
+    return int(min(ok, key=lambda i: (values[i], n_params[i], i)))
+
+
+# ----------------------------------------------------------------------
+# the result
+# ----------------------------------------------------------------------
+
+
+def _structured_table(rows):
+    err_len = max([1] + [len(r["error"]) for r in rows])
+    ct_len = max(len(ct) for ct in COVARIANCE_TYPES)
+    dtype = np.dtype([
+        ("n_components", np.int64), ("covariance_type", f"U{ct_len}"),
+        ("bic", np.float64), ("aic", np.float64), ("icl", np.float64),
+        ("log_likelihood", np.float64), ("n_parameters", np.int64),
+        ("converged", np.bool_), ("n_iter", np.int64), ("error", f"U{err_len}"),
+    ])
+    table = np.empty(len(rows), dtype=dtype)
+    for i, r in enumerate(rows):
+        table[i] = tuple(r[c] for c in TABLE_COLUMNS)
+    return table
+
+
+def _as_table(records):
+    """A pandas DataFrame if pandas is installed, else ``records`` itself."""
+    try:
+        import pandas as pd
+    except ImportError:
+        return records
+    return pd.DataFrame({c: records[c] for c in TABLE_COLUMNS})
+
+
+class SelectionResult:
+    """The outcome of :func:`select`.
+
+    Attributes
+    ----------
+    best_estimator_ : GaussianMixture
+        The fitted model with the lowest criterion (ties: fewer parameters,
+        then the earlier grid point).
+    best_params_ : dict
+        ``{"n_components": k, "covariance_type": ct}`` of that model.
+    best_index_ : int
+        Its row in ``table``.
+    criterion : str
+        ``"bic"``, ``"aic"`` or ``"icl"``.
+    table : pandas.DataFrame or numpy structured array
+        One row per grid point (n_components outer, covariance_types inner,
+        in the order given) with the columns :data:`TABLE_COLUMNS`; a
+        DataFrame when pandas is installed, else ``records``.
+    records : numpy structured array
+        The same table, always as a NumPy structured array.
+    n_components, covariance_types : list
+        The grid, as validated (duplicates removed, order kept).
+    """
+
+    def __init__(self, records, best_index, best_estimator, criterion, n_components,
+                 covariance_types):
+        self.records = records
+        self.table = _as_table(records)
+        self.best_index_ = int(best_index)
+        self.best_estimator_ = best_estimator
+        best = records[best_index]
+        self.best_params_ = {"n_components": int(best["n_components"]),
+                             "covariance_type": str(best["covariance_type"])}
+        self.criterion = criterion
+        self.n_components = list(n_components)
+        self.covariance_types = list(covariance_types)
+
+    @property
+    def best_score_(self):
+        """The best model's criterion value (lower is better)."""
+        return float(self.records[self.best_index_][self.criterion])
+
+    def pivot(self, column=None):
+        """``column`` (default: the criterion) as an array of shape
+        (len(n_components), len(covariance_types)), rows and columns in grid
+        order, NaN for failed fits -- mclust's BIC layout, on scikit-learn's
+        sign."""
+        column = self.criterion if column is None else column
+        out = np.full((len(self.n_components), len(self.covariance_types)), np.nan)
+        ki = {k: i for i, k in enumerate(self.n_components)}
+        ti = {t: j for j, t in enumerate(self.covariance_types)}
+        for r in self.records:
+            out[ki[int(r["n_components"])], ti[str(r["covariance_type"])]] = r[column]
+        return out
+
+    def _summary_line(self):
+        p = self.best_params_
+        return (f"best by {self.criterion.upper()}: n_components={p['n_components']}, "
+                f"covariance_type={p['covariance_type']!r} "
+                f"({self.criterion.upper()} {self.best_score_:.3f})")
+
+    def __repr__(self):
+        values = self.pivot()
+        kb = self.best_params_["n_components"]
+        tb = self.best_params_["covariance_type"]
+        width = max(12, max(len(t) for t in self.covariance_types) + 2)
+        lines = [f"SelectionResult: {self.criterion.upper()} (lower is better, * = best)",
+                 "   k" + "".join(f"{t:>{width}}" for t in self.covariance_types)]
+        for i, k in enumerate(self.n_components):
+            cells = []
+            for j, t in enumerate(self.covariance_types):
+                v = values[i, j]
+                s = "failed" if np.isnan(v) else f"{v:.3f}"
+                if k == kb and t == tb:
+                    s = "*" + s
+                cells.append(f"{s:>{width}}")
+            lines.append(f"{k:>4}" + "".join(cells))
+        lines.append(self._summary_line())
+        n_failed = int((self.records["error"] != "").sum())
+        if n_failed:
+            lines.append(f"{n_failed} fit(s) failed; see the 'error' column of .table")
+        return "\n".join(lines)
+
+    def to_text(self):
+        """The whole table, one line per fit, as fixed-width text."""
+        head = (f"{'k':>3} {'covariance':>10} {'bic':>12} {'aic':>12} {'icl':>12} "
+                f"{'loglik':>12} {'n_par':>5} {'conv':>5} {'n_iter':>6}  error")
+        lines = [head]
+        for i, r in enumerate(self.records):
+            mark = "*" if i == self.best_index_ else " "
+            lines.append(
+                f"{int(r['n_components']):>3} {r['covariance_type']!s:>10} "
+                f"{r['bic']:12.3f} {r['aic']:12.3f} {r['icl']:12.3f} "
+                f"{r['log_likelihood']:12.3f} {int(r['n_parameters']):>5} "
+                f"{bool(r['converged'])!s:>5} {int(r['n_iter']):>6}{mark} "
+                f"{r['error']}".rstrip())
+        lines.append(self._summary_line())
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------
+# select
+# ----------------------------------------------------------------------
+
+
+def select(X, n_components=range(1, 10),
+           covariance_types=("full", "tied", "diag", "spherical"), *, criterion="bic",
+           n_init=1, random_state=None, sample_weight=None, **params):
+    """Fit a Gaussian mixture for every number of components and covariance
+    type and pick the best by BIC, AIC or ICL (like R's ``mclust::Mclust``).
+
+    Every grid point is one :class:`fastem.GaussianMixture` fit with the
+    given ``n_init``, ``random_state`` and ``**params``; its BIC, AIC and ICL
+    are computed on X in one further pass.  All criteria are on
+    scikit-learn's scale, lower is better:
+
+    - ``bic = -2 log L + p log n`` (``GaussianMixture.bic``),
+    - ``aic = -2 log L + 2 p`` (``GaussianMixture.aic``),
+    - ``icl = bic - 2 sum_i log t_{i z_i}`` (Biernacki, Celeux & Govaert
+      2000), with ``t_ik`` the posterior probabilities (``predict_proba``)
+      and ``z_i = argmax_k t_ik``: BIC plus twice the entropy of the hard
+      assignment, so ``icl >= bic``; it penalises overlapping components.
+
+    mclust reports ``-bic`` and ``-icl`` (higher is better there).  With
+    ``sample_weight``, ``log L`` and the entropy are weighted and ``n`` is
+    the total weight.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Validated and converted once (NaN/inf, dtype); out-of-core input
+        (``np.memmap``, h5py/zarr-like) is checked on the first fit's first
+        pass and read in chunks by every fit.
+    n_components : int or iterable of int, default=range(1, 10)
+        Numbers of components to try (each 1 <= k <= n_samples).
+    covariance_types : str or iterable of str, default=all four
+        Any of ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``.
+    criterion : {"bic", "aic", "icl"}, default="bic"
+        What to minimise.  Ties go to the model with fewer parameters.
+    n_init : int, default=1
+        Initialisations per fit (``GaussianMixture(n_init=...)``).
+    random_state : int, RandomState, Generator or None, default=None
+        An int (or None) is passed unchanged to every fit, so each row equals
+        ``GaussianMixture(k, covariance_type=ct, random_state=random_state,
+        ...).fit(X)``.  A RandomState or Generator draws one int seed per fit
+        in grid order.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Passed to every ``fit`` and used in the criteria.
+    **params
+        Any other ``GaussianMixture`` parameter (``max_iter``, ``tol``,
+        ``reg_covar``, ``init_params``, ``warm_start``, ``verbose``...),
+        shared by all fits.  ``weights_init``/``means_init``/
+        ``precisions_init`` fix k and are refused.
+
+    Returns
+    -------
+    SelectionResult
+        ``best_estimator_`` (fitted), ``best_params_``, ``table`` (one row per
+        fit: n_components, covariance_type, bic, aic, icl, log_likelihood
+        (total), n_parameters, converged, n_iter, error), ``criterion``.
+
+    Raises
+    ------
+    ValueError
+        For an empty grid, k < 1 or k > n_samples, an unknown covariance
+        type or criterion, bad ``GaussianMixture`` parameter values or bad
+        data; or if every fit fails.
+    TypeError
+        For a keyword that is not a ``GaussianMixture`` parameter.
+
+    Notes
+    -----
+    A fit that fails (typically a ``ValueError`` for an ill-defined
+    covariance: large k on small data with ``reg_covar=0``) does not stop the
+    selection: its row gets NaN criteria, ``converged=False``, ``n_iter=0``
+    and the error text, and one ``FitFailedWarning`` lists the failures.
+    Fits that do not converge are flagged in ``converged`` and reported by
+    one ``ConvergenceWarning`` (not one per fit).
+
+    Fits run one after another.  Each one already runs its E-step on all
+    cores (the fused kernels are parallel over rows), so running several
+    fits at once would only share the same cores between them on large data;
+    on tiny data (Old Faithful) the whole default grid takes well under a
+    second.
+
+    Examples
+    --------
+    >>> from fastem.datasets import load_faithful
+    >>> from fastem.select import select
+    >>> X, _ = load_faithful()
+    >>> result = select(X, n_components=range(1, 5), n_init=10, random_state=0)
+    >>> result.best_params_
+    {'n_components': 3, 'covariance_type': 'tied'}
+    >>> round(result.best_score_, 3)
+    2315.645
+    """
+    criterion = _check_criterion(criterion)
+    _check_params(params, n_init)
+    feature_names = _get_feature_names(X)
+    X = check_array_2d(X, estimator_name="select")
+    n, d = X.shape
+    if n < 2:
+        raise ValueError(
+            f"Expected n_samples >= 2 to fit a mixture, but got n_samples = {n}."
+        )
+    sw = check_sample_weight(sample_weight, n)
+    ks = _check_components(n_components, n)
+    types = _check_covariance_types(covariance_types)
+
+    grid = [(k, ct) for k in ks for ct in types]
+    seeds = _seeds(random_state, len(grid))
+    rows, models = [], []
+    failures, not_converged = [], []
+    for (k, ct), seed in zip(grid, seeds):
+        row = {"n_components": k, "covariance_type": ct,
+               "n_parameters": n_parameters(k, ct, d), "error": ""}
+        gm = GaussianMixture(k, covariance_type=ct, n_init=n_init, random_state=seed,
+                             **params)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                gm.fit(X, sample_weight=sw)
+            loglik, weight, entropy = _criteria(gm, X, sw)
+        except (ValueError, ArithmeticError) as exc:
+            msg = f"{type(exc).__name__}: {exc}"
+            failures.append(f"n_components={k}, covariance_type={ct!r}: {msg}")
+            row.update(bic=np.nan, aic=np.nan, icl=np.nan, log_likelihood=np.nan,
+                       converged=False, n_iter=0, error=msg)
+            gm = None
+        else:
+            p = row["n_parameters"]
+            bic = -2.0 * loglik + p * math.log(weight)
+            row.update(bic=bic, aic=-2.0 * loglik + 2.0 * p, icl=bic + 2.0 * entropy,
+                       log_likelihood=loglik, converged=bool(gm.converged_),
+                       n_iter=int(gm.n_iter_))
+            if not gm.converged_ and gm.max_iter > 0:
+                not_converged.append(f"(k={k}, {ct!r})")
+            if feature_names is not None:  # as fit(DataFrame) would have set it
+                gm.feature_names_in_ = feature_names
+        rows.append(row)
+        models.append(gm)
+
+    records = _structured_table(rows)
+    if len(failures) == len(grid):
+        raise ValueError(
+            f"All {len(grid)} fits failed, so no model can be selected. The first "
+            f"error was for {failures[0]}. Try fewer components, a larger reg_covar "
+            "(e.g. 1e-4), or scaling the data."
+        )
+    if failures:
+        warnings.warn(
+            f"{len(failures)} of {len(grid)} fits failed and were recorded with NaN "
+            f"criteria (see the 'error' column of the table); the first: "
+            f"{failures[0]}",
+            FitFailedWarning,
+            stacklevel=2,
+        )
+    if not_converged:
+        warnings.warn(
+            f"{len(not_converged)} of {len(grid)} fits did not converge within "
+            f"max_iter={params.get('max_iter', 100)}: {', '.join(not_converged)}. "
+            "Their rows have converged=False; increase max_iter or tol.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    best = _best_index(records[criterion], records["n_parameters"])
+    return SelectionResult(records, best, models[best], criterion, ks, types)
