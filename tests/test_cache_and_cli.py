@@ -96,12 +96,14 @@ def test_demo_prints_bic_table_choice_and_timing(capsys):
                "--sk-iters", "1"])
     out = capsys.readouterr().out
     assert rc == 0
-    table = [line for line in out.splitlines() if line[:3].strip().isdigit()]
-    assert len(table) == 6
-    assert all(len(line.split()) == 5 for line in table)
-    bics = np.array([[float(v) for v in line.split()[1:]] for line in table])
+    table = [line.split() for line in out.splitlines() if line[:4].strip().isdigit()]
+    assert [int(row[0]) for row in table] == [1, 2, 3, 4, 5, 6]
+    assert all(len(row) == 5 for row in table)
+    bics = np.array([[float(v.lstrip("*")) for v in row[1:]] for row in table])
     assert np.isfinite(bics).all()
-    assert "Chosen by BIC: k=2, covariance_type='full'" in out
+    # mclust's choice for these data (EEE, 3 components)
+    assert "Chosen by BIC: k=3, covariance_type='tied'" in out
+    assert bics.min() == float(table[2][2].lstrip("*"))
     assert "ms per EM iteration" in out and "ratio" in out
 
 
