@@ -21,6 +21,7 @@ from ._collapse import CollapseWarning, Recovery
 from ._data import RowSource
 from ._estep import EStepWorkspace, evaluate, rows_per_call, single_threaded_blas
 from ._kmeans import kmeans, kmeans_plusplus
+from ._squarem import EMMap, run_squarem
 from ._stats import (
     COVARIANCE_TYPES,
     GaussianParams,
@@ -104,6 +105,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         (:class:`fastem.CollapseWarning`) and goes on; with ``reg_covar=0`` a
         covariance that cannot be factorised still raises.  'raise' raises
         scikit-learn's error and advice, as scikit-learn does.
+    accelerate : {'squarem'} or None, default=None
+        None runs plain EM.  'squarem' accelerates it with SQUAREM (the SqS3
+        scheme of Varadhan & Roland 2008, docs/squarem.md): each iteration is
+        a cycle of two EM steps, an extrapolation along them in an
+        unconstrained parameterisation and a stabilising EM step (up to
+        three E+M passes), falling back to plain EM's second step whenever
+        the extrapolated point is invalid or lowers the log-likelihood.  It
+        reaches plain EM's optimum in several times fewer passes when EM
+        converges slowly (overlapping components, small ``tol``).  Then
+        ``n_iter_``, ``max_iter`` and ``tol`` count and compare cycles.
 
     Attributes
     ----------
@@ -120,11 +131,18 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         U U^T), shaped as ``covariances_``.
     converged_ : bool
     n_iter_ : int
+        EM iterations (SQUAREM cycles with ``accelerate='squarem'``) of the
+        best initialisation.
+    n_em_maps_ : int
+        E+M passes over the data of the best initialisation: ``n_iter_`` for
+        plain EM, up to 3 per cycle with ``accelerate='squarem'``.
     lower_bound_ : float
         Mean log-likelihood of the training data at the start of the last
-        iteration of the best initialisation.
+        iteration of the best initialisation (with ``accelerate='squarem'``:
+        the largest one evaluated during the last cycle).
     lower_bounds_ : list of float
-        The mean log-likelihood at every iteration of the best initialisation.
+        The mean log-likelihood at every iteration (cycle) of the best
+        initialisation.
     n_reseeds_ : int
         Components re-seeded during the best initialisation's run.
     collapse_events_ : list of (iteration, component, action)
@@ -160,6 +178,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "verbose": ["verbose"],
         "verbose_interval": [Interval(Integral, 1, None, closed="left")],
         "on_collapse": [StrOptions({"reseed", "raise"})],
+        "accelerate": [StrOptions({"squarem"}), None],
     }
 
     def __init__(
@@ -180,6 +199,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         verbose=0,
         verbose_interval=10,
         on_collapse="reseed",
+        accelerate=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -196,6 +216,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.on_collapse = on_collapse
+        self.accelerate = accelerate
 
     # ------------------------------------------------------------------
     # validation
@@ -398,7 +419,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             # out-of-core X is checked for NaN/inf on its first pass; a fit
             # that made none (max_iter=0 with given *_init) checks it now
             X.validate()
-        params, n_iter, history, converged, events = best
+        params, n_iter, history, converged, events, n_maps = best
         self.collapse_events_ = list(events)
         self.n_reseeds_ = sum(1 for e in events if e[2] == "reseed")
         if events:
@@ -419,13 +440,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             )
         self._set_params_tuple(params)
         self.n_iter_ = n_iter
+        self.n_em_maps_ = n_maps
         self.lower_bound_ = max_lower_bound
         self.lower_bounds_ = history
         return X
 
     def _em(self, X, sw, workspace, inits, do_init, n_init, random_state):
-        """The n_init EM runs; returns ((params, n_iter, history, converged)
-        of the best run, its final mean log-likelihood)."""
+        """The n_init EM runs; returns ((params, n_iter, history, converged,
+        collapse events, E+M passes) of the best run, its final mean
+        log-likelihood)."""
         ct = self.covariance_type
         max_lower_bound = -np.inf
         best = None
@@ -441,26 +464,34 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             history = []
             n_iter = 0
             converged = False
-            for n_iter in range(1, self.max_iter + 1):
-                prev = lower_bound
-                stats = workspace.run(X, sw, params, shift=default_shift(params, ct))
-                lower_bound = stats.loglik / stats.weight
-                params, reseeded = self._m_step(stats, X.dtype, recovery, n_iter)
-                history.append(lower_bound)
-                change = lower_bound - prev
-                self._verbose_iter_end(n_iter, change)
-                if reseeded:  # a new start: no convergence test against the old one
-                    lower_bound = -np.inf
-                elif abs(change) < self.tol:
-                    converged = True
-                    break
+            if self.accelerate == "squarem":
+                params, n_iter, history, converged, n_maps = run_squarem(
+                    self._em_map(X, sw, workspace, recovery), params, ct, self.reg_covar,
+                    X.dtype, self.max_iter, self.tol, lower_bound, self._verbose_iter_end)
+                if history:
+                    lower_bound = history[-1]
+            else:
+                for n_iter in range(1, self.max_iter + 1):
+                    prev = lower_bound
+                    stats = workspace.run(X, sw, params, shift=default_shift(params, ct))
+                    lower_bound = stats.loglik / stats.weight
+                    params, reseeded = self._m_step(stats, X.dtype, recovery, n_iter)
+                    history.append(lower_bound)
+                    change = lower_bound - prev
+                    self._verbose_iter_end(n_iter, change)
+                    if reseeded:  # a new start: no convergence test against the old one
+                        lower_bound = -np.inf
+                    elif abs(change) < self.tol:
+                        converged = True
+                        break
+                n_maps = n_iter
             if self.max_iter > 0:
                 self._verbose_init_end(lower_bound, converged)
             if history:
                 lower_bound = history[-1]
             if best is None or lower_bound > max_lower_bound:
                 max_lower_bound = lower_bound if self.max_iter > 0 else -np.inf
-                best = (params, n_iter, history, converged, recovery.events)
+                best = (params, n_iter, history, converged, recovery.events, n_maps)
         return best, max_lower_bound
 
     def _recovery(self, X, sw, random_state):
@@ -469,6 +500,18 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         take = X.take if isinstance(X, RowSource) else (lambda idx: X[idx])
         return Recovery(self.covariance_type, k, d, self.reg_covar, X.dtype, random_state,
                         take, X.shape[0], sw)
+
+    def _em_map(self, X, sw, workspace, recovery):
+        """One plain EM iteration as the map SQUAREM extrapolates."""
+        ct = self.covariance_type
+
+        def estep(params):
+            return workspace.run(X, sw, params, shift=default_shift(params, ct))
+
+        def mstep(stats, iteration):
+            return self._m_step(stats, X.dtype, recovery, iteration)
+
+        return EMMap(estep, mstep, None if self.on_collapse == "raise" else recovery)
 
     def _m_step(self, stats, dtype, recovery, iteration):
         """The M-step; with on_collapse='reseed' through ``recovery``.

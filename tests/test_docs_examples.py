@@ -10,7 +10,7 @@ import pytest
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 #: Pages whose ``python`` blocks are complete programs (run in order, one
 #: namespace per page).
-PAGES = ["online.md", "out_of_core.md", "select.md"]
+PAGES = ["online.md", "out_of_core.md", "select.md", "squarem.md"]
 
 
 def _blocks(page):

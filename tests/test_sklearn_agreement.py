@@ -264,8 +264,10 @@ def test_fitted_attribute_shapes_match_sklearn(covariance_type):
 
 
 def _without_on_collapse(params):
-    """fastem's one extra parameter (collapse recovery, docs/collapse.md)."""
+    """fastem's extra parameters: collapse recovery (docs/collapse.md) and
+    SQUAREM acceleration (docs/squarem.md, off by default)."""
     assert params.pop("on_collapse") in ("reseed", "raise")
+    assert params.pop("accelerate") is None
     return params
 
 
