@@ -34,6 +34,14 @@ _EPS = 10 * np.finfo(np.float64).eps
 _LOG_2PI = math.log(2 * math.pi)
 
 
+def n_parameters(n_components, covariance_type, n_features):
+    """Free parameters of a Gaussian mixture: weights, means, covariances."""
+    k, d = n_components, n_features
+    cov = {"full": k * d * (d + 1) // 2, "diag": k * d,
+           "tied": d * (d + 1) // 2, "spherical": k}[covariance_type]
+    return int(cov + k * d + k - 1)
+
+
 def covariance_shape(covariance_type, n_components, n_features):
     """scikit-learn's shape of ``covariances_`` (and of ``precisions_`` and
     ``precisions_cholesky_``) for a covariance type; ``S2`` has it too."""

@@ -30,6 +30,7 @@ from ._stats import (
     covariances_from_precisions,
     default_shift,
     m_step,
+    n_parameters,
     precisions_from_cholesky,
 )
 from ._validation import check_array_2d, check_sample_weight
@@ -605,15 +606,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _n_parameters(self):
         """Number of free parameters of the model."""
-        _, d = self.means_.shape
-        k = self.n_components
-        cov_params = {
-            "full": k * d * (d + 1) / 2.0,
-            "diag": k * d,
-            "tied": d * (d + 1) / 2.0,
-            "spherical": k,
-        }[self.covariance_type]
-        return int(cov_params + d * k + k - 1)
+        return n_parameters(self.n_components, self.covariance_type, self.means_.shape[1])
 
     def _total_loglik(self, X, sample_weight):
         X = self._prepare(X)

@@ -16,7 +16,7 @@ from sklearn.utils.validation import _get_feature_names
 
 from ._data import RowSource
 from ._estep import evaluate
-from ._stats import COVARIANCE_TYPES
+from ._stats import COVARIANCE_TYPES, n_parameters
 from ._validation import check_array_2d, check_sample_weight
 from .mixture import GaussianMixture
 
@@ -35,14 +35,6 @@ _RESP_BYTES = 32 * 2**20
 
 #: GaussianMixture parameters that fix n_components, so cannot be shared by a grid.
 _PER_K_PARAMS = ("weights_init", "means_init", "precisions_init")
-
-
-def n_parameters(n_components, covariance_type, n_features):
-    """Free parameters of a Gaussian mixture (``GaussianMixture._n_parameters``)."""
-    k, d = n_components, n_features
-    cov = {"full": k * d * (d + 1) // 2, "diag": k * d,
-           "tied": d * (d + 1) // 2, "spherical": k}[covariance_type]
-    return int(cov + k * d + k - 1)
 
 
 # ----------------------------------------------------------------------
