@@ -450,22 +450,24 @@ def online_vs_batch(n=5_000_000, d=8, k=8, covariance_type="full", target=1e-3,
         init = {"weights_init": start.weights_, "means_init": start.means_,
                 "precisions_init": start.precisions_}
         GaussianMixture(k, covariance_type=covariance_type, max_iter=1, **init).fit(X[:2000])
+        # plain EM dynamics on both sides (no collapse re-seeds, which would
+        # move batch EM to another basin than the online run's)
+        init["on_collapse"] = "raise"
         ref = GaussianMixture(k, covariance_type=covariance_type, tol=1e-7, max_iter=3000,
-                              **init).fit(X)
+                              random_state=0, **init).fit(X)
         optimum = ref.score(X)
         # lower_bounds_[i] is the log-likelihood of the parameters after i iterations
         lbs = np.asarray(ref.lower_bounds_ + [optimum])
         iters = int(np.argmax(lbs >= optimum - target))
         t0 = time.perf_counter()
         batch = GaussianMixture(k, covariance_type=covariance_type, tol=0.0,
-                                max_iter=max(iters, 1), **init).fit(X)
+                                max_iter=max(iters, 1), random_state=0, **init).fit(X)
         batch_s = time.perf_counter() - t0
         batch_gap = optimum - batch.score(X)
         log(f"  batch EM: {iters} iterations, {batch_s:.2f} s, gap {batch_gap:.1e}")
 
-        online = MiniBatchGaussianMixture(k, covariance_type=covariance_type, **init)
-        online.partial_fit(X[:batch_size])  # compiles nothing new: same kernels
-        online = MiniBatchGaussianMixture(k, covariance_type=covariance_type, **init)
+        online = MiniBatchGaussianMixture(k, covariance_type=covariance_type, random_state=0,
+                                          **init)
         check = max(1, n // batch_size // 20)
         elapsed, steps, online_gap, reached = 0.0, 0, np.inf, False
         for _ in range(max_epochs):
