@@ -22,6 +22,7 @@ Every action is recorded as ``(iteration, component, action)``.
 
 import numpy as np
 
+from ._data import sample_rows, take_rows
 from ._estep import evaluate
 from ._stats import (
     CollapseError,
@@ -55,22 +56,17 @@ _WORST_FRACTION = 0.05
 
 
 class Recovery:
-    """The M-step with collapse recovery for one EM run on data X.
-
-    ``take(idx)`` reads rows of X (sorted indices), ``n_rows`` is len(X).
-    """
+    """The M-step with collapse recovery, and its state (events, ridges, the
+    re-seed budget) for one EM run."""
 
     def __init__(self, covariance_type, n_components, n_features, reg_covar, dtype,
-                 random_state, take, n_rows, sample_weight=None, budget=None):
+                 random_state, budget=None):
         self.ct = covariance_type
         self.K = n_components
         self.d = n_features
         self.reg_covar = reg_covar
         self.dtype = dtype
         self.random_state = random_state
-        self.take = take
-        self.n_rows = n_rows
-        self.sample_weight = sample_weight
         self.min_count = min_count(covariance_type, n_features)
         self.budget = 3 * n_components if budget is None else budget
         self.events = []
@@ -80,20 +76,25 @@ class Recovery:
     def n_reseeds(self):
         return sum(1 for e in self.events if e[2] == "reseed")
 
-    def m_step(self, stats, iteration, count_scale=1.0):
+    def starved(self, stats, count_scale=1.0):
+        """Components whose effective count (S0 x ``count_scale``) is too small."""
+        return [int(k) for k in np.flatnonzero(stats.S0 * count_scale < self.min_count)]
+
+    def m_step(self, stats, iteration, X, sample_weight=None, count_scale=1.0):
         """Parameters from ``stats``; returns ``(params, reseeded)``.
 
+        A re-seed draws rows of ``X`` (an array or a RowSource);
         ``count_scale`` converts S0 into effective counts (1 for batch EM)."""
         weights, means, cov = m_step_moments(stats, self.reg_covar)
         cov = self._apply_ridges(cov)
         prec, bad = self._factor(cov)
-        counts = stats.S0 * count_scale
-        low = [int(k) for k in np.flatnonzero(counts < self.min_count)]
+        low = self.starved(stats, count_scale)
         reseed = low if len(low) < self.K else low[:-1]  # keep one component
         reseed = [k for k in reseed][: max(0, self.budget - self.n_reseeds)]
         reseeded = False
         if reseed:
-            weights, means, cov, prec = self._reseed(weights, means, cov, prec, reseed)
+            weights, means, cov, prec = self._reseed(weights, means, cov, prec, reseed, X,
+                                                     sample_weight)
             for k in reseed:
                 self.events.append((iteration, k, "reseed"))
             for k in reseed:
@@ -172,13 +173,13 @@ class Recovery:
             self.events.append((iteration, k, "ridge"))
         return cov, prec
 
-    def _reseed(self, weights, means, cov, prec, comps):
+    def _reseed(self, weights, means, cov, prec, comps, X, sample_weight):
         rs = self.random_state
-        n = self.n_rows
+        n = X.shape[0]
         m = min(n, _RESEED_SAMPLE)
-        idx = np.sort(rs.choice(n, size=m, replace=False)) if n > m else np.arange(n)
-        Xs = np.asarray(self.take(idx), dtype=np.float64)
-        sw = None if self.sample_weight is None else self.sample_weight[idx]
+        idx = sample_rows(rs, n, m) if n > m else np.arange(n)
+        Xs = np.asarray(take_rows(X, idx), dtype=np.float64)
+        sw = None if sample_weight is None else sample_weight[idx]
         others = [k for k in range(self.K) if k not in comps]
         finite = (np.isfinite(prec).all() if self.ct == "tied"
                   else all(np.isfinite(prec[k]).all() for k in others))

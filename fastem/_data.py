@@ -47,6 +47,34 @@ _COALESCE_BYTES = 64 * 1024
 _SHARED_MODES = ("r", "r+", "w+")
 
 
+#: Above this many rows, a sample of rows is drawn without the permutation of
+#: all n rows that RandomState.choice(replace=False) makes (8 n bytes: 1 GB
+#: for 1.3e8 rows), so that memory does not grow with n.
+PERMUTATION_MAX_ROWS = 2**22
+
+
+def sample_rows(random_state, n, size):
+    """Sorted indices of ``size`` distinct rows out of ``n``, uniformly at random.
+
+    Up to ``PERMUTATION_MAX_ROWS`` rows, ``random_state.choice(n, size,
+    replace=False)``; above, the first ``size`` distinct values of uniform
+    draws (a uniform sample too), in O(size) memory."""
+    if n <= PERMUTATION_MAX_ROWS:
+        return np.sort(random_state.choice(n, size=size, replace=False))
+    chosen = np.empty(0, dtype=np.int64)
+    while chosen.size < size:
+        draws = np.concatenate((chosen, random_state.randint(n, size=size, dtype=np.int64)))
+        _, first = np.unique(draws, return_index=True)
+        chosen = draws[np.sort(first)]  # distinct values, in order of first draw
+    return np.sort(chosen[:size])
+
+
+def take_rows(X, idx):
+    """Rows ``idx`` (sorted) of an in-memory array or a :class:`RowSource`,
+    as an in-memory array; a RowSource reads only those rows."""
+    return X.take(idx) if isinstance(X, RowSource) else np.asarray(X[idx])
+
+
 def is_out_of_core(X):
     """True if X is read block by block: a file-backed ``np.memmap``, or a
     non-ndarray with ``.shape``, a NumPy ``.dtype`` and ``__getitem__`` that is

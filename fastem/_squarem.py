@@ -52,7 +52,12 @@ import math
 
 import numpy as np
 
-from ._stats import CollapseError, GaussianParams, precisions_cholesky_from_covariances
+from ._stats import (
+    CollapseError,
+    GaussianParams,
+    n_parameters,
+    precisions_cholesky_from_covariances,
+)
 
 #: Initial bound on |alpha| (R package SQUAREM's ``step.max0 = 1``); its
 #: growth after a successful step at the bound; its reduction after a failed
@@ -77,14 +82,6 @@ class InvalidParameters(ValueError):
 # --------------------------------------------------------------------------
 # parameterisation
 # --------------------------------------------------------------------------
-
-def n_free(covariance_type, n_components, n_features):
-    """Length of the vector made by :func:`pack`."""
-    K, d = n_components, n_features
-    cov = {"full": K * d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": K * d,
-           "spherical": K}[covariance_type]
-    return (K - 1) + K * d + cov
-
 
 def _tril(d):
     rows, cols = np.tril_indices(d)
@@ -128,8 +125,8 @@ def unpack(theta, covariance_type, n_components, n_features, reg_covar,
     ``(1 - 1e-3) * reg_covar`` times the identity or not positive definite."""
     ct, K, d = covariance_type, n_components, n_features
     theta = np.asarray(theta, dtype=np.float64)
-    if theta.shape != (n_free(ct, K, d),):
-        raise ValueError(f"theta has shape {theta.shape}, expected ({n_free(ct, K, d)},)")
+    if theta.shape != (n_parameters(K, ct, d),):
+        raise ValueError(f"theta has shape {theta.shape}, expected ({n_parameters(K, ct, d)},)")
     if not np.isfinite(theta).all():
         raise InvalidParameters("non-finite parameter")
     logw = np.append(theta[:K - 1], 0.0)
@@ -190,8 +187,7 @@ class EMMap:
 
     def starved(self, stats):
         """Whether the M-step from ``stats`` would re-seed a component."""
-        rec = self.recovery
-        return rec is not None and bool((stats.S0 < rec.min_count).any())
+        return self.recovery is not None and bool(self.recovery.starved(stats))
 
     def m(self, stats, iteration, guard=False):
         """``(params, reseeded, recovered)``: the M-step, and whether it

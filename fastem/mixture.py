@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
 from ._collapse import CollapseWarning, Recovery
-from ._data import RowSource
+from ._data import RowSource, sample_rows, take_rows
 from ._estep import EStepWorkspace, evaluate, rows_per_call, single_threaded_blas
 from ._kmeans import kmeans, kmeans_plusplus
 from ._squarem import EMMap, run_squarem
@@ -41,10 +41,6 @@ INIT_SAMPLE_SIZE = 4096
 _INIT_ROWS_PER_COMPONENT = 256
 #: Rows per chunk when forming the initial statistics from responsibilities.
 _INIT_CHUNK = 1024
-#: Above this many rows, the initialisation sample is drawn without the
-#: permutation of all n rows that RandomState.choice(replace=False) makes
-#: (8 n bytes: 1 GB for 1.3e8 rows), so that memory does not grow with n.
-_PERMUTATION_MAX_ROWS = 2**22
 
 
 class GaussianMixture(DensityMixin, BaseEstimator):
@@ -300,9 +296,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         n, d = X.shape
         n_sample = max(INIT_SAMPLE_SIZE, _INIT_ROWS_PER_COMPONENT * k)
         if n > n_sample:
-            idx = _sample_rows(random_state, n, n_sample)
-            # out-of-core X: RowSource.take reads only these rows
-            Xs = X.take(idx) if isinstance(X, RowSource) else np.asarray(X[idx])
+            idx = sample_rows(random_state, n, n_sample)
+            Xs = take_rows(X, idx)  # out-of-core X: reads only these rows
             sws = None if sw is None else sw[idx]
         else:
             Xs, sws = X, sw
@@ -342,7 +337,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             part = ws.run(Xs[i0:i1], None if sws is None else sws[i0:i1], dummy,
                           shift=shift, resp_in=resp)
             stats = part if stats is None else stats + part
-        params = self._m_step(stats, X.dtype, recovery, 0)[0]
+        params = self._m_step(stats, X, sw, recovery, 0)[0]
         weights, means, covs, prec_chol = params
         if weights_init is not None:
             weights = weights_init.copy()
@@ -455,7 +450,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         best = None
         for init in range(n_init):
             self._verbose_init_beg(init)
-            recovery = self._recovery(X, sw, random_state)
+            recovery = self._recovery(X, random_state)
             if do_init:
                 params = self._initial_params(X, sw, random_state, inits, recovery)
                 lower_bound = -np.inf
@@ -472,11 +467,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 if history:
                     lower_bound = history[-1]
             else:
+                em = self._em_map(X, sw, workspace, recovery)
                 for n_iter in range(1, self.max_iter + 1):
                     prev = lower_bound
-                    stats = workspace.run(X, sw, params, shift=default_shift(params, ct))
-                    lower_bound = stats.loglik / stats.weight
-                    params, reseeded = self._m_step(stats, X.dtype, recovery, n_iter)
+                    stats, lower_bound = em.e(params)
+                    params, reseeded, _ = em.m(stats, n_iter)
                     history.append(lower_bound)
                     change = lower_bound - prev
                     self._verbose_iter_end(n_iter, change)
@@ -485,7 +480,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                     elif abs(change) < self.tol:
                         converged = True
                         break
-                n_maps = n_iter
+                n_maps = em.n_calls
             if self.max_iter > 0:
                 self._verbose_init_end(lower_bound, converged)
             if history:
@@ -495,31 +490,30 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 best = (params, n_iter, history, converged, recovery.events, n_maps)
         return best, max_lower_bound
 
-    def _recovery(self, X, sw, random_state):
-        """Collapse recovery for one EM run (used with on_collapse='reseed')."""
-        k, d = self.n_components, X.shape[1]
-        take = X.take if isinstance(X, RowSource) else (lambda idx: X[idx])
-        return Recovery(self.covariance_type, k, d, self.reg_covar, X.dtype, random_state,
-                        take, X.shape[0], sw)
+    def _recovery(self, X, random_state):
+        """Collapse recovery (its state) for one EM run on data like X."""
+        return Recovery(self.covariance_type, self.n_components, X.shape[1], self.reg_covar,
+                        X.dtype, random_state)
 
     def _em_map(self, X, sw, workspace, recovery):
-        """One plain EM iteration as the map SQUAREM extrapolates."""
+        """One plain EM iteration (as the map SQUAREM extrapolates)."""
         ct = self.covariance_type
 
         def estep(params):
             return workspace.run(X, sw, params, shift=default_shift(params, ct))
 
         def mstep(stats, iteration):
-            return self._m_step(stats, X.dtype, recovery, iteration)
+            return self._m_step(stats, X, sw, recovery, iteration)
 
         return EMMap(estep, mstep, None if self.on_collapse == "raise" else recovery)
 
-    def _m_step(self, stats, dtype, recovery, iteration):
-        """The M-step; with on_collapse='reseed' through ``recovery``.
-        Returns (params, reseeded)."""
+    def _m_step(self, stats, X, sw, recovery, iteration, count_scale=1.0):
+        """The M-step; with on_collapse='reseed' through ``recovery``, which
+        re-seeds from rows of X.  ``count_scale`` turns S0 into effective
+        counts (online EM's normalised statistics).  Returns (params, reseeded)."""
         if self.on_collapse == "raise" or recovery is None:
-            return m_step(stats, self.reg_covar, dtype), False
-        return recovery.m_step(stats, iteration)
+            return m_step(stats, self.reg_covar, X.dtype), False
+        return recovery.m_step(stats, iteration, X, sw, count_scale)
 
     def _get_params_tuple(self):
         return GaussianParams(self.weights_, self.means_, self.covariances_,
@@ -679,22 +673,6 @@ def _check_precisions_pd(precisions, covariance_type):
                 f"The parameter {name} should be symmetric, positive-definite, but "
                 f"matrix {k} has smallest eigenvalue {eig.min():.3g}."
             )
-
-
-def _sample_rows(random_state, n, size):
-    """Sorted indices of ``size`` distinct rows out of ``n``, uniformly at random.
-
-    Up to ``_PERMUTATION_MAX_ROWS`` rows, ``random_state.choice(n, size,
-    replace=False)`` as before; above, the first ``size`` distinct values of
-    uniform draws (a uniform sample too), in O(size) memory."""
-    if n <= _PERMUTATION_MAX_ROWS:
-        return np.sort(random_state.choice(n, size=size, replace=False))
-    chosen = np.empty(0, dtype=np.int64)
-    while chosen.size < size:
-        draws = np.concatenate((chosen, random_state.randint(n, size=size, dtype=np.int64)))
-        _, first = np.unique(draws, return_index=True)
-        chosen = draws[np.sort(first)]  # distinct values, in order of first draw
-    return np.sort(chosen[:size])
 
 
 def _rough_center(X):

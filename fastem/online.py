@@ -23,10 +23,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
 from ._collapse import CollapseWarning, restated
+from ._data import sample_rows
 from ._estep import EStepWorkspace, single_threaded_blas
-from ._stats import GaussianParams, default_shift, m_step
+from ._stats import GaussianParams, default_shift
 from ._validation import check_sample_weight
-from .mixture import _INIT_ROWS_PER_COMPONENT, INIT_SAMPLE_SIZE, GaussianMixture, _sample_rows
+from .mixture import _INIT_ROWS_PER_COMPONENT, INIT_SAMPLE_SIZE, GaussianMixture
 
 #: Attributes that exist once the model is initialised (removed again if the
 #: first partial_fit fails half-way).
@@ -189,26 +190,23 @@ class MiniBatchGaussianMixture(GaussianMixture):
             )
         batch = stats.scaled(1.0 / stats.weight)
         running = batch if eta == 1.0 else self._running.blend(batch, eta)
-        if self.on_collapse == "raise":
-            new_params = m_step(running, self.reg_covar, X.dtype)
-        else:
-            new_params, running = self._recover(running, X, sw, eta)
+        new_params, running = self._recovering_m_step(running, X, sw, eta)
         self._running = running
         self._set_params_tuple(new_params)
         self.n_steps_ += 1
         self.n_samples_seen_ += X.shape[0]
         return stats.loglik / stats.weight
 
-    def _recover(self, running, X, sw, eta):
-        """The M-step with collapse recovery; a re-seeded component's running
-        statistics are replaced by those of its new parameters, so that the
-        next updates start from them.  Returns (params, running)."""
+    def _recovering_m_step(self, running, X, sw, eta):
+        """The M-step (through the collapse recovery unless on_collapse='raise');
+        a re-seeded component's running statistics are replaced by those of
+        its new parameters, so that the next updates start from them.
+        Returns (params, running)."""
         rec = self._collapse
-        rec.take, rec.n_rows, rec.sample_weight = (lambda idx: X[idx]), X.shape[0], sw
         # effective rows behind the running statistics: about batch / eta
         scale = min(self.n_samples_seen_ + X.shape[0], X.shape[0] / eta)
         seen = len(rec.events)
-        params, reseeded = rec.m_step(running, self.n_steps_ + 1, count_scale=scale)
+        params, reseeded = self._m_step(running, X, sw, rec, self.n_steps_ + 1, scale)
         new = rec.events[seen:]
         self._note_collapse(new, f"update {self.n_steps_ + 1}")
         if reseeded:
@@ -233,23 +231,21 @@ class MiniBatchGaussianMixture(GaussianMixture):
         initialisation plus ``n_warmup_iter`` batch EM iterations on X (the
         best of ``n_init``); then the statistics' fixed shift."""
         inits = self._checked_inits(X.shape[1])
-        ct = self.covariance_type
-        ws = self._workspace(X.shape[0], X.shape[1])
+        em = self._em_map(X, sw, self._workspace(X.shape[0], X.shape[1]), self._collapse)
         given = all(v is not None for v in inits)
         best, best_ll = None, -np.inf
         for _ in range(1 if given else self.n_init):
             params = self._initial_params(X, sw, random_state, inits, self._collapse)
             ll = -np.inf
             for it in range(0 if given else self.n_warmup_iter):
-                stats = ws.run(X, sw, params, shift=default_shift(params, ct))
-                ll = stats.loglik / stats.weight
-                params = self._m_step(stats, X.dtype, self._collapse, -1 - it)[0]
+                stats, ll = em.e(params)
+                params = em.m(stats, -1 - it)[0]
             if best is None or ll > best_ll:
                 best, best_ll = params, ll
         return best
 
     def _reset(self, X, sw, random_state):
-        self._collapse = self._recovery(X, sw, random_state)
+        self._collapse = self._recovery(X, random_state)
         self._collapse_warned = False
         params = self._start(X, sw, random_state)
         self._note_collapse(self._collapse.events, "initialisation")
@@ -331,7 +327,7 @@ class MiniBatchGaussianMixture(GaussianMixture):
             if not (self.warm_start and hasattr(self, "_running")):
                 n_warm = min(n, max(INIT_SAMPLE_SIZE, _INIT_ROWS_PER_COMPONENT *
                                     self.n_components, bs))
-                idx = _sample_rows(random_state, n, n_warm)
+                idx = sample_rows(random_state, n, n_warm)
                 Xw = np.asarray(X[idx])
                 sww = None if sw is None else sw[idx]
                 self._reset(Xw, sww, random_state)

@@ -20,7 +20,7 @@ import pytest
 from conftest import COVARIANCE_TYPES, blobs
 
 import fastem
-from fastem import GaussianMixture, _config, mixture
+from fastem import GaussianMixture, _config, _data, mixture
 from fastem._data import MIN_CHUNK_ROWS, RowSource, is_out_of_core
 from fastem._validation import check_array_2d
 
@@ -316,11 +316,11 @@ def test_row_source_indexing(data, reads):
 
 
 def test_large_n_init_sample_is_uniform_and_distinct(monkeypatch):
-    monkeypatch.setattr(mixture, "_PERMUTATION_MAX_ROWS", 10)
+    monkeypatch.setattr(_data, "PERMUTATION_MAX_ROWS", 10)
     rng = np.random.RandomState(0)
     counts = np.zeros(1000)
     for _ in range(400):
-        idx = mixture._sample_rows(rng, 1000, 100)
+        idx = _data.sample_rows(rng, 1000, 100)
         assert idx.shape == (100,) and np.all(np.diff(idx) > 0)
         assert idx[0] >= 0 and idx[-1] < 1000
         counts[idx] += 1
