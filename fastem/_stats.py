@@ -42,6 +42,12 @@ def n_parameters(n_components, covariance_type, n_features):
     return int(cov + k * d + k - 1)
 
 
+def bic_aic(loglik, weight, n_params):
+    """scikit-learn's criteria (lower is better) from the total log-likelihood
+    and the total sample weight: ``(-2 log L + p log n, -2 log L + 2 p)``."""
+    return -2.0 * loglik + n_params * math.log(weight), -2.0 * loglik + 2.0 * n_params
+
+
 def covariance_shape(covariance_type, n_components, n_features):
     """scikit-learn's shape of ``covariances_`` (and of ``precisions_`` and
     ``precisions_cholesky_``) for a covariance type; ``S2`` has it too."""

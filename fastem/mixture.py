@@ -4,7 +4,6 @@ Every EM iteration is one call of a fused kernel that returns shifted
 sufficient statistics (:mod:`fastem._stats`) and one closed-form M-step.
 """
 
-import math
 import warnings
 from numbers import Integral, Real
 from time import perf_counter
@@ -25,6 +24,7 @@ from ._squarem import EMMap, run_squarem
 from ._stats import (
     COVARIANCE_TYPES,
     GaussianParams,
+    bic_aic,
     cholesky_from_precisions,
     covariance_shape,
     covariances_from_precisions,
@@ -610,14 +610,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def bic(self, X, sample_weight=None):
         """Bayesian information criterion (lower is better):
         ``-2 log L + n_parameters * log(n)``, with n the total sample weight."""
-        ll, w = self._total_loglik(X, sample_weight)
-        return -2 * ll + self._n_parameters() * math.log(w)
+        return bic_aic(*self._total_loglik(X, sample_weight), self._n_parameters())[0]
 
     def aic(self, X, sample_weight=None):
         """Akaike information criterion (lower is better):
         ``-2 log L + 2 n_parameters``."""
-        ll, _ = self._total_loglik(X, sample_weight)
-        return -2 * ll + 2 * self._n_parameters()
+        return bic_aic(*self._total_loglik(X, sample_weight), self._n_parameters())[1]
 
     # ------------------------------------------------------------------
     # verbose output (scikit-learn's format)

@@ -5,7 +5,6 @@
 BIC, AIC or ICL, like R's ``mclust::Mclust``.  See ``docs/select.md``.
 """
 
-import math
 import warnings
 from numbers import Integral
 
@@ -16,7 +15,7 @@ from sklearn.utils.validation import _get_feature_names
 
 from ._data import RowSource
 from ._estep import evaluate
-from ._stats import COVARIANCE_TYPES, n_parameters
+from ._stats import COVARIANCE_TYPES, bic_aic, n_parameters
 from ._validation import check_array_2d, check_sample_weight
 from .mixture import GaussianMixture
 
@@ -458,9 +457,8 @@ def select(X, n_components=range(1, 10),
                        converged=False, n_iter=0, error=msg)
             gm = None
         else:
-            p = row["n_parameters"]
-            bic = -2.0 * loglik + p * math.log(weight)
-            row.update(bic=bic, aic=-2.0 * loglik + 2.0 * p, icl=bic + 2.0 * entropy,
+            bic, aic = bic_aic(loglik, weight, row["n_parameters"])
+            row.update(bic=bic, aic=aic, icl=bic + 2.0 * entropy,
                        log_likelihood=loglik, converged=bool(gm.converged_),
                        n_iter=int(gm.n_iter_))
             if not gm.converged_ and gm.max_iter > 0:
