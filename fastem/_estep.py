@@ -15,6 +15,7 @@ import numba
 import numpy as np
 
 from . import _config
+from ._dask import DaskSource
 from ._data import RowSource
 from ._kernels.gaussian import BLAS_MIN_FEATURES, ESTEP_KERNELS
 from ._stats import GaussianStats, covariance_shape, default_shift, log_base
@@ -120,13 +121,21 @@ class EStepWorkspace:
         """One fused pass over X; returns :class:`GaussianStats` (``do_stats``)
         or ``(sum_i w_i log p(x_i), sum_i w_i)``.
 
-        X is an array (one kernel call) or a :class:`fastem._data.RowSource`
-        (one call per chunk; statistics summed, row arguments sliced)."""
+        X is an array (one kernel call), a :class:`fastem._data.RowSource`
+        (one call per chunk; statistics summed, row arguments sliced) or a
+        :class:`fastem._dask.DaskSource` (one task per chunk on the Dask
+        workers, statistics tree-summed; no per-row arguments)."""
         ct = self.covariance_type
         prepared = _prepare_params(params, ct)
         if shift is None:
             shift = default_shift(params, ct)
         shift = np.ascontiguousarray(shift, dtype=np.float64)
+        if isinstance(X, DaskSource):  # on the chunks, where they are
+            if resp_in is not None or out_lognorm is not None or out_resp is not None \
+                    or out_label is not None:
+                raise TypeError("Per-row outputs of a dask array are made lazily "
+                                "with DaskSource.map_rows.")
+            return X.estep(ct, sample_weight, params, shift, do_stats)
         if not isinstance(X, RowSource):
             return self._call(kernel_array(X), sample_weight, prepared, shift, do_stats,
                               resp_in, out_lognorm, out_resp, out_label)

@@ -108,6 +108,25 @@ class GaussianStats:
             self.weight * factor,
         )
 
+    def to_vector(self):
+        """The additive statistics in one float64 vector
+        ``[S0, S1, S2, loglik, weight]`` (what a Dask chunk task returns)."""
+        return np.concatenate([self.S0.ravel(), self.S1.ravel(), self.S2.ravel(),
+                               [self.loglik, self.weight]]).astype(np.float64, copy=False)
+
+    @classmethod
+    def from_vector(cls, covariance_type, shift, vec, n_components, n_features):
+        """The inverse of :meth:`to_vector`, for statistics around ``shift``."""
+        K, d = n_components, n_features
+        s2 = covariance_shape(covariance_type, K, d)
+        sizes = np.cumsum([K, K * d, int(np.prod(s2))])
+        if vec.shape != (sizes[-1] + 2,):
+            raise ValueError(f"A statistics vector of {sizes[-1] + 2} numbers was expected "
+                             f"for {covariance_type!r}, K={K}, d={d}; got {vec.shape}.")
+        return cls(covariance_type, np.asarray(shift, dtype=np.float64), vec[:K].copy(),
+                   vec[sizes[0]:sizes[1]].reshape(K, d),
+                   vec[sizes[1]:sizes[2]].reshape(s2), float(vec[-2]), float(vec[-1]))
+
     def blend(self, other, eta):
         """``(1 - eta) * self + eta * other`` (stepwise EM)."""
         return self.scaled(1.0 - eta) + other.scaled(eta)

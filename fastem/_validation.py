@@ -22,17 +22,28 @@ def check_array_2d(X, *, name="X", estimator_name="GaussianMixture"):
     array-like with ``.shape``, ``.dtype`` and row slicing that is not an
     ndarray, list or pandas object (h5py and zarr arrays, for instance) -- is
     never read here: it comes back as a :class:`fastem._data.RowSource`, read
-    block by block and checked for NaN and inf on its first pass.
+    block by block and checked for NaN and inf on its first pass.  A dask
+    array comes back as a :class:`fastem._dask.DaskSource`, whose E-step runs
+    on its chunks where they are.
     """
     if sparse.issparse(X):
         raise ValueError(
             f"{estimator_name} expects a dense array for {name}, but got a sparse "
             f"{_describe(X)}. Convert it with {name}.toarray() if it fits in memory."
         )
+    from ._dask import DaskSource, is_dask_array, is_dask_collection
     from ._data import RowSource, is_out_of_core
 
     if isinstance(X, RowSource):
         return X
+    if is_dask_array(X):
+        return DaskSource(X, name=name, estimator_name=estimator_name)
+    if is_dask_collection(X):
+        raise ValueError(
+            f"{estimator_name} accepts a 2-D dask array for {name}, but got a "
+            f"{type(X).__name__}. Convert a dask DataFrame with "
+            f"{name}.to_dask_array(lengths=True)."
+        )
     if is_out_of_core(X):
         return _check_out_of_core(X, name, estimator_name)
     if not isinstance(X, np.ndarray):

@@ -493,6 +493,87 @@ def online_vs_batch(n=5_000_000, d=8, k=8, covariance_type="full", target=1e-3,
             "speedup": batch_s / elapsed if reached else float("nan")}
 
 
+def bench_dask(n=10_000_000, d=16, k=16, covariance_type="full", n_workers=2,
+               iters=(2, 6), repeats=3, chunk_rows=250_000, work_stealing=True, log=print):
+    """Per-iteration cost of distributed EM on a ``distributed.LocalCluster``
+    (``n_workers`` processes of one thread) against the in-memory fit (all
+    Numba threads) of the same data from the same parameters, and the bytes
+    moved per iteration.
+
+    The data is generated lazily on the workers (a mixture of unit clusters)
+    and persisted there; the in-memory copy is gathered once for the
+    comparison.  Seconds per iteration are the difference of fits with
+    ``iters[1]`` and ``iters[0]`` fixed iterations (``tol=0``), over the
+    difference; medians over ``repeats``, the two interleaved.  Bytes: what
+    the workers sent to peers and to the client per iteration (their
+    ``transfer_outgoing_bytes_total``), the pickled size of the parameters
+    the client sends with each iteration's tasks, and the size of one
+    chunk's statistics vector.  ``work_stealing=False`` turns off Dask's
+    work stealing in the cluster (it may copy a chunk to a less loaded worker).
+    """
+    import pickle
+
+    import dask
+    import dask.array as da
+    import distributed
+
+    from ._dask import _wire_params
+    from .mixture import GaussianMixture
+
+    def outgoing(client):
+        return sum(client.run(lambda dask_worker: dask_worker.transfer_outgoing_bytes_total)
+                   .values())
+
+    with dask.config.set({"distributed.scheduler.work-stealing": bool(work_stealing)}), \
+            distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
+                                     processes=True, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        rs = da.random.RandomState(0)
+        label = rs.randint(0, k, size=n, chunks=chunk_rows)
+        centers = da.from_array(np.random.default_rng(0).normal(0, 4, size=(k, d)))
+        Xd = (rs.standard_normal((n, d), chunks=(chunk_rows, d)) + centers[label]).persist()
+        distributed.wait(Xd)
+        X = Xd.compute()
+        init = starting_params(X, k, covariance_type)
+        timings = {"memory": [], "dask": []}
+        moved = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            GaussianMixture(k, covariance_type=covariance_type, max_iter=1, **init).fit(Xd)
+            for _ in range(repeats):
+                for where, data in (("memory", X), ("dask", Xd)):
+                    ts = []
+                    for m in iters:
+                        before = outgoing(client)
+                        t, _ = _fit_seconds(GaussianMixture, data, k, covariance_type, init, m)
+                        ts.append(t)
+                        if where == "dask":
+                            moved.append((m, outgoing(client) - before))
+                    timings[where].append((ts[1] - ts[0]) / (iters[1] - iters[0]))
+        per_iter_bytes = float(np.median([(b1 - b0) / (iters[1] - iters[0]) for (_, b0), (_, b1)
+                                          in zip(moved[0::2], moved[1::2])]))
+        gm = GaussianMixture(k, covariance_type=covariance_type, max_iter=1, **init).fit(X)
+        params = _wire_params(gm._get_params_tuple())
+        n_chunks = Xd.numblocks[0]
+        payload = len(pickle.dumps((covariance_type, params, gm.means_, True, False)))
+        stats_bytes = (k * (1 + d + {"full": d * d, "tied": d * d / k, "diag": d,
+                                     "spherical": 1}[covariance_type]) + 2) * 8
+    memory_s = float(np.median(timings["memory"]))
+    dask_s = float(np.median(timings["dask"]))
+    out = {"n": n, "d": d, "k": k, "covariance_type": covariance_type, "n_workers": n_workers,
+           "work_stealing": bool(work_stealing),
+           "chunks": n_chunks, "data_bytes": n * d * 8, "memory_seconds": memory_s,
+           "dask_seconds": dask_s, "overhead": dask_s / memory_s,
+           "worker_bytes_per_iteration": per_iter_bytes, "parameter_bytes": payload,
+           "stats_vector_bytes": int(stats_bytes)}
+    log(f"  distributed EM, n={n:,} d={d} k={k} {covariance_type}, {n_chunks} chunks on "
+        f"{n_workers} workers (work stealing {'on' if work_stealing else 'off'}): {1e3 * dask_s:.1f} ms per iteration against "
+        f"{1e3 * memory_s:.1f} ms in memory ({out['overhead']:.2f}x); workers sent "
+        f"{per_iter_bytes / 1024:.1f} KiB per iteration; parameters {payload / 1024:.1f} KiB, "
+        f"statistics {stats_bytes / 1024:.1f} KiB per chunk")
+    return out
+
+
 def online_md(race, throughput_md):
     r = race
     return "\n".join([
@@ -643,13 +724,19 @@ def add_arguments(parser):
                         help="sizes as n,d,k;n,d,k (e.g. '20000,2,3;5000,8,4')")
 
 
-def run_from_args(args):
+def run_from_args(args, return_markdown=False):
     grid = None
     if args.grid:
-        grid = [tuple(int(v) for v in item.split(",")) for item in args.grid.split(";")]
+        try:
+            grid = [tuple(int(v) for v in item.split(",")) for item in args.grid.split(";")]
+        except ValueError:
+            grid = None
+        if not grid or any(len(g) != 3 or min(g) < 1 for g in grid):
+            raise ValueError(f"--grid expects sizes as n,d,k;n,d,k (positive integers), "
+                             f"got {args.grid!r}")
     out = args.out if args.out is not None else ("docs" if args.full else None)
-    run(full=args.full, grid=grid, repeats=args.repeats, out_dir=out)
-    return 0
+    md = run(full=args.full, grid=grid, repeats=args.repeats, out_dir=out)
+    return md if return_markdown else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

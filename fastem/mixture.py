@@ -17,6 +17,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
 from ._collapse import CollapseWarning, Recovery
+from ._dask import DaskSource
 from ._data import RowSource, sample_rows, take_rows
 from ._estep import EStepWorkspace, evaluate, rows_per_call, single_threaded_blas
 from ._kmeans import kmeans, kmeans_plusplus
@@ -408,9 +409,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         random_state = check_random_state(self.random_state)
         workspace = EStepWorkspace(ct, self.n_components, d, rows_per_call(X))
 
-        with single_threaded_blas():
-            best, max_lower_bound = self._em(X, sw, workspace, inits, do_init, n_init,
-                                             random_state)
+        if isinstance(X, DaskSource):  # on the workers for the iterations
+            X.persist(sw)
+        try:
+            with single_threaded_blas():
+                best, max_lower_bound = self._em(X, sw, workspace, inits, do_init, n_init,
+                                                 random_state)
+        finally:
+            if isinstance(X, DaskSource):
+                X.release()
         if isinstance(X, RowSource):
             # out-of-core X is checked for NaN/inf on its first pass; a fit
             # that made none (max_iter=0 with given *_init) checks it now
@@ -532,17 +539,21 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         check_is_fitted(self)
         return self._check_X(X, reset=False)
 
-    def _labels(self, X):
-        out = np.empty(X.shape[0], dtype=np.int64)
-        evaluate(X, self._get_params_tuple(), self.covariance_type, out_label=out)
+    def _rows(self, X, kind, out):
+        """Per-row outputs into ``out``; for a dask X, a lazy dask array."""
+        if isinstance(X, DaskSource):
+            return X.map_rows(kind, self._get_params_tuple(), self.covariance_type)
+        evaluate(X, self._get_params_tuple(), self.covariance_type, **{"out_" + kind: out})
         return out
 
+    def _labels(self, X):
+        return self._rows(X, "label", np.empty(X.shape[0], dtype=np.int64))
+
     def score_samples(self, X):
-        """Log-likelihood of each sample, shape (n_samples,)."""
+        """Log-likelihood of each sample, shape (n_samples,) (a lazy dask
+        array for a dask X)."""
         X = self._prepare(X)
-        out = np.empty(X.shape[0])
-        evaluate(X, self._get_params_tuple(), self.covariance_type, out_lognorm=out)
-        return out
+        return self._rows(X, "lognorm", np.empty(X.shape[0]))
 
     def score(self, X, y=None, sample_weight=None):
         """Per-sample average log-likelihood of X (weighted by sample_weight)."""
@@ -553,15 +564,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return float(ll / w)
 
     def predict(self, X):
-        """Label of the most probable component for each sample."""
+        """Label of the most probable component for each sample (a lazy dask
+        array for a dask X)."""
         return self._labels(self._prepare(X))
 
     def predict_proba(self, X):
-        """Posterior probability of each component, shape (n_samples, n_components)."""
+        """Posterior probability of each component, shape (n_samples,
+        n_components) (a lazy dask array for a dask X)."""
         X = self._prepare(X)
-        out = np.empty((X.shape[0], self.n_components))
-        evaluate(X, self._get_params_tuple(), self.covariance_type, out_resp=out)
-        return out
+        return self._rows(X, "resp", np.empty((X.shape[0], self.n_components)))
 
     def sample(self, n_samples=1):
         """Draw samples from the fitted mixture.
@@ -622,6 +633,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     # ------------------------------------------------------------------
 
     def _verbose_init_beg(self, n_init):
+        self._init_index = n_init
         if self.verbose >= 1:
             print("Initialization %d" % n_init)
         if self.verbose >= 2:
@@ -629,6 +641,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             self._iter_prev_time = self._init_prev_time
 
     def _verbose_iter_end(self, n_iter, diff_ll):
+        progress = getattr(self, "_progress", None)  # the command line's progress bar
+        if progress is not None:
+            progress(self._init_index, n_iter)
         if n_iter % self.verbose_interval == 0:
             if self.verbose == 1:
                 print("  Iteration %d" % n_iter)

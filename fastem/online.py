@@ -24,6 +24,7 @@ from sklearn.utils._param_validation import Interval
 
 from ._collapse import CollapseWarning, restated
 from ._data import sample_rows
+from ._dask import DaskSource
 from ._estep import EStepWorkspace, single_threaded_blas
 from ._stats import GaussianParams, default_shift
 from ._validation import check_sample_weight
@@ -279,6 +280,8 @@ class MiniBatchGaussianMixture(GaussianMixture):
         """
         first = not hasattr(self, "_running")
         X = self._check_X(X, reset=first)
+        if isinstance(X, DaskSource):  # a batch: brought to this process
+            X = X.read(0, X.shape[0])
         n = X.shape[0]
         sw = check_sample_weight(sample_weight, n)
         if not first:

@@ -10,7 +10,7 @@ import pytest
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 #: Pages whose ``python`` blocks are complete programs (run in order, one
 #: namespace per page).
-PAGES = ["online.md", "out_of_core.md", "select.md", "squarem.md"]
+PAGES = ["online.md", "out_of_core.md", "select.md", "squarem.md", "dask.md"]
 
 
 def _blocks(page):
@@ -29,3 +29,5 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
             exec(compile(code, f"docs/{page}", "exec"), namespace)
     if page == "online.md":
         assert "50 100000" in out.getvalue()
+    if page == "dask.md":
+        assert "[ 0.  5. 10.]\n(2000000,) True" in out.getvalue()

@@ -1,0 +1,320 @@
+"""Distributed EM on Dask: the same kernels on every chunk of a dask array.
+
+A ``dask.array.Array`` given to ``fit``, ``score``, ``predict`` ... comes back
+from :func:`fastem._validation.check_array_2d` as a :class:`DaskSource`.  It
+is a :class:`fastem._data.RowSource` -- row samples for the initialisation
+and the collapse re-seed are read with ``take``, NaN/inf are checked on the
+first pass -- whose E-step runs where the chunks are:
+
+* each chunk's task runs the fused kernel of :mod:`fastem._estep` on its rows
+  and returns the chunk's shifted statistics packed in one float64 vector
+  (:meth:`GaussianStats.to_vector`, ``K (1 + d + S2) + 2`` numbers);
+* the vectors are summed in a tree of fan-in :data:`FAN_IN`, always in chunk
+  order, so the result does not depend on which worker computed what;
+* the client unpacks the sum and runs the M-step.
+
+So per iteration the parameters travel to the workers once (the task that
+holds them is shared by every chunk task) and one statistics vector per chunk
+travels back: nothing that grows with the number of rows.  ``fit`` persists
+the data (on the workers under a ``distributed.Client``, in memory under the
+threaded scheduler) for the length of the fit.
+
+A chunk task runs its kernel on one Numba thread: Dask already runs one task
+per worker thread, and more threads per task would oversubscribe the cores.
+
+Importing this module does not import Dask; it is imported when a dask array
+is met.
+"""
+
+import math
+import sys
+
+import numba
+import numpy as np
+
+from ._data import RowSource
+from ._validation import FiniteCheck, _check_shape
+
+#: Statistics vectors summed per node of the reduction tree.
+FAN_IN = 8
+
+
+def is_dask_array(X):
+    """True if X is a ``dask.array.Array`` (never imports Dask)."""
+    da = sys.modules.get("dask.array")
+    return da is not None and isinstance(X, da.Array)
+
+
+def is_dask_collection(X):
+    """True for objects of Dask's own modules (arrays, data frames, bags)."""
+    mod = type(X).__module__ or ""
+    return mod == "dask" or mod.startswith(("dask.", "dask_expr"))
+
+
+class _OneThread:
+    """Numba's thread count set to 1 in this thread while the block runs."""
+
+    def __enter__(self):
+        self.previous = numba.get_num_threads()
+        numba.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        numba.set_num_threads(self.previous)
+
+
+# --------------------------------------------------------------------------
+# what a chunk task runs (on a worker)
+# --------------------------------------------------------------------------
+
+def _finite_part(block, offset):
+    """(n_nan, n_inf, first) of a block whose first row is row ``offset``."""
+    check = FiniteCheck()
+    check.update(offset, block)
+    return check.n_nan, check.n_inf, check.first
+
+
+def _block_estep(block, weights, offset, payload):
+    """The chunk's statistics vector (or ``[loglik, weight]``), with its
+    NaN/inf count when ``check`` is set."""
+    from ._estep import EStepWorkspace
+
+    ct, params, shift, do_stats, check = payload
+    block = np.asarray(block)
+    finite = None
+    if check:
+        finite = _finite_part(block, offset)
+        if finite[2] is not None:  # no E-step on non-finite rows
+            return np.zeros(0), finite
+    K, d = params.means.shape
+    with _OneThread():
+        ws = EStepWorkspace(ct, K, d, block.shape[0])
+        out = ws.run(block, weights, params, shift=shift, do_stats=do_stats)
+    vec = out.to_vector() if do_stats else np.array(out, dtype=np.float64)
+    return vec, finite
+
+
+def _combine(*parts):
+    """Sum of statistics vectors in the order given; NaN/inf counts merged
+    (the first bad value is the one of the earliest chunk)."""
+    vec = None
+    n_nan = n_inf = 0
+    first = None
+    checked = False
+    for v, finite in parts:
+        if finite is not None:
+            checked = True
+            n_nan += finite[0]
+            n_inf += finite[1]
+            if first is None and finite[2] is not None:
+                first = finite[2]
+        if v.size == 0:
+            continue
+        if vec is None:
+            vec = v.copy()
+        else:
+            vec += v
+    if vec is None:
+        vec = np.zeros(0)
+    return vec, ((n_nan, n_inf, first) if checked else None)
+
+
+def _block_finite(block, offset):
+    return np.zeros(0), _finite_part(np.asarray(block), offset)
+
+
+def _block_rows(block, kind, payload, block_info=None):
+    """Per-row outputs of one chunk: labels, log-densities or responsibilities."""
+    from ._estep import evaluate
+
+    ct, params, name = payload
+    block = np.asarray(block)
+    offset = block_info[0]["array-location"][0][0] if block_info else 0
+    check = FiniteCheck()
+    if not check.update(offset, block):
+        check.raise_if_any(name)
+    n, K = block.shape[0], params.means.shape[0]
+    if kind == "resp":
+        out = np.empty((n, K))
+    else:
+        out = np.empty(n, dtype=np.int64 if kind == "label" else np.float64)
+    with _OneThread():
+        evaluate(block, params, ct, **{"out_" + kind: out})
+    return out
+
+
+def _tree_sum(parts):
+    """Delayed sum of delayed ``(vector, finite)`` parts, fan-in FAN_IN, in order."""
+    import dask
+
+    combine = dask.delayed(_combine, pure=False)
+    while len(parts) > 1:
+        parts = [combine(*parts[i:i + FAN_IN]) for i in range(0, len(parts), FAN_IN)]
+    return parts[0]
+
+
+def _wire_params(params):
+    """What the kernels need of the parameters (covariances stay home)."""
+    from ._stats import GaussianParams
+
+    return GaussianParams(np.asarray(params.weights, dtype=np.float64),
+                          np.asarray(params.means, dtype=np.float64), None,
+                          np.asarray(params.precisions_cholesky, dtype=np.float64))
+
+
+# --------------------------------------------------------------------------
+# the client side
+# --------------------------------------------------------------------------
+
+class DaskSource(RowSource):
+    """A 2-D dask array as a row source whose E-step runs on the chunks.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+        Chunked along the rows; a chunking along the columns is merged into
+        one column chunk.  Its dtype must be float, integer or boolean;
+        float32 stays float32, the rest becomes float64 (lazily, chunk by
+        chunk).
+    name, estimator_name : str
+        How X and the estimator are called in error messages.
+    """
+
+    def __init__(self, X, *, name="X", estimator_name="GaussianMixture"):
+        shape = X.shape
+        if any(math.isnan(s) for s in shape):  # unknown chunk sizes
+            raise ValueError(
+                f"{estimator_name} needs the number of rows of each chunk of the dask "
+                f"array {name}, but its shape is {shape} (unknown chunk sizes, e.g. "
+                f"after boolean indexing). Call {name}.compute_chunk_sizes() first."
+            )
+        _check_shape(tuple(int(s) for s in shape), name)
+        dtype = np.dtype(X.dtype)
+        if dtype.kind not in "biuf":
+            raise ValueError(
+                f"{estimator_name} needs a dask array {name} of a numeric dtype "
+                f"(float32, float64, integer or boolean), but got dtype {dtype}. "
+                f"Convert it with {name}.astype('float64')."
+            )
+        if X.numblocks[1] != 1:
+            X = X.rechunk({1: -1})
+        target = np.float32 if dtype == np.float32 else np.float64
+        if dtype != target:
+            X = X.astype(target)
+        super().__init__(X, name=name)
+        self.estimator_name = estimator_name
+        self.array = self._lazy = X
+        self.row_chunks = tuple(int(c) for c in X.chunks[0])
+        self.offsets = np.concatenate(([0], np.cumsum(self.row_chunks))).astype(np.int64)
+        self.chunk_rows = max(self.row_chunks)
+        self._weights = None  # (client ndarray, its dask array) while persisted
+
+    def __repr__(self):
+        return (f"DaskSource(shape={self.shape}, dtype={self.dtype}, "
+                f"chunks={len(self.row_chunks)} of up to {self.chunk_rows} rows)")
+
+    # -- RowSource's reading, by computing the rows --------------------------
+
+    def _read(self, i0, i1):
+        return None, np.asarray(self.array[i0:i1].compute())
+
+    def take(self, indices):
+        idx = np.asarray(indices)
+        if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+            raise TypeError(
+                f"Rows of {self.name} are selected with a 1-D array of integer "
+                f"indices, but got dtype {idx.dtype} and shape {idx.shape}."
+            )
+        rows = np.asarray(self.array[idx.astype(np.int64)].compute())
+        self._check_read(rows)
+        return rows
+
+    # -- fit: data persisted, statistics summed in a tree --------------------
+
+    def persist(self, sample_weight=None):
+        """Keep the data (and the sample weights) in the workers' memory for
+        the fit's iterations."""
+        self.array = self.array.persist()
+        if sample_weight is not None:
+            self._weights = (sample_weight, self._weight_array(sample_weight).persist())
+
+    def release(self):
+        """Forget the persisted data: the workers free it."""
+        self.array = self._lazy
+        self._weights = None
+
+    def _weight_array(self, sample_weight):
+        import dask.array as da
+
+        return da.from_array(np.asarray(sample_weight, dtype=np.float64),
+                             chunks=(self.row_chunks,))
+
+    def _weight_blocks(self, sample_weight):
+        if sample_weight is None:
+            return [None] * len(self.row_chunks)
+        if self._weights is not None and self._weights[0] is sample_weight:
+            w = self._weights[1]
+        else:
+            w = self._weight_array(sample_weight)
+        return list(w.to_delayed().ravel())
+
+    def estep(self, covariance_type, sample_weight, params, shift, do_stats):
+        """One distributed E-step: :class:`GaussianStats` (``do_stats``) or
+        ``(sum_i w_i log p(x_i), sum_i w_i)``; the first call also checks
+        every value for NaN and inf, and raises on the client."""
+        import dask
+
+        from ._stats import GaussianStats
+
+        check = not self.validated
+        payload = dask.delayed((covariance_type, _wire_params(params),
+                                np.ascontiguousarray(shift, dtype=np.float64),
+                                bool(do_stats), check), pure=False, traverse=False)
+        task = dask.delayed(_block_estep, pure=False)
+        blocks = self.array.to_delayed().ravel()
+        weights = self._weight_blocks(sample_weight)
+        parts = [task(b, w, int(o), payload)
+                 for b, w, o in zip(blocks, weights, self.offsets[:-1])]
+        vec, finite = _tree_sum(parts).compute()
+        if check:
+            self._raise_if_nonfinite(finite)
+            self.validated = True
+        if not do_stats:
+            return float(vec[0]), float(vec[1])
+        K, d = params.means.shape
+        return GaussianStats.from_vector(covariance_type, shift, vec, K, d)
+
+    def _raise_if_nonfinite(self, finite):
+        n_nan, n_inf, first = finite
+        if first is None:
+            return
+        check = FiniteCheck()
+        check.n_nan, check.n_inf, check.first = n_nan, n_inf, first
+        check.raise_if_any(self.name)
+
+    def validate(self):
+        """Check every value for NaN and inf on the workers (once)."""
+        if self.validated:
+            return
+        import dask
+
+        task = dask.delayed(_block_finite, pure=False)
+        parts = [task(b, int(o)) for b, o in
+                 zip(self.array.to_delayed().ravel(), self.offsets[:-1])]
+        _, finite = _tree_sum(parts).compute()
+        self._raise_if_nonfinite(finite)
+        self.validated = True
+
+    # -- inference: lazy per-row outputs -------------------------------------
+
+    def map_rows(self, kind, params, covariance_type):
+        """Lazy per-row outputs: ``kind`` 'label' (int64, (n,)), 'lognorm'
+        ((n,)) or 'resp' ((n, K)); a chunk with NaN or inf raises when it is
+        computed."""
+        payload = (covariance_type, _wire_params(params), self.name)
+        K = params.means.shape[0]
+        if kind == "resp":
+            return self.array.map_blocks(_block_rows, kind, payload, dtype=np.float64,
+                                         chunks=(self.row_chunks, (K,)))
+        dtype = np.int64 if kind == "label" else np.float64
+        return self.array.map_blocks(_block_rows, kind, payload, dtype=dtype,
+                                     drop_axis=1, chunks=(self.row_chunks,))
