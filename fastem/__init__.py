@@ -2,11 +2,13 @@
 
 ``fastem.GaussianMixture`` is a drop-in replacement for
 ``sklearn.mixture.GaussianMixture``; ``fastem.MiniBatchGaussianMixture``
-fits by online (stepwise) EM and learns from streams with ``partial_fit``.
+fits by online (stepwise) EM and learns from streams with ``partial_fit``;
+``model.save(path)`` and ``fastem.load(path)`` store and read fitted models.
 """
 
 from . import _config  # noqa: F401  (sets the OpenMP wait policy first)
 from ._collapse import CollapseWarning
+from ._io import load
 from .mixture import GaussianMixture
 from .online import MiniBatchGaussianMixture
 from .select import SelectionResult, select
@@ -14,4 +16,4 @@ from .select import SelectionResult, select
 __version__ = "0.1.0"
 
 __all__ = ["CollapseWarning", "GaussianMixture", "MiniBatchGaussianMixture", "SelectionResult",
-           "__version__", "select"]
+           "__version__", "load", "select"]

@@ -20,10 +20,12 @@ from ._collapse import CollapseWarning, Recovery
 from ._dask import DaskSource
 from ._data import RowSource, sample_rows, take_rows
 from ._estep import EStepWorkspace, evaluate, rows_per_call, single_threaded_blas
+from ._io import SaveLoadMixin
 from ._kmeans import kmeans, kmeans_plusplus
 from ._squarem import EMMap, run_squarem
 from ._stats import (
     COVARIANCE_TYPES,
+    CollapseError,
     GaussianParams,
     bic_aic,
     cholesky_from_precisions,
@@ -44,7 +46,7 @@ _INIT_ROWS_PER_COMPONENT = 256
 _INIT_CHUNK = 1024
 
 
-class GaussianMixture(DensityMixin, BaseEstimator):
+class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by EM with fused, parallel Numba kernels.
 
     A drop-in replacement for :class:`sklearn.mixture.GaussianMixture`: the
@@ -338,7 +340,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             part = ws.run(Xs[i0:i1], None if sws is None else sws[i0:i1], dummy,
                           shift=shift, resp_in=resp)
             stats = part if stats is None else stats + part
-        params = self._m_step(stats, X, sw, recovery, 0)[0]
+        # k-means++ and random_from_data start from one row per component
+        # (scikit-learn's point masses of variance reg_covar), and a k-means
+        # cluster may hold fewer than d + 1 rows: legitimate starts, which
+        # the first E-step spreads over the data.  Collapse recovery handles
+        # only a start whose covariance cannot be factorised (reg_covar=0).
+        try:
+            params = m_step(stats, self.reg_covar, X.dtype)
+        except CollapseError:
+            params = self._m_step(stats, X, sw, recovery, 0)[0]
         weights, means, covs, prec_chol = params
         if weights_init is not None:
             weights = weights_init.copy()

@@ -201,3 +201,23 @@ def test_minibatch_raise_mode():
         m.partial_fit(X)
     assert not hasattr(m, "means_")
     assert m.get_params()["on_collapse"] == "raise"
+
+
+@pytest.mark.parametrize("init_params", ["k-means++", "random_from_data"])
+def test_seeded_starts_are_point_masses_not_collapses(init_params):
+    """One row per component is a legitimate start (scikit-learn's point masses
+    of variance reg_covar); the first E-step spreads them over the data, so
+    ordinary data sees no re-seed and no CollapseWarning."""
+    rng = np.random.default_rng(5)
+    X = np.concatenate([rng.normal(size=(300, 3)) + 6.0 * j for j in range(3)])
+    start = GaussianMixture(3, init_params=init_params, max_iter=0, random_state=0).fit(X)
+    np.testing.assert_allclose(start.covariances_, np.stack([np.eye(3) * 1e-6] * 3),
+                               rtol=1e-6, atol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CollapseWarning)
+        gm = GaussianMixture(3, init_params=init_params, random_state=0).fit(X)
+        online = MiniBatchGaussianMixture(3, init_params=init_params, random_state=0,
+                                          batch_size=256).fit(X)
+    assert gm.collapse_events_ == [] and gm.n_reseeds_ == 0
+    assert online.collapse_events_ == []
+    assert sorted(np.round(gm.means_[:, 0] / 6.0).astype(int).tolist()) == [0, 1, 2]

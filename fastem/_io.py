@@ -1,0 +1,682 @@
+"""Saving and loading models: one versioned ``.npz`` file, never a pickle.
+
+A model file (by convention ``*.fem``) is a NumPy ``.npz`` archive written by
+:func:`numpy.savez`.  It holds
+
+* every array of the model (fitted arrays, array-valued constructor
+  parameters, the running statistics of online EM, random generator keys) as
+  a plain numeric ``.npy`` entry, and
+* one entry :data:`METADATA_KEY`: a uint8 array of UTF-8 JSON with the format
+  name :data:`FORMAT_NAME`, the format version :data:`FORMAT_VERSION`, the
+  estimator class, the constructor parameters, the fitted state, the fastem
+  and NumPy versions and a SHA-256 checksum over the metadata and all arrays.
+
+Values are encoded as JSON trees; an array is a reference ``{"__array__":
+name}`` to an archive entry, and the few other non-JSON values (tuples,
+non-finite floats, NumPy scalars and dtypes, dicts with non-string keys,
+``RandomState`` objects, fastem's own state objects) are one-key objects
+whose key starts with ``"__"``.  Loading reads the archive with
+``allow_pickle=False`` and rebuilds only classes from two fixed allow-lists:
+nothing in a file can make fastem import a module or run code.
+
+Which attributes are saved: every public attribute ending with ``_`` (the
+fitted attributes), plus, per class, the private state listed in
+:func:`_model_classes` (what ``partial_fit`` continues from).  To make a new
+estimator saveable, add it there (and any helper class its state holds to
+:func:`_state_classes`).
+"""
+
+import hashlib
+import hmac
+import json
+import math
+import os
+import re
+import secrets
+import zipfile
+import zlib
+
+import numpy as np
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "METADATA_KEY", "SaveLoadMixin", "load", "save"]
+
+#: The format name stored in every file (its "magic").
+FORMAT_NAME = "fastem-model"
+#: The format version this fastem writes; it reads every version up to this one.
+FORMAT_VERSION = 1
+#: The archive entry that holds the JSON metadata.
+METADATA_KEY = "fastem_metadata"
+
+#: NumPy dtype kinds an array (or scalar) may have in a file: bool, integers,
+#: floats, complex, and fixed-width unicode.  Never object ('O'), which needs
+#: pickle.
+_ARRAY_KINDS = "biufcU"
+#: A public fitted attribute: scikit-learn's trailing underscore.
+_PUBLIC_FITTED = re.compile(r"[A-Za-z][A-Za-z0-9_]*_")
+#: An attribute name a file may set on a rebuilt state object.
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
+#: Lists of at least this many Python floats are stored as one float64 array.
+_FLOAT_LIST_MIN = 16
+
+
+def _model_classes():
+    """The allow-list of saveable estimators: class name -> (class, private
+    attributes saved besides the public fitted ones).
+
+    Imported here, not at module level: the estimator modules import this
+    module for :class:`SaveLoadMixin`.
+    """
+    from .mixture import GaussianMixture
+    from .online import MiniBatchGaussianMixture
+
+    return {
+        "GaussianMixture": (GaussianMixture, ()),
+        # what partial_fit continues from: the running statistics and their
+        # shift, the collapse recovery (events, ridges, re-seed budget), the
+        # once-per-model warning flag and the random state it draws from
+        "MiniBatchGaussianMixture": (
+            MiniBatchGaussianMixture,
+            ("_running", "_shift", "_collapse", "_collapse_warned", "_random_state"),
+        ),
+    }
+
+
+def _state_classes():
+    """The allow-list of helper objects a saved state may hold; they are
+    rebuilt without calling ``__init__``, from their attributes."""
+    from ._collapse import Recovery
+    from ._stats import GaussianStats
+
+    return {"GaussianStats": GaussianStats, "Recovery": Recovery}
+
+
+# ----------------------------------------------------------------------
+# public API
+# ----------------------------------------------------------------------
+
+
+def save(model, path):
+    """Save a fastem model to one versioned file.
+
+    Parameters
+    ----------
+    model : GaussianMixture or MiniBatchGaussianMixture
+        A fitted or unfitted model (unfitted: its parameters only).
+    path : str, os.PathLike or binary file object
+        Where to write.  A path is written exactly as given (no ``.npz`` is
+        appended; ``.fem`` is the convention), and an existing file there is
+        replaced only once the new one is complete.  A file object opened for
+        binary writing receives the archive at its current position.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not an instance of one of fastem's saveable classes
+        (subclasses included), or holds a value that cannot be stored without
+        pickle (for instance a ``numpy.random.Generator`` as ``random_state``).
+
+    Notes
+    -----
+    A ``numpy.random.RandomState`` is stored as its exact generator state, so
+    a loaded model draws the same numbers as the saved one would have.  The
+    file is read back by :func:`load`; see ``docs/saving.md``.
+    """
+    arrays, meta_bytes = _encode_model(model)
+    if hasattr(path, "write"):
+        _write_archive(path, arrays, meta_bytes)
+        return
+    path = os.fsdecode(os.fspath(path))
+    # write next to the target, then rename: an interrupted save never leaves
+    # a truncated file in place of a good one
+    tmp = f"{path}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "xb") as f:
+            _write_archive(f, arrays, meta_bytes)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def load(path):
+    """Load a model saved by :func:`save`.
+
+    The file is read with ``allow_pickle=False`` and its checksum verified
+    before anything is built; only fastem's own classes are instantiated.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or binary file object
+        A file written by :func:`save` (any name), or a seekable file object
+        opened for binary reading, positioned at the start of the archive.
+
+    Returns
+    -------
+    model : GaussianMixture or MiniBatchGaussianMixture
+        The model, with the same parameters and fitted state: it predicts
+        exactly as the saved model, and a ``MiniBatchGaussianMixture``
+        continues ``partial_fit`` exactly as the saved one would have.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a fastem model (a text file, a pickle, a ``.npy``,
+        an ``.npz`` without fastem's metadata), is truncated or corrupted, was
+        modified after it was saved (checksum mismatch), was written in a newer
+        format version, or names a class or parameters this fastem does not
+        have.  The message says what was expected, what was found and what to
+        do.
+    FileNotFoundError
+        If ``path`` does not exist.
+    """
+    name = _describe_source(path)
+    arrays = _read_archive(path, name)
+    meta = _read_metadata(arrays, name)
+    _check_checksum(meta, arrays, name)
+    return _decode_model(meta, arrays, name)
+
+
+class SaveLoadMixin:
+    """Adds :meth:`save` to an estimator; :func:`fastem.load` reads it back.
+
+    The class must also be in the allow-list of ``fastem._io`` (the file names
+    the class, and loading instantiates only allow-listed ones).
+    """
+
+    def save(self, path):
+        """Save this model to one versioned file (see :func:`fastem.load`).
+
+        Parameters
+        ----------
+        path : str, os.PathLike or binary file object
+            Written exactly as given; ``.fem`` is the conventional extension.
+            What is stored, the security notes and the versioning policy are in
+            ``docs/saving.md``.
+        """
+        save(self, path)
+
+
+# ----------------------------------------------------------------------
+# encoding
+# ----------------------------------------------------------------------
+
+
+class _Encoder:
+    """Turns values into JSON trees, collecting arrays and random states."""
+
+    def __init__(self):
+        self.arrays = {}
+        self.random_states = []
+        self._rs_index = {}  # id(RandomState) -> index: shared objects stay shared
+        self._rs_keep = []  # keeps those objects alive while ids are in use
+
+    def array(self, a, where):
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", where)
+        base, i = name, 1
+        while name in self.arrays or name == METADATA_KEY:
+            name, i = f"{base}.{i}", i + 1
+        self.arrays[name] = a
+        return {"__array__": name}
+
+    def encode(self, value, where):
+        """JSON tree for ``value``; ``where`` names it in errors and arrays."""
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, np.generic):
+            return {"__scalar__": [_dtype_str(value.dtype, where), self._plain(value.item())]}
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float):
+            return self._plain(value)
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind == "O":
+                if not all(isinstance(v, str) for v in value.flat):
+                    raise _unsupported(where, "an object array whose items are not all str")
+                return {"__strings__": [list(value.shape), [str(v) for v in value.flat]]}
+            _dtype_str(value.dtype, where)
+            return self.array(value, where)
+        if isinstance(value, np.dtype):
+            return {"__dtype__": _dtype_str(value, where)}
+        if isinstance(value, tuple):
+            return {"__tuple__": [self.encode(v, f"{where}.{i}") for i, v in enumerate(value)]}
+        if isinstance(value, list):
+            if len(value) >= _FLOAT_LIST_MIN and all(type(v) is float for v in value):
+                # long float histories (lower_bounds_) as one float64 array
+                return {"__floats__": self.array(np.array(value, dtype=np.float64), where)}
+            return [self.encode(v, f"{where}.{i}") for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            if all(isinstance(k, str) and not k.startswith("__") for k in value):
+                return {k: self.encode(v, f"{where}.{k}") for k, v in value.items()}
+            return {"__dict__": [[self.encode(k, f"{where}.{i}k"), self.encode(v, f"{where}.{i}")]
+                                 for i, (k, v) in enumerate(value.items())]}
+        if isinstance(value, np.random.RandomState):
+            return {"__random_state__": self._random_state(value, where)}
+        kind = type(value).__name__
+        if _state_classes().get(kind) is type(value):
+            attrs = {}
+            for attr, v in vars(value).items():
+                attrs[attr] = self.encode(v, f"{where}.{attr}")
+            return {"__object__": [kind, attrs]}
+        if isinstance(value, np.random.Generator):
+            raise _unsupported(where, "a numpy.random.Generator",
+                               " fastem's estimators take an int, None or a "
+                               "numpy.random.RandomState as random_state.")
+        raise _unsupported(where, f"a {type(value).__module__}.{type(value).__qualname__}")
+
+    @staticmethod
+    def _plain(x):
+        """A Python scalar as JSON: non-finite floats as markers."""
+        if isinstance(x, float) and not math.isfinite(x):
+            return {"__float__": repr(x)}  # 'nan', 'inf', '-inf'
+        if isinstance(x, complex):
+            return {"__complex__": [_Encoder._plain(x.real), _Encoder._plain(x.imag)]}
+        return x
+
+    def _random_state(self, rs, where):
+        key = id(rs)
+        if key not in self._rs_index:
+            state = rs.get_state(legacy=False)
+            if state["bit_generator"] != "MT19937":
+                raise _unsupported(where, f"a RandomState on {state['bit_generator']}",
+                                   " Only RandomState's default MT19937 generator is stored.")
+            i = len(self.random_states)
+            self.random_states.append({
+                "bit_generator": "MT19937",
+                "key": self.array(np.asarray(state["state"]["key"]), f"random_state.{i}.key"),
+                "pos": int(state["state"]["pos"]),
+                "has_gauss": int(state["has_gauss"]),
+                "gauss": self._plain(float(state["gauss"])),
+            })
+            self._rs_index[key] = i
+            self._rs_keep.append(rs)
+        return self._rs_index[key]
+
+
+def _dtype_str(dtype, where):
+    if dtype.kind not in _ARRAY_KINDS:
+        raise _unsupported(where, f"an array or scalar of dtype {dtype}")
+    return dtype.str
+
+
+def _unsupported(where, what, advice=""):
+    return TypeError(
+        f"Cannot save {where}: it is {what}, which fastem's model file cannot store without "
+        f"pickle (it stores numbers, strings, numeric arrays and fastem's own state).{advice} "
+        "Change that value before saving, or use pickle or joblib for this model."
+    )
+
+
+def _encode_model(model):
+    """The arrays and the metadata bytes (checksum included) of a file."""
+    classes = _model_classes()
+    name = type(model).__name__
+    entry = classes.get(name)
+    if entry is None or entry[0] is not type(model):
+        raise TypeError(
+            f"save expects a model of one of fastem's classes ({', '.join(classes)}), but got "
+            f"{type(model).__module__}.{type(model).__qualname__}. Subclasses and other "
+            "estimators cannot be saved by fastem.save; use pickle or joblib for them."
+        )
+    private = entry[1]
+    enc = _Encoder()
+    params = {k: enc.encode(v, f"params.{k}") for k, v in model.get_params(deep=False).items()}
+    state = {}
+    attrs = vars(model)
+    for attr, value in attrs.items():
+        if _PUBLIC_FITTED.fullmatch(attr):
+            state[attr] = enc.encode(value, f"state.{attr}")
+    for attr in private:
+        if attr in attrs:
+            state[attr] = enc.encode(attrs[attr], f"state.{attr}")
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "class": name,
+        "fitted": any(_PUBLIC_FITTED.fullmatch(a) for a in attrs),
+        "params": params,
+        "state": state,
+        "random_states": enc.random_states,
+        "fastem_version": _fastem_version(),
+        "numpy_version": np.__version__,
+    }
+    meta["checksum"] = {"algorithm": "sha256", "hexdigest": _digest(meta, enc.arrays)}
+    return enc.arrays, _canonical(meta)
+
+
+def _write_archive(f, arrays, meta_bytes):
+    np.savez(f, **{METADATA_KEY: np.frombuffer(meta_bytes, dtype=np.uint8)}, **arrays)
+
+
+def _fastem_version():
+    import fastem
+
+    version = getattr(fastem, "__version__", None)
+    if version is None:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("fastem")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+    return str(version)
+
+
+def _canonical(meta):
+    return json.dumps(meta, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False).encode("ascii")
+
+
+def _digest(meta, arrays):
+    """SHA-256 over the metadata (without its checksum) and every array's
+    name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    body = _canonical({k: v for k, v in meta.items() if k != "checksum"})
+    h.update(len(body).to_bytes(8, "little") + body)
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        head = json.dumps([name, a.dtype.str, list(a.shape)]).encode("utf-8")
+        data = a.tobytes()
+        h.update(len(head).to_bytes(8, "little") + head)
+        h.update(len(data).to_bytes(8, "little") + data)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------
+# reading and checking
+# ----------------------------------------------------------------------
+
+
+def _describe_source(path):
+    if hasattr(path, "read"):
+        return f"the file object {getattr(path, 'name', type(path).__name__)!r}"
+    return repr(os.fsdecode(os.fspath(path)))
+
+
+def _read_archive(path, name):
+    """Every entry of the archive, read eagerly with allow_pickle=False."""
+    if hasattr(path, "read"):
+        return _read_archive_from(path, name)
+    with open(os.fspath(path), "rb") as f:
+        return _read_archive_from(f, name)
+
+
+def _read_archive_from(f, name):
+    pos = f.tell()
+    head = f.read(8)
+    f.seek(pos)
+    if not head.startswith(_ZIP_SIGNATURES):
+        raise ValueError(f"Cannot load {name}: expected a fastem model file (a .npz zip "
+                         f"archive written by fastem.save), but {_sniff(head)}.")
+    try:
+        with np.load(f, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise _corrupted(name, exc) from exc
+        raise ValueError(
+            f"Cannot load {name}: it holds an array of pickled Python objects, which files "
+            "written by fastem.save never contain, and fastem.load never unpickles (unpickling "
+            "can run code). Do not use this file; save the model again from its source."
+        ) from exc
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError) as exc:
+        raise _corrupted(name, exc) from exc
+
+
+def _corrupted(name, exc):
+    return ValueError(
+        f"Cannot load {name}: it starts like a .npz archive but cannot be read as one "
+        f"({type(exc).__name__}: {exc}); the file is truncated or corrupted. Save the "
+        "model again, or copy the file again from its source."
+    )
+
+
+def _sniff(head):
+    """What a file that is not a zip archive seems to be."""
+    if not head:
+        return "the file is empty"
+    if head[:1] == b"\x80":
+        return ("it is a Python pickle. fastem.load never unpickles (unpickling can run "
+                "code); if you trust its origin, read it with pickle.load or joblib.load")
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a single .npy array (numpy.save); read it with numpy.load"
+    return (f"it starts with {head!r} instead of the zip signature b'PK\\x03\\x04'. "
+            "Pass a file written by fastem.save (or model.save)")
+
+
+def _read_metadata(arrays, name):
+    raw = arrays.get(METADATA_KEY)
+    if raw is None:
+        found = ", ".join(sorted(arrays)[:8]) or "none"
+        raise ValueError(
+            f"Cannot load {name}: it is a .npz archive but not a fastem model: it has no "
+            f"{METADATA_KEY!r} entry (its entries: {found}). Read plain arrays with "
+            "numpy.load; fastem.load reads files written by fastem.save."
+        )
+    try:
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise TypeError(f"dtype {raw.dtype}, shape {raw.shape}")
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+        if not isinstance(meta, dict):
+            raise TypeError(f"a JSON {type(meta).__name__}")
+    except (TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(
+            f"Cannot load {name}: its {METADATA_KEY!r} entry should be UTF-8 JSON in a uint8 "
+            f"array, but it is not ({exc}); the file is corrupted. Save the model again."
+        ) from exc
+    if meta.get("format") != FORMAT_NAME:
+        raise ValueError(
+            f"Cannot load {name}: expected the format {FORMAT_NAME!r} in its metadata but "
+            f"found {meta.get('format')!r}; it was not written by fastem.save."
+        )
+    version = meta.get("format_version")
+    writer = meta.get("fastem_version", "unknown")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(
+            f"Cannot load {name}: expected an integer format version >= 1 but found "
+            f"{version!r}; the file is corrupted. Save the model again."
+        )
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"Cannot load {name}: it was written in model format version {version} (by "
+            f"fastem {writer}), but this fastem ({_fastem_version()}) reads format versions "
+            f"up to {FORMAT_VERSION}. Upgrade fastem (pip install -U fastem) to load it."
+        )
+    return meta
+
+
+def _check_checksum(meta, arrays, name):
+    checksum = meta.get("checksum")
+    if (not isinstance(checksum, dict) or checksum.get("algorithm") != "sha256"
+            or not isinstance(checksum.get("hexdigest"), str)):
+        raise ValueError(
+            f"Cannot load {name}: expected a sha256 checksum in its metadata but found "
+            f"{checksum!r}; the file is corrupted or was edited. Save the model again."
+        )
+    data = {k: v for k, v in arrays.items() if k != METADATA_KEY}
+    actual = _digest(meta, data)
+    if not hmac.compare_digest(actual, checksum["hexdigest"]):
+        raise ValueError(
+            f"Cannot load {name}: its checksum does not match its contents (stored sha256 "
+            f"{checksum['hexdigest'][:16]}..., computed {actual[:16]}...): the file was "
+            "modified or corrupted after it was saved. Do not use it; save the model again "
+            "from its source."
+        )
+
+
+# ----------------------------------------------------------------------
+# decoding
+# ----------------------------------------------------------------------
+
+
+class _FileError(ValueError):
+    """A file's content that this fastem cannot decode."""
+
+
+class _Decoder:
+    """Rebuilds values from JSON trees written by :class:`_Encoder`."""
+
+    def __init__(self, arrays, random_states, name):
+        self.arrays = arrays
+        self.name = name
+        self._rs_specs = random_states if isinstance(random_states, list) else []
+        self._rs = {}
+
+    def fail(self, where, what):
+        return _FileError(
+            f"Cannot load {self.name}: {where} holds {what}, which this fastem "
+            f"({_fastem_version()}) cannot read. The file is corrupted, or it was written "
+            "by a newer fastem: upgrade fastem or save the model again."
+        )
+
+    def decode(self, node, where):
+        if node is None or isinstance(node, (bool, int, float, str)):
+            return node
+        if isinstance(node, list):
+            return [self.decode(v, f"{where}.{i}") for i, v in enumerate(node)]
+        if not isinstance(node, dict):
+            raise self.fail(where, f"a JSON {type(node).__name__}")
+        markers = [k for k in node if k.startswith("__")]
+        if not markers:
+            return {k: self.decode(v, f"{where}.{k}") for k, v in node.items()}
+        if len(node) != 1:
+            raise self.fail(where, f"an object with the keys {sorted(node)}")
+        (marker, arg), = node.items()
+        handler = getattr(self, "_" + marker.strip("_"), None) if marker in _MARKERS else None
+        if handler is None:
+            raise self.fail(where, f"the unknown marker {marker!r}")
+        try:
+            return handler(arg, where)
+        except _FileError:
+            raise
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise self.fail(where, f"a malformed {marker} ({type(exc).__name__}: {exc})") \
+                from exc
+
+    def _array(self, arg, where):
+        if not isinstance(arg, str) or arg == METADATA_KEY or arg not in self.arrays:
+            raise self.fail(where, f"a reference to a missing array {arg!r}")
+        a = self.arrays[arg]
+        self._dtype(a.dtype.str, where)
+        return a
+
+    def _floats(self, arg, where):
+        a = self.decode(arg, where)
+        if not isinstance(a, np.ndarray) or a.dtype != np.float64 or a.ndim != 1:
+            raise self.fail(where, "a float list that is not a 1-d float64 array")
+        return a.tolist()
+
+    def _scalar(self, arg, where):
+        dtype_str, value = arg
+        return np.array(self._plain(value, where), dtype=self._dtype(dtype_str, where))[()]
+
+    def _dtype(self, arg, where):
+        dtype = np.dtype(str(arg))
+        if dtype.kind not in _ARRAY_KINDS:
+            raise self.fail(where, f"the dtype {dtype}")
+        return dtype
+
+    def _float(self, arg, where):
+        if arg not in ("nan", "inf", "-inf"):
+            raise self.fail(where, f"the float {arg!r}")
+        return float(arg)
+
+    def _complex(self, arg, where):
+        re_, im = arg
+        return complex(self._plain(re_, where), self._plain(im, where))
+
+    def _plain(self, value, where):
+        if isinstance(value, dict):
+            return self.decode(value, where)
+        if value is None or isinstance(value, (list, str)):
+            raise self.fail(where, f"the scalar {value!r}")
+        return value
+
+    def _strings(self, arg, where):
+        shape, items = arg
+        shape = tuple(int(s) for s in shape)
+        if not all(isinstance(s, str) for s in items) or len(items) != math.prod(shape):
+            raise self.fail(where, "a malformed string array")
+        out = np.empty(len(items), dtype=object)
+        out[:] = items
+        return out.reshape(shape)
+
+    def _tuple(self, arg, where):
+        if not isinstance(arg, list):
+            raise self.fail(where, "a malformed tuple")
+        return tuple(self.decode(v, f"{where}.{i}") for i, v in enumerate(arg))
+
+    def _dict(self, arg, where):
+        out = {}
+        for i, (k, v) in enumerate(arg):
+            out[self.decode(k, f"{where}.{i}k")] = self.decode(v, f"{where}.{i}")
+        return out
+
+    def _random_state(self, arg, where):
+        if isinstance(arg, bool) or not isinstance(arg, int) or not (
+                0 <= arg < len(self._rs_specs)):
+            raise self.fail(where, f"a reference to a missing random state {arg!r}")
+        if arg not in self._rs:
+            spec = self._rs_specs[arg]
+            if spec.get("bit_generator") != "MT19937":
+                raise self.fail(where, f"a {spec.get('bit_generator')!r} random state")
+            key = self.decode(spec["key"], f"random_state.{arg}.key")
+            rs = np.random.RandomState()
+            rs.set_state({"bit_generator": "MT19937",
+                          "state": {"key": key, "pos": int(spec["pos"])},
+                          "has_gauss": int(spec["has_gauss"]),
+                          "gauss": float(self._plain(spec["gauss"], where))})
+            self._rs[arg] = rs
+        return self._rs[arg]
+
+    def _object(self, arg, where):
+        kind, attrs = arg
+        cls = _state_classes().get(kind) if isinstance(kind, str) else None
+        if cls is None or not isinstance(attrs, dict):
+            raise self.fail(where, f"an object of the class {kind!r}, which is not one of "
+                                   f"{sorted(_state_classes())}")
+        obj = cls.__new__(cls)
+        for attr, v in attrs.items():
+            if not _IDENTIFIER.fullmatch(attr) or attr.startswith("__"):
+                raise self.fail(where, f"the attribute name {attr!r}")
+            obj.__dict__[attr] = self.decode(v, f"{where}.{attr}")
+        return obj
+
+
+_MARKERS = ("__array__", "__floats__", "__scalar__", "__dtype__", "__float__", "__complex__", "__strings__",
+            "__tuple__", "__dict__", "__random_state__", "__object__")
+
+
+def _decode_model(meta, arrays, name):
+    classes = _model_classes()
+    kind = meta.get("class")
+    if not isinstance(kind, str) or kind not in classes:
+        raise ValueError(
+            f"Cannot load {name}: it names the class {kind!r}, but fastem loads only its own "
+            f"classes ({', '.join(classes)}). It was written by a newer fastem (upgrade "
+            "fastem) or is not a fastem model."
+        )
+    cls, private = classes[kind]
+    dec = _Decoder(arrays, meta.get("random_states"), name)
+    params, state = meta.get("params"), meta.get("state")
+    if not isinstance(params, dict) or not isinstance(state, dict):
+        raise dec.fail("the metadata", "no 'params' or no 'state' object")
+    accepted = cls().get_params(deep=False)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"Cannot load {name}: it sets the parameters {unknown} that {kind} of this fastem "
+            f"({_fastem_version()}) does not have (the file was written by fastem "
+            f"{meta.get('fastem_version', 'unknown')}). Load it with that fastem version or "
+            "a newer one."
+        )
+    model = cls(**{k: dec.decode(v, f"params.{k}") for k, v in params.items()})
+    for attr, node in state.items():
+        if not (_PUBLIC_FITTED.fullmatch(attr) or attr in private):
+            raise dec.fail("the metadata", f"the state attribute {attr!r}, which {kind} "
+                                           "does not save")
+        model.__dict__[attr] = dec.decode(node, f"state.{attr}")
+    return model
