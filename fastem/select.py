@@ -334,7 +334,7 @@ class SelectionResult:
 
 def select(X, n_components=range(1, 10),
            covariance_types=("full", "tied", "diag", "spherical"), *, criterion="bic",
-           n_init=1, random_state=None, sample_weight=None, **params):
+           n_init=1, random_state=None, sample_weight=None, progress=None, **params):
     """Fit a Gaussian mixture for every number of components and covariance
     type and pick the best by BIC, AIC or ICL (like R's ``mclust::Mclust``).
 
@@ -375,6 +375,9 @@ def select(X, n_components=range(1, 10),
         in grid order.
     sample_weight : array-like of shape (n_samples,), default=None
         Passed to every ``fit`` and used in the criteria.
+    progress : callable or None, default=None
+        Called after each fit as ``progress(done, total, n_components,
+        covariance_type)`` (the command line draws its progress bar with it).
     **params
         Any other ``GaussianMixture`` parameter (``max_iter``, ``tol``,
         ``reg_covar``, ``init_params``, ``warm_start``, ``verbose``...),
@@ -467,6 +470,8 @@ def select(X, n_components=range(1, 10),
                 gm.feature_names_in_ = feature_names
         rows.append(row)
         models.append(gm)
+        if progress is not None:
+            progress(len(rows), len(grid), k, ct)
 
     records = _structured_table(rows)
     if len(failures) == len(grid):
