@@ -242,3 +242,33 @@ def test_progress_bar_on_a_terminal_only(data):
 
     assert "select [" in on_terminal([]) and "2/2" in on_terminal([])
     assert "select [" not in on_terminal(["--quiet"])
+
+
+def test_docs_cli_page_runs_as_written(tmp_path, monkeypatch, capsys):
+    """docs/cli.md: its python block, then every `fastem ...` line of its bash
+    blocks, in order, in one working directory."""
+    import re
+    import shlex
+
+    text = (ROOT / "docs" / "cli.md").read_text()
+    monkeypatch.chdir(tmp_path)
+    for code in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL):
+        exec(compile(code, "docs/cli.md", "exec"), {"__name__": "__docs__"})
+    commands = [line for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL)
+                for line in block.splitlines() if line.startswith("fastem ")]
+    assert len(commands) >= 8
+    summary = None
+    for line in commands:
+        rc = main(shlex.split(line)[1:])
+        out = capsys.readouterr()
+        assert rc == 0, (line, out.err)
+        if "--json" in line:
+            summary = json.loads(out.out)
+    assert summary["n_components"] == 3 and summary["covariance_type"] == "tied"
+    for name in ("model.fem", "labels.csv", "proba.csv", "scores.csv", "best.fem",
+                 "synthetic.csv", "components.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    labels = np.loadtxt(tmp_path / "labels.csv", skiprows=1)
+    assert labels.shape == (272,) and set(np.unique(labels)) == {0.0, 1.0}
+    scores = np.loadtxt(tmp_path / "scores.csv", delimiter=",", skiprows=1)
+    assert scores.shape == (272, 2) and scores[:, 1].sum() == 3  # 1% of 272, rounded up
