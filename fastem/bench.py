@@ -621,9 +621,11 @@ def _chart(results, path):
     return True
 
 
-def run(full=False, grid=None, types=COVARIANCE_TYPES, repeats=3, out_dir=None, log=print):
+def run(full=False, grid=None, types=COVARIANCE_TYPES, repeats=3, out_dir=None, log=print,
+        records=None):
     """Run the benchmarks, print the tables and (``out_dir``) write
-    ``benchmarks.md`` and ``benchmarks.png`` there; returns the markdown."""
+    ``benchmarks.md`` and ``benchmarks.png`` there; returns the markdown.
+    ``records``, a list, receives one dict per EM-iteration case."""
     import platform
 
     import sklearn
@@ -637,6 +639,8 @@ def run(full=False, grid=None, types=COVARIANCE_TYPES, repeats=3, out_dir=None, 
         f"{ref['dgemm']:.1f} GFLOP/s")
     dtypes = (np.float64, np.float32) if full else (np.float64,)
     results, em_md = bench_em(grid, types, dtypes, repeats=repeats, peak=ref["peak"], log=log)
+    if records is not None:
+        records.extend(results)
     blas = ",".join(str(i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas")
     md = [
         "# Benchmarks",
@@ -724,7 +728,7 @@ def add_arguments(parser):
                         help="sizes as n,d,k;n,d,k (e.g. '20000,2,3;5000,8,4')")
 
 
-def run_from_args(args, return_markdown=False):
+def run_from_args(args, records=None):
     grid = None
     if args.grid:
         try:
@@ -735,8 +739,8 @@ def run_from_args(args, return_markdown=False):
             raise ValueError(f"--grid expects sizes as n,d,k;n,d,k (positive integers), "
                              f"got {args.grid!r}")
     out = args.out if args.out is not None else ("docs" if args.full else None)
-    md = run(full=args.full, grid=grid, repeats=args.repeats, out_dir=out)
-    return md if return_markdown else 0
+    run(full=args.full, grid=grid, repeats=args.repeats, out_dir=out, records=records)
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -586,9 +586,10 @@ def _cmd_bench(args):
 
     if not args.json:
         return run_from_args(args)
+    records = []
     with contextlib.redirect_stdout(io.StringIO()):
-        md = run_from_args(args, return_markdown=True)
-    _emit_json({"markdown": md})
+        run_from_args(args, records=records)
+    _emit_json({"em_iteration": records})
     return 0
 
 

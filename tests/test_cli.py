@@ -272,3 +272,17 @@ def test_docs_cli_page_runs_as_written(tmp_path, monkeypatch, capsys):
     assert labels.shape == (272,) and set(np.unique(labels)) == {0.0, 1.0}
     scores = np.loadtxt(tmp_path / "scores.csv", delimiter=",", skiprows=1)
     assert scores.shape == (272, 2) and scores[:, 1].sum() == 3  # 1% of 272, rounded up
+
+
+def test_bench_and_demo_json(capsys):
+    rc, out, _ = _run(capsys, "bench", "--grid", "3000,2,2", "--repeats", "1", "--json")
+    assert rc == 0
+    rows = json.loads(out)["em_iteration"]
+    assert len(rows) == 4 and {r["covariance_type"] for r in rows} == {
+        "full", "tied", "diag", "spherical"}
+    assert all(r["ratio"] > 0 and r["fastem_ms"] > 0 for r in rows)
+    rc, out, _ = _run(capsys, "demo", "--no-speed", "--json")
+    s = json.loads(out)
+    assert s["selection"]["best"] == {"n_components": 3, "covariance_type": "tied"}
+    rc, _, err = _run(capsys, "bench", "--grid", "3,2", "--json")
+    assert rc == 2 and "--grid expects" in err
