@@ -71,7 +71,7 @@ class MiniBatchGaussianMixture(GaussianMixture):
     n_init : int, default=1
         Number of initialisations tried on the warm-up sample; the one with the
         largest log-likelihood on it is kept.
-    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='k-means++'
+    init_params : {'k-means++', 'kmeans', 'random', 'random_from_data'}, default='k-means++'
     n_warmup_iter : int, default=5
         Batch EM iterations run on the warm-up sample (:meth:`fit`) or on the
         first batch (:meth:`partial_fit`) after the initialisation.

@@ -10,7 +10,7 @@ import pytest
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 #: Pages whose ``python`` blocks are complete programs (run in order, one
 #: namespace per page).
-PAGES = ["online.md", "out_of_core.md", "select.md", "squarem.md", "dask.md"]
+PAGES = ["index.md", "online.md", "out_of_core.md", "select.md", "squarem.md", "dask.md"]
 
 
 def _blocks(page):
