@@ -642,6 +642,14 @@ def _add_data(p):
                    help="comma-separated column names or 0-based indices (default: all)")
 
 
+def _add_model(p):
+    p.add_argument("model", help="a model saved by 'fastem fit -o' or model.save()")
+
+
+def _add_output(p, what="write CSV here instead of stdout"):
+    p.add_argument("-o", "--output", default=None, help=what)
+
+
 def _add_fit_options(p):
     p.add_argument("--max-iter", type=int, default=100, help="EM iterations (default 100)")
     p.add_argument("--n-init", type=int, default=1, help="initialisations (default 1)")
@@ -672,7 +680,7 @@ def build_parser():
     _add_fit_options(p)
     p.add_argument("--tol", type=float, default=1e-3, help="convergence tolerance")
     p.add_argument("--reg-covar", type=float, default=1e-6, help="added to the diagonal")
-    p.add_argument("-o", "--output", default=None, help="save the model (e.g. model.fem)")
+    _add_output(p, "save the model (e.g. model.fem)")
     p.add_argument("--plot", default=None, help="draw the components to this PNG")
     _add_common(p)
     p.set_defaults(func=_cmd_fit)
@@ -680,21 +688,21 @@ def build_parser():
     p = command("predict", "label rows with a saved model",
                 "Print (or write) the most probable component of each row, or with "
                 "--proba the posterior probabilities.")
-    p.add_argument("model", help="a model saved by 'fastem fit -o' or model.save()")
+    _add_model(p)
     _add_data(p)
     p.add_argument("--proba", action="store_true", help="posterior probabilities")
-    p.add_argument("-o", "--output", default=None, help="write CSV here instead of stdout")
+    _add_output(p)
     _add_common(p)
     p.set_defaults(func=_cmd_predict)
 
     p = command("score", "per-row log-density with a saved model; flag anomalies",
                 "Print (or write) the log-density of each row; --anomalies Q flags the "
                 "rows at or below the Q quantile.")
-    p.add_argument("model", help="a model saved by 'fastem fit -o' or model.save()")
+    _add_model(p)
     _add_data(p)
     p.add_argument("--anomalies", type=_quantile, default=None, metavar="Q",
                    help="flag the lowest Q quantile (0 < Q < 1), e.g. 0.01")
-    p.add_argument("-o", "--output", default=None, help="write CSV here instead of stdout")
+    _add_output(p)
     p.add_argument("--plot", default=None, help="draw the log-density histogram to this PNG")
     _add_common(p)
     p.set_defaults(func=_cmd_score)
@@ -709,17 +717,17 @@ def build_parser():
                    help="comma-separated covariance types (default all four)")
     p.add_argument("--criterion", choices=("bic", "aic", "icl"), default="bic")
     _add_fit_options(p)
-    p.add_argument("-o", "--output", default=None, help="save the best model here")
+    _add_output(p, "save the best model here")
     p.add_argument("--plot", default=None, help="draw the criteria against k to this PNG")
     _add_common(p)
     p.set_defaults(func=_cmd_select)
 
     p = command("sample", "draw rows from a saved model",
                 "Draw N rows from the mixture; CSV with the features and the component.")
-    p.add_argument("model", help="a model saved by 'fastem fit -o' or model.save()")
+    _add_model(p)
     p.add_argument("-n", type=int, required=True, help="number of rows")
     p.add_argument("--seed", type=int, default=None, help="random seed")
-    p.add_argument("-o", "--output", default=None, help="write CSV here instead of stdout")
+    _add_output(p)
     _add_common(p)
     p.set_defaults(func=_cmd_sample)
 

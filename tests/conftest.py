@@ -1,4 +1,7 @@
 import contextlib
+import io
+import re
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -63,3 +66,22 @@ def random_params(X, k, covariance_type, seed=0):
 @pytest.fixture(params=COVARIANCE_TYPES)
 def covariance_type(request):
     return request.param
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def run_doc_page(page, workdir, monkeypatch):
+    """Run the ``python`` blocks of ``docs/<page>`` in order, in one
+    namespace, with ``workdir`` as the working directory; returns what they
+    printed."""
+    text = (DOCS / page).read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert blocks, f"docs/{page} has no python example"
+    monkeypatch.chdir(workdir)  # examples may write files
+    namespace = {"__name__": "__docs__"}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for code in blocks:
+            exec(compile(code, f"docs/{page}", "exec"), namespace)
+    return out.getvalue()

@@ -8,15 +8,13 @@ whole site with ``mkdocs build --strict`` when the ``docs`` extra is
 installed.
 """
 
-import contextlib
-import io
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_doc_page
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -31,21 +29,9 @@ PAGES = {
 }
 
 
-def _blocks(page):
-    return re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), flags=re.DOTALL)
-
-
 @pytest.mark.parametrize("page", sorted(PAGES))
 def test_site_page_examples_run(page, tmp_path, monkeypatch):
-    blocks = _blocks(page)
-    assert blocks, f"docs/{page} has no python example"
-    monkeypatch.chdir(tmp_path)  # examples may write files
-    namespace = {"__name__": "__docs__"}
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        for code in blocks:
-            exec(compile(code, f"docs/{page}", "exec"), namespace)  # noqa: S102
-    printed = out.getvalue()
+    printed = run_doc_page(page, tmp_path, monkeypatch)
     assert "False" not in printed, f"docs/{page} printed a failed check:\n{printed}"
     assert PAGES[page] in printed, printed
 
