@@ -156,33 +156,48 @@ def _centring(shift, means):
 
 
 @njit(**JIT_OPTIONS)
-def _quad_to_logprob(q, base, nb, wlp):
-    """wlp = base - q / 2 in float64, from the quadratic forms ``q`` (K, B)."""
+def _quad_to_logprob(q, base, nb, lp, mx):
+    """lp = base - q / 2 in float64, from the quadratic forms ``q`` (K, B),
+    and mx = the largest of them per row (-inf if none is larger; NaN is
+    never the largest)."""
     K = q.shape[0]
-    for k in range(K):
-        bk = base[k]
-        for t in range(nb):
-            wlp[k, t] = bk - 0.5 * q[k, t]
-
-
-@njit(**JIT_OPTIONS)
-def _normalise_block(wlp, nb, resp, lognorm, mx):
-    """Log-sum-exp over components; responsibilities into ``resp`` (K, B)."""
-    K = wlp.shape[0]
     for t in range(nb):
         mx[t] = _NEG_INF
     for k in range(K):
+        bk = base[k]
         for t in range(nb):
-            v = wlp[k, t]
-            if v > mx[t]:
-                mx[t] = v
+            v = bk - 0.5 * q[k, t]
+            lp[k, t] = v
+            m = mx[t]
+            mx[t] = max(m, v)
+
+
+@njit(**JIT_OPTIONS)
+def _normalise_block(resp, nb, lognorm, mx):
+    """Log-sum-exp over components, in place: ``resp`` (K, B) holds the
+    log-densities on entry and the responsibilities on exit; ``mx`` holds
+    the row maxima of ``_quad_to_logprob`` on entry and is overwritten."""
+    K = resp.shape[0]
     for t in range(nb):
         if mx[t] == _NEG_INF:  # no component has any density here
             mx[t] = 0.0
         lognorm[t] = 0.0
-    for k in range(K):
+    # two components per sweep: the exp polynomial is a long dependency
+    # chain, and two independent chains per row keep the FMA units busy
+    for k in range(0, K - 1, 2):
         for t in range(nb):
-            a = wlp[k, t] - mx[t]
+            m = mx[t]
+            a0 = resp[k, t] - m
+            a1 = resp[k + 1, t] - m
+            e0 = 0.0 if a0 < _RESP_FLUSH else _exp_le0(a0)
+            e1 = 0.0 if a1 < _RESP_FLUSH else _exp_le0(a1)
+            resp[k, t] = e0
+            resp[k + 1, t] = e1
+            lognorm[t] = (lognorm[t] + e0) + e1
+    if K % 2 == 1:
+        k = K - 1
+        for t in range(nb):
+            a = resp[k, t] - mx[t]
             e = 0.0 if a < _RESP_FLUSH else _exp_le0(a)
             resp[k, t] = e
             lognorm[t] += e
@@ -196,10 +211,12 @@ def _normalise_block(wlp, nb, resp, lognorm, mx):
 
 
 @njit(**JIT_OPTIONS)
-def _finish_block(resp_in, i0, nb, wlp, resp, vec, out_lognorm, out_resp, out_label):
+def _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp, out_label):
     """The part of a block every covariance type shares, after its
-    log-densities ``wlp``: responsibilities (given in ``resp_in``, or by
-    log-sum-exp), the per-row outputs, and (sum w log p, sum w) of the block.
+    log-densities (in ``resp``, with their row maxima in ``vec[4]``, from
+    ``_quad_to_logprob``): responsibilities in place (copied from
+    ``resp_in`` if given, else by log-sum-exp), the per-row outputs, and
+    (sum w log p, sum w) of the block.
 
     ``vec`` is the slot's (5, block) scratch; row 0 holds the weights.
     """
@@ -213,7 +230,7 @@ def _finish_block(resp_in, i0, nb, wlp, resp, vec, out_lognorm, out_resp, out_la
         for t in range(nb):
             lognorm[t] = 0.0
     else:
-        _normalise_block(wlp, nb, resp, lognorm, vec[4])
+        _normalise_block(resp, nb, lognorm, vec[4])
     if out_lognorm.shape[0] > 0:
         for t in range(nb):
             out_lognorm[i0 + t] = lognorm[t]
@@ -400,8 +417,7 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
         ybuf = np.empty((d, block + _PAD), dtype=X.dtype)
         rdb = np.empty((d, block + _PAD))
         q = np.empty((K, block + _PAD), dtype=X.dtype)
-        wlp = np.empty((K, block + _PAD))
-        resp = np.empty((K, block + _PAD))
+        resp = np.empty((K, block + _PAD))  # log-densities, then responsibilities
         vec = np.empty((5, block + _PAD))
         yl = np.empty(block + _PAD, dtype=X.dtype)
         S0s[s, :] = 0.0
@@ -421,9 +437,9 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             if resp_in.shape[0] == 0:
                 _fill_lowp(X, xt, xl, nb)
                 _quad_block_full(xl, nb, ml, ul, ult, q, diffl, ybuf, yl)
-                _quad_to_logprob(q, base, nb, wlp)
-            bll, bws = _finish_block(resp_in, i0, nb, wlp, resp, vec, out_lognorm,
-                                     out_resp, out_label)
+                _quad_to_logprob(q, base, nb, resp, vec[4])
+            bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
+                                     out_label)
             ll += bll
             ws += bws
             if do_stats:
@@ -527,8 +543,7 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
         rdb = np.empty((d, block + _PAD))
         xpb = np.empty((d, block + _PAD), dtype=X.dtype)
         q = np.empty((K, block + _PAD), dtype=X.dtype)
-        wlp = np.empty((K, block + _PAD))
-        resp = np.empty((K, block + _PAD))
+        resp = np.empty((K, block + _PAD))  # log-densities, then responsibilities
         vec = np.empty((5, block + _PAD))
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
@@ -547,9 +562,9 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             if resp_in.shape[0] == 0:
                 _fill_lowp(X, xt, xl, nb)
                 _quad_block_tied(xl, nb, mp, ul, q, xpb)
-                _quad_to_logprob(q, base, nb, wlp)
-            bll, bws = _finish_block(resp_in, i0, nb, wlp, resp, vec, out_lognorm,
-                                     out_resp, out_label)
+                _quad_to_logprob(q, base, nb, resp, vec[4])
+            bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
+                                     out_label)
             ll += bll
             ws += bws
             if do_stats:
@@ -627,8 +642,7 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
         xl = _lowp_block(X, xt)
         diff = np.empty((d, block + _PAD))
         q = np.empty((K, block + _PAD), dtype=X.dtype)
-        wlp = np.empty((K, block + _PAD))
-        resp = np.empty((K, block + _PAD))
+        resp = np.empty((K, block + _PAD))  # log-densities, then responsibilities
         vec = np.empty((5, block + _PAD))
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
@@ -647,9 +661,9 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             if resp_in.shape[0] == 0:
                 _fill_lowp(X, xt, xl, nb)
                 _quad_block_diag(xl, nb, ml, pp, q)
-                _quad_to_logprob(q, base, nb, wlp)
-            bll, bws = _finish_block(resp_in, i0, nb, wlp, resp, vec, out_lognorm,
-                                     out_resp, out_label)
+                _quad_to_logprob(q, base, nb, resp, vec[4])
+            bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
+                                     out_label)
             ll += bll
             ws += bws
             if do_stats:
