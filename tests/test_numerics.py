@@ -67,8 +67,13 @@ def test_lower_bound_never_decreases(seed, n_features, n_components, covariance_
                              reg_covar=1e-6 * scale**2).fit(X)
     lb = np.asarray(gm.lower_bounds_)
     assert np.isfinite(lb).all()
-    # allowed slack: reg_covar perturbs each M-step by O(reg_covar^2)
-    assert np.all(np.diff(lb) >= -1e-9 * (1 + np.abs(lb[1:]))), np.diff(lb).min()
+    # EM never lowers the bound; a collapse re-seed may, at its own iteration
+    # (lower_bounds_[i] follows the M-step of iteration i), as in test_collapse.
+    # Allowed slack: reg_covar perturbs each M-step by O(reg_covar^2)
+    reseeded = {it for it, _, _ in gm.collapse_events_}
+    steps = np.array([i for i in range(1, len(lb)) if i not in reseeded], dtype=int)
+    change = lb[steps] - lb[steps - 1]
+    assert np.all(change >= -1e-9 * (1 + np.abs(lb[steps]))), change.min()
 
 
 def test_fit_bitwise_identical_for_one_and_two_threads(covariance_type):
