@@ -258,13 +258,19 @@ def _collected_warnings(quiet):
 
 
 def _fit_with_progress(model, X, quiet):
-    """``model.fit(X)`` with a progress bar over its EM iterations."""
-    total = model.n_init * model.max_iter
-    bar = Progress(total, f"fit k={model.n_components} {model.covariance_type}", quiet)
+    """``model.fit(X)`` with a progress bar over its EM iterations and
+    restarts (online EM: over its mini-batches and epochs)."""
+    online = hasattr(model, "batch_size")
+    if online:
+        outer, per = model.max_iter, -(-X.shape[0] // min(model.batch_size, X.shape[0]))
+        what = ("epoch", "batch")
+    else:
+        outer, per = model.n_init, model.max_iter
+        what = ("init", "iteration")
+    bar = Progress(outer * per, f"fit k={model.n_components} {model.covariance_type}", quiet)
 
-    def on_iteration(init, n_iter):
-        bar.update(init * model.max_iter + n_iter,
-                   f"init {init + 1}/{model.n_init} iteration {n_iter}")
+    def on_iteration(i, j):
+        bar.update(i * per + j, f"{what[0]} {i + 1}/{outer} {what[1]} {j}")
 
     model._progress = on_iteration
     try:
@@ -358,11 +364,19 @@ def _check_features(model, X, path):
 
 def _cmd_fit(args):
     from .mixture import GaussianMixture
+    from .online import MiniBatchGaussianMixture
 
     X, names = read_data(args.data, args.columns)
-    model = GaussianMixture(args.k, covariance_type=args.covariance, n_init=args.n_init,
-                            max_iter=args.max_iter, tol=args.tol, reg_covar=args.reg_covar,
-                            random_state=args.seed)
+    common = {"covariance_type": args.covariance, "max_iter": args.max_iter,
+              "reg_covar": args.reg_covar, "random_state": args.seed}
+    if args.tol is not None:
+        common["tol"] = args.tol
+    if args.online:
+        if args.n_init != 1:
+            raise CliError("--online runs one initialisation; drop --n-init")
+        model = MiniBatchGaussianMixture(args.k, batch_size=args.batch_size, **common)
+    else:
+        model = GaussianMixture(args.k, n_init=args.n_init, **common)
     with _collected_warnings(args.quiet):
         _fit_with_progress(model, X, args.quiet)
     summary = _model_summary(model, X)
@@ -608,7 +622,8 @@ _EXAMPLES = {
     "fit": """examples:
   fastem fit data.csv -k 3 --covariance full -o model.fem
   fastem fit data.npy -k 5 --n-init 10 --seed 0 --json
-  fastem fit data.csv -k 3 --columns height,weight --plot components.png""",
+  fastem fit data.csv -k 3 --columns height,weight --plot components.png
+  fastem fit big.npy -k 8 --online --batch-size 4096 -o model.fem""",
     "predict": """examples:
   fastem predict model.fem data.csv                  labels on stdout, one per row
   fastem predict model.fem data.csv --proba -o p.csv posterior probabilities""",
@@ -678,7 +693,13 @@ def build_parser():
     p.add_argument("--covariance", choices=COVARIANCE_TYPES, default="full",
                    help="covariance type (default full)")
     _add_fit_options(p)
-    p.add_argument("--tol", type=float, default=1e-3, help="convergence tolerance")
+    p.add_argument("--tol", type=float, default=None,
+                   help="convergence tolerance (default: the estimator's, 1e-3 for batch EM)")
+    p.add_argument("--online", action="store_true",
+                   help="online (mini-batch) EM: MiniBatchGaussianMixture; --max-iter "
+                   "counts epochs")
+    p.add_argument("--batch-size", type=int, default=1024,
+                   help="rows per mini-batch with --online (default 1024)")
     p.add_argument("--reg-covar", type=float, default=1e-6, help="added to the diagonal")
     _add_output(p, "save the model (e.g. model.fem)")
     p.add_argument("--plot", default=None, help="draw the components to this PNG")

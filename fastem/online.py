@@ -358,6 +358,9 @@ class MiniBatchGaussianMixture(GaussianMixture):
                 ewa = ll if ewa is None else (1.0 - alpha) * ewa + alpha * ll
                 history.append(ewa)
                 steps += 1
+                progress = getattr(self, "_progress", None)  # the command line's bar
+                if progress is not None:
+                    progress(epoch - 1, b0 // bs + 1)
                 if self.max_no_improvement is None or steps < min_steps:
                     continue
                 if ewa > best + self.tol:

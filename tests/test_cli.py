@@ -287,3 +287,17 @@ def test_bench_and_demo_json(capsys):
     assert s["selection"]["best"] == {"n_components": 3, "covariance_type": "tied"}
     rc, _, err = _run(capsys, "bench", "--grid", "3,2", "--json")
     assert rc == 2 and "--grid expects" in err
+
+
+def test_fit_online(data, capsys):
+    X, d = data
+    rc, out, _ = _run(capsys, "fit", d / "d.csv", "-k", 2, "--columns", "a,b", "--online",
+                      "--batch-size", 100, "--seed", 0, "--json", "-o", d / "mb.fem")
+    assert rc == 0
+    s = json.loads(out)
+    mb = fastem.MiniBatchGaussianMixture(2, batch_size=100, random_state=0).fit(X[:, :2])
+    assert s["class"] == "MiniBatchGaussianMixture"
+    np.testing.assert_array_equal(s["means"], mb.means_)
+    assert isinstance(fastem.load(d / "mb.fem"), fastem.MiniBatchGaussianMixture)
+    rc, _, err = _run(capsys, "fit", d / "d.csv", "-k", 2, "--online", "--n-init", 3)
+    assert rc == 2 and "--online runs one initialisation" in err
