@@ -337,8 +337,9 @@ def bench_cold_start():
         f"and k-means kernels) {cold['first_fit']:.2f} s = {cold['total']:.2f} s",
         f"- warm cache (median of 3 fresh processes): {warm_total:.2f} s, of which import "
         f"{warm_import:.2f} s",
-        "- first fit per kernel variant with an empty cache (compile + run on 2,000 rows; the "
-        "first line also compiles the k-means kernels): "
+        "- first fit per kernel variant with an empty cache (compile + run on 2,000 rows, "
+        "in the process of the empty-cache fit above, which already compiled full/float64 "
+        "and the k-means kernels; spherical runs the diag kernel): "
         + ", ".join(f"{k} {v:.1f} s" for k, v in kernels.items()),
         f"- all kernels compiled in this process: about {compile_total:.0f} s",
     ]
