@@ -199,6 +199,8 @@ def test_data_generated_on_the_workers_never_reaches_the_client(client):
     Xd = z + 5.0 * label[:, None]  # three unit clusters at 0, 5 and 10
     nbytes = n * d * 8
     gm = GaussianMixture(3, covariance_type="diag", random_state=0, max_iter=30)
+    # imports and kernel loading first, so that the measurement sees the data only
+    GaussianMixture(3, covariance_type="diag", random_state=0, max_iter=2).fit(Xd[:20_000])
     base = _rss_bytes()
     peak = [base]
     done = threading.Event()
@@ -216,7 +218,7 @@ def test_data_generated_on_the_workers_never_reaches_the_client(client):
         done.set()
         watcher.join()
     growth = peak[0] - base
-    assert growth < 0.15 * nbytes, f"client RSS grew by {growth / 2**20:.0f} MiB"
+    assert growth < 0.05 * nbytes, f"client RSS grew by {growth / 2**20:.1f} MiB"
     np.testing.assert_allclose(np.sort(gm.means_[:, 0]), [0.0, 5.0, 10.0], atol=0.02)
     np.testing.assert_allclose(gm.covariances_, 1.0, atol=0.02)
 
