@@ -549,21 +549,23 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
         check_is_fitted(self)
         return self._check_X(X, reset=False)
 
-    def _rows(self, X, kind, out):
-        """Per-row outputs into ``out``; for a dask X, a lazy dask array."""
+    def _rows(self, X, kind, shape, dtype=np.float64):
+        """Per-row outputs (``kind`` 'label', 'lognorm' or 'resp') as a new
+        array of ``shape``; for a dask X, a lazy dask array."""
         if isinstance(X, DaskSource):
             return X.map_rows(kind, self._get_params_tuple(), self.covariance_type)
+        out = np.empty(shape, dtype=dtype)
         evaluate(X, self._get_params_tuple(), self.covariance_type, **{"out_" + kind: out})
         return out
 
     def _labels(self, X):
-        return self._rows(X, "label", np.empty(X.shape[0], dtype=np.int64))
+        return self._rows(X, "label", X.shape[0], np.int64)
 
     def score_samples(self, X):
         """Log-likelihood of each sample, shape (n_samples,) (a lazy dask
         array for a dask X)."""
         X = self._prepare(X)
-        return self._rows(X, "lognorm", np.empty(X.shape[0]))
+        return self._rows(X, "lognorm", X.shape[0])
 
     def score(self, X, y=None, sample_weight=None):
         """Per-sample average log-likelihood of X (weighted by sample_weight)."""
@@ -582,7 +584,7 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
         """Posterior probability of each component, shape (n_samples,
         n_components) (a lazy dask array for a dask X)."""
         X = self._prepare(X)
-        return self._rows(X, "resp", np.empty((X.shape[0], self.n_components)))
+        return self._rows(X, "resp", (X.shape[0], self.n_components))
 
     def sample(self, n_samples=1):
         """Draw samples from the fitted mixture.
