@@ -29,7 +29,6 @@ is met.
 import math
 import sys
 
-import numba
 import numpy as np
 
 from ._data import RowSource
@@ -51,42 +50,46 @@ def is_dask_collection(X):
     return mod == "dask" or mod.startswith(("dask.", "dask_expr"))
 
 
-class _OneThread:
-    """Numba's thread count set to 1 in this thread while the block runs."""
-
-    def __enter__(self):
-        self.previous = numba.get_num_threads()
-        numba.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        numba.set_num_threads(self.previous)
-
-
 # --------------------------------------------------------------------------
 # what a chunk task runs (on a worker)
 # --------------------------------------------------------------------------
 
 def _finite_part(block, offset):
-    """(n_nan, n_inf, first) of a block whose first row is row ``offset``."""
+    """The NaN/inf check of a block whose first row is row ``offset``."""
     check = FiniteCheck()
-    check.update(offset, block)
-    return check.n_nan, check.n_inf, check.first
+    check.update(offset, np.asarray(block))
+    return check
+
+
+def wire_params(params):
+    """What the kernels need of the parameters (covariances stay home)."""
+    from ._stats import GaussianParams
+
+    return GaussianParams(np.asarray(params.weights, dtype=np.float64),
+                          np.asarray(params.means, dtype=np.float64), None,
+                          np.asarray(params.precisions_cholesky, dtype=np.float64))
+
+
+def payload(covariance_type, params, shift, do_stats, check):
+    """What every chunk task of one E-step receives (one shared task)."""
+    return (covariance_type, wire_params(params),
+            np.ascontiguousarray(shift, dtype=np.float64), bool(do_stats), bool(check))
 
 
 def _block_estep(block, weights, offset, payload):
     """The chunk's statistics vector (or ``[loglik, weight]``), with its
-    NaN/inf count when ``check`` is set."""
-    from ._estep import EStepWorkspace
+    NaN/inf check when ``check`` is set (else None)."""
+    from ._estep import EStepWorkspace, one_thread
 
     ct, params, shift, do_stats, check = payload
     block = np.asarray(block)
     finite = None
     if check:
         finite = _finite_part(block, offset)
-        if finite[2] is not None:  # no E-step on non-finite rows
+        if finite.first is not None:  # no E-step on non-finite rows
             return np.zeros(0), finite
     K, d = params.means.shape
-    with _OneThread():
+    with one_thread():
         ws = EStepWorkspace(ct, K, d, block.shape[0])
         out = ws.run(block, weights, params, shift=shift, do_stats=do_stats)
     vec = out.to_vector() if do_stats else np.array(out, dtype=np.float64)
@@ -94,52 +97,31 @@ def _block_estep(block, weights, offset, payload):
 
 
 def _combine(*parts):
-    """Sum of statistics vectors in the order given; NaN/inf counts merged
+    """Sum of statistics vectors in the order given; NaN/inf checks merged
     (the first bad value is the one of the earliest chunk)."""
-    vec = None
-    n_nan = n_inf = 0
-    first = None
-    checked = False
-    for v, finite in parts:
-        if finite is not None:
-            checked = True
-            n_nan += finite[0]
-            n_inf += finite[1]
-            if first is None and finite[2] is not None:
-                first = finite[2]
-        if v.size == 0:
-            continue
-        if vec is None:
-            vec = v.copy()
-        else:
-            vec += v
-    if vec is None:
-        vec = np.zeros(0)
-    return vec, ((n_nan, n_inf, first) if checked else None)
+    vec, finite = None, None
+    for v, part in parts:
+        if part is not None:
+            finite = part if finite is None else finite.merge(part)
+        if v.size:
+            vec = v.copy() if vec is None else vec + v
+    return (np.zeros(0) if vec is None else vec), finite
 
 
 def _block_finite(block, offset):
-    return np.zeros(0), _finite_part(np.asarray(block), offset)
+    return np.zeros(0), _finite_part(block, offset)
 
 
 def _block_rows(block, kind, payload, block_info=None):
     """Per-row outputs of one chunk: labels, log-densities or responsibilities."""
-    from ._estep import evaluate
+    from ._estep import evaluate_rows, one_thread
 
     ct, params, name = payload
     block = np.asarray(block)
     offset = block_info[0]["array-location"][0][0] if block_info else 0
-    check = FiniteCheck()
-    if not check.update(offset, block):
-        check.raise_if_any(name)
-    n, K = block.shape[0], params.means.shape[0]
-    if kind == "resp":
-        out = np.empty((n, K))
-    else:
-        out = np.empty(n, dtype=np.int64 if kind == "label" else np.float64)
-    with _OneThread():
-        evaluate(block, params, ct, **{"out_" + kind: out})
-    return out
+    _finite_part(block, offset).raise_if_any(name)
+    with one_thread():
+        return evaluate_rows(block, params, ct, kind)
 
 
 def _tree_sum(parts):
@@ -150,15 +132,6 @@ def _tree_sum(parts):
     while len(parts) > 1:
         parts = [combine(*parts[i:i + FAN_IN]) for i in range(0, len(parts), FAN_IN)]
     return parts[0]
-
-
-def _wire_params(params):
-    """What the kernels need of the parameters (covariances stay home)."""
-    from ._stats import GaussianParams
-
-    return GaussianParams(np.asarray(params.weights, dtype=np.float64),
-                          np.asarray(params.means, dtype=np.float64), None,
-                          np.asarray(params.precisions_cholesky, dtype=np.float64))
 
 
 # --------------------------------------------------------------------------
@@ -266,9 +239,8 @@ class DaskSource(RowSource):
         from ._stats import GaussianStats
 
         check = not self.validated
-        payload = dask.delayed((covariance_type, _wire_params(params),
-                                np.ascontiguousarray(shift, dtype=np.float64),
-                                bool(do_stats), check), pure=False, traverse=False)
+        shared = dask.delayed(payload(covariance_type, params, shift, do_stats, check),
+                              pure=False, traverse=False)
         task = dask.delayed(_block_estep, pure=False)
         blocks = self.array.to_delayed().ravel()
         weights = self._weight_blocks(sample_weight)
@@ -277,12 +249,12 @@ class DaskSource(RowSource):
         for b, w, o, where in zip(blocks, weights, self.offsets[:-1], holders):
             if where:  # run where the chunk is (if that worker is still there)
                 with dask.annotate(workers=where, allow_other_workers=True):
-                    parts.append(task(b, w, int(o), payload))
+                    parts.append(task(b, w, int(o), shared))
             else:
-                parts.append(task(b, w, int(o), payload))
+                parts.append(task(b, w, int(o), shared))
         vec, finite = _tree_sum(parts).compute()
         if check:
-            self._raise_if_nonfinite(finite)
+            finite.raise_if_any(self.name)
             self.validated = True
         if not do_stats:
             return float(vec[0]), float(vec[1])
@@ -312,14 +284,6 @@ class DaskSource(RowSource):
             return none
         return [list(who.get(b.key, ())) or None for b in blocks]
 
-    def _raise_if_nonfinite(self, finite):
-        n_nan, n_inf, first = finite
-        if first is None:
-            return
-        check = FiniteCheck()
-        check.n_nan, check.n_inf, check.first = n_nan, n_inf, first
-        check.raise_if_any(self.name)
-
     def validate(self):
         """Check every value for NaN and inf on the workers (once)."""
         if self.validated:
@@ -330,7 +294,7 @@ class DaskSource(RowSource):
         parts = [task(b, int(o)) for b, o in
                  zip(self.array.to_delayed().ravel(), self.offsets[:-1])]
         _, finite = _tree_sum(parts).compute()
-        self._raise_if_nonfinite(finite)
+        finite.raise_if_any(self.name)
         self.validated = True
 
     # -- inference: lazy per-row outputs -------------------------------------
@@ -339,11 +303,11 @@ class DaskSource(RowSource):
         """Lazy per-row outputs: ``kind`` 'label' (int64, (n,)), 'lognorm'
         ((n,)) or 'resp' ((n, K)); a chunk with NaN or inf raises when it is
         computed."""
-        payload = (covariance_type, _wire_params(params), self.name)
+        task_args = (kind, (covariance_type, wire_params(params), self.name))
         K = params.means.shape[0]
         if kind == "resp":
-            return self.array.map_blocks(_block_rows, kind, payload, dtype=np.float64,
+            return self.array.map_blocks(_block_rows, *task_args, dtype=np.float64,
                                          chunks=(self.row_chunks, (K,)))
         dtype = np.int64 if kind == "label" else np.float64
-        return self.array.map_blocks(_block_rows, kind, payload, dtype=dtype,
+        return self.array.map_blocks(_block_rows, *task_args, dtype=dtype,
                                      drop_axis=1, chunks=(self.row_chunks,))

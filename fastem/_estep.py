@@ -44,12 +44,12 @@ def single_threaded_blas():
 
 
 @contextlib.contextmanager
-def serial_if_small(work):
-    """One Numba thread while the block runs if ``work`` (rows x components x
-    (features + 1)) is below ``FASTEM_SERIAL_WORK``; results do not depend on
-    it (the slot count, not the thread count, fixes the summation order)."""
+def one_thread(enabled=True):
+    """Numba's thread count (of this thread) set to 1 while the block runs;
+    results do not depend on it (the slot count, not the thread count, fixes
+    the summation order)."""
     previous = numba.get_num_threads()
-    if work >= _config.SERIAL_WORK or previous == 1:
+    if not enabled or previous == 1:
         yield
         return
     numba.set_num_threads(1)
@@ -57,6 +57,13 @@ def serial_if_small(work):
         yield
     finally:
         numba.set_num_threads(previous)
+
+
+def serial_if_small(work):
+    """:func:`one_thread` if ``work`` (rows x components x (features + 1)) is
+    below ``FASTEM_SERIAL_WORK``: there a parallel region costs more than it
+    saves."""
+    return one_thread(work < _config.SERIAL_WORK)
 
 
 def n_slots_for(n_rows, block=None):
@@ -192,6 +199,18 @@ class EStepWorkspace:
             loglik,
             weight,
         )
+
+
+def evaluate_rows(X, params, covariance_type, kind):
+    """A new array of per-row outputs: ``kind`` 'label' (int64, (n,)),
+    'lognorm' ((n,)) or 'resp' ((n, K))."""
+    n, K = X.shape[0], params.means.shape[0]
+    if kind == "resp":
+        out = np.empty((n, K))
+    else:
+        out = np.empty(n, dtype=np.int64 if kind == "label" else np.float64)
+    evaluate(X, params, covariance_type, **{"out_" + kind: out})
+    return out
 
 
 def evaluate(X, params, covariance_type, *, sample_weight=None, out_lognorm=None,

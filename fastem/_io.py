@@ -352,17 +352,9 @@ def _write_archive(f, arrays, meta_bytes):
 
 
 def _fastem_version():
-    import fastem
+    from . import __version__
 
-    version = getattr(fastem, "__version__", None)
-    if version is None:
-        from importlib import metadata
-
-        try:
-            version = metadata.version("fastem")
-        except metadata.PackageNotFoundError:
-            version = "unknown"
-    return str(version)
+    return str(__version__)
 
 
 def _canonical(meta):

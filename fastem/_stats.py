@@ -59,6 +59,12 @@ def covariance_shape(covariance_type, n_components, n_features):
     }[covariance_type]
 
 
+def stats_vector_length(covariance_type, n_components, n_features):
+    """Numbers in :meth:`GaussianStats.to_vector`: S0, S1, S2, loglik, weight."""
+    K, d = n_components, n_features
+    return K + K * d + math.prod(covariance_shape(covariance_type, K, d)) + 2
+
+
 @dataclass
 class GaussianStats:
     """Shifted float64 sufficient statistics (see the module docstring).
@@ -120,8 +126,9 @@ class GaussianStats:
         K, d = n_components, n_features
         s2 = covariance_shape(covariance_type, K, d)
         sizes = np.cumsum([K, K * d, int(np.prod(s2))])
-        if vec.shape != (sizes[-1] + 2,):
-            raise ValueError(f"A statistics vector of {sizes[-1] + 2} numbers was expected "
+        length = stats_vector_length(covariance_type, K, d)
+        if vec.shape != (length,):
+            raise ValueError(f"A statistics vector of {length} numbers was expected "
                              f"for {covariance_type!r}, K={K}, d={d}; got {vec.shape}.")
         return cls(covariance_type, np.asarray(shift, dtype=np.float64), vec[:K].copy(),
                    vec[sizes[0]:sizes[1]].reshape(K, d),

@@ -150,6 +150,14 @@ class FiniteCheck:
             self.first = (i0 + int(r), int(c), chunk[r, c])
         return False
 
+    def merge(self, other):
+        """Add the counts of ``other``, a check of rows after this one's."""
+        self.n_nan += other.n_nan
+        self.n_inf += other.n_inf
+        if self.first is None:
+            self.first = other.first
+        return self
+
     def raise_if_any(self, name="X"):
         if self.first is None:
             return

@@ -518,7 +518,8 @@ def bench_dask(n=10_000_000, d=16, k=16, covariance_type="full", n_workers=2,
     import dask.array as da
     import distributed
 
-    from ._dask import _wire_params
+    from ._dask import payload as dask_payload
+    from ._stats import default_shift, stats_vector_length
     from .mixture import GaussianMixture
 
     def outgoing(client):
@@ -554,11 +555,12 @@ def bench_dask(n=10_000_000, d=16, k=16, covariance_type="full", n_workers=2,
         per_iter_bytes = float(np.median([(b1 - b0) / (iters[1] - iters[0]) for (_, b0), (_, b1)
                                           in zip(moved[0::2], moved[1::2])]))
         gm = GaussianMixture(k, covariance_type=covariance_type, max_iter=1, **init).fit(X)
-        params = _wire_params(gm._get_params_tuple())
+        params = gm._get_params_tuple()
         n_chunks = Xd.numblocks[0]
-        payload = len(pickle.dumps((covariance_type, params, gm.means_, True, False)))
-        stats_bytes = (k * (1 + d + {"full": d * d, "tied": d * d / k, "diag": d,
-                                     "spherical": 1}[covariance_type]) + 2) * 8
+        payload = len(pickle.dumps(dask_payload(covariance_type, params,
+                                                default_shift(params, covariance_type),
+                                                True, False)))
+        stats_bytes = 8 * stats_vector_length(covariance_type, k, d)
     memory_s = float(np.median(timings["memory"]))
     dask_s = float(np.median(timings["dask"]))
     out = {"n": n, "d": d, "k": k, "covariance_type": covariance_type, "n_workers": n_workers,

@@ -19,7 +19,13 @@ from sklearn.utils.validation import _check_feature_names, check_is_fitted
 from ._collapse import CollapseWarning, Recovery
 from ._dask import DaskSource
 from ._data import RowSource, sample_rows, take_rows
-from ._estep import EStepWorkspace, evaluate, rows_per_call, single_threaded_blas
+from ._estep import (
+    EStepWorkspace,
+    evaluate,
+    evaluate_rows,
+    rows_per_call,
+    single_threaded_blas,
+)
 from ._io import SaveLoadMixin
 from ._kmeans import kmeans, kmeans_plusplus
 from ._squarem import EMMap, run_squarem
@@ -467,6 +473,7 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
         best = None
         for init in range(n_init):
             self._verbose_init_beg(init)
+            on_iteration = self._iteration_reporter(init)
             recovery = self._recovery(X, random_state)
             if do_init:
                 params = self._initial_params(X, sw, random_state, inits, recovery)
@@ -480,7 +487,7 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
             if self.accelerate == "squarem":
                 params, n_iter, history, converged, n_maps = run_squarem(
                     self._em_map(X, sw, workspace, recovery), params, ct, self.reg_covar,
-                    X.dtype, self.max_iter, self.tol, lower_bound, self._verbose_iter_end)
+                    X.dtype, self.max_iter, self.tol, lower_bound, on_iteration)
                 if history:
                     lower_bound = history[-1]
             else:
@@ -491,7 +498,7 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
                     params, reseeded, _ = em.m(stats, n_iter)
                     history.append(lower_bound)
                     change = lower_bound - prev
-                    self._verbose_iter_end(n_iter, change)
+                    on_iteration(n_iter, change)
                     if reseeded:  # a new start: no convergence test against the old one
                         lower_bound = -np.inf
                     elif abs(change) < self.tol:
@@ -549,23 +556,21 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
         check_is_fitted(self)
         return self._check_X(X, reset=False)
 
-    def _rows(self, X, kind, shape, dtype=np.float64):
-        """Per-row outputs (``kind`` 'label', 'lognorm' or 'resp') as a new
-        array of ``shape``; for a dask X, a lazy dask array."""
+    def _rows(self, X, kind):
+        """Per-row outputs (``kind`` 'label', 'lognorm' or 'resp'); for a
+        dask X, a lazy dask array."""
         if isinstance(X, DaskSource):
             return X.map_rows(kind, self._get_params_tuple(), self.covariance_type)
-        out = np.empty(shape, dtype=dtype)
-        evaluate(X, self._get_params_tuple(), self.covariance_type, **{"out_" + kind: out})
-        return out
+        return evaluate_rows(X, self._get_params_tuple(), self.covariance_type, kind)
 
     def _labels(self, X):
-        return self._rows(X, "label", X.shape[0], np.int64)
+        return self._rows(X, "label")
 
     def score_samples(self, X):
         """Log-likelihood of each sample, shape (n_samples,) (a lazy dask
         array for a dask X)."""
         X = self._prepare(X)
-        return self._rows(X, "lognorm", X.shape[0])
+        return self._rows(X, "lognorm")
 
     def score(self, X, y=None, sample_weight=None):
         """Per-sample average log-likelihood of X (weighted by sample_weight)."""
@@ -584,7 +589,7 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
         """Posterior probability of each component, shape (n_samples,
         n_components) (a lazy dask array for a dask X)."""
         X = self._prepare(X)
-        return self._rows(X, "resp", (X.shape[0], self.n_components))
+        return self._rows(X, "resp")
 
     def sample(self, n_samples=1):
         """Draw samples from the fitted mixture.
@@ -645,17 +650,27 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
     # ------------------------------------------------------------------
 
     def _verbose_init_beg(self, n_init):
-        self._init_index = n_init
         if self.verbose >= 1:
             print("Initialization %d" % n_init)
         if self.verbose >= 2:
             self._init_prev_time = perf_counter()
             self._iter_prev_time = self._init_prev_time
 
+    def _iteration_reporter(self, init):
+        """What runs after each iteration of initialisation ``init``: the
+        verbose output, and the command line's progress bar when it set
+        ``_progress`` (called with (init, n_iter))."""
+        progress = getattr(self, "_progress", None)
+        if progress is None:
+            return self._verbose_iter_end
+
+        def report(n_iter, diff_ll):
+            self._verbose_iter_end(n_iter, diff_ll)
+            progress(init, n_iter)
+
+        return report
+
     def _verbose_iter_end(self, n_iter, diff_ll):
-        progress = getattr(self, "_progress", None)  # the command line's progress bar
-        if progress is not None:
-            progress(self._init_index, n_iter)
         if n_iter % self.verbose_interval == 0:
             if self.verbose == 1:
                 print("  Iteration %d" % n_iter)

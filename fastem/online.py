@@ -23,8 +23,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
 from ._collapse import CollapseWarning, restated
-from ._data import sample_rows
 from ._dask import DaskSource
+from ._data import sample_rows
 from ._estep import EStepWorkspace, single_threaded_blas
 from ._stats import GaussianParams, default_shift
 from ._validation import check_sample_weight
@@ -349,6 +349,7 @@ class MiniBatchGaussianMixture(GaussianMixture):
         history = []
         converged = False
         epoch = 0
+        progress = getattr(self, "_progress", None)  # the command line's progress bar
         for epoch in range(1, self.max_iter + 1):
             order = random_state.permutation(n)
             for b0 in range(0, n, bs):
@@ -358,7 +359,6 @@ class MiniBatchGaussianMixture(GaussianMixture):
                 ewa = ll if ewa is None else (1.0 - alpha) * ewa + alpha * ll
                 history.append(ewa)
                 steps += 1
-                progress = getattr(self, "_progress", None)  # the command line's bar
                 if progress is not None:
                     progress(epoch - 1, b0 // bs + 1)
                 if self.max_no_improvement is None or steps < min_steps:

@@ -39,9 +39,10 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse
 from matplotlib.ticker import MaxNLocator
-from sklearn.utils.random import sample_without_replacement
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from ._data import sample_rows
 from ._stats import COVARIANCE_TYPES
 from .select import CRITERIA, SelectionResult
 
@@ -240,7 +241,7 @@ def _subsample(X, max_points, random_state, n_features):
     X, n = _rows_of(X, n_features, "components")
     if n > max_points:
         # O(max_points) memory however large n is (out-of-core X)
-        idx = np.sort(sample_without_replacement(n, max_points, random_state=random_state))
+        idx = sample_rows(check_random_state(random_state), n, max_points)
         X = X.iloc[idx] if hasattr(X, "iloc") else X[idx]
     data = X.to_numpy() if hasattr(X, "to_numpy") else X
     return X, np.asarray(data, dtype=np.float64)

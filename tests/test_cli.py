@@ -169,7 +169,7 @@ def test_plots_are_written(data, capsys):
     (["predict", "{d}/junk.fem", "{d}/d.csv"], "expected a fastem model file"),
     (["predict", "{d}/m.fem", "{d}/d.csv"], "has 3 columns, but the model was fitted on 2"),
     (["select", "{d}/d.csv", "-k", "3-1"], "-k expects"),
-    (["select", "{d}/d.csv", "--covariance", "round"], "--covariance expects"),
+    (["select", "{d}/d.csv", "--covariance", "round"], "Unknown covariance type 'round'"),
     (["fit", "{d}/d.csv", "-k", "2", "--bogus"], "unrecognized arguments: --bogus"),
     (["score", "{d}/m.fem", "{d}/d.csv", "--anomalies", "2"], "between 0 and 1"),
     (["sample", "{d}/m.fem", "-n", "0"], "-n expects"),
@@ -301,3 +301,24 @@ def test_fit_online(data, capsys):
     assert isinstance(fastem.load(d / "mb.fem"), fastem.MiniBatchGaussianMixture)
     rc, _, err = _run(capsys, "fit", d / "d.csv", "-k", 2, "--online", "--n-init", 3)
     assert rc == 2 and "--online runs one initialisation" in err
+
+
+def test_progress_hook_sees_every_iteration_of_every_start():
+    """The bar's source: (restart, iteration) after each EM iteration, plain
+    and SQUAREM, and (epoch, batch) for online EM; no state left behind."""
+    X = np.random.default_rng(0).normal(size=(2000, 2))
+    for accelerate in (None, "squarem"):
+        gm = fastem.GaussianMixture(2, n_init=2, random_state=0, accelerate=accelerate)
+        calls = []
+        gm._progress = lambda i, n: calls.append((i, n))
+        gm.fit(X)
+        assert [n for i, n in calls if i == 0] == list(range(1, len(
+            [c for c in calls if c[0] == 0]) + 1))
+        assert {i for i, _ in calls} == {0, 1}
+        assert max(n for i, n in calls if i == 1) >= 1
+    mb = fastem.MiniBatchGaussianMixture(2, batch_size=500, random_state=0, max_iter=2,
+                                         max_no_improvement=None)
+    calls = []
+    mb._progress = lambda i, n: calls.append((i, n))
+    mb.fit(X)
+    assert calls == [(e, b) for e in range(2) for b in range(1, 5)]
