@@ -18,6 +18,7 @@ from . import _config
 from ._dask import DaskSource
 from ._data import RowSource
 from ._kernels.gaussian import BLAS_MIN_FEATURES, ESTEP_KERNELS
+from ._kernels.vecmath import VM_CONSTS
 from ._stats import GaussianStats, covariance_shape, default_shift, log_base
 
 _EMPTY_W = np.empty(0, dtype=np.float64)
@@ -174,7 +175,7 @@ class EStepWorkspace:
             _EMPTY_W if out_lognorm is None else out_lognorm,
             np.empty((0, K)) if out_resp is None else out_resp,
             _EMPTY_I if out_label is None else out_label,
-            self.S0s, self.S1s, self.S2s, self.lls, self.wsums, self.block,
+            self.S0s, self.S1s, self.S2s, self.lls, self.wsums, self.block, VM_CONSTS,
         )
         with serial_if_small(X.shape[0] * K * (X.shape[1] + 1)):
             if self.uses_blas:

@@ -3,20 +3,22 @@
 import numpy as np
 from numba import njit
 
-from fastem._kernels.vecmath import _exp_le0, _log_pos
+from fastem._kernels.vecmath import VM_CONSTS, _exp_le0, _log_pos, vm_consts
 
 
 @njit(fastmath={"nsz", "arcp", "contract", "reassoc"})
 def _apply_exp(x, out):
     # called from a caller compiled with reassoc, as in the kernels
+    c = vm_consts(VM_CONSTS)
     for i in range(x.shape[0]):
-        out[i] = _exp_le0(x[i])
+        out[i] = _exp_le0(x[i], c)
 
 
 @njit(fastmath={"nsz", "arcp", "contract", "reassoc"})
 def _apply_log(x, out):
+    c = vm_consts(VM_CONSTS)
     for i in range(x.shape[0]):
-        out[i] = _log_pos(x[i])
+        out[i] = _log_pos(x[i], c)
 
 
 def test_exp_relative_error_and_special_values():

@@ -42,6 +42,7 @@ S2s        type dependent  out    per slot second moments (see each kernel)
 lls        (S,)            out    per slot sum_i w_i log p(x_i)
 wsums      (S,)            out    per slot sum_i w_i
 block      int             in     rows per block
+vmc        (C,)            in     ``vecmath.VM_CONSTS``, the exp/log constants
 ========== =============== ====== ==============================================
 """
 
@@ -50,7 +51,7 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from .._config import JIT_OPTIONS
-from .vecmath import _exp_le0, _log_pos
+from .vecmath import _exp_above, _fmax, _log_pos, vm_consts
 
 _NEG_INF = -np.inf
 #: Responsibilities below exp(_RESP_FLUSH) relative to the largest one (about
@@ -73,9 +74,20 @@ def _load_block(X, sw, i0, nb, center, xt, w):
     """Rows ``i0:i0+nb`` of X minus ``center``, transposed into the float64
     scratch ``xt`` (d, B); their weights into w."""
     d = X.shape[1]
-    for t in range(nb):
-        for j in range(d):
-            xt[j, t] = X[i0 + t, j] - center[j]
+    if d == 1:  # constant strides: LLVM vectorises the de-interleaving
+        c0 = center[0]
+        for t in range(nb):
+            xt[0, t] = X[i0 + t, 0] - c0
+    elif d == 2:  # (2.7x faster than the general loop)
+        c0 = center[0]
+        c1 = center[1]
+        for t in range(nb):
+            xt[0, t] = X[i0 + t, 0] - c0
+            xt[1, t] = X[i0 + t, 1] - c1
+    else:
+        for t in range(nb):
+            for j in range(d):
+                xt[j, t] = X[i0 + t, j] - center[j]
     if sw.shape[0] > 0:
         for t in range(nb):
             w[t] = sw[i0 + t]
@@ -168,42 +180,30 @@ def _quad_to_logprob(q, base, nb, lp, mx):
         for t in range(nb):
             v = bk - 0.5 * q[k, t]
             lp[k, t] = v
-            m = mx[t]
-            mx[t] = max(m, v)
+            mx[t] = _fmax(mx[t], v)
 
 
 @njit(**JIT_OPTIONS)
-def _normalise_block(resp, nb, lognorm, mx):
+def _normalise_block(resp, nb, lognorm, mx, vmc):
     """Log-sum-exp over components, in place: ``resp`` (K, B) holds the
     log-densities on entry and the responsibilities on exit; ``mx`` holds
-    the row maxima of ``_quad_to_logprob`` on entry and is overwritten."""
+    the row maxima of ``_quad_to_logprob`` on entry and is overwritten;
+    ``vmc`` is ``vecmath.VM_CONSTS``."""
     K = resp.shape[0]
+    c = vm_consts(vmc)
     for t in range(nb):
         if mx[t] == _NEG_INF:  # no component has any density here
             mx[t] = 0.0
         lognorm[t] = 0.0
-    # two components per sweep: the exp polynomial is a long dependency
-    # chain, and two independent chains per row keep the FMA units busy
-    for k in range(0, K - 1, 2):
-        for t in range(nb):
-            m = mx[t]
-            a0 = resp[k, t] - m
-            a1 = resp[k + 1, t] - m
-            e0 = 0.0 if a0 < _RESP_FLUSH else _exp_le0(a0)
-            e1 = 0.0 if a1 < _RESP_FLUSH else _exp_le0(a1)
-            resp[k, t] = e0
-            resp[k + 1, t] = e1
-            lognorm[t] = (lognorm[t] + e0) + e1
-    if K % 2 == 1:
-        k = K - 1
+    for k in range(K):
         for t in range(nb):
             a = resp[k, t] - mx[t]
-            e = 0.0 if a < _RESP_FLUSH else _exp_le0(a)
+            e = _exp_above(a, c, _RESP_FLUSH)
             resp[k, t] = e
             lognorm[t] += e
     for t in range(nb):
         total = lognorm[t]
-        lognorm[t] = mx[t] + _log_pos(total)
+        lognorm[t] = mx[t] + _log_pos(total, c)
         mx[t] = 1.0 / total if total > 0.0 else 0.0
     for k in range(K):
         for t in range(nb):
@@ -211,7 +211,7 @@ def _normalise_block(resp, nb, lognorm, mx):
 
 
 @njit(**JIT_OPTIONS)
-def _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp, out_label):
+def _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp, out_label, vmc):
     """The part of a block every covariance type shares, after its
     log-densities (in ``resp``, with their row maxima in ``vec[4]``, from
     ``_quad_to_logprob``): responsibilities in place (copied from
@@ -230,7 +230,7 @@ def _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp, out_label):
         for t in range(nb):
             lognorm[t] = 0.0
     else:
-        _normalise_block(resp, nb, lognorm, vec[4])
+        _normalise_block(resp, nb, lognorm, vec[4], vmc)
     if out_lognorm.shape[0] > 0:
         for t in range(nb):
             out_lognorm[i0 + t] = lognorm[t]
@@ -385,7 +385,7 @@ def _stats_block_full(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
 @njit(parallel=True, **JIT_OPTIONS)
 def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                       out_lognorm, out_resp, out_label, S0s, S1s, S2s, lls,
-                      wsums, block):
+                      wsums, block, vmc):
     """Fused E-step, full covariances.
 
     prec_chol : (K, d, d) upper-triangular factors, input.
@@ -439,7 +439,7 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                 _quad_block_full(xl, nb, ml, ul, ult, q, diffl, ybuf, yl)
                 _quad_to_logprob(q, base, nb, resp, vec[4])
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
-                                     out_label)
+                                     out_label, vmc)
             ll += bll
             ws += bws
             if do_stats:
@@ -509,7 +509,7 @@ def _stats_block_tied(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
 @njit(parallel=True, **JIT_OPTIONS)
 def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                       out_lognorm, out_resp, out_label, S0s, S1s, S2s, lls,
-                      wsums, block):
+                      wsums, block, vmc):
     """Fused E-step, one tied covariance.
 
     prec_chol : (d, d) upper-triangular factor, input.
@@ -564,7 +564,7 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                 _quad_block_tied(xl, nb, mp, ul, q, xpb)
                 _quad_to_logprob(q, base, nb, resp, vec[4])
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
-                                     out_label)
+                                     out_label, vmc)
             ll += bll
             ws += bws
             if do_stats:
@@ -619,7 +619,7 @@ def _stats_block_diag(xt, nb, w, resp, shift, S0, S1, S2, r, diff):
 @njit(parallel=True, **JIT_OPTIONS)
 def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                       out_lognorm, out_resp, out_label, S0s, S1s, S2s, lls,
-                      wsums, block):
+                      wsums, block, vmc):
     """Fused E-step, diagonal covariances.
 
     prec_chol : (K, d) inverse standard deviations, input.
@@ -663,7 +663,7 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                 _quad_block_diag(xl, nb, ml, pp, q)
                 _quad_to_logprob(q, base, nb, resp, vec[4])
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
-                                     out_label)
+                                     out_label, vmc)
             ll += bll
             ws += bws
             if do_stats:
