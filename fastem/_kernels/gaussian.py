@@ -579,22 +579,52 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
 
 
 @njit(**JIT_OPTIONS)
-def _quad_block_diag(xl, nb, ml, pp, q):
-    """q[k] = sum_j pp[k, j] (x_j - mu_kj)^2, with pp = prec_chol**2."""
+def _logprob_block_diag(xl, nb, ml, hp, base, q, lp, mx):
+    """lp[k] = base[k] - sum_j hp[k, j] (x_j - mu_kj)^2 in float64 (the sum in
+    xl's dtype, in ``q``), with hp = prec_chol**2 / 2, and mx = the row
+    maxima as in ``_quad_to_logprob``.  At d <= 2 one pass per component (no
+    ``q``); otherwise the last feature's pass also forms ``lp`` and ``mx``."""
     d = xl.shape[0]
     K = ml.shape[0]
+    for t in range(nb):
+        mx[t] = _NEG_INF
     for k in range(K):
-        m = ml[k, 0]
-        h = pp[k, 0]
-        for t in range(nb):
-            v = xl[0, t] - m
-            q[k, t] = h * v * v
-        for j in range(1, d):
-            m = ml[k, j]
-            h = pp[k, j]
+        bk = base[k]
+        m0 = ml[k, 0]
+        h0 = hp[k, 0]
+        if d == 1:
             for t in range(nb):
-                v = xl[j, t] - m
-                q[k, t] += h * v * v
+                v0 = xl[0, t] - m0
+                v = bk - h0 * v0 * v0
+                lp[k, t] = v
+                mx[t] = _fmax(mx[t], v)
+        elif d == 2:
+            m1 = ml[k, 1]
+            h1 = hp[k, 1]
+            for t in range(nb):
+                v0 = xl[0, t] - m0
+                v1 = xl[1, t] - m1
+                v = bk - (h0 * v0 * v0 + h1 * v1 * v1)
+                lp[k, t] = v
+                mx[t] = _fmax(mx[t], v)
+        else:
+            acc = q[k]
+            for t in range(nb):
+                v0 = xl[0, t] - m0
+                acc[t] = h0 * v0 * v0
+            for j in range(1, d - 1):
+                m = ml[k, j]
+                h = hp[k, j]
+                for t in range(nb):
+                    u = xl[j, t] - m
+                    acc[t] += h * u * u
+            m = ml[k, d - 1]
+            h = hp[k, d - 1]
+            for t in range(nb):
+                u = xl[d - 1, t] - m
+                v = bk - (acc[t] + h * u * u)
+                lp[k, t] = v
+                mx[t] = _fmax(mx[t], v)
 
 
 @njit(**JIT_OPTIONS)
@@ -632,11 +662,11 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     n_blocks = (n + block - 1) // block
     center, shift_c, means_c = _centring(shift, means)
     ml = np.empty((K, d), dtype=X.dtype)
-    pp = np.empty((K, d), dtype=X.dtype)
+    hp = np.empty((K, d), dtype=X.dtype)
     for k in range(K):
         for j in range(d):
             ml[k, j] = means_c[k, j]
-            pp[k, j] = prec_chol[k, j] * prec_chol[k, j]
+            hp[k, j] = 0.5 * prec_chol[k, j] * prec_chol[k, j]
     for s in prange(n_slots):
         xt = np.empty((d, block + _PAD))
         xl = _lowp_block(X, xt)
@@ -660,8 +690,7 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             _load_block(X, sw, i0, nb, center, xt, w)
             if resp_in.shape[0] == 0:
                 _fill_lowp(X, xt, xl, nb)
-                _quad_block_diag(xl, nb, ml, pp, q)
-                _quad_to_logprob(q, base, nb, resp, vec[4])
+                _logprob_block_diag(xl, nb, ml, hp, base, q, resp, vec[4])
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
                                      out_label, vmc)
             ll += bll
