@@ -58,6 +58,26 @@ def test_stats_match_reference(covariance_type, dtype, threads):
     assert stats.loglik == pytest.approx(float(sw @ log_norm), rel=rtol)
 
 
+@pytest.mark.parametrize("k", [3, 40])
+def test_unweighted_loglik_matches_reference(covariance_type, k):
+    """Without sample weights the kernel forms only the block's sum of
+    log-densities (one log per group of rows): same value as the reference,
+    and as the per-row log-densities of score_samples; a row that no
+    component reaches gives -inf, as it does per row."""
+    X, _, params, shift = _setup(covariance_type, np.float64, n=2049, d=3, k=k)
+    stats = _run(X, None, params, shift, covariance_type, 2)
+    log_norm, _ = ref.estep(X, params.weights, params.means, params.covariances,
+                            covariance_type)
+    assert stats.loglik == pytest.approx(float(log_norm.sum()), rel=1e-13)
+    per_row = np.empty(X.shape[0])
+    evaluate(X, params, covariance_type, out_lognorm=per_row)
+    assert stats.loglik == pytest.approx(float(per_row.sum()), rel=1e-13)
+    far = X.copy()
+    far[700] = 1e200  # every component's log-density is -inf there
+    stats = _run(far, None, params, shift, covariance_type, 2)
+    assert stats.loglik == -np.inf
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_stats_bitwise_identical_across_threads(covariance_type, dtype):
     X, sw, params, shift = _setup(covariance_type, dtype, n=20_011)

@@ -183,12 +183,24 @@ def _quad_to_logprob(q, base, nb, lp, mx):
             mx[t] = _fmax(mx[t], v)
 
 
+#: Rows whose totals (each in [1, K]) are multiplied before one log, when
+#: only the block's sum of log-densities is needed: K**32 stays finite for
+#: K < 2**31, and 32 roundings of the product (at most 3.6e-15 relative) cost
+#: no more accuracy than 32 rounded logs.  At d=2 the per-row log was 15-20%
+#: of an unweighted E-step.
+_LOG_GROUP = 32
+
+
 @njit(**JIT_OPTIONS)
-def _normalise_block(resp, nb, lognorm, mx, vmc):
+def _normalise_block(resp, nb, lognorm, mx, vmc, per_row):
     """Log-sum-exp over components, in place: ``resp`` (K, B) holds the
     log-densities on entry and the responsibilities on exit; ``mx`` holds
     the row maxima of ``_quad_to_logprob`` on entry and is overwritten;
-    ``vmc`` is ``vecmath.VM_CONSTS``."""
+    ``vmc`` is ``vecmath.VM_CONSTS``.
+
+    With ``per_row`` the log-density of each row goes to ``lognorm`` and 0 is
+    returned; otherwise only their sum over the block is returned (one log
+    per ``_LOG_GROUP`` rows) and ``lognorm`` is scratch."""
     K = resp.shape[0]
     c = vm_consts(vmc)
     for t in range(nb):
@@ -201,28 +213,45 @@ def _normalise_block(resp, nb, lognorm, mx, vmc):
             e = _exp_above(a, c, _RESP_FLUSH)
             resp[k, t] = e
             lognorm[t] += e
-    for t in range(nb):
-        total = lognorm[t]
-        lognorm[t] = mx[t] + _log_pos(total, c)
-        mx[t] = 1.0 / total if total > 0.0 else 0.0
+    block_sum = 0.0
+    if per_row:
+        for t in range(nb):
+            total = lognorm[t]
+            lognorm[t] = mx[t] + _log_pos(total, c)
+            mx[t] = 1.0 / total if total > 0.0 else 0.0
+    else:
+        for g0 in range(0, nb, _LOG_GROUP):
+            prod = 1.0
+            for t in range(g0, min(nb, g0 + _LOG_GROUP)):
+                prod *= lognorm[t]
+            block_sum += _log_pos(prod, c)
+        for t in range(nb):
+            block_sum += mx[t]
+            total = lognorm[t]
+            mx[t] = 1.0 / total if total > 0.0 else 0.0
     for k in range(K):
         for t in range(nb):
             resp[k, t] *= mx[t]
+    return block_sum
 
 
 @njit(**JIT_OPTIONS)
-def _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp, out_label, vmc):
+def _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp, out_label, vmc,
+                  weighted):
     """The part of a block every covariance type shares, after its
     log-densities (in ``resp``, with their row maxima in ``vec[4]``, from
     ``_quad_to_logprob``): responsibilities in place (copied from
     ``resp_in`` if given, else by log-sum-exp), the per-row outputs, and
     (sum w log p, sum w) of the block.
 
-    ``vec`` is the slot's (5, block) scratch; row 0 holds the weights.
+    ``vec`` is the slot's (5, block) scratch; row 0 holds the weights, which
+    are all 1 unless ``weighted``.
     """
     w = vec[0]
     lognorm = vec[3]
     K = resp.shape[0]
+    per_row = weighted or out_lognorm.shape[0] > 0
+    ll = 0.0
     if resp_in.shape[0] > 0:
         for k in range(K):
             for t in range(nb):
@@ -230,7 +259,7 @@ def _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp, out_label, 
         for t in range(nb):
             lognorm[t] = 0.0
     else:
-        _normalise_block(resp, nb, lognorm, vec[4], vmc)
+        ll = _normalise_block(resp, nb, lognorm, vec[4], vmc, per_row)
     if out_lognorm.shape[0] > 0:
         for t in range(nb):
             out_lognorm[i0 + t] = lognorm[t]
@@ -247,7 +276,11 @@ def _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp, out_label, 
                     bv = resp[k, t]
                     best = k
             out_label[i0 + t] = best
-    ll = 0.0
+    if not weighted:
+        if per_row:
+            for t in range(nb):
+                ll += lognorm[t]
+        return ll, float(nb)
     ws = 0.0
     for t in range(nb):
         ll += w[t] * lognorm[t]
@@ -439,7 +472,7 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                 _quad_block_full(xl, nb, ml, ul, ult, q, diffl, ybuf, yl)
                 _quad_to_logprob(q, base, nb, resp, vec[4])
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
-                                     out_label, vmc)
+                                     out_label, vmc, sw.shape[0] > 0)
             ll += bll
             ws += bws
             if do_stats:
@@ -564,7 +597,7 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                 _quad_block_tied(xl, nb, mp, ul, q, xpb)
                 _quad_to_logprob(q, base, nb, resp, vec[4])
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
-                                     out_label, vmc)
+                                     out_label, vmc, sw.shape[0] > 0)
             ll += bll
             ws += bws
             if do_stats:
@@ -692,7 +725,7 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                 _fill_lowp(X, xt, xl, nb)
                 _logprob_block_diag(xl, nb, ml, hp, base, q, resp, vec[4])
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
-                                     out_label, vmc)
+                                     out_label, vmc, sw.shape[0] > 0)
             ll += bll
             ws += bws
             if do_stats:
