@@ -78,7 +78,8 @@ class Recovery:
 
     def starved(self, stats, count_scale=1.0):
         """Components whose effective count (S0 x ``count_scale``) is too small."""
-        return [int(k) for k in np.flatnonzero(stats.S0 * count_scale < self.min_count)]
+        low = stats.S0 * count_scale < self.min_count
+        return [int(k) for k in np.flatnonzero(low)] if low.any() else []
 
     def m_step(self, stats, iteration, X, sample_weight=None, count_scale=1.0):
         """Parameters from ``stats``; returns ``(params, reseeded)``.
@@ -127,10 +128,13 @@ class Recovery:
         prec, bad = factor_covariances(cov, self.ct)
         if self.ct in ("full", "tied"):
             stack = prec[None] if self.ct == "tied" else prec
-            for k, u in enumerate(stack):
-                diag = np.diag(u)
-                if np.isfinite(diag).all() and diag.min() < _MIN_DIAG_RATIO * diag.max():
-                    bad.append(None if self.ct == "tied" else k)
+            diag = np.diagonal(stack, axis1=1, axis2=2)
+            ill = np.isfinite(diag).all(axis=1) & (
+                diag.min(axis=1) < _MIN_DIAG_RATIO * diag.max(axis=1))
+            if ill.any():
+                bad.extend(None if self.ct == "tied" else int(k) for k in np.flatnonzero(ill))
+        if not bad:
+            return prec, bad
         return prec, sorted(set(bad), key=lambda k: -1 if k is None else k)
 
     def _factor_one(self, c):

@@ -123,6 +123,7 @@ class EStepWorkspace:
         self.lls = np.zeros(ns)
         self.wsums = np.zeros(ns)
         self.uses_blas = covariance_type == "full" and n_features >= BLAS_MIN_FEATURES
+        self._no_rows = np.empty((0, K))  # "not requested" for (n, K) arguments
 
     def run(self, X, sample_weight, params, *, shift=None, do_stats=True,
             resp_in=None, out_lognorm=None, out_resp=None, out_label=None):
@@ -169,11 +170,11 @@ class EStepWorkspace:
         K = means.shape[0]
         sw = _EMPTY_W if sample_weight is None else sample_weight
         if resp_in is None:
-            resp_in = np.empty((0, K))
+            resp_in = self._no_rows
         args = (
             X, sw, means, prec, base, shift, resp_in, do_stats,
             _EMPTY_W if out_lognorm is None else out_lognorm,
-            np.empty((0, K)) if out_resp is None else out_resp,
+            self._no_rows if out_resp is None else out_resp,
             _EMPTY_I if out_label is None else out_label,
             self.S0s, self.S1s, self.S2s, self.lls, self.wsums, self.block, VM_CONSTS,
         )

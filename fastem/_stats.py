@@ -19,6 +19,7 @@ additive over row blocks, which is what batch, out-of-core, online and
 distributed EM are built on.
 """
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -210,8 +211,10 @@ def factor_covariances(covariances, covariance_type):
         if covariance_type == "tied":
             return out[0], ([None] if bad else [])
         return out, bad
-    ok = (covariances.reshape(K, -1) > 0).all(axis=1) & np.isfinite(
-        covariances.reshape(K, -1)).all(axis=1)
+    good = (covariances > 0) & (covariances < np.inf)  # NaN fails both
+    if good.all():  # the usual case, without errstate's cost in every iteration
+        return 1.0 / np.sqrt(covariances), []
+    ok = good.reshape(K, -1).all(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = 1.0 / np.sqrt(np.where(covariances > 0, covariances, np.nan))
     return out, [int(k) for k in np.flatnonzero(~ok)]
@@ -259,8 +262,11 @@ def log_det_cholesky(prec_chol, covariance_type, n_features):
 def log_base(params, covariance_type):
     """Per component: log weight + log det(prec_chol) - d/2 log(2 pi)."""
     d = params.means.shape[1]
-    with np.errstate(divide="ignore"):
+    if params.weights.min() > 0:
         logw = np.log(params.weights)
+    else:
+        with np.errstate(divide="ignore"):
+            logw = np.log(params.weights)
     return logw + log_det_cholesky(params.precisions_cholesky, covariance_type, d) - 0.5 * d * _LOG_2PI
 
 
@@ -278,6 +284,24 @@ def m_step(stats, reg_covar, dtype=np.float64):
     return GaussianParams(weights, means, cov, prec_chol)
 
 
+@functools.lru_cache(maxsize=32)
+def _upper_masks(d):
+    """(on and above the diagonal, strictly above) boolean masks, (d, d)."""
+    upper = np.triu(np.ones((d, d), dtype=bool))
+    strict = np.triu(np.ones((d, d), dtype=bool), 1)
+    upper.setflags(write=False)
+    strict.setflags(write=False)
+    return upper, strict
+
+
+def _symmetric_from_upper(S2):
+    """The symmetric matrices (last two axes) whose upper triangle is S2's
+    (what the kernels fill); as np.triu(S2) + np.triu(S2, 1).T, without
+    building the masks in every iteration."""
+    upper, strict = _upper_masks(S2.shape[-1])
+    return np.where(upper, S2, 0.0) + np.swapaxes(np.where(strict, S2, 0.0), -1, -2)
+
+
 def m_step_moments(stats, reg_covar):
     """The M-step's weights, means and (regularised) covariances, before any
     factorisation."""
@@ -289,7 +313,7 @@ def m_step_moments(stats, reg_covar):
     S1, S2 = stats.S1, stats.S2
     d = means.shape[1]
     if ct == "full":
-        S2 = np.triu(S2) + np.triu(S2, 1).transpose(0, 2, 1)
+        S2 = _symmetric_from_upper(S2)
         # sum r (x-mu)(x-mu)^T = S2 - delta S1^T - S1 delta^T + S0 delta delta^T
         outer = np.einsum("ka,kb->kab", delta, S1)
         scatter = S2 - outer - outer.transpose(0, 2, 1) + np.einsum(
@@ -298,7 +322,7 @@ def m_step_moments(stats, reg_covar):
         cov = scatter / nk[:, None, None]
         cov[:, np.arange(d), np.arange(d)] += reg_covar
     elif ct == "tied":
-        S2 = np.triu(S2) + np.triu(S2, 1).T
+        S2 = _symmetric_from_upper(S2)
         outer = delta.T @ S1
         scatter = S2 - outer - outer.T + (delta.T * stats.S0) @ delta
         cov = scatter / nk.sum()
