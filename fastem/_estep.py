@@ -93,16 +93,15 @@ def _rows(a, rows):
 
 
 #: The kernel (and S2 layout) each covariance type runs: spherical is the
-#: diag kernel with its one inverse standard deviation per component repeated
-#: over the features.
+#: diag kernel given one inverse standard deviation per component.
 KERNEL_TYPE = {"full": "full", "tied": "tied", "diag": "diag", "spherical": "diag"}
 
 
 def _prepare_params(params, covariance_type):
     means = np.ascontiguousarray(params.means, dtype=np.float64)
     prec = np.ascontiguousarray(params.precisions_cholesky, dtype=np.float64)
-    if covariance_type == "spherical":
-        prec = np.ascontiguousarray(np.repeat(prec[:, None], means.shape[1], axis=1))
+    if covariance_type == "spherical":  # the diag kernel's (K, 1) form
+        prec = np.ascontiguousarray(prec[:, None])
     base = np.ascontiguousarray(log_base(params, covariance_type), dtype=np.float64)
     return means, prec, base
 

@@ -612,11 +612,13 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
 
 
 @njit(**JIT_OPTIONS)
-def _logprob_block_diag(xl, nb, ml, hp, base, q, lp, mx):
+def _logprob_block_diag(xl, nb, ml, hp, base, spherical, q, lp, mx):
     """lp[k] = base[k] - sum_j hp[k, j] (x_j - mu_kj)^2 in float64 (the sum in
     xl's dtype, in ``q``), with hp = prec_chol**2 / 2, and mx = the row
-    maxima as in ``_quad_to_logprob``.  At d <= 2 one pass per component (no
-    ``q``); otherwise the last feature's pass also forms ``lp`` and ``mx``."""
+    maxima as in ``_quad_to_logprob``.  With ``spherical`` hp[k] is one value
+    per component, which multiplies the sum of squares once (one multiply per
+    feature fewer).  At d <= 2 one pass per component (no ``q``); otherwise
+    the last feature's pass also forms ``lp`` and ``mx``."""
     d = xl.shape[0]
     K = ml.shape[0]
     for t in range(nb):
@@ -634,10 +636,34 @@ def _logprob_block_diag(xl, nb, ml, hp, base, q, lp, mx):
         elif d == 2:
             m1 = ml[k, 1]
             h1 = hp[k, 1]
+            if spherical:
+                for t in range(nb):
+                    v0 = xl[0, t] - m0
+                    v1 = xl[1, t] - m1
+                    v = bk - h0 * (v0 * v0 + v1 * v1)
+                    lp[k, t] = v
+                    mx[t] = _fmax(mx[t], v)
+            else:
+                for t in range(nb):
+                    v0 = xl[0, t] - m0
+                    v1 = xl[1, t] - m1
+                    v = bk - (h0 * v0 * v0 + h1 * v1 * v1)
+                    lp[k, t] = v
+                    mx[t] = _fmax(mx[t], v)
+        elif spherical:
+            acc = q[k]
             for t in range(nb):
                 v0 = xl[0, t] - m0
-                v1 = xl[1, t] - m1
-                v = bk - (h0 * v0 * v0 + h1 * v1 * v1)
+                acc[t] = v0 * v0
+            for j in range(1, d - 1):
+                m = ml[k, j]
+                for t in range(nb):
+                    u = xl[j, t] - m
+                    acc[t] += u * u
+            m = ml[k, d - 1]
+            for t in range(nb):
+                u = xl[d - 1, t] - m
+                v = bk - h0 * (acc[t] + u * u)
                 lp[k, t] = v
                 mx[t] = _fmax(mx[t], v)
         else:
@@ -683,10 +709,12 @@ def _stats_block_diag(xt, nb, w, resp, shift, S0, S1, S2, r, diff):
 def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                       out_lognorm, out_resp, out_label, S0s, S1s, S2s, lls,
                       wsums, block, vmc):
-    """Fused E-step, diagonal covariances.
+    """Fused E-step, diagonal (and spherical) covariances.
 
-    prec_chol : (K, d) inverse standard deviations, input.
-    S2s : (S, K, d) output; per slot sum_i w_i r_ik (x_i - c_k)**2.
+    prec_chol : (K, d) inverse standard deviations, input; (K, 1) for
+        spherical covariances (one per component).
+    S2s : (S, K, d) output; per slot sum_i w_i r_ik (x_i - c_k)**2 (the
+        caller sums them over the features for spherical covariances).
     Other arguments: see the module docstring.
     """
     n, d = X.shape
@@ -696,10 +724,12 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     center, shift_c, means_c = _centring(shift, means)
     ml = np.empty((K, d), dtype=X.dtype)
     hp = np.empty((K, d), dtype=X.dtype)
+    spherical = prec_chol.shape[1] == 1 and d > 1
     for k in range(K):
         for j in range(d):
+            p = prec_chol[k, 0] if spherical else prec_chol[k, j]
             ml[k, j] = means_c[k, j]
-            hp[k, j] = 0.5 * prec_chol[k, j] * prec_chol[k, j]
+            hp[k, j] = 0.5 * p * p
     for s in prange(n_slots):
         xt = np.empty((d, block + _PAD))
         xl = _lowp_block(X, xt)
@@ -723,7 +753,7 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             _load_block(X, sw, i0, nb, center, xt, w)
             if resp_in.shape[0] == 0:
                 _fill_lowp(X, xt, xl, nb)
-                _logprob_block_diag(xl, nb, ml, hp, base, q, resp, vec[4])
+                _logprob_block_diag(xl, nb, ml, hp, base, spherical, q, resp, vec[4])
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
                                      out_label, vmc, sw.shape[0] > 0)
             ll += bll
@@ -735,10 +765,9 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
 
 
 #: Kernel per covariance type; every kernel has the same signature.  The
-#: spherical type has none of its own: it is the diag kernel with each
-#: component's inverse standard deviation repeated over the features, its S2
-#: summed over the features by the caller (as fast, and one kernel fewer to
-#: compile).
+#: spherical type has none of its own: it is the diag kernel given one
+#: inverse standard deviation per component (prec_chol of shape (K, 1)), its
+#: S2 summed over the features by the caller (one kernel fewer to compile).
 ESTEP_KERNELS = {
     "full": _estep_stats_full,
     "tied": _estep_stats_tied,
