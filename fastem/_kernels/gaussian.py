@@ -190,9 +190,11 @@ _LOG_GROUP = 32
 @njit(**JIT_OPTIONS)
 def _normalise_block(resp, nb, lognorm, mx, vmc, per_row):
     """Log-sum-exp over components, in place: ``resp`` (K, B) holds the
-    log-densities on entry and the responsibilities on exit; ``mx`` holds
-    the row maxima of ``_quad_to_logprob`` on entry and is overwritten;
-    ``vmc`` is ``vecmath.VM_CONSTS``.
+    log-densities on entry and exp(log-density - row maximum) on exit, and
+    ``mx`` the row maxima of ``_quad_to_logprob`` on entry and on exit the
+    factor (1 / row total) that makes those responsibilities (applied by
+    ``_finish_block``, folded into the weights); ``vmc`` is
+    ``vecmath.VM_CONSTS``.
 
     With ``per_row`` the log-density of each row goes to ``lognorm`` and 0 is
     returned; otherwise only their sum over the block is returned (one log
@@ -225,9 +227,6 @@ def _normalise_block(resp, nb, lognorm, mx, vmc, per_row):
             block_sum += mx[t]
             total = lognorm[t]
             mx[t] = 1.0 / total if total > 0.0 else 0.0
-    for k in range(K):
-        for t in range(nb):
-            resp[k, t] *= mx[t]
     return block_sum
 
 
@@ -236,12 +235,15 @@ def _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp, out_label, 
                   weighted):
     """The part of a block every covariance type shares, after its
     log-densities (in ``resp``, with their row maxima in ``vec[4]``, from
-    ``_quad_to_logprob``): responsibilities in place (copied from
-    ``resp_in`` if given, else by log-sum-exp), the per-row outputs, and
-    (sum w log p, sum w) of the block.
+    ``_quad_to_logprob``): responsibilities (copied from ``resp_in`` if
+    given, else by log-sum-exp), the per-row outputs, and (sum w log p,
+    sum w) of the block.
 
     ``vec`` is the slot's (5, block) scratch; row 0 holds the weights, which
-    are all 1 unless ``weighted``.
+    are all 1 unless ``weighted``.  On return the responsibilities are
+    ``resp[k, t]`` times ``vec[0][t]``, the row's weight already multiplied
+    by the log-sum-exp's normalising factor: the statistics form w r from
+    them with one multiply, and no pass over ``resp`` normalises it.
     """
     w = vec[0]
     lognorm = vec[3]
@@ -259,11 +261,15 @@ def _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp, out_label, 
     if out_lognorm.shape[0] > 0:
         for t in range(nb):
             out_lognorm[i0 + t] = lognorm[t]
+    inv = vec[4]  # the normalising factors (1 for resp_in)
+    if resp_in.shape[0] > 0:
+        for t in range(nb):
+            inv[t] = 1.0
     if out_resp.shape[0] > 0:
         for t in range(nb):
             for k in range(K):
-                out_resp[i0 + t, k] = resp[k, t]
-    if out_label.shape[0] > 0:
+                out_resp[i0 + t, k] = resp[k, t] * inv[t]
+    if out_label.shape[0] > 0:  # the largest before normalising is the largest
         for t in range(nb):
             best = 0
             bv = resp[0, t]
@@ -276,11 +282,14 @@ def _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp, out_label, 
         if per_row:
             for t in range(nb):
                 ll += lognorm[t]
+        for t in range(nb):
+            w[t] = inv[t]
         return ll, float(nb)
     ws = 0.0
     for t in range(nb):
         ll += w[t] * lognorm[t]
         ws += w[t]
+        w[t] *= inv[t]
     return ll, ws
 
 
@@ -526,12 +535,14 @@ def _stats_block_tied(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
     for k in range(1, K):
         for t in range(nb):
             r[t] += resp[k, t]
+    for t in range(nb):
+        r[t] *= w[t]
     for j in range(d):
         c = shift[0, j]
         for t in range(nb):
             v = xt[j, t] - c
             diff[j, t] = v
-            rd[j, t] = r[t] * w[t] * v
+            rd[j, t] = r[t] * v
     _scatter_upper_block(nb, diff, rd, S2)
 
 
