@@ -487,134 +487,8 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
 
 
 # --------------------------------------------------------------------------
-# tied: one covariance; statistics use one common shift c = shift[0]
-# --------------------------------------------------------------------------
-
-
-@njit(**JIT_OPTIONS)
-def _quad_block_tied(xl, nb, mp, ul, q, xp):
-    """xp = x U (x centred); q[k] = ||xp - (mu_k - c) U||^2 (``mp`` row k)."""
-    d = xl.shape[0]
-    K = mp.shape[0]
-    for a in range(d):
-        c = ul[0, a]
-        for t in range(nb):
-            xp[a, t] = c * xl[0, t]
-        for b in range(1, a + 1):
-            c = ul[b, a]
-            for t in range(nb):
-                xp[a, t] += c * xl[b, t]
-    for k in range(K):
-        m = mp[k, 0]
-        for t in range(nb):
-            v = xp[0, t] - m
-            q[k, t] = v * v
-        for a in range(1, d):
-            m = mp[k, a]
-            for t in range(nb):
-                v = xp[a, t] - m
-                q[k, t] += v * v
-
-
-@njit(**JIT_OPTIONS)
-def _stats_block_tied(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
-    d = xt.shape[0]
-    K = resp.shape[0]
-    # one common shift: the first moments need no stored differences
-    for k in range(K):
-        S0[k] += _weighted_resp(nb, w, resp, k, r)
-        for j in range(d):
-            c = shift[k, j]
-            s1 = 0.0
-            for t in range(nb):
-                s1 += r[t] * (xt[j, t] - c)
-            S1[k, j] += s1
-    # weight of each row in the pooled scatter: w_i * sum_k r_ik
-    for t in range(nb):
-        r[t] = resp[0, t]
-    for k in range(1, K):
-        for t in range(nb):
-            r[t] += resp[k, t]
-    for t in range(nb):
-        r[t] *= w[t]
-    for j in range(d):
-        c = shift[0, j]
-        for t in range(nb):
-            v = xt[j, t] - c
-            diff[j, t] = v
-            rd[j, t] = r[t] * v
-    _scatter_upper_block(nb, diff, rd, S2)
-
-
-@njit(parallel=True, **JIT_OPTIONS)
-def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
-                      out_lognorm, out_resp, out_label, S0s, S1s, S2s, lls,
-                      wsums, block, vmc):
-    """Fused E-step, one tied covariance.
-
-    prec_chol : (d, d) upper-triangular factor, input.
-    shift : (K, d), all rows equal (the common shift c), input.
-    S2s : (S, d, d) output; per slot the upper triangle of
-        sum_i w_i (sum_k r_ik) (x_i - c)(x_i - c)^T.
-    Other arguments: see the module docstring.
-    """
-    n, d = X.shape
-    K = means.shape[0]
-    n_slots = S0s.shape[0]
-    n_blocks = (n + block - 1) // block
-    center, shift_c, means_c = _centring(shift, means)
-    # (mu_k - c) U, the mean's image in the whitened space, and U, in the
-    # input's precision
-    mp = np.empty((K, d), dtype=X.dtype)
-    ul = np.empty((d, d), dtype=X.dtype)
-    for a in range(d):
-        for b in range(d):
-            ul[a, b] = prec_chol[a, b]
-    for k in range(K):
-        for a in range(d):
-            v = 0.0
-            for b in range(a + 1):
-                v += means_c[k, b] * prec_chol[b, a]
-            mp[k, a] = v
-    for s in prange(n_slots):
-        xt = np.empty((d, block + _PAD))
-        xl = _lowp_block(X, xt)
-        diff = np.empty((d, block + _PAD))
-        rdb = np.empty((d, block + _PAD))
-        xpb = np.empty((d, block + _PAD), dtype=X.dtype)
-        q = np.empty((K, block + _PAD), dtype=X.dtype)
-        resp = np.empty((K, block + _PAD))  # log-densities, then responsibilities
-        vec = np.empty((5, block + _PAD))
-        S0s[s, :] = 0.0
-        S1s[s, :, :] = 0.0
-        S2s[s, :, :] = 0.0
-        S0 = S0s[s]
-        S1 = S1s[s]
-        S2 = S2s[s]
-        w = vec[0]
-        ll = 0.0
-        ws = 0.0
-        b0, b1 = _slot_range(s, n_slots, n_blocks)
-        for blk in range(b0, b1):
-            i0 = blk * block
-            nb = min(block, n - i0)
-            _load_block(X, sw, i0, nb, center, xt, w)
-            if resp_in.shape[0] == 0:
-                _fill_lowp(X, xt, xl, nb)
-                _quad_block_tied(xl, nb, mp, ul, q, xpb)
-                _quad_to_logprob(q, base, nb, resp, vec[4])
-            bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
-                                     out_label, vmc, sw.shape[0] > 0)
-            ll += bll
-            ws += bws
-            if do_stats:
-                _stats_block_tied(xt, nb, w, resp, shift_c, S0, S1, S2, vec[1], rdb, diff)
-        lls[s] = ll
-        wsums[s] = ws
-
-
-# --------------------------------------------------------------------------
-# diag
+# log-densities of diagonal quadratic forms (diag, spherical, and tied after
+# whitening)
 # --------------------------------------------------------------------------
 
 
@@ -694,6 +568,129 @@ def _logprob_block_diag(xl, nb, ml, hp, base, spherical, q, lp, mx):
             v = bk - (acc[t] + h * u * u)
             lp[k, t] = v
             mx[t] = _fmax(mx[t], v)
+
+
+# --------------------------------------------------------------------------
+# tied: one covariance; statistics use one common shift c = shift[0]
+# --------------------------------------------------------------------------
+
+
+@njit(**JIT_OPTIONS)
+def _whiten_block_tied(xl, nb, ul, xp):
+    """xp = x U (x centred).  The log-densities are then those of unit
+    spherical components at (mu_k - c) U: ``_logprob_block_diag``."""
+    d = xl.shape[0]
+    for a in range(d):
+        c = ul[0, a]
+        for t in range(nb):
+            xp[a, t] = c * xl[0, t]
+        for b in range(1, a + 1):
+            c = ul[b, a]
+            for t in range(nb):
+                xp[a, t] += c * xl[b, t]
+
+
+@njit(**JIT_OPTIONS)
+def _stats_block_tied(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
+    d = xt.shape[0]
+    K = resp.shape[0]
+    # one common shift: the first moments need no stored differences
+    for k in range(K):
+        S0[k] += _weighted_resp(nb, w, resp, k, r)
+        for j in range(d):
+            c = shift[k, j]
+            s1 = 0.0
+            for t in range(nb):
+                s1 += r[t] * (xt[j, t] - c)
+            S1[k, j] += s1
+    # weight of each row in the pooled scatter: w_i * sum_k r_ik
+    for t in range(nb):
+        r[t] = resp[0, t]
+    for k in range(1, K):
+        for t in range(nb):
+            r[t] += resp[k, t]
+    for t in range(nb):
+        r[t] *= w[t]
+    for j in range(d):
+        c = shift[0, j]
+        for t in range(nb):
+            v = xt[j, t] - c
+            diff[j, t] = v
+            rd[j, t] = r[t] * v
+    _scatter_upper_block(nb, diff, rd, S2)
+
+
+@njit(parallel=True, **JIT_OPTIONS)
+def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
+                      out_lognorm, out_resp, out_label, S0s, S1s, S2s, lls,
+                      wsums, block, vmc):
+    """Fused E-step, one tied covariance.
+
+    prec_chol : (d, d) upper-triangular factor, input.
+    shift : (K, d), all rows equal (the common shift c), input.
+    S2s : (S, d, d) output; per slot the upper triangle of
+        sum_i w_i (sum_k r_ik) (x_i - c)(x_i - c)^T.
+    Other arguments: see the module docstring.
+    """
+    n, d = X.shape
+    K = means.shape[0]
+    n_slots = S0s.shape[0]
+    n_blocks = (n + block - 1) // block
+    center, shift_c, means_c = _centring(shift, means)
+    # (mu_k - c) U, the mean's image in the whitened space, and U, in the
+    # input's precision
+    mp = np.empty((K, d), dtype=X.dtype)
+    half = np.full((K, d), 0.5, dtype=X.dtype)  # -1/2 ||.||^2 in _logprob_block_diag
+    ul = np.empty((d, d), dtype=X.dtype)
+    for a in range(d):
+        for b in range(d):
+            ul[a, b] = prec_chol[a, b]
+    for k in range(K):
+        for a in range(d):
+            v = 0.0
+            for b in range(a + 1):
+                v += means_c[k, b] * prec_chol[b, a]
+            mp[k, a] = v
+    for s in prange(n_slots):
+        xt = np.empty((d, block + _PAD))
+        xl = _lowp_block(X, xt)
+        diff = np.empty((d, block + _PAD))
+        rdb = np.empty((d, block + _PAD))
+        xpb = np.empty((d, block + _PAD), dtype=X.dtype)
+        q = np.empty((K, block + _PAD), dtype=X.dtype)
+        resp = np.empty((K, block + _PAD))  # log-densities, then responsibilities
+        vec = np.empty((5, block + _PAD))
+        S0s[s, :] = 0.0
+        S1s[s, :, :] = 0.0
+        S2s[s, :, :] = 0.0
+        S0 = S0s[s]
+        S1 = S1s[s]
+        S2 = S2s[s]
+        w = vec[0]
+        ll = 0.0
+        ws = 0.0
+        b0, b1 = _slot_range(s, n_slots, n_blocks)
+        for blk in range(b0, b1):
+            i0 = blk * block
+            nb = min(block, n - i0)
+            _load_block(X, sw, i0, nb, center, xt, w)
+            if resp_in.shape[0] == 0:
+                _fill_lowp(X, xt, xl, nb)
+                _whiten_block_tied(xl, nb, ul, xpb)
+                _logprob_block_diag(xpb, nb, mp, half, base, True, q, resp, vec[4])
+            bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
+                                     out_label, vmc, sw.shape[0] > 0)
+            ll += bll
+            ws += bws
+            if do_stats:
+                _stats_block_tied(xt, nb, w, resp, shift_c, S0, S1, S2, vec[1], rdb, diff)
+        lls[s] = ll
+        wsums[s] = ws
+
+
+# --------------------------------------------------------------------------
+# diag
+# --------------------------------------------------------------------------
 
 
 @njit(**JIT_OPTIONS)
