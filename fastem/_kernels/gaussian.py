@@ -698,6 +698,31 @@ def _stats_block_diag(xt, nb, w, resp, shift, S0, S1, S2, r, diff):
     d = xt.shape[0]
     K = resp.shape[0]
     for k in range(K):
+        if d == 2:  # one pass, without storing w r
+            c0 = shift[k, 0]
+            c1 = shift[k, 1]
+            s0 = 0.0
+            s10 = 0.0
+            s11 = 0.0
+            s20 = 0.0
+            s21 = 0.0
+            for t in range(nb):
+                u = resp[k, t] * w[t]
+                v0 = xt[0, t] - c0
+                v1 = xt[1, t] - c1
+                u0 = u * v0
+                u1 = u * v1
+                s0 += u
+                s10 += u0
+                s11 += u1
+                s20 += u0 * v0
+                s21 += u1 * v1
+            S0[k] += s0
+            S1[k, 0] += s10
+            S1[k, 1] += s11
+            S2[k, 0] += s20
+            S2[k, 1] += s21
+            continue
         S0[k] += _weighted_resp(nb, w, resp, k, r)
         for j in range(d):
             c = shift[k, j]
