@@ -724,17 +724,58 @@ def _stats_block_diag(xt, nb, w, resp, shift, S0, S1, S2, r, diff):
             S2[k, 1] += s21
             continue
         S0[k] += _weighted_resp(nb, w, resp, k, r)
-        for j in range(d):
-            c = shift[k, j]
+        j = 0
+        while j + 4 <= d:  # four features per pass: w r loaded once for four
+            ca = shift[k, j]
+            cb = shift[k, j + 1]
+            cc = shift[k, j + 2]
+            cd = shift[k, j + 3]
+            s1a = 0.0
+            s1b = 0.0
+            s1c = 0.0
+            s1d = 0.0
+            s2a = 0.0
+            s2b = 0.0
+            s2c = 0.0
+            s2d = 0.0
+            for t in range(nb):
+                u = r[t]
+                va = xt[j, t] - ca
+                vb = xt[j + 1, t] - cb
+                vc = xt[j + 2, t] - cc
+                vd = xt[j + 3, t] - cd
+                ua = u * va
+                ub = u * vb
+                uc = u * vc
+                ud = u * vd
+                s1a += ua
+                s1b += ub
+                s1c += uc
+                s1d += ud
+                s2a += ua * va
+                s2b += ub * vb
+                s2c += uc * vc
+                s2d += ud * vd
+            S1[k, j] += s1a
+            S1[k, j + 1] += s1b
+            S1[k, j + 2] += s1c
+            S1[k, j + 3] += s1d
+            S2[k, j] += s2a
+            S2[k, j + 1] += s2b
+            S2[k, j + 2] += s2c
+            S2[k, j + 3] += s2d
+            j += 4
+        for jj in range(j, d):
+            c = shift[k, jj]
             s1 = 0.0
             s2 = 0.0
             for t in range(nb):
-                v = xt[j, t] - c
+                v = xt[jj, t] - c
                 rv = r[t] * v
                 s1 += rv
                 s2 += rv * v
-            S1[k, j] += s1
-            S2[k, j] += s2
+            S1[k, jj] += s1
+            S2[k, jj] += s2
 
 
 @njit(parallel=True, **JIT_OPTIONS)
