@@ -402,10 +402,22 @@ def _quad_block_full(xl, nb, ml, ul, ult, q, diff, ybuf, y):
                 c = ul[k, 0, a]
                 for t in range(nb):
                     y[t] = c * diff[0, t]
-                for b in range(1, a):
-                    c = ul[k, b, a]
+                # four terms per pass over the block: one load and store of y
+                # for four multiply-adds (the loop is bound by memory operations)
+                b = 1
+                while b + 4 <= a:
+                    c0 = ul[k, b, a]
+                    c1 = ul[k, b + 1, a]
+                    c2 = ul[k, b + 2, a]
+                    c3 = ul[k, b + 3, a]
                     for t in range(nb):
-                        y[t] += c * diff[b, t]
+                        y[t] += (c0 * diff[b, t] + c1 * diff[b + 1, t]) + (
+                            c2 * diff[b + 2, t] + c3 * diff[b + 3, t])
+                    b += 4
+                for bb in range(b, a):
+                    c = ul[k, bb, a]
+                    for t in range(nb):
+                        y[t] += c * diff[bb, t]
                 c = ul[k, a, a]
                 for t in range(nb):
                     v = y[t] + c * diff[a, t]
