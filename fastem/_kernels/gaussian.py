@@ -250,21 +250,19 @@ def _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp, out_label, 
     K = resp.shape[0]
     per_row = weighted or out_lognorm.shape[0] > 0
     ll = 0.0
+    inv = vec[4]  # the normalising factors, after the log-sum-exp
     if resp_in.shape[0] > 0:
         for k in range(K):
             for t in range(nb):
                 resp[k, t] = resp_in[i0 + t, k]
         for t in range(nb):
             lognorm[t] = 0.0
+            inv[t] = 1.0
     else:
-        ll = _normalise_block(resp, nb, lognorm, vec[4], vmc, per_row)
+        ll = _normalise_block(resp, nb, lognorm, inv, vmc, per_row)
     if out_lognorm.shape[0] > 0:
         for t in range(nb):
             out_lognorm[i0 + t] = lognorm[t]
-    inv = vec[4]  # the normalising factors (1 for resp_in)
-    if resp_in.shape[0] > 0:
-        for t in range(nb):
-            inv[t] = 1.0
     if out_resp.shape[0] > 0:
         for t in range(nb):
             for k in range(K):

@@ -8,9 +8,10 @@ manipulation through bit casts, so loops over rows that call them vectorise.
 Three choices make the vectorised loops about 1.6x faster than a plain
 Horner polynomial with literal constants (1.0 against 1.6 ns per exp):
 
-* The polynomials are evaluated in Estrin's scheme (powers r^2, r^4, r^8 and
-  independent pairs), so each value is a dependency chain of 6 operations,
-  not 13: a Horner chain kept the loop waiting on FMA latency.
+* Both polynomials (degree 9, one shared ``_poly9``) are evaluated in
+  Estrin's scheme (powers r^2, r^4, r^8 and independent pairs), so no
+  dependency chain is longer than 6 operations: the degree-12 Horner chain
+  of the first version kept the loop waiting on FMA latency.
 * The constants come from the array ``VM_CONSTS``, passed in by the caller.
   Numba compiles with LLVM's large code model, where a literal constant that
   does not fit in the 16 vector registers is re-materialised in every
@@ -132,6 +133,22 @@ def _fmax(typingctx, a, b):
 
 
 @njit(**_OPTS)
+def _poly9(c, p, x):
+    """sum_i c[p + i] x^i for i = 0..9, in Estrin's scheme: independent pairs
+    and the powers x^2, x^4, x^8, so no chain is longer than 6 operations
+    (Horner's would be 9)."""
+    x2 = x * x
+    x4 = x2 * x2
+    x8 = x4 * x4
+    a0 = c[p] + c[p + 1] * x
+    a1 = c[p + 2] + c[p + 3] * x
+    a2 = c[p + 4] + c[p + 5] * x
+    a3 = c[p + 6] + c[p + 7] * x
+    a4 = c[p + 8] + c[p + 9] * x
+    return ((a0 + a1 * x2) + (a2 + a3 * x2) * x4) + a4 * x8
+
+
+@njit(**_OPTS)
 def _exp_above(x, c, lo):
     """exp(x) for lo <= x <= 0, and 0 for x < lo (-708 <= lo; NaN gives
     NaN); ``c`` is ``vm_consts(VM_CONSTS)``."""
@@ -140,20 +157,9 @@ def _exp_above(x, c, lo):
     n = t - magic  # round(x / ln 2), exactly representable
     r = x - n * c[_I_LN2_HI]
     r = r - n * c[_I_LN2_LO]  # |r| <= ln2 / 2
-    # exp(r) = 1 + r + r^2 q(r), q of degree 9 (_EXP_Q) in Estrin's scheme
-    p = _I_EXP_POLY
-    r2 = r * r
-    r4 = r2 * r2
-    r8 = r4 * r4
-    a0 = c[p] + c[p + 1] * r
-    a1 = c[p + 2] + c[p + 3] * r
-    a2 = c[p + 4] + c[p + 5] * r
-    a3 = c[p + 6] + c[p + 7] * r
-    a4 = c[p + 8] + c[p + 9] * r
-    b0 = a0 + a1 * r2
-    b1 = a2 + a3 * r2
-    q = (b0 + b1 * r4) + a4 * r8
-    e = 1.0 + (r + r2 * q)  # in [0.7, 1.42]
+    # exp(r) = 1 + r + r^2 q(r), q of degree 9 (_EXP_Q)
+    q = _poly9(c, _I_EXP_POLY, r)
+    e = 1.0 + (r + (r * r) * q)  # in [0.7, 1.42]
     # times 2**n by adding n to the exponent field (an integer add, not a
     # multiply: the multiply units are the bottleneck); x >= -708 keeps the
     # result a normal number
@@ -180,19 +186,10 @@ def _log_pos(s, c):
     k = ix >> 52
     m = _i64_as_f64((ix & _MANTISSA_MASK) + _SQRT_HALF_BITS)
     z = (m - 1.0) / (m + 1.0)  # |z| <= 0.1716
-    # log(m) = 2 atanh(z) = 2 z (1 + z^2 g(z^2)), g of degree 9 in Estrin's
-    # scheme (truncation error < 1e-19)
-    p = _I_LOG_POLY
+    # log(m) = 2 atanh(z) = 2 z (1 + z^2 g(z^2)), g of degree 9 (truncation
+    # error < 1e-19)
     u = z * z
-    u2 = u * u
-    u4 = u2 * u2
-    u8 = u4 * u4
-    a0 = c[p] + c[p + 1] * u
-    a1 = c[p + 2] + c[p + 3] * u
-    a2 = c[p + 4] + c[p + 5] * u
-    a3 = c[p + 6] + c[p + 7] * u
-    a4 = c[p + 8] + c[p + 9] * u
-    g = ((a0 + a1 * u2) + (a2 + a3 * u2) * u4) + a4 * u8
+    g = _poly9(c, _I_LOG_POLY, u)
     z2 = z + z
     kf = float(k)
     res = kf * c[_I_LN2_HI] + (z2 + (z2 * u * g + kf * c[_I_LN2_LO]))
