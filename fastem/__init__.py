@@ -6,7 +6,7 @@ fits by online (stepwise) EM and learns from streams with ``partial_fit``;
 ``model.save(path)`` and ``fastem.load(path)`` store and read fitted models.
 """
 
-from . import _config  # noqa: F401  (sets the OpenMP wait policy first)
+from . import _config  # noqa: F401  (reads the FASTEM_* settings first)
 from ._collapse import CollapseWarning
 from ._io import load
 from .mixture import GaussianMixture

@@ -12,20 +12,13 @@
                        and never fewer than 4096 rows).  Bounds the memory of
                        fitting and scoring such input, whatever its size.
 
-Importing this module also sets, unless the user set them, the OpenMP wait
-policy of Numba's threading layer: ``OMP_WAIT_POLICY=PASSIVE`` with
-``GOMP_SPINCOUNT=100000``. Idle threads then spin for about 3 ms after a
-parallel region and sleep after that. Measured on this project's VMs: the
-default policy (spin for long) made an EM iteration at n=100,000 take 11 ms
-instead of 1; a pure PASSIVE policy (no spin) made threads sleep between the
-E-step and the M-step, and waking a sleeping virtual CPU for every parallel
-region doubled the time per iteration after the machine had been idle.
+fastem starts no OpenMP or TBB runtime: its kernels are serial Numba
+functions run on a pool of Python threads (:mod:`fastem._parallel`), and it
+sets no ``OMP_*`` variables.  ``NUMBA_NUM_THREADS`` and
+``numba.set_num_threads`` set the number of threads.
 """
 
 import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("GOMP_SPINCOUNT", "100000")
 
 
 def _env_int(name, default, minimum):

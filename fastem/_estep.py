@@ -19,6 +19,7 @@ from ._dask import DaskSource
 from ._data import RowSource
 from ._kernels.gaussian import BLAS_MIN_FEATURES, ESTEP_KERNELS
 from ._kernels.vecmath import VM_CONSTS
+from ._parallel import run_slots
 from ._stats import GaussianStats, covariance_shape, default_shift, log_base
 
 _EMPTY_W = np.empty(0, dtype=np.float64)
@@ -177,12 +178,13 @@ class EStepWorkspace:
             _EMPTY_I if out_label is None else out_label,
             self.S0s, self.S1s, self.S2s, self.lls, self.wsums, self.block, VM_CONSTS,
         )
+        ns = self.S0s.shape[0]
         with serial_if_small(X.shape[0] * K * (X.shape[1] + 1)):
             if self.uses_blas:
                 with single_threaded_blas():
-                    self.kernel(*args)
+                    run_slots(self.kernel, args, ns)
             else:
-                self.kernel(*args)
+                run_slots(self.kernel, args, ns)
         # serial, in-order reduction over slots: thread-count independent
         loglik = float(np.add.reduce(self.lls))
         weight = float(np.add.reduce(self.wsums))

@@ -1,5 +1,5 @@
 """Numba's on-disk cache across processes and thread counts; the demo CLI;
-the OpenMP wait policy."""
+no OpenMP runtime and no spinning threads."""
 
 import json
 import os
@@ -55,29 +55,42 @@ def test_cache_reloads_after_thread_count_changes(tmp_path):
     assert any(p.suffix == ".nbi" for p in Path(tmp_path).rglob("*"))
 
 
-def test_omp_wait_policy_defaults_and_user_settings_win():
-    code = ("import os, fastem; "
-            "print(os.environ['OMP_WAIT_POLICY'], os.environ['GOMP_SPINCOUNT'])")
+def test_fit_runs_on_its_own_pool_and_sets_no_environment():
+    """The kernels run on fastem's own pool threads: a fit on two threads
+    adds exactly one OS thread (the pool thread; an OpenMP parallel region
+    would add its own) and sets no environment variable."""
+    code = textwrap.dedent("""
+        import os, json, threading, numba, numpy as np, fastem
+        before = dict(os.environ)
+        numba.set_num_threads(2)
+        tasks = lambda: len(os.listdir("/proc/self/task"))
+        X = np.random.default_rng(0).normal(size=(60_000, 3))
+        n0 = tasks()
+        fastem.GaussianMixture(3, random_state=0, max_iter=3).fit(X)
+        new = sorted(k for k in os.environ if k not in before)
+        pool = [t.name for t in threading.enumerate() if t.name.startswith("fastem")]
+        print(json.dumps({"added": tasks() - n0, "pool": pool, "new": new}))
+    """)
     env = {k: v for k, v in os.environ.items()
-           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    env["PYTHONPATH"] = str(ROOT)
+           if not k.startswith(("OMP_", "GOMP_", "KMP_"))}
+    env.update(PYTHONPATH=str(ROOT), NUMBA_NUM_THREADS="2")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True, cwd=ROOT)
-    assert out.stdout.split() == ["PASSIVE", "100000"]
-    env.update(OMP_WAIT_POLICY="ACTIVE", GOMP_SPINCOUNT="5")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True, cwd=ROOT)
-    assert out.stdout.split() == ["ACTIVE", "5"]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"added": 1, "pool": ["fastem-1"], "new": []}
 
 
 def test_idle_threads_stop_spinning():
-    """After a parallel region the OpenMP threads spin briefly, then sleep:
-    a fitted model left alone for 0.5 s burns (far) less than 0.5 s of CPU."""
+    """Between calls the pool threads sleep: a fitted model left alone for
+    0.5 s burns (far) less than 0.5 s of CPU."""
     code = textwrap.dedent("""
         import time, numpy as np, fastem
         from fastem.datasets import load_faithful
-        X, _ = load_faithful()
-        gm = fastem.GaussianMixture(2, covariance_type="diag", random_state=0).fit(X)
+        import numba
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        X = np.random.default_rng(0).normal(size=(60_000, 3))  # uses the pool
+        gm = fastem.GaussianMixture(3, covariance_type="diag", random_state=0,
+                                    max_iter=3).fit(X)
         gm.score_samples(X)
         c0 = time.process_time()
         time.sleep(0.5)

@@ -57,7 +57,7 @@ def test_weighted_kmeans_equals_duplicated_rows():
     def step(Y, sw):
         labels = np.empty(Y.shape[0], dtype=np.int64)
         sums, counts, inertia = np.zeros((1, 3, 2)), np.zeros((1, 3)), np.zeros(1)
-        _lloyd_step(Y, sw, start, labels, sums, counts, inertia, 256)
+        _lloyd_step(Y, sw, start, labels, sums, counts, inertia, 256, np.zeros(2, dtype=np.int64))
         return sums[0], counts[0], inertia[0]
 
     a = step(X, w)

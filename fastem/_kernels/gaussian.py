@@ -9,8 +9,10 @@ With ``do_stats=False`` the same kernel only fills the per-row outputs that
 
 Rows are cut into blocks of ``block`` rows; block ``b`` belongs to slot
 ``s = floor(b * n_slots / n_blocks)`` (contiguous runs of blocks) and each
-slot accumulates into its own partial statistics.  ``prange`` runs over the
-slots, whose number is chosen by the caller and never depends on the thread
+slot accumulates into its own partial statistics.  A kernel call processes
+slots one at a time until none is left, claiming each atomically through
+``ctrl``; :func:`fastem._parallel.run_slots` runs it on every thread.  The
+number of slots is chosen by the caller and never depends on the thread
 count; the caller sums the slots in order.  Results are therefore bitwise
 identical whatever the number of threads.  Inside a block the data are
 copied to a transposed ``(d, block)`` scratch so that the inner loops run
@@ -43,14 +45,16 @@ lls        (S,)            out    per slot sum_i w_i log p(x_i)
 wsums      (S,)            out    per slot sum_i w_i
 block      int             in     rows per block
 vmc        (C,)            in     ``vecmath.VM_CONSTS``, the exp/log constants
+ctrl       (2,) int64      in/out slot claims (see ``sync``); zeros
 ========== =============== ====== ==============================================
 """
 
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import overload
 
 from .._config import JIT_OPTIONS
+from .sync import claim_slot, finish_slot
 from .vecmath import _exp_above, _fmax, _log_pos, vm_consts
 
 _NEG_INF = -np.inf
@@ -430,10 +434,10 @@ def _stats_block_full(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
         _scatter_upper_block(nb, diff, rd, S2[k])
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@njit(**JIT_OPTIONS)
 def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                       out_lognorm, out_resp, out_label, S0s, S1s, S2s, lls,
-                      wsums, block, vmc):
+                      wsums, block, vmc, ctrl):
     """Fused E-step, full covariances.
 
     prec_chol : (K, d, d) upper-triangular factors, input.
@@ -456,18 +460,21 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             for b in range(d):
                 ul[k, a, b] = prec_chol[k, a, b]
                 ult[k, b, a] = prec_chol[k, a, b]
-    for s in prange(n_slots):
-        # zero-filled: the BLAS path reads whole rows, tails included
-        xt = np.zeros((d, block + _PAD))
-        xl = _lowp_block(X, xt)
-        diff = np.zeros((d, block + _PAD))
-        diffl = _lowp_block(X, diff)
-        ybuf = np.empty((d, block + _PAD), dtype=X.dtype)
-        rdb = np.empty((d, block + _PAD))
-        q = np.empty((K, block + _PAD), dtype=X.dtype)
-        resp = np.empty((K, block + _PAD))  # log-densities, then responsibilities
-        vec = np.empty((5, block + _PAD))
-        yl = np.empty(block + _PAD, dtype=X.dtype)
+    # zero-filled: the BLAS path reads whole rows, tails included
+    xt = np.zeros((d, block + _PAD))
+    xl = _lowp_block(X, xt)
+    diff = np.zeros((d, block + _PAD))
+    diffl = _lowp_block(X, diff)
+    ybuf = np.empty((d, block + _PAD), dtype=X.dtype)
+    rdb = np.empty((d, block + _PAD))
+    q = np.empty((K, block + _PAD), dtype=X.dtype)
+    resp = np.empty((K, block + _PAD))  # log-densities, then responsibilities
+    vec = np.empty((5, block + _PAD))
+    yl = np.empty(block + _PAD, dtype=X.dtype)
+    while True:
+        s = claim_slot(ctrl)
+        if s >= n_slots:
+            break
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
         S2s[s, :, :, :] = 0.0
@@ -494,6 +501,7 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                 _stats_block_full(xt, nb, w, resp, shift_c, S0, S1, S2, vec[1], rdb, diff)
         lls[s] = ll
         wsums[s] = ws
+        finish_slot(ctrl)
 
 
 # --------------------------------------------------------------------------
@@ -630,10 +638,10 @@ def _stats_block_tied(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
     _scatter_upper_block(nb, diff, rd, S2)
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@njit(**JIT_OPTIONS)
 def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                       out_lognorm, out_resp, out_label, S0s, S1s, S2s, lls,
-                      wsums, block, vmc):
+                      wsums, block, vmc, ctrl):
     """Fused E-step, one tied covariance.
 
     prec_chol : (d, d) upper-triangular factor, input.
@@ -661,15 +669,18 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             for b in range(a + 1):
                 v += means_c[k, b] * prec_chol[b, a]
             mp[k, a] = v
-    for s in prange(n_slots):
-        xt = np.empty((d, block + _PAD))
-        xl = _lowp_block(X, xt)
-        diff = np.empty((d, block + _PAD))
-        rdb = np.empty((d, block + _PAD))
-        xpb = np.empty((d, block + _PAD), dtype=X.dtype)
-        q = np.empty((K, block + _PAD), dtype=X.dtype)
-        resp = np.empty((K, block + _PAD))  # log-densities, then responsibilities
-        vec = np.empty((5, block + _PAD))
+    xt = np.empty((d, block + _PAD))
+    xl = _lowp_block(X, xt)
+    diff = np.empty((d, block + _PAD))
+    rdb = np.empty((d, block + _PAD))
+    xpb = np.empty((d, block + _PAD), dtype=X.dtype)
+    q = np.empty((K, block + _PAD), dtype=X.dtype)
+    resp = np.empty((K, block + _PAD))  # log-densities, then responsibilities
+    vec = np.empty((5, block + _PAD))
+    while True:
+        s = claim_slot(ctrl)
+        if s >= n_slots:
+            break
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
         S2s[s, :, :] = 0.0
@@ -696,6 +707,7 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                 _stats_block_tied(xt, nb, w, resp, shift_c, S0, S1, S2, vec[1], rdb, diff)
         lls[s] = ll
         wsums[s] = ws
+        finish_slot(ctrl)
 
 
 # --------------------------------------------------------------------------
@@ -788,10 +800,10 @@ def _stats_block_diag(xt, nb, w, resp, shift, S0, S1, S2, r, diff):
             S2[k, jj] += s2
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@njit(**JIT_OPTIONS)
 def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                       out_lognorm, out_resp, out_label, S0s, S1s, S2s, lls,
-                      wsums, block, vmc):
+                      wsums, block, vmc, ctrl):
     """Fused E-step, diagonal (and spherical) covariances.
 
     prec_chol : (K, d) inverse standard deviations, input; (K, 1) for
@@ -813,13 +825,16 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             p = prec_chol[k, 0] if spherical else prec_chol[k, j]
             ml[k, j] = means_c[k, j]
             hp[k, j] = 0.5 * p * p
-    for s in prange(n_slots):
-        xt = np.empty((d, block + _PAD))
-        xl = _lowp_block(X, xt)
-        diff = np.empty((d, block + _PAD))
-        q = np.empty((K, block + _PAD), dtype=X.dtype)
-        resp = np.empty((K, block + _PAD))  # log-densities, then responsibilities
-        vec = np.empty((5, block + _PAD))
+    xt = np.empty((d, block + _PAD))
+    xl = _lowp_block(X, xt)
+    diff = np.empty((d, block + _PAD))
+    q = np.empty((K, block + _PAD), dtype=X.dtype)
+    resp = np.empty((K, block + _PAD))  # log-densities, then responsibilities
+    vec = np.empty((5, block + _PAD))
+    while True:
+        s = claim_slot(ctrl)
+        if s >= n_slots:
+            break
         S0s[s, :] = 0.0
         S1s[s, :, :] = 0.0
         S2s[s, :, :] = 0.0
@@ -845,6 +860,7 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                 _stats_block_diag(xt, nb, w, resp, shift_c, S0, S1, S2, vec[1], diff)
         lls[s] = ll
         wsums[s] = ws
+        finish_slot(ctrl)
 
 
 #: Kernel per covariance type; every kernel has the same signature.  The
