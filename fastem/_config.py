@@ -62,11 +62,11 @@ N_SLOTS = _env_int("FASTEM_N_SLOTS", 16, 1)
 #: Bytes of rows per chunk read from out-of-core input (see fastem._data).
 CHUNK_BYTES = _env_int("FASTEM_CHUNK_BYTES", 32 * 2**20, 1)
 
-#: E-steps (and k-means passes) with fewer than this many row x component x
-#: (feature + 1) products run on one thread: there a parallel region costs
-#: more than it saves, and on a loaded machine a 2-thread region can wait
-#: milliseconds for a descheduled worker.  0 always uses every thread.
-SERIAL_WORK = _env_int("FASTEM_SERIAL_WORK", 1 << 17, 0)
+#: E-steps (and k-means passes) with less work than this (see
+#: ``fastem._estep.estep_work``, about 0.3 ns a unit: ~150 us on one core)
+#: run on the calling thread alone: waking a pool thread costs 30-60 us on
+#: these VMs.  0 always uses every thread.
+SERIAL_WORK = _env_int("FASTEM_SERIAL_WORK", 1 << 19, 0)
 
 #: fastmath flags for the kernels: reassociation lets LLVM vectorise the
 #: reductions over rows; no ``nnan``/``ninf`` because log-sum-exp relies on

@@ -352,7 +352,7 @@ def bench_cold_start():
 
 def bench_threads(n=1_000_000, d=16, k=8, types=COVARIANCE_TYPES, repeats=5):
     """Kernel time (one fused E-step) with 1 and with 2 threads; and a whole
-    E-step on 100 rows on 1 and on 2 threads (what handing work to the pool
+    E-step on 1,024 rows on 1 and on 2 threads (what handing work to the pool
     thread costs)."""
     from ._estep import EStepWorkspace
     from .datasets import make_mixture
@@ -381,14 +381,14 @@ def bench_threads(n=1_000_000, d=16, k=8, types=COVARIANCE_TYPES, repeats=5):
                 times[threads] = float(np.median(ts))
             rows.append([ct, f"{times[1] * 1e3:.1f}", f"{times[2] * 1e3:.1f}",
                          f"{times[1] / times[2]:.2f}x"])
-        small = X[:100]
-        ws = EStepWorkspace("diag", k, d, 100)
+        small = X[:1024]  # four blocks: four slots, so the pool thread gets some
+        ws = EStepWorkspace("diag", k, d, 1024)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             gm = GaussianMixture(k, covariance_type="diag", max_iter=1, random_state=0).fit(X[:5000])
         p = gm._get_params_tuple()
         serial_work = _config.SERIAL_WORK
-        _config.SERIAL_WORK = 0  # hand even 100 rows to the pool thread
+        _config.SERIAL_WORK = 0  # hand even these rows to the pool thread
         region_us = {}
         try:
             for threads in (1, 2):
@@ -703,10 +703,10 @@ def run(full=False, grid=None, types=COVARIANCE_TYPES, repeats=3, out_dir=None, 
         thr_md, region_us = bench_threads()
         md += ["", "## One thread against two (one fused E-step, n=1,000,000, d=16, k=8)", "",
                thr_md, "",
-               f"A whole fused E-step on 100 rows, where the kernel itself takes a few "
-               f"microseconds, takes {region_us[1]:.0f} us on 1 thread and {region_us[2]:.0f} us "
-               f"when it is also handed to the pool thread (fastem runs such small work on one "
-               f"thread; see `FASTEM_SERIAL_WORK`)."]
+               f"A whole fused E-step on 1,024 rows (d=16, k=8, diag) takes "
+               f"{region_us[1]:.0f} us on 1 thread and {region_us[2]:.0f} us when half of its "
+               f"slots are handed to the pool thread; fastem runs work this small on one "
+               f"thread (`FASTEM_SERIAL_WORK`)."]
     text = "\n".join(md) + "\n"
     if out_dir is not None:
         out_dir = Path(out_dir)

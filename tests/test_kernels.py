@@ -204,9 +204,26 @@ def test_small_work_runs_on_one_thread_with_the_same_result():
             inside = numba.get_num_threads()
         with serial_if_small(1 << 20):
             large = numba.get_num_threads()
-        k, d = params.means.shape  # 700 x 3 x 5 < 2**17: one thread
+        k, d = params.means.shape  # 700 x 3 x (5 + 6) < 2**17: one thread
         capped = EStepWorkspace("diag", k, d, X.shape[0]).run(X, sw, params, shift=shift)
         assert numba.get_num_threads() == before
     assert inside == 1 and large == before == min(2, numba.config.NUMBA_NUM_THREADS)
     for name in ("S0", "S1", "S2"):
         assert np.array_equal(getattr(two, name), getattr(capped, name))
+
+
+def test_serial_rule_follows_the_measured_crossovers():
+    """Default FASTEM_SERIAL_WORK against the E-step work estimate: the sizes
+    measured faster on one thread stay there, the others use the pool."""
+    import os
+
+    from fastem import _config
+    from fastem._estep import estep_work
+
+    limit = 1 << 19
+    assert _config.SERIAL_WORK == limit or "FASTEM_SERIAL_WORK" in os.environ
+    assert estep_work(16_384, 3, 2, "diag") < limit <= estep_work(32_768, 3, 2, "diag")
+    assert estep_work(1_024, 16, 16, "diag") < limit <= estep_work(4_096, 16, 16, "diag")
+    assert limit <= estep_work(8_192, 8, 2, "full")
+    assert limit <= estep_work(512, 8, 64, "full")
+    assert estep_work(1000, 4, 8, "tied") > estep_work(1000, 4, 8, "diag")
