@@ -511,13 +511,22 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
 
 
 @njit(**JIT_OPTIONS)
-def _logprob_block_diag(xl, nb, ml, hp, base, spherical, q, lp, mx):
+def _logprob_block_diag(xl, nb, ml, hp, sl, sml, base, spherical, q, lp, mx):
     """lp[k] = base[k] - sum_j hp[k, j] (x_j - mu_kj)^2 in float64 (the sum in
     xl's dtype, in ``q``), with hp = prec_chol**2 / 2, and mx = the row
     maxima as in ``_quad_to_logprob``.  With ``spherical`` (and d > 2) the
     values of hp[k] are all equal and multiply the sum of squares once (one
     multiply per feature fewer).  At d = 2 one pass per component (no ``q``);
-    otherwise the last feature's pass also forms ``lp`` and ``mx``."""
+    otherwise the last feature's pass also forms ``lp`` and ``mx``.
+
+    The diag loop (not spherical, d > 2) forms each term as u^2 with
+    u = s x_j - s mu_kj, s = sqrt(hp), from ``sl`` = s and ``sml`` = s mu:
+    two multiply-adds per element, four features per pass over the block
+    (1.3x on that loop at d = 16 against (x - mu), square, scale and one
+    feature per pass).  x is the block centred in float64, so s mu_kj is as
+    large as the component's distance from the data's centre and no larger:
+    rounding ``sml`` costs what rounding x - mu did.  Other callers may pass
+    ``ml`` and ``hp`` again for ``sl`` and ``sml``."""
     d = xl.shape[0]
     K = ml.shape[0]
     for t in range(nb):
@@ -570,15 +579,34 @@ def _logprob_block_diag(xl, nb, ml, hp, base, spherical, q, lp, mx):
                 mx[t] = _fmax(mx[t], v)
             continue
         else:
+            s0 = sl[k, 0]
+            c0 = sml[k, 0]
             for t in range(nb):
-                v0 = xl[0, t] - m0
-                acc[t] = h0 * v0 * v0
-            for j in range(1, d - 1):
-                m = ml[k, j]
-                h = hp[k, j]
+                u0 = s0 * xl[0, t] - c0
+                acc[t] = u0 * u0
+            j = 1
+            while j + 4 <= d - 1:
+                sa = sl[k, j]
+                sb = sl[k, j + 1]
+                sc = sl[k, j + 2]
+                sd = sl[k, j + 3]
+                ca = sml[k, j]
+                cb = sml[k, j + 1]
+                cc = sml[k, j + 2]
+                cd = sml[k, j + 3]
                 for t in range(nb):
-                    u = xl[j, t] - m
-                    acc[t] += h * u * u
+                    ua = sa * xl[j, t] - ca
+                    ub = sb * xl[j + 1, t] - cb
+                    uc = sc * xl[j + 2, t] - cc
+                    ud = sd * xl[j + 3, t] - cd
+                    acc[t] += (ua * ua + ub * ub) + (uc * uc + ud * ud)
+                j += 4
+            for jj in range(j, d - 1):
+                sj = sl[k, jj]
+                cj = sml[k, jj]
+                for t in range(nb):
+                    u = sj * xl[jj, t] - cj
+                    acc[t] += u * u
         m = ml[k, d - 1]
         h = hp[k, d - 1]
         for t in range(nb):
@@ -698,7 +726,8 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             if resp_in.shape[0] == 0:
                 _fill_lowp(X, xt, xl, nb)
                 _whiten_block_tied(xl, nb, ul, xpb)
-                _logprob_block_diag(xpb, nb, mp, half, base, True, q, resp, vec[4])
+                _logprob_block_diag(xpb, nb, mp, half, mp, half, base, True, q, resp,
+                                    vec[4])
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
                                      out_label, vmc, sw.shape[0] > 0)
             ll += bll
@@ -819,12 +848,17 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     center, shift_c, means_c = _centring(shift, means)
     ml = np.empty((K, d), dtype=X.dtype)
     hp = np.empty((K, d), dtype=X.dtype)
+    sl = np.empty((K, d), dtype=X.dtype)
+    sml = np.empty((K, d), dtype=X.dtype)
     spherical = prec_chol.shape[1] == 1 and d > 1
     for k in range(K):
         for j in range(d):
             p = prec_chol[k, 0] if spherical else prec_chol[k, j]
+            sp = np.sqrt(0.5) * abs(p)
             ml[k, j] = means_c[k, j]
             hp[k, j] = 0.5 * p * p
+            sl[k, j] = sp
+            sml[k, j] = sp * means_c[k, j]
     xt = np.empty((d, block + _PAD))
     xl = _lowp_block(X, xt)
     diff = np.empty((d, block + _PAD))
@@ -851,7 +885,8 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             _load_block(X, sw, i0, nb, center, xt, w)
             if resp_in.shape[0] == 0:
                 _fill_lowp(X, xt, xl, nb)
-                _logprob_block_diag(xl, nb, ml, hp, base, spherical, q, resp, vec[4])
+                _logprob_block_diag(xl, nb, ml, hp, sl, sml, base, spherical, q, resp,
+                                    vec[4])
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
                                      out_label, vmc, sw.shape[0] > 0)
             ll += bll
