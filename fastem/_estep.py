@@ -136,7 +136,7 @@ class EStepWorkspace:
         self.S2s = np.zeros((ns,) + covariance_shape(kernel_type, K, d))
         self.lls = np.zeros(ns)
         self.wsums = np.zeros(ns)
-        self.uses_blas = covariance_type == "full" and n_features >= BLAS_MIN_FEATURES
+        self.uses_blas = covariance_type in ("full", "tied") and n_features >= BLAS_MIN_FEATURES
         self._no_rows = np.empty((0, K))  # "not requested" for (n, K) arguments
 
     def run(self, X, sample_weight, params, *, shift=None, do_stats=True,

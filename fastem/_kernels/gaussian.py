@@ -323,17 +323,71 @@ def _first_moments_block(xt, nb, w, resp, shift, k, r, diff, rd, S0, S1):
         S1[k, j] += s1
 
 
+#: From this many features on, the triangular products (the full kernel's
+#: U^T (x - mu), tied's whitening) and the off-diagonal half of the scatter
+#: S2 are BLAS matrix products (np.dot into preallocated buffers; no faster
+#: at d=16).  The caller pins BLAS to one thread.
+BLAS_MIN_FEATURES = 32
+
+
 @njit(**JIT_OPTIONS)
-def _scatter_upper_block(nb, diff, rd, S2):
+def _tri_dot(l11, lb, x, y):
+    """y = L x for a lower-triangular L given as its leading h x h triangle
+    ``l11`` and its last d - h rows ``lb`` (h = d // 2): two BLAS products
+    that skip the zero upper-right block, 3/4 of the work of one dense L x.
+    Reads and writes whole rows of x and y (tails too)."""
+    h = l11.shape[0]
+    np.dot(l11, x[:h], y[:h])
+    np.dot(lb, x, y[h:])
+
+
+@njit(**JIT_OPTIONS)
+def _split_lower(L, l11, lb):
+    """The ``_tri_dot`` operands of a lower-triangular L (d, d)."""
+    h = l11.shape[0]
+    d = L.shape[0]
+    for a in range(h):
+        for b in range(h):
+            l11[a, b] = L[a, b]
+    for a in range(h, d):
+        for b in range(d):
+            lb[a - h, b] = L[a, b]
+
+
+@njit(**JIT_OPTIONS)
+def _scatter_upper_block(nb, diff, rd, S2, tmp):
     """S2[a, b] += sum_t rd[a, t] diff[b, t] for a <= b, where rd = r * diff.
+
+    From BLAS_MIN_FEATURES features on, the block a < h <= b (h = d // 2,
+    half of the work) is one BLAS product over whole rows, into ``tmp``
+    (h, d - h): rd's columns past ``nb`` are zeroed for it, and diff's must
+    be finite.  The two triangles are the loop below."""
+    d = diff.shape[0]
+    if d < BLAS_MIN_FEATURES:
+        _scatter_upper_range(nb, diff, rd, S2, 0, d)
+        return
+    for j in range(d):
+        for t in range(nb, rd.shape[1]):
+            rd[j, t] = 0.0
+    h = d // 2
+    np.dot(rd[:h], diff[h:].T, tmp)
+    for a in range(h):
+        for b in range(d - h):
+            S2[a, h + b] += tmp[a, b]
+    _scatter_upper_range(nb, diff, rd, S2, 0, h)
+    _scatter_upper_range(nb, diff, rd, S2, h, d)
+
+
+@njit(**JIT_OPTIONS)
+def _scatter_upper_range(nb, diff, rd, S2, lo, hi):
+    """S2[a, b] += sum_t rd[a, t] diff[b, t] for lo <= a <= b < hi.
 
     2x2 tiles of (a, b): each loaded value feeds two multiply-adds.
     """
-    d = diff.shape[0]
-    for a in range(0, d, 2):
-        a1 = min(a + 1, d - 1)
-        for b in range(a, d, 2):
-            b1 = min(b + 1, d - 1)
+    for a in range(lo, hi, 2):
+        a1 = min(a + 1, hi - 1)
+        for b in range(a, hi, 2):
+            b1 = min(b + 1, hi - 1)
             s00 = 0.0
             s01 = 0.0
             s10 = 0.0
@@ -367,15 +421,12 @@ def _slot_range(s, n_slots, n_blocks):
 # --------------------------------------------------------------------------
 
 
-#: From this many features on, the triangular product of the full kernel is a
-#: BLAS matrix product (np.dot into a preallocated buffer; ~1.4x faster at
-#: d=64, no faster at d=16). The caller pins BLAS to one thread.
-BLAS_MIN_FEATURES = 32
-
 
 @njit(**JIT_OPTIONS)
-def _quad_block_full(xl, nb, ml, ul, ult, q, diff, ybuf, y):
-    """q[k] = ||U_k^T (x - mu_k)||^2 in xl's dtype (xl, ml centred)."""
+def _quad_block_full(xl, nb, ml, ul, l11, lb, q, diff, ybuf, y):
+    """q[k] = ||U_k^T (x - mu_k)||^2 in xl's dtype (xl, ml centred); from
+    BLAS_MIN_FEATURES on, U_k^T as ``_tri_dot`` operands ``l11[k]``,
+    ``lb[k]``."""
     d = xl.shape[0]
     K = ml.shape[0]
     use_blas = d >= BLAS_MIN_FEATURES
@@ -387,7 +438,7 @@ def _quad_block_full(xl, nb, ml, ul, ult, q, diff, ybuf, y):
             for t in range(width):
                 diff[j, t] = xl[j, t] - m
         if use_blas:
-            np.dot(ult[k], diff, ybuf)  # y = U^T (x - mu)
+            _tri_dot(l11[k], lb[k], diff, ybuf)  # y = U^T (x - mu)
             for t in range(nb):
                 acc[t] = ybuf[0, t] * ybuf[0, t]
             for a in range(1, d):
@@ -427,11 +478,11 @@ def _quad_block_full(xl, nb, ml, ul, ult, q, diff, ybuf, y):
 
 
 @njit(**JIT_OPTIONS)
-def _stats_block_full(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
+def _stats_block_full(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff, tmp):
     K = resp.shape[0]
     for k in range(K):
         _first_moments_block(xt, nb, w, resp, shift, k, r, diff, rd, S0, S1)
-        _scatter_upper_block(nb, diff, rd, S2[k])
+        _scatter_upper_block(nb, diff, rd, S2[k], tmp)
 
 
 @njit(**JIT_OPTIONS)
@@ -453,20 +504,26 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     # the log-density operands in the input's precision
     ml = np.empty((K, d), dtype=X.dtype)
     ul = np.empty((K, d, d), dtype=X.dtype)
-    ult = np.empty((K, d, d), dtype=X.dtype)
+    ult = np.empty((d, d), dtype=X.dtype)
+    h = d // 2 if d >= BLAS_MIN_FEATURES else 0
+    l11 = np.empty((K, h, h), dtype=X.dtype)
+    lb = np.empty((K, d - h if h else 0, d), dtype=X.dtype)
     for k in range(K):
         for a in range(d):
             ml[k, a] = means_c[k, a]
             for b in range(d):
                 ul[k, a, b] = prec_chol[k, a, b]
-                ult[k, b, a] = prec_chol[k, a, b]
+                ult[b, a] = prec_chol[k, a, b]
+        if h:
+            _split_lower(ult, l11[k], lb[k])
     # zero-filled: the BLAS path reads whole rows, tails included
     xt = np.zeros((d, block + _PAD))
     xl = _lowp_block(X, xt)
     diff = np.zeros((d, block + _PAD))
     diffl = _lowp_block(X, diff)
     ybuf = np.empty((d, block + _PAD), dtype=X.dtype)
-    rdb = np.empty((d, block + _PAD))
+    rdb = np.zeros((d, block + _PAD))
+    tmp = np.empty((d // 2, d - d // 2))
     q = np.empty((K, block + _PAD), dtype=X.dtype)
     resp = np.empty((K, block + _PAD))  # log-densities, then responsibilities
     vec = np.empty((5, block + _PAD))
@@ -491,14 +548,15 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             _load_block(X, sw, i0, nb, center, xt, w)
             if resp_in.shape[0] == 0:
                 _fill_lowp(X, xt, xl, nb)
-                _quad_block_full(xl, nb, ml, ul, ult, q, diffl, ybuf, yl)
+                _quad_block_full(xl, nb, ml, ul, l11, lb, q, diffl, ybuf, yl)
                 _quad_to_logprob(q, base, nb, resp, vec[4])
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
                                      out_label, vmc, sw.shape[0] > 0)
             ll += bll
             ws += bws
             if do_stats:
-                _stats_block_full(xt, nb, w, resp, shift_c, S0, S1, S2, vec[1], rdb, diff)
+                _stats_block_full(xt, nb, w, resp, shift_c, S0, S1, S2, vec[1], rdb, diff,
+                                  tmp)
         lls[s] = ll
         wsums[s] = ws
         finish_slot(ctrl)
@@ -622,10 +680,14 @@ def _logprob_block_diag(xl, nb, ml, hp, sl, sml, base, spherical, q, lp, mx):
 
 
 @njit(**JIT_OPTIONS)
-def _whiten_block_tied(xl, nb, ul, xp):
+def _whiten_block_tied(xl, nb, ul, l11, lb, xp):
     """xp = x U (x centred).  The log-densities are then those of unit
-    spherical components at (mu_k - c) U: ``_logprob_block_diag``."""
+    spherical components at (mu_k - c) U: ``_logprob_block_diag``.  From
+    BLAS_MIN_FEATURES on, U^T given as ``_tri_dot`` operands."""
     d = xl.shape[0]
+    if d >= BLAS_MIN_FEATURES:
+        _tri_dot(l11, lb, xl, xp)
+        return
     for a in range(d):
         c = ul[0, a]
         for t in range(nb):
@@ -637,7 +699,7 @@ def _whiten_block_tied(xl, nb, ul, xp):
 
 
 @njit(**JIT_OPTIONS)
-def _stats_block_tied(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
+def _stats_block_tied(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff, tmp):
     d = xt.shape[0]
     K = resp.shape[0]
     # one common shift: the first moments need no stored differences
@@ -663,7 +725,7 @@ def _stats_block_tied(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff):
             v = xt[j, t] - c
             diff[j, t] = v
             rd[j, t] = r[t] * v
-    _scatter_upper_block(nb, diff, rd, S2)
+    _scatter_upper_block(nb, diff, rd, S2, tmp)
 
 
 @njit(**JIT_OPTIONS)
@@ -688,19 +750,28 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     mp = np.empty((K, d), dtype=X.dtype)
     half = np.full((K, d), 0.5, dtype=X.dtype)  # -1/2 ||.||^2 in _logprob_block_diag
     ul = np.empty((d, d), dtype=X.dtype)
+    ult = np.empty((d, d), dtype=X.dtype)
     for a in range(d):
         for b in range(d):
             ul[a, b] = prec_chol[a, b]
+            ult[b, a] = prec_chol[a, b]
+    h = d // 2 if d >= BLAS_MIN_FEATURES else 0
+    l11 = np.empty((h, h), dtype=X.dtype)
+    lb = np.empty((d - h if h else 0, d), dtype=X.dtype)
+    if h:
+        _split_lower(ult, l11, lb)
     for k in range(K):
         for a in range(d):
             v = 0.0
             for b in range(a + 1):
                 v += means_c[k, b] * prec_chol[b, a]
             mp[k, a] = v
-    xt = np.empty((d, block + _PAD))
+    # zero-filled: the BLAS paths read whole rows, tails included
+    xt = np.zeros((d, block + _PAD))
     xl = _lowp_block(X, xt)
-    diff = np.empty((d, block + _PAD))
-    rdb = np.empty((d, block + _PAD))
+    diff = np.zeros((d, block + _PAD))
+    rdb = np.zeros((d, block + _PAD))
+    tmp = np.empty((d // 2, d - d // 2))
     xpb = np.empty((d, block + _PAD), dtype=X.dtype)
     q = np.empty((K, block + _PAD), dtype=X.dtype)
     resp = np.empty((K, block + _PAD))  # log-densities, then responsibilities
@@ -725,7 +796,7 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             _load_block(X, sw, i0, nb, center, xt, w)
             if resp_in.shape[0] == 0:
                 _fill_lowp(X, xt, xl, nb)
-                _whiten_block_tied(xl, nb, ul, xpb)
+                _whiten_block_tied(xl, nb, ul, l11, lb, xpb)
                 _logprob_block_diag(xpb, nb, mp, half, mp, half, base, True, q, resp,
                                     vec[4])
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
@@ -733,7 +804,8 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             ll += bll
             ws += bws
             if do_stats:
-                _stats_block_tied(xt, nb, w, resp, shift_c, S0, S1, S2, vec[1], rdb, diff)
+                _stats_block_tied(xt, nb, w, resp, shift_c, S0, S1, S2, vec[1], rdb, diff,
+                                  tmp)
         lls[s] = ll
         wsums[s] = ws
         finish_slot(ctrl)
