@@ -39,17 +39,22 @@ def test_claims_hand_out_each_slot_once_then_run_dry():
     assert finished(ctrl, 3, 1)
 
 
-def _claiming(out, delay_off_main, ctrl):
-    """A Python stand-in for a kernel: claims slots like the kernels do, the
-    pool thread after ``delay_off_main`` seconds."""
-    if threading.current_thread() is not threading.main_thread():
-        time.sleep(delay_off_main)
+def _claim_all(out, ctrl):
+    """What a kernel does: claim slots until none is left, count each."""
     while True:
         s = claim_slot(ctrl)
         if s >= out.shape[0]:
             return
         out[s] += 1
         finish_slot(ctrl)
+
+
+def _claiming(out, delay_off_main, ctrl):
+    """A Python stand-in for a kernel, the pool thread starting after
+    ``delay_off_main`` seconds."""
+    if threading.current_thread() is not threading.main_thread():
+        time.sleep(delay_off_main)
+    _claim_all(out, ctrl)
 
 
 @pytest.mark.skipif(TWO < 2, reason="needs two Numba threads")
@@ -69,12 +74,7 @@ def _failing(out, ctrl):
     deadline = time.perf_counter() + 10
     while ctrl[0] == 0 and time.perf_counter() < deadline:
         time.sleep(0.001)  # let the pool thread claim first
-    while True:
-        s = claim_slot(ctrl)
-        if s >= out.shape[0]:
-            return
-        out[s] += 1
-        finish_slot(ctrl)
+    _claim_all(out, ctrl)
 
 
 @pytest.mark.skipif(TWO < 2, reason="needs two Numba threads")

@@ -137,6 +137,26 @@ def _fill_lowp_impl(X, xt, xl, nb):
 
 
 @njit(**JIT_OPTIONS)
+def _scratch(X, K, block):
+    """The per-thread block scratch of every kernel, reused for each slot the
+    thread takes: the float64 block ``xt`` (d, B), ``xl`` (the block in the
+    input's precision: xt itself for float64), the differences ``diff``
+    (d, B), the quadratic forms ``q`` (K, B, input precision), ``resp``
+    (K, B: log-densities, then responsibilities) and ``vec`` (5, B: weights,
+    r, -, per-row log-densities, row maxima).  B is block + _PAD; xt and
+    diff are zero-filled (the BLAS paths read whole rows, tails included,
+    and the tails must be finite)."""
+    d = X.shape[1]
+    xt = np.zeros((d, block + _PAD))
+    xl = _lowp_block(X, xt)
+    diff = np.zeros((d, block + _PAD))
+    q = np.empty((K, block + _PAD), dtype=X.dtype)
+    resp = np.empty((K, block + _PAD))
+    vec = np.empty((5, block + _PAD))
+    return xt, xl, diff, q, resp, vec
+
+
+@njit(**JIT_OPTIONS)
 def _common_center(shift):
     """Mean of the rows of ``shift``: the point every block is centred on."""
     K, d = shift.shape
@@ -516,17 +536,11 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                 ult[b, a] = prec_chol[k, a, b]
         if h:
             _split_lower(ult, l11[k], lb[k])
-    # zero-filled: the BLAS path reads whole rows, tails included
-    xt = np.zeros((d, block + _PAD))
-    xl = _lowp_block(X, xt)
-    diff = np.zeros((d, block + _PAD))
+    xt, xl, diff, q, resp, vec = _scratch(X, K, block)
     diffl = _lowp_block(X, diff)
     ybuf = np.empty((d, block + _PAD), dtype=X.dtype)
     rdb = np.zeros((d, block + _PAD))
     tmp = np.empty((d // 2, d - d // 2))
-    q = np.empty((K, block + _PAD), dtype=X.dtype)
-    resp = np.empty((K, block + _PAD))  # log-densities, then responsibilities
-    vec = np.empty((5, block + _PAD))
     yl = np.empty(block + _PAD, dtype=X.dtype)
     while True:
         s = claim_slot(ctrl)
@@ -766,16 +780,10 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             for b in range(a + 1):
                 v += means_c[k, b] * prec_chol[b, a]
             mp[k, a] = v
-    # zero-filled: the BLAS paths read whole rows, tails included
-    xt = np.zeros((d, block + _PAD))
-    xl = _lowp_block(X, xt)
-    diff = np.zeros((d, block + _PAD))
+    xt, xl, diff, q, resp, vec = _scratch(X, K, block)
     rdb = np.zeros((d, block + _PAD))
     tmp = np.empty((d // 2, d - d // 2))
     xpb = np.empty((d, block + _PAD), dtype=X.dtype)
-    q = np.empty((K, block + _PAD), dtype=X.dtype)
-    resp = np.empty((K, block + _PAD))  # log-densities, then responsibilities
-    vec = np.empty((5, block + _PAD))
     while True:
         s = claim_slot(ctrl)
         if s >= n_slots:
@@ -931,12 +939,7 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             hp[k, j] = 0.5 * p * p
             sl[k, j] = sp
             sml[k, j] = sp * means_c[k, j]
-    xt = np.empty((d, block + _PAD))
-    xl = _lowp_block(X, xt)
-    diff = np.empty((d, block + _PAD))
-    q = np.empty((K, block + _PAD), dtype=X.dtype)
-    resp = np.empty((K, block + _PAD))  # log-densities, then responsibilities
-    vec = np.empty((5, block + _PAD))
+    xt, xl, diff, q, resp, vec = _scratch(X, K, block)
     while True:
         s = claim_slot(ctrl)
         if s >= n_slots:
