@@ -441,7 +441,6 @@ def _slot_range(s, n_slots, n_blocks):
 # --------------------------------------------------------------------------
 
 
-
 @njit(**JIT_OPTIONS)
 def _quad_block_full(xl, nb, ml, ul, l11, lb, q, diff, ybuf, y):
     """q[k] = ||U_k^T (x - mu_k)||^2 in xl's dtype (xl, ml centred); from
