@@ -39,8 +39,8 @@ import numpy as np
 
 from ._kernels.sync import finished
 
-#: Reads of ``ctrl`` the calling thread spins for (a few milliseconds) before
-#: it blocks on the pool threads instead.
+#: Reads of ``ctrl`` the calling thread spins for (about 0.65 ms on this
+#: project's machine) before it blocks on the pool threads instead.
 _MAX_SPINS = 1 << 21
 
 _INBOXES = []  # one queue per pool thread

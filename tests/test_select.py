@@ -51,8 +51,7 @@ def entropy_term(gm, X, sample_weight=None):
 def one_thread():
     """These tests fit hundreds of models of a few hundred rows: too few rows
     for the parallel kernels to help, and when another process holds one of
-    the machine's cores, every parallel region of 2 threads waits for a time
-    slice (measured: 5.4 s instead of 0.1 s for the Old Faithful grid).
+    the machine's cores, every 2-thread kernel call waits for a time slice (measured: 5.4 s instead of 0.1 s for the Old Faithful grid).
     Results do not depend on the thread count (tests/test_kernels.py)."""
     with numba_threads(1):
         yield
