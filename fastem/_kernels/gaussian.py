@@ -582,37 +582,34 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
 
 
 @njit(**JIT_OPTIONS)
-def _logprob_block_diag(xl, nb, ml, hp, sl, sml, base, spherical, q, lp, mx):
-    """lp[k] = base[k] - sum_j hp[k, j] (x_j - mu_kj)^2 in float64 (the sum in
-    xl's dtype, in ``q``), with hp = prec_chol**2 / 2, and mx = the row
-    maxima as in ``_quad_to_logprob``.  With ``spherical`` (and d > 2) the
-    values of hp[k] are all equal and multiply the sum of squares once (one
-    multiply per feature fewer).  At d = 2 one pass per component (no ``q``);
-    otherwise the last feature's pass also forms ``lp`` and ``mx``.
+def _logprob_block_diag(xl, nb, sl, sml, base, q, lp, mx):
+    """lp[k] = base[k] - sum_j (s_kj x_j - s_kj mu_kj)^2 in float64 (the sum
+    in xl's dtype, in ``q``), from ``sl`` = s = sqrt(prec_chol**2 / 2) and
+    ``sml`` = s mu, and mx = the row maxima as in ``_quad_to_logprob``.
 
-    The diag loop (not spherical, d > 2) forms each term as u^2 with
-    u = s x_j - s mu_kj, s = sqrt(hp), from ``sl`` = s and ``sml`` = s mu:
-    two multiply-adds per element, four features per pass over the block
-    (1.3x on that loop at d = 16 against (x - mu), square, scale and one
-    feature per pass).  x is the block centred in float64, so s mu_kj is as
+    Each term is two multiply-adds, four features per pass over the block
+    (1.3x on this loop at d = 16 against (x - mu), square and scale one
+    feature at a time).  x is the block centred in float64, so s mu_kj is as
     large as the component's distance from the data's centre and no larger:
-    rounding ``sml`` costs what rounding x - mu did.  Other callers may pass
-    ``ml`` and ``hp`` again for ``sl`` and ``sml``."""
+    rounding ``sml`` costs what rounding x - mu did.  Diag, spherical (s
+    repeated over the features) and tied (the whitened block, s = sqrt(1/2))
+    all run this loop.  At d = 2 one pass per component (no ``q``);
+    otherwise the last feature's pass also forms ``lp`` and ``mx``."""
     d = xl.shape[0]
-    K = ml.shape[0]
+    K = sl.shape[0]
     for t in range(nb):
         mx[t] = _NEG_INF
     for k in range(K):
         bk = base[k]
-        m0 = ml[k, 0]
-        h0 = hp[k, 0]
+        s0 = sl[k, 0]
+        c0 = sml[k, 0]
         if d == 2:
-            m1 = ml[k, 1]
-            h1 = hp[k, 1]
+            s1 = sl[k, 1]
+            c1 = sml[k, 1]
             for t in range(nb):
-                v0 = xl[0, t] - m0
-                v1 = xl[1, t] - m1
-                v = bk - (h0 * v0 * v0 + h1 * v1 * v1)
+                u0 = s0 * xl[0, t] - c0
+                u1 = s1 * xl[1, t] - c1
+                v = bk - (u0 * u0 + u1 * u1)
                 lp[k, t] = v
                 mx[t] = _fmax(mx[t], v)
             continue
@@ -620,69 +617,38 @@ def _logprob_block_diag(xl, nb, ml, hp, sl, sml, base, spherical, q, lp, mx):
         if d == 1:
             for t in range(nb):
                 acc[t] = 0.0
-        elif spherical:
-            for t in range(nb):
-                v0 = xl[0, t] - m0
-                acc[t] = v0 * v0
-            # four features per pass over the block, and the scale once at the
-            # end: 1.2x faster than the diag loop at d=16
-            j = 1
-            while j + 4 <= d:
-                ma = ml[k, j]
-                mb = ml[k, j + 1]
-                mc = ml[k, j + 2]
-                md = ml[k, j + 3]
-                for t in range(nb):
-                    ua = xl[j, t] - ma
-                    ub = xl[j + 1, t] - mb
-                    uc = xl[j + 2, t] - mc
-                    ud = xl[j + 3, t] - md
-                    acc[t] += (ua * ua + ub * ub) + (uc * uc + ud * ud)
-                j += 4
-            for jj in range(j, d):
-                m = ml[k, jj]
-                for t in range(nb):
-                    u = xl[jj, t] - m
-                    acc[t] += u * u
-            for t in range(nb):
-                v = bk - h0 * acc[t]
-                lp[k, t] = v
-                mx[t] = _fmax(mx[t], v)
-            continue
         else:
-            s0 = sl[k, 0]
-            c0 = sml[k, 0]
             for t in range(nb):
                 u0 = s0 * xl[0, t] - c0
                 acc[t] = u0 * u0
-            j = 1
-            while j + 4 <= d - 1:
-                sa = sl[k, j]
-                sb = sl[k, j + 1]
-                sc = sl[k, j + 2]
-                sd = sl[k, j + 3]
-                ca = sml[k, j]
-                cb = sml[k, j + 1]
-                cc = sml[k, j + 2]
-                cd = sml[k, j + 3]
-                for t in range(nb):
-                    ua = sa * xl[j, t] - ca
-                    ub = sb * xl[j + 1, t] - cb
-                    uc = sc * xl[j + 2, t] - cc
-                    ud = sd * xl[j + 3, t] - cd
-                    acc[t] += (ua * ua + ub * ub) + (uc * uc + ud * ud)
-                j += 4
-            for jj in range(j, d - 1):
-                sj = sl[k, jj]
-                cj = sml[k, jj]
-                for t in range(nb):
-                    u = sj * xl[jj, t] - cj
-                    acc[t] += u * u
-        m = ml[k, d - 1]
-        h = hp[k, d - 1]
+        j = 1
+        while j + 4 <= d - 1:
+            sa = sl[k, j]
+            sb = sl[k, j + 1]
+            sc = sl[k, j + 2]
+            sd = sl[k, j + 3]
+            ca = sml[k, j]
+            cb = sml[k, j + 1]
+            cc = sml[k, j + 2]
+            cd = sml[k, j + 3]
+            for t in range(nb):
+                ua = sa * xl[j, t] - ca
+                ub = sb * xl[j + 1, t] - cb
+                uc = sc * xl[j + 2, t] - cc
+                ud = sd * xl[j + 3, t] - cd
+                acc[t] += (ua * ua + ub * ub) + (uc * uc + ud * ud)
+            j += 4
+        for jj in range(j, d - 1):
+            sj = sl[k, jj]
+            cj = sml[k, jj]
+            for t in range(nb):
+                u = sj * xl[jj, t] - cj
+                acc[t] += u * u
+        sj = sl[k, d - 1]
+        cj = sml[k, d - 1]
         for t in range(nb):
-            u = xl[d - 1, t] - m
-            v = bk - (acc[t] + h * u * u)
+            u = sj * xl[d - 1, t] - cj
+            v = bk - (acc[t] + u * u)
             lp[k, t] = v
             mx[t] = _fmax(mx[t], v)
 
@@ -760,8 +726,9 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     center, shift_c, means_c = _centring(shift, means)
     # (mu_k - c) U, the mean's image in the whitened space, and U, in the
     # input's precision
-    mp = np.empty((K, d), dtype=X.dtype)
-    half = np.full((K, d), 0.5, dtype=X.dtype)  # -1/2 ||.||^2 in _logprob_block_diag
+    # -1/2 ||.||^2 in _logprob_block_diag: s = sqrt(1/2), s (mu_k - c) U
+    sh = np.full((K, d), np.sqrt(0.5), dtype=X.dtype)
+    smp = np.empty((K, d), dtype=X.dtype)
     ul = np.empty((d, d), dtype=X.dtype)
     ult = np.empty((d, d), dtype=X.dtype)
     for a in range(d):
@@ -778,7 +745,7 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             v = 0.0
             for b in range(a + 1):
                 v += means_c[k, b] * prec_chol[b, a]
-            mp[k, a] = v
+            smp[k, a] = np.sqrt(0.5) * v
     xt, xl, diff, q, resp, vec = _scratch(X, K, block)
     rdb = np.zeros((d, block + _PAD))
     tmp = np.empty((d // 2, d - d // 2))
@@ -804,8 +771,7 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             if resp_in.shape[0] == 0:
                 _fill_lowp(X, xt, xl, nb)
                 _whiten_block_tied(xl, nb, ul, l11, lb, xpb)
-                _logprob_block_diag(xpb, nb, mp, half, mp, half, base, True, q, resp,
-                                    vec[4])
+                _logprob_block_diag(xpb, nb, sh, smp, base, q, resp, vec[4])
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
                                      out_label, vmc, sw.shape[0] > 0)
             ll += bll
@@ -925,17 +891,12 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     n_slots = S0s.shape[0]
     n_blocks = (n + block - 1) // block
     center, shift_c, means_c = _centring(shift, means)
-    ml = np.empty((K, d), dtype=X.dtype)
-    hp = np.empty((K, d), dtype=X.dtype)
     sl = np.empty((K, d), dtype=X.dtype)
     sml = np.empty((K, d), dtype=X.dtype)
-    spherical = prec_chol.shape[1] == 1 and d > 1
+    spherical = prec_chol.shape[1] == 1
     for k in range(K):
         for j in range(d):
-            p = prec_chol[k, 0] if spherical else prec_chol[k, j]
-            sp = np.sqrt(0.5) * abs(p)
-            ml[k, j] = means_c[k, j]
-            hp[k, j] = 0.5 * p * p
+            sp = np.sqrt(0.5) * abs(prec_chol[k, 0] if spherical else prec_chol[k, j])
             sl[k, j] = sp
             sml[k, j] = sp * means_c[k, j]
     xt, xl, diff, q, resp, vec = _scratch(X, K, block)
@@ -959,8 +920,7 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
             _load_block(X, sw, i0, nb, center, xt, w)
             if resp_in.shape[0] == 0:
                 _fill_lowp(X, xt, xl, nb)
-                _logprob_block_diag(xl, nb, ml, hp, sl, sml, base, spherical, q, resp,
-                                    vec[4])
+                _logprob_block_diag(xl, nb, sl, sml, base, q, resp, vec[4])
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
                                      out_label, vmc, sw.shape[0] > 0)
             ll += bll

@@ -68,4 +68,3 @@ def finished(ctrl, n_slots, max_spins):
         if _load_acquire(ctrl, 1) >= n_slots:
             return True
     return False
-
