@@ -16,11 +16,17 @@ import numpy as np
 
 from . import _config
 from ._dask import DaskSource
-from ._data import RowSource
+from ._data import RowSource, take_rows
 from ._kernels.gaussian import BLAS_MIN_FEATURES, ESTEP_KERNELS
 from ._kernels.vecmath import VM_CONSTS
 from ._parallel import run_slots
-from ._stats import GaussianStats, covariance_shape, default_shift, log_base
+from ._stats import (
+    GaussianStats,
+    covariance_shape,
+    default_shift,
+    log_base,
+    nearest_components,
+)
 
 _EMPTY_W = np.empty(0, dtype=np.float64)
 _EMPTY_I = np.empty(0, dtype=np.int64)
@@ -138,6 +144,10 @@ class EStepWorkspace:
         self.wsums = np.zeros(ns)
         self.uses_blas = covariance_type in ("full", "tied") and n_features >= BLAS_MIN_FEATURES
         self._no_rows = np.empty((0, K))  # "not requested" for (n, K) arguments
+        # the shapes the kernel indexes by: X's columns, then (as _prepare_params
+        # gives them) means, precision factors, log base, and the shift
+        prec = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K, 1)}
+        self._shapes = ((d,), (K, d), prec[covariance_type], (K,), (K, d))
 
     def run(self, X, sample_weight, params, *, shift=None, do_stats=True,
             resp_in=None, out_lognorm=None, out_resp=None, out_label=None):
@@ -181,6 +191,8 @@ class EStepWorkspace:
         """The kernel on one in-memory array, then the in-order slot reduction."""
         ct = self.covariance_type
         means, prec, base = prepared
+        self._check_args(X, means, prec, base, shift, sample_weight, resp_in, out_lognorm,
+                         out_resp, out_label)
         K = means.shape[0]
         sw = _EMPTY_W if sample_weight is None else sample_weight
         if resp_in is None:
@@ -218,15 +230,64 @@ class EStepWorkspace:
         )
 
 
+    def _check_args(self, X, means, prec, base, shift, sample_weight, resp_in, out_lognorm,
+                    out_resp, out_label):
+        """The kernel trusts the shapes it indexes by: check them first (no pass
+        over the rows; about half a microsecond in an EM iteration)."""
+        shapes = (X.shape[1:], means.shape, prec.shape, base.shape, shift.shape)
+        bad = [] if shapes == self._shapes else [
+            f"{name} of shape {got} instead of {want}" for name, got, want in zip(
+                ("X (its columns)", "means", "precision factors", "log weights", "shift"),
+                shapes, self._shapes) if got != want]
+        if (sample_weight is not None or resp_in is not None or out_lognorm is not None
+                or out_resp is not None or out_label is not None):
+            n, K = X.shape[0], self._no_rows.shape[1]
+            for name, a, want, dtype in (
+                    ("sample_weight", sample_weight, (n,), None),
+                    ("resp_in", resp_in, (n, K), _EMPTY_W.dtype),
+                    ("out_lognorm", out_lognorm, (n,), _EMPTY_W.dtype),
+                    ("out_resp", out_resp, (n, K), _EMPTY_W.dtype),
+                    ("out_label", out_label, (n,), _EMPTY_I.dtype)):
+                if a is not None and (a.shape != want or (dtype is not None and a.dtype != dtype)):
+                    bad.append(f"{name} of shape {a.shape} and dtype {a.dtype} instead of "
+                               f"{want}{'' if dtype is None else f' and {dtype}'}")
+        if bad:
+            K, d = self._shapes[1]
+            raise ValueError(
+                f"The E-step for {K} components, {d} features and covariance_type="
+                f"{self.covariance_type!r} was given {'; '.join(bad)}. The model's arrays "
+                "disagree with each other, with its parameters or with X: fit it again, or "
+                "load it again from a file written by fastem.save."
+            )
+
+
 def evaluate_rows(X, params, covariance_type, kind):
     """A new array of per-row outputs: ``kind`` 'label' (int64, (n,)),
-    'lognorm' ((n,)) or 'resp' ((n, K))."""
+    'lognorm' ((n,)) or 'resp' ((n, K)).
+
+    A finite row so far from every component that all its log-densities
+    underflow to -inf (log-density -inf) goes, as label or as posterior
+    probability 1, to the component nearest in log space
+    (:func:`fastem._stats.nearest_components`): probabilities always sum to 1."""
     n, K = X.shape[0], params.means.shape[0]
     if kind == "resp":
         out = np.empty((n, K))
     else:
         out = np.empty(n, dtype=np.int64 if kind == "label" else np.float64)
-    evaluate(X, params, covariance_type, **{"out_" + kind: out})
+    lognorm = out if kind == "lognorm" else np.empty(n)
+    outputs = {"out_lognorm": lognorm}
+    if kind != "lognorm":
+        outputs["out_" + kind] = out
+    evaluate(X, params, covariance_type, **outputs)
+    if kind != "lognorm":
+        far = np.flatnonzero(lognorm == -np.inf)
+        if far.size:
+            nearest = nearest_components(take_rows(X, far), params, covariance_type)
+            if kind == "label":
+                out[far] = nearest
+            else:
+                out[far] = 0.0
+                out[far, nearest] = 1.0
     return out
 
 

@@ -33,10 +33,13 @@ import math
 import os
 import re
 import secrets
+import stat
+import struct
 import zipfile
 import zlib
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "METADATA_KEY", "SaveLoadMixin", "load", "save"]
 
@@ -58,6 +61,20 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
 #: Lists of at least this many Python floats are stored as one float64 array.
 _FLOAT_LIST_MIN = 16
+#: What an archive may declare, checked before anything is inflated: its
+#: entries together hold at most _SIZE_ALLOWANCE + _SIZE_FACTOR x the
+#: archive's size (fastem stores entries uncompressed: 1 x), and none
+#: inflates more than deflate's own limit of about 1032 x.
+_SIZE_ALLOWANCE = 64 << 20
+_SIZE_FACTOR = 8
+_DEFLATE_MAX_RATIO = 1032
+#: Deepest nesting of lists and objects in the metadata JSON (fastem writes 9).
+_MAX_JSON_DEPTH = 64
+#: What reading a damaged archive raises (zipfile, zlib, numpy's .npy header).
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError,
+                   RuntimeError, EOFError, OSError, KeyError, ValueError, TypeError,
+                   IndexError, SyntaxError, struct.error, UnicodeDecodeError, OverflowError,
+                   MemoryError)
 
 
 def _model_classes():
@@ -123,10 +140,14 @@ def save(model, path):
     file is read back by :func:`load`; see ``docs/saving.md``.
     """
     arrays, meta_bytes = _encode_model(model)
+    _check_model(model, f"Cannot save the {type(model).__name__}",
+                 "fastem.load would refuse such a file. Restore what was changed after "
+                 "fitting (set_params, attributes set by hand), or fit the model again.")
     if hasattr(path, "write"):
         _write_archive(path, arrays, meta_bytes)
         return
     path = os.fsdecode(os.fspath(path))
+    _check_target(path)
     # write next to the target, then rename: an interrupted save never leaves
     # a truncated file in place of a good one
     tmp = f"{path}.{secrets.token_hex(4)}.tmp"
@@ -140,6 +161,31 @@ def save(model, path):
         except OSError:
             pass
         raise
+
+
+#: What save would replace, by stat's file type test.
+_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"))
+
+
+def _check_target(path):
+    """Refuse to replace what is not a regular file: save renames a new file
+    over ``path``, which would replace a device, FIFO or socket node with a
+    file.  A symbolic link is followed for the test; the link itself is then
+    replaced (its target is never written)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # no such file (or a dangling link): a new file is written
+        return
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
+    raise ValueError(
+        f"Cannot save to {path!r}: it is {kind}, and fastem.save writes regular files only "
+        "(it would replace that node with a file). Pass the path of a new or existing "
+        "regular file, or open the destination yourself and pass the binary file object."
+    )
 
 
 def load(path):
@@ -389,39 +435,114 @@ def _describe_source(path):
 
 
 def _read_archive(path, name):
-    """Every entry of the archive, read eagerly with allow_pickle=False."""
+    """Every entry of the archive, each checked before it is read."""
     if hasattr(path, "read"):
         return _read_archive_from(path, name)
     with open(os.fspath(path), "rb") as f:
         return _read_archive_from(f, name)
 
 
+class _Damaged(ValueError):
+    """What an archive declares contradicts itself or fastem's limits."""
+
+
+class _Refused(ValueError):
+    """A complete refusal message (not a damaged archive)."""
+
+
 def _read_archive_from(f, name):
+    if not (hasattr(f, "seekable") and f.seekable()):
+        raise ValueError(f"Cannot load {name}: fastem.load reads a seekable binary file, but this "
+                         "file object cannot seek. Pass a path, or read the data into "
+                         "io.BytesIO(...) first.")
     pos = f.tell()
     head = f.read(8)
+    size = f.seek(0, os.SEEK_END) - pos
     f.seek(pos)
     if not head.startswith(_ZIP_SIGNATURES):
         raise ValueError(f"Cannot load {name}: expected a fastem model file (a .npz zip "
                          f"archive written by fastem.save), but {_sniff(head)}.")
     try:
-        with np.load(f, allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
-    except ValueError as exc:
-        if "allow_pickle" not in str(exc):
-            raise _corrupted(name, exc) from exc
-        raise ValueError(
-            f"Cannot load {name}: it holds an array of pickled Python objects, which files "
-            "written by fastem.save never contain, and fastem.load never unpickles (unpickling "
-            "can run code). Do not use this file; save the model again from its source."
-        ) from exc
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError) as exc:
+        with zipfile.ZipFile(f) as zf:
+            return {info.filename[:-4]: _read_entry(zf, info, name)
+                    for info in _checked_entries(zf.infolist(), size)}
+    except _Refused:
+        raise
+    except _ARCHIVE_ERRORS as exc:
         raise _corrupted(name, exc) from exc
 
 
+def _checked_entries(infos, archive_size):
+    """The archive's entries, once what each declares (method, encryption,
+    sizes) lets it be read in memory and time bounded by the archive's size."""
+    limit = _SIZE_ALLOWANCE + _SIZE_FACTOR * archive_size
+    names, total = set(), 0
+    for info in infos:
+        where = f"its entry {info.filename!r}"
+        if not info.filename.endswith(".npy") or info.filename in names:
+            raise _Damaged(f"{where} is not a .npy array, or is there twice")
+        names.add(info.filename)
+        if info.flag_bits & 0x1:
+            raise _Damaged(f"{where} is marked as encrypted")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise _Damaged(f"{where} uses compression method {info.compress_type}; fastem "
+                           "reads stored (0) and deflated (8) entries only")
+        ratio = 1 if info.compress_type == zipfile.ZIP_STORED else _DEFLATE_MAX_RATIO
+        total += info.file_size
+        if (info.compress_size > archive_size or info.file_size > ratio * info.compress_size
+                or total > limit):
+            raise _Damaged(
+                f"{where} declares {info.file_size} bytes from {info.compress_size} bytes "
+                f"in an archive of {archive_size} bytes (at most {ratio} x its compressed "
+                f"size, and {limit} bytes for all entries)")
+    return infos
+
+
+def _read_entry(zf, info, name):
+    """One ``.npy`` entry; its header is checked against the entry's
+    declared size before its data are read."""
+    where = f"its entry {info.filename!r}"
+    with zf.open(info) as fp:
+        version = npy_format.read_magic(fp)
+        if version not in ((1, 0), (2, 0)):
+            raise _Damaged(f"{where} is a .npy of format version {version}, which numpy.savez "
+                           "does not write for numeric arrays")
+        read_header = (npy_format.read_array_header_1_0 if version == (1, 0)
+                       else npy_format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(fp)
+        if dtype.hasobject:
+            raise _Refused(
+                f"Cannot load {name}: it holds an array of pickled Python objects, which files "
+                "written by fastem.save never contain, and fastem.load never unpickles "
+                "(unpickling can run code). Do not use this file; save the model again from "
+                "its source.")
+        if (dtype.kind not in _ARRAY_KINDS or dtype.names is not None
+                or dtype.subdtype is not None or dtype.itemsize == 0):
+            raise _Damaged(f"{where} holds an array of dtype {dtype}, which fastem's files "
+                           "never contain")
+        count = math.prod(shape)
+        nbytes = count * dtype.itemsize
+        if fp.tell() + nbytes != info.file_size:
+            raise _Damaged(f"{where} declares an array of shape {shape} and dtype {dtype} "
+                           f"({nbytes} bytes), but holds {info.file_size - fp.tell()} bytes")
+        data = bytearray(nbytes)
+        view, got = memoryview(data), 0
+        while got < nbytes:
+            n = fp.readinto(view[got:])
+            if not n:
+                raise _Damaged(f"{where} ends after {got} of its {nbytes} bytes")
+            got += n
+    if count == 0:
+        return np.empty(shape, dtype=dtype)
+    return np.frombuffer(data, dtype=dtype, count=count).reshape(
+        shape, order="F" if fortran else "C")
+
+
 def _corrupted(name, exc):
+    detail = str(exc) if isinstance(exc, _Damaged) else f"{type(exc).__name__}: {exc}"
     return ValueError(
         f"Cannot load {name}: it starts like a .npz archive but cannot be read as one "
-        f"({type(exc).__name__}: {exc}); the file is truncated or corrupted. Save the "
+        f"({detail}); the file is truncated or corrupted. Save the "
         "model again, or copy the file again from its source."
     )
 
@@ -451,10 +572,15 @@ def _read_metadata(arrays, name):
     try:
         if raw.dtype != np.uint8 or raw.ndim != 1:
             raise TypeError(f"dtype {raw.dtype}, shape {raw.shape}")
-        meta = json.loads(raw.tobytes().decode("utf-8"))
+        text = raw.tobytes()
+        depth = _json_depth(text)
+        if depth > _MAX_JSON_DEPTH:  # before json.loads, which recurses per level
+            raise TypeError(f"lists and objects nested {depth} deep, deeper than the "
+                            f"{_MAX_JSON_DEPTH} levels fastem reads")
+        meta = json.loads(text.decode("utf-8"))
         if not isinstance(meta, dict):
             raise TypeError(f"a JSON {type(meta).__name__}")
-    except (TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (TypeError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError, long ints
         raise ValueError(
             f"Cannot load {name}: its {METADATA_KEY!r} entry should be UTF-8 JSON in a uint8 "
             f"array, but it is not ({exc}); the file is corrupted. Save the model again."
@@ -478,6 +604,34 @@ def _read_metadata(arrays, name):
             f"up to {FORMAT_VERSION}. Upgrade fastem (pip install -U fastem) to load it."
         )
     return meta
+
+
+def _json_depth(text, chunk=1 << 18):
+    """The deepest nesting of arrays and objects in the JSON ``text``
+    (bytes), found without parsing: NumPy over chunks, in linear time and
+    bounded memory.  Brackets inside strings do not count; a quote after an
+    odd run of backslashes is part of a string."""
+    deepest = depth = run = 0  # run: backslashes just before the chunk
+    inside = 0  # 1 within a string at the chunk's start
+    for start in range(0, len(text), chunk):
+        b = np.frombuffer(text, np.uint8, count=min(chunk, len(text) - start), offset=start)
+        # index of the last character that is not a backslash, at or before each
+        last = np.maximum.accumulate(np.where(b == 0x5C, -1, np.arange(b.size)))
+        q = np.flatnonzero(b == 0x22)
+        before = last[np.maximum(q - 1, 0)]
+        slashes = np.where(q > 0, q - 1 - before, 0) + np.where((q == 0) | (before < 0), run, 0)
+        quote = np.zeros(b.size, dtype=np.int8)
+        quote[q[slashes % 2 == 0]] = 1
+        in_string = (np.cumsum(quote, dtype=np.int64) + inside) % 2 == 1
+        step = (np.isin(b, (0x5B, 0x7B)).astype(np.int8) - np.isin(b, (0x5D, 0x7D)))
+        step[in_string] = 0
+        levels = depth + np.cumsum(step, dtype=np.int64)
+        deepest = max(deepest, int(levels.max()))
+        depth, inside = int(levels[-1]), int(in_string[-1])
+        run = run + b.size if last[-1] < 0 else b.size - 1 - int(last[-1])
+        if deepest > _MAX_JSON_DEPTH:
+            break
+    return deepest
 
 
 def _check_checksum(meta, arrays, name):
@@ -544,7 +698,8 @@ class _Decoder:
             return handler(arg, where)
         except _FileError:
             raise
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError,
+                MemoryError) as exc:
             raise self.fail(where, f"a malformed {marker} ({type(exc).__name__}: {exc})") \
                 from exc
 
@@ -563,7 +718,10 @@ class _Decoder:
 
     def _scalar(self, arg, where):
         dtype_str, value = arg
-        return np.array(self._plain(value, where), dtype=self._dtype(dtype_str, where))[()]
+        dtype = self._dtype(dtype_str, where)
+        if dtype.kind not in "biufc" or dtype.itemsize > 32:  # NumPy's numeric scalars
+            raise self.fail(where, f"a scalar of dtype {dtype}")
+        return np.array(self._plain(value, where), dtype=dtype)[()]
 
     def _dtype(self, arg, where):
         dtype = np.dtype(str(arg))
@@ -671,4 +829,18 @@ def _decode_model(meta, arrays, name):
             raise dec.fail("the metadata", f"the state attribute {attr!r}, which {kind} "
                                            "does not save")
         model.__dict__[attr] = dec.decode(node, f"state.{attr}")
+    _check_model(model, f"Cannot load {name}", "The file was edited or corrupted: do not "
+                 "use it; save the model again from its source.")
     return model
+
+
+def _check_model(model, what, advice):
+    """The model's state as :func:`fastem._model_check.check_model` checks
+    it; a contradiction raises a ValueError that says ``what`` failed, why,
+    and ``advice``."""
+    from ._model_check import InconsistentModel, check_model
+
+    try:
+        check_model(model)
+    except InconsistentModel as exc:
+        raise ValueError(f"{what}: {exc}. {advice}") from None

@@ -313,11 +313,11 @@ def test_long_float_lists_are_stored_as_arrays(X, tmp_path):
     model = _model(GaussianMixture).fit(X)
     history = np.random.default_rng(0).normal(size=10_000).tolist() + [np.nan, -np.inf]
     model.lower_bounds_ = history
-    model.n_em_maps_ = [1.5, 2.5]  # a short list stays JSON
+    model.history_ = [1.5, 2.5]  # a short list stays JSON (an attribute of the user's)
     save(model, tmp_path / "model.fem")
     meta = _meta(tmp_path / "model.fem")
     assert meta["state"]["lower_bounds_"] == {"__floats__": {"__array__": "state.lower_bounds_"}}
-    assert meta["state"]["n_em_maps_"] == [1.5, 2.5]
+    assert meta["state"]["history_"] == [1.5, 2.5]
     loaded = load(tmp_path / "model.fem")
     assert_same_model(model, loaded)
     assert all(type(v) is float for v in loaded.lower_bounds_)

@@ -1,0 +1,329 @@
+"""Is an estimator's state consistent?  What :func:`fastem.load` checks
+before it returns a model, and :func:`fastem.save` before it writes one.
+
+A model file's checksum shows that the file is intact, not who wrote it:
+anyone who edits a file can recompute it.  So the model a file describes is
+checked as a whole, from its attributes (never from the file's JSON):
+
+* its parameters pass the estimator's own validation, and the ``*_init``
+  arrays have the shapes and values ``fit`` accepts;
+* it is either not fitted (no fitted attribute) or fully fitted (all of
+  them), never in between;
+* every fitted array has the shape that ``n_components``, ``n_features_in_``
+  and ``covariance_type`` ask for, a float dtype and finite values in its
+  domain (weights a probability vector, precision factors upper triangular
+  with a positive diagonal, ``precisions_`` and ``covariances_`` what the
+  factors say), and every fitted scalar, list and state object has the
+  right type and range.
+
+So no model that passes can make a kernel read out of bounds, and its
+``predict``, ``predict_proba`` and ``score_samples`` agree with each other.
+"""
+
+import math
+import reprlib
+from numbers import Integral
+
+import numpy as np
+
+from ._collapse import Recovery, min_count
+from ._stats import GaussianStats, covariance_shape, precisions_from_cholesky
+
+
+class InconsistentModel(ValueError):
+    """A model's parameters or fitted state contradict each other."""
+
+
+#: The arrays every fit sets, in the order they are checked (each one is
+#: compared with those before it).
+_ARRAYS = ("weights_", "means_", "precisions_cholesky_", "precisions_", "covariances_")
+#: Everything a fit sets (``feature_names_in_`` only for named columns), per class.
+_COMMON = _ARRAYS + ("n_features_in_", "converged_", "n_iter_", "lower_bound_",
+                     "lower_bounds_", "n_reseeds_", "collapse_events_")
+_FITTED = {
+    "GaussianMixture": _COMMON + ("n_em_maps_",),
+    "MiniBatchGaussianMixture": _COMMON + ("n_steps_", "n_samples_seen_", "_running",
+                                           "_shift", "_collapse", "_collapse_warned"),
+}
+_INITS = ("weights_init", "means_init", "precisions_init")
+_ACTIONS = ("reseed", "ridge")
+#: ``|sum(weights_) - 1|`` allowed (weights_init is checked to 1e-8).
+_WEIGHT_SUM_TOL = 1e-6
+#: Rounding allowed, in units of eps x n_features, between the factors and
+#: ``precisions_`` and between ``precisions_`` and ``covariances_``.
+_ROUNDING = 100
+
+
+def check_model(model):
+    """Raise :class:`InconsistentModel` (a ValueError) naming the first
+    attribute whose value contradicts the class, the parameters or the other
+    attributes: what was expected and what was found."""
+    _check_params(model)
+    attrs = vars(model)
+    required = _FITTED[type(model).__name__]
+    # scikit-learn's rule (check_is_fitted): any attribute ending with '_'
+    fitted = any(a.endswith("_") and not a.startswith("__") for a in attrs) or any(
+        a in attrs for a in required)
+    if fitted:
+        missing = [a for a in required if a not in attrs]
+        if missing:
+            raise InconsistentModel(
+                f"it is only partly fitted: {', '.join(missing)} missing while "
+                f"{', '.join(a for a in required if a in attrs) or 'other fitted attributes'} "
+                "are present; a model has all of its fitted attributes or none")
+        _Fitted(model).check()
+    else:
+        _check_inits(model, None)
+    for attr, check in (("_random_state", _is_random_state), ("_collapse_warned", _is_bool)):
+        if attr in attrs and not check(attrs[attr]):
+            raise InconsistentModel(f"{attr} should be a {check.__doc__}, but it is "
+                                    f"{_found(attrs[attr])}")
+
+
+def _check_params(model):
+    try:
+        model._validate_params()  # scikit-learn's parameter constraints
+    except (TypeError, ValueError) as exc:
+        raise InconsistentModel(f"its parameters are invalid: {exc}") from None
+
+
+def _check_inits(model, n_features):
+    """The ``*_init`` arrays as ``fit`` checks them; ``n_features`` None:
+    the one they imply (an unfitted model)."""
+    given = {}
+    for name in _INITS:
+        value = getattr(model, name)
+        if value is None:
+            continue
+        try:
+            given[name] = np.asarray(value)
+        except (TypeError, ValueError) as exc:  # ragged lists
+            raise InconsistentModel(f"{name} should be an array, but it is not ({exc})") \
+                from None
+        if given[name].dtype.kind not in "biuf" or given[name].ndim == 0:
+            raise InconsistentModel(f"{name} should be an array of real numbers, but it is "
+                                    f"{_found(given[name])}")
+    if n_features is None:
+        implied = [a.shape[-1] for k, a in given.items() if k == "means_init" or (
+            k == "precisions_init" and model.covariance_type != "spherical")]
+        n_features = implied[0] if implied else 0
+    try:
+        model._checked_inits(n_features)
+    except (TypeError, ValueError) as exc:
+        raise InconsistentModel(str(exc)) from None
+
+
+def _found(value):
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    return f"the {type(value).__name__} {reprlib.repr(value)}"
+
+
+def _is_int(value, minimum=0):
+    return isinstance(value, Integral) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_float(value):
+    """float"""
+    return isinstance(value, (float, np.floating))
+
+
+def _is_bool(value):
+    """bool"""
+    return isinstance(value, (bool, np.bool_))
+
+
+def _is_random_state(value):
+    """numpy.random.RandomState"""
+    return isinstance(value, np.random.RandomState)
+
+
+def _eps(*arrays):
+    return max(np.finfo(a.dtype).eps for a in arrays)
+
+
+class _Fitted:
+    """The checks of a fitted model, against its n_components, n_features_in_
+    and covariance_type."""
+
+    def __init__(self, model):
+        self.model = model
+        self.K, self.ct = model.n_components, model.covariance_type
+        self.d = self.integer("n_features_in_", minimum=1)
+        self.context = (f"n_components={self.K}, n_features_in_={self.d}, "
+                        f"covariance_type={self.ct!r}")
+
+    def integer(self, attr, minimum=0, value=None):
+        value = getattr(self.model, attr) if value is None else value
+        if not _is_int(value, minimum):
+            raise InconsistentModel(f"{attr} should be an int >= {minimum}, but it is {_found(value)}")
+        return value
+
+    def scalar(self, attr, check):
+        value = getattr(self.model, attr)
+        if not check(value) or (check is _is_float and math.isnan(value)):
+            raise InconsistentModel(f"{attr} should be a {check.__doc__}"
+                            f"{' (not NaN)' if check is _is_float else ''}, but it is "
+                            f"{_found(value)}")
+        return value
+
+    def array(self, attr, shape, value=None):
+        """A finite float32/float64 array of the given shape."""
+        a = getattr(self.model, attr) if value is None else value
+        if not (isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.dtype.itemsize in (4, 8)
+                and a.shape == shape):
+            raise InconsistentModel(f"{attr} should be a float array of shape {shape} ({self.context}), "
+                            f"but it is {_found(a)}")
+        if not np.isfinite(a).all():
+            raise InconsistentModel(f"{attr} should hold finite numbers, but it holds NaN or infinity")
+        return a
+
+    def check(self):
+        m, K, d, ct = self.model, self.K, self.d, self.ct
+        _check_inits(m, d)
+        shape = covariance_shape(ct, K, d)
+        w = self.array("weights_", (K,))
+        if (w < 0).any() or abs(float(w.sum()) - 1.0) > _WEIGHT_SUM_TOL:
+            raise InconsistentModel(f"weights_ should be non-negative and sum to 1, but their minimum "
+                            f"is {w.min():.6g} and their sum {w.sum():.10g}")
+        self.array("means_", (K, d))
+        U = self.array("precisions_cholesky_", shape)
+        self.check_factor(U)
+        P = self.array("precisions_", shape)
+        self.check_precisions(U, P)
+        self.check_covariances(self.array("covariances_", shape), P, U)
+        self.check_scalars()
+        if "feature_names_in_" in vars(m):
+            names = m.feature_names_in_
+            if not (isinstance(names, np.ndarray) and names.shape == (d,)
+                    and all(isinstance(s, str) for s in names.flat)):
+                raise InconsistentModel(f"feature_names_in_ should be an array of {d} str "
+                                f"(n_features_in_={d}), but it is {_found(names)}")
+        if type(m).__name__ == "MiniBatchGaussianMixture":
+            self.check_online()
+
+    def check_factor(self, U):
+        if self.ct in ("full", "tied"):
+            if np.tril(U, -1).any():
+                raise InconsistentModel("precisions_cholesky_ should be upper triangular (precision = "
+                                "U U^T), but it has non-zero entries below the diagonal")
+            diag = np.diagonal(U, axis1=-2, axis2=-1)
+        else:
+            diag = U
+        if not (diag > 0).all():
+            raise InconsistentModel("the diagonal of precisions_cholesky_ should be positive, but its "
+                            f"smallest entry is {diag.min():.6g}")
+
+    def check_precisions(self, U, P):
+        expected = precisions_from_cholesky(U.astype(np.float64), self.ct)
+        axes = (-2, -1) if self.ct in ("full", "tied") else ()
+        scale = np.abs(expected).max(axis=axes, keepdims=True)
+        tol = _ROUNDING * self.d * _eps(U, P) * scale
+        if not (np.abs(P - expected) <= tol).all():
+            raise InconsistentModel("precisions_ should be precisions_cholesky_ U times U^T, but it "
+                            f"differs from it by up to {np.abs(P - expected).max():.3g}")
+
+    def check_covariances(self, C, P, U):
+        eps = _eps(C, P, U)
+        if self.ct in ("full", "tied"):
+            residual = np.abs(C @ P - np.eye(self.d))
+            scale = (np.abs(C).max(axis=(-2, -1), keepdims=True)
+                     * np.abs(P).max(axis=(-2, -1), keepdims=True))
+            tol = _ROUNDING * self.d * self.d * eps * scale
+        else:
+            residual = np.abs(C * P - 1.0)
+            tol = _ROUNDING * eps
+        if not (residual <= tol).all():
+            raise InconsistentModel("covariances_ should be the inverse of precisions_, but their "
+                            f"product differs from the identity by up to {residual.max():.3g}")
+
+    def check_scalars(self):
+        m = self.model
+        for attr in ("n_iter_", "n_reseeds_", "n_em_maps_", "n_steps_", "n_samples_seen_"):
+            if attr in vars(m):
+                self.integer(attr)
+        self.scalar("converged_", _is_bool)
+        self.scalar("lower_bound_", _is_float)
+        history = m.lower_bounds_
+        if not (isinstance(history, list) and all(_is_float(v) for v in history)):
+            raise InconsistentModel(f"lower_bounds_ should be a list of float, but it is {_found(history)}")
+        self.check_events("collapse_events_", m.collapse_events_)
+        reseeds = sum(1 for e in m.collapse_events_ if e[2] == "reseed")
+        if m.n_reseeds_ != reseeds:
+            raise InconsistentModel(f"n_reseeds_ should count the {reseeds} 'reseed' events of "
+                            f"collapse_events_, but it is {m.n_reseeds_}")
+
+    def check_events(self, attr, events):
+        """A list of (iteration, component, action): component None only for
+        the tied covariance's ridge."""
+        if not isinstance(events, list):
+            raise InconsistentModel(f"{attr} should be a list, but it is {_found(events)}")
+        for e in events:
+            ok = (isinstance(e, tuple) and len(e) == 3 and _is_int(e[0], -2**63)
+                  and e[2] in _ACTIONS and self.component_ok(e[1], e[2] == "ridge"))
+            if not ok:
+                raise InconsistentModel(f"{attr} should hold (iteration, component, action) events "
+                                f"with a component in [0, {self.K}) and an action in "
+                                f"{_ACTIONS}, but it holds {_found(e)}")
+
+    def component_ok(self, k, may_be_tied):
+        if k is None:
+            return may_be_tied and self.ct == "tied"
+        return _is_int(k) and k < self.K
+
+    # ------------------------------------------------------------------
+    # MiniBatchGaussianMixture: the state partial_fit continues from
+    # ------------------------------------------------------------------
+
+    def check_online(self):
+        m, K, d, ct = self.model, self.K, self.d, self.ct
+        shift = self.array("_shift", (K, d))
+        self.check_object("_running", GaussianStats(ct, shift, None, None, None, 0.0, 0.0))
+        run = m._running
+        if run.covariance_type != ct or not np.array_equal(
+                self.array("_running.shift", (K, d), run.shift), shift):
+            raise InconsistentModel(f"_running should hold statistics of covariance type {ct!r} "
+                            f"around _shift, but they are of type {run.covariance_type!r} "
+                            "or around another shift")
+        S0 = self.array("_running.S0", (K,), run.S0)
+        self.array("_running.S1", (K, d), run.S1)
+        self.array("_running.S2", covariance_shape(ct, K, d), run.S2)
+        weight = run.weight
+        if (S0 < 0).any() or not (_is_float(run.loglik) and not math.isnan(run.loglik)) or not (
+                _is_float(weight) and math.isfinite(weight) and weight >= 0):
+            raise InconsistentModel("_running should hold non-negative counts S0, a float loglik and a "
+                            f"finite non-negative weight, but S0 has minimum {S0.min():.6g}, "
+                            f"loglik is {_found(run.loglik)} and weight {_found(weight)}")
+        self.check_object("_collapse", Recovery(ct, K, d, 0.0, np.float64, None))
+        self.check_recovery(m._collapse)
+
+    def check_object(self, attr, like):
+        """``attr`` is an object of ``like``'s class with its attributes."""
+        value = getattr(self.model, attr)
+        if type(value) is not type(like) or set(vars(value)) != set(vars(like)):
+            raise InconsistentModel(f"{attr} should be a {type(like).__name__} with the attributes "
+                            f"{sorted(vars(like))}, but it is {_found(value)}"
+                            + (f" with {sorted(vars(value))}" if hasattr(value, "__dict__")
+                               else ""))
+
+    def check_recovery(self, rec):
+        K, d, ct = self.K, self.d, self.ct
+        if (rec.ct, rec.K, rec.d) != (ct, K, d) or rec.min_count != min_count(ct, d):
+            raise InconsistentModel(f"_collapse should be the recovery of {self.context} (min_count "
+                            f"{min_count(ct, d)}), but it is that of covariance_type="
+                            f"{rec.ct!r}, K={rec.K!r}, d={rec.d!r} (min_count {rec.min_count!r})")
+        if not (_is_float(rec.reg_covar) and math.isfinite(rec.reg_covar) and rec.reg_covar >= 0
+                and isinstance(rec.dtype, np.dtype) and rec.dtype.kind == "f"
+                and _is_random_state(rec.random_state)):
+            raise InconsistentModel("_collapse should have a finite reg_covar >= 0, a float dtype and a "
+                            f"RandomState, but has {_found(rec.reg_covar)}, "
+                            f"{_found(rec.dtype)} and {_found(rec.random_state)}")
+        self.integer("_collapse.budget", value=rec.budget)
+        self.check_events("_collapse.events", rec.events)
+        ridges = rec.ridges
+        if not (isinstance(ridges, dict) and all(
+                self.component_ok(k, True) and _is_float(v) and math.isfinite(v) and v > 0
+                for k, v in ridges.items())):
+            raise InconsistentModel(f"_collapse.ridges should map components in [0, {K}) (None for "
+                            f"'tied') to positive floats, but it is {_found(ridges)}")
+
