@@ -22,8 +22,9 @@ Every action is recorded as ``(iteration, component, action)``.
 
 import numpy as np
 
-from ._data import sample_rows, take_rows
+from ._data import sample_weighted_rows, take_rows
 from ._estep import evaluate
+from ._fitted import before_draw
 from ._stats import (
     CollapseError,
     GaussianParams,
@@ -179,11 +180,12 @@ class Recovery:
 
     def _reseed(self, weights, means, cov, prec, comps, X, sample_weight):
         rs = self.random_state
-        n = X.shape[0]
-        m = min(n, _RESEED_SAMPLE)
-        idx = sample_rows(rs, n, m) if n > m else np.arange(n)
-        Xs = np.asarray(take_rows(X, idx), dtype=np.float64)
-        sw = None if sample_weight is None else sample_weight[idx]
+        before_draw(rs)  # a failing partial_fit puts the generator back
+        idx = sample_weighted_rows(rs, X.shape[0], _RESEED_SAMPLE, sample_weight)
+        if idx is None:
+            idx = np.arange(X.shape[0])
+        Xs = np.asarray(take_rows(X, idx), dtype=np.float64)  # rows of positive weight
+        m = Xs.shape[0]
         others = [k for k in range(self.K) if k not in comps]
         finite = (np.isfinite(prec).all() if self.ct == "tied"
                   else all(np.isfinite(prec[k]).all() for k in others))
@@ -195,12 +197,11 @@ class Recovery:
             evaluate(Xs, po, self.ct, out_lognorm=score)
         else:
             score = np.zeros(m)
-        usable = np.flatnonzero(sw > 0) if sw is not None else np.arange(m)
-        order = usable[np.argsort(score[usable], kind="stable")]
-        n_worst = max(len(comps), int(np.ceil(_WORST_FRACTION * len(order))))
+        order = np.argsort(score, kind="stable")
+        n_worst = max(len(comps), int(np.ceil(_WORST_FRACTION * m)))
         pool = order[:n_worst]
         chosen = rs.choice(pool, size=len(comps), replace=len(pool) < len(comps))
-        var = Xs[usable].var(axis=0) + self.reg_covar
+        var = Xs.var(axis=0) + self.reg_covar
         weights, means, cov = weights.copy(), means.copy(), cov.copy()
         for k, row in zip(comps, chosen):
             means[k] = Xs[row]

@@ -86,7 +86,7 @@ def _block_estep(block, weights, offset, payload):
     finite = None
     if check:
         finite = _finite_part(block, offset)
-        if finite.first is not None:  # no E-step on non-finite rows
+        if finite.failed:  # no E-step on non-finite or too large rows
             return np.zeros(0), finite
     K, d = params.means.shape
     with one_thread():

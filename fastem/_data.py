@@ -69,6 +69,19 @@ def sample_rows(random_state, n, size):
     return np.sort(chosen[:size])
 
 
+def sample_weighted_rows(random_state, n, size, sample_weight=None):
+    """Sorted indices of up to ``size`` distinct rows drawn uniformly among
+    the rows of positive weight (all ``n`` rows when unweighted), or None
+    when every row is taken.  Rows of weight 0 carry nothing a fit uses, so
+    an initialisation or a re-seed never starts from them."""
+    if sample_weight is None or (sample_weight > 0).all():
+        return sample_rows(random_state, n, size) if n > size else None
+    usable = np.flatnonzero(sample_weight > 0)
+    if usable.size <= size:
+        return usable
+    return usable[sample_rows(random_state, usable.size, size)]
+
+
 def take_rows(X, idx):
     """Rows ``idx`` (sorted) of an in-memory array or a :class:`RowSource`,
     as an in-memory array; a RowSource reads only those rows."""
@@ -218,9 +231,9 @@ class RowSource:
             pass
 
     def _check_read(self, rows):
-        """Rows read outside a complete pass: if any is non-finite, count
-        them all over X and raise."""
-        if self.validated or np.isfinite(rows).all():
+        """Rows read outside a complete pass: if any is non-finite or too
+        large, count them all over X and raise."""
+        if self.validated or FiniteCheck().update(0, rows):
             return
         self.validate()
         check = FiniteCheck()  # reached only if X changed since: report the rows

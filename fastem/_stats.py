@@ -49,6 +49,22 @@ def bic_aic(loglik, weight, n_params):
     return -2.0 * loglik + n_params * math.log(weight), -2.0 * loglik + 2.0 * n_params
 
 
+def unscaled_totals(exponent, *totals):
+    """Weighted sums computed with the weights scaled by ``2**-exponent``
+    (:func:`fastem._validation.scaled_weights`), scaled back exactly; a
+    ValueError if one exceeds float64 (weights near 1e308 on many rows)."""
+    try:
+        return tuple(math.ldexp(t, exponent) for t in totals)
+    except OverflowError:
+        raise ValueError(
+            "The weighted sums of X (log-likelihood, total sample_weight) are beyond "
+            f"the range of float64 with these weights (2**{exponent} times "
+            f"{', '.join(f'{t:.6g}' for t in totals)}), so the criteria cannot be "
+            "computed. Divide sample_weight by a constant (BIC and AIC depend on the "
+            "total weight, which counts the rows)."
+        ) from None
+
+
 def covariance_shape(covariance_type, n_components, n_features):
     """scikit-learn's shape of ``covariances_`` (and of ``precisions_`` and
     ``precisions_cholesky_``) for a covariance type; ``S2`` has it too."""
@@ -268,6 +284,43 @@ def log_base(params, covariance_type):
         with np.errstate(divide="ignore"):
             logw = np.log(params.weights)
     return logw + log_det_cholesky(params.precisions_cholesky, covariance_type, d) - 0.5 * d * _LOG_2PI
+
+
+def nearest_components(X, params, covariance_type):
+    """For rows so far from every component that all their log-densities
+    underflow to -inf (the squared Mahalanobis distances q_k overflow): the
+    component of the largest log-density ``log w_k + base_k - q_k / 2``,
+    computed in log space.  Every q_k there exceeds ~1e308, against which the
+    other terms are negligible, so it is the component of the smallest
+    ``log q_k`` (ties: the larger ``log w_k + base_k``); components of weight 0
+    are never chosen.  Slow and exact; meant for the few rows the kernel
+    reports at -inf."""
+    X = np.asarray(X, dtype=np.float64)
+    means = np.asarray(params.means, dtype=np.float64)
+    prec = np.asarray(params.precisions_cholesky, dtype=np.float64)
+    K = means.shape[0]
+    base = log_base(params, covariance_type)
+    log_q = np.empty((X.shape[0], K))
+    for k in range(K):
+        factor = prec if covariance_type == "tied" else prec[k]
+        # scaled so that nothing overflows: q = (a u)^2 |y|^2
+        a = max(float(np.abs(X).max()), float(np.abs(means[k]).max())) or 1.0
+        u = float(np.abs(factor).max()) or 1.0
+        diff = X / a - means[k] / a
+        y = diff @ (factor / u) if np.ndim(factor) == 2 else diff * (factor / u)
+        with np.errstate(divide="ignore"):
+            log_q[:, k] = 2.0 * (np.log(a) + np.log(u)) + np.log((y * y).sum(axis=1))
+    log_q[:, base == -np.inf] = np.inf
+    return _argmin_lex(log_q, -base)  # smallest log q, then largest log w + base
+
+
+def _argmin_lex(primary, secondary):
+    """Per row, the column of the smallest ``primary``; ties broken by the
+    smallest ``secondary`` (one value per column), then the first column."""
+    best = primary.min(axis=1, keepdims=True)
+    tied = primary == best
+    key = np.where(tied, secondary[None, :], np.inf)
+    return key.argmin(axis=1)
 
 
 def m_step(stats, reg_covar, dtype=np.float64):

@@ -2,6 +2,7 @@
 and what to do.  Nothing is silently dropped or turned into NaN."""
 
 import numbers
+import os
 
 import numpy as np
 from scipy import sparse
@@ -46,12 +47,13 @@ def check_array_2d(X, *, name="X", estimator_name="GaussianMixture"):
         )
     if is_out_of_core(X):
         return _check_out_of_core(X, name, estimator_name)
-    if not isinstance(X, np.ndarray):
-        X = _asarray(X, name)
+    X = _plain_ndarray(X, name, estimator_name)
     dtype = X.dtype
     if dtype.kind == "c":
         raise ValueError(_complex_message(dtype, name, estimator_name))
-    if dtype.kind in "OUSVMm":
+    if dtype.kind in "Mm":
+        raise TypeError(_datetime_message(dtype, name, estimator_name))
+    if dtype.kind in "OUSV":
         try:
             X = X.astype(np.float64)
         except (TypeError, ValueError) as exc:
@@ -119,58 +121,129 @@ def _check_out_of_core(X, name, estimator_name):
     return RowSource(X, name=name)
 
 
-def _asarray(X, name):
+def _datetime_message(dtype, name, estimator_name):
+    return (
+        f"{estimator_name} expects real numeric data for {name}, but got dtype {dtype} "
+        "(dates or durations), whose raw integer ticks would be fitted as numbers. "
+        f"Convert the columns to a numeric scale first, e.g. "
+        f"({name} - {name}.min()) / np.timedelta64(1, 'D') for days."
+    )
+
+
+def _plain_ndarray(X, name, estimator_name):
+    """X as a base-class ndarray: ``np.matrix`` and masked arrays are refused
+    (a masked array without any masked value is taken as its data)."""
+    if isinstance(X, np.matrix):
+        raise TypeError(
+            f"{estimator_name} does not accept np.matrix for {name} (got {_describe(X)}): "
+            "np.matrix keeps rows 2-D under indexing and is deprecated by NumPy. "
+            f"Convert it with np.asarray({name})."
+        )
+    if isinstance(X, np.ma.MaskedArray):
+        n_masked = int(np.ma.count_masked(X))
+        if n_masked:
+            raise ValueError(
+                f"{estimator_name} got a masked array for {name} with {n_masked} masked "
+                "values. Masked values are missing values, which this estimator does not "
+                "support yet; their hidden data would be fitted as if it were real. Drop "
+                f"those rows or impute them, then pass {name}.filled() or a plain array."
+            )
+        return np.asarray(X.data)
+    if type(X) is np.ndarray:
+        return X
+    if isinstance(X, np.ndarray):  # another subclass: its data as a plain array
+        return X.view(np.ndarray)
     try:
-        return np.asarray(X)
+        X = np.asarray(X)
     except Exception as exc:  # pragma: no cover - depends on exotic inputs
         raise ValueError(f"Could not convert {name} to an array: {exc}") from None
+    return _plain_ndarray(X, name, estimator_name) if type(X) is not np.ndarray else X
+
+
+#: Largest magnitude accepted in X: sums of squared deviations of such
+#: values (up to (2e140)^2 per entry, times rows and features) stay far inside
+#: float64's range (1.8e308).  float32 data is always below it.
+MAX_ABS_VALUE = 1e140
 
 
 class FiniteCheck:
-    """Counts and locates NaN and inf values over row chunks of one array, so
+    """Counts and locates NaN and inf values, and values too large in
+    magnitude (>= :data:`MAX_ABS_VALUE`), over row chunks of one array, so
     that the error reports all of them, whether X is read whole or in chunks."""
 
     def __init__(self):
         self.n_nan = 0
         self.n_inf = 0
         self.first = None
+        self.n_large = 0
+        self.first_large = None
 
     def update(self, i0, chunk):
-        """Account for ``chunk``, rows ``i0 ...`` of X; True if all finite."""
-        finite = np.isfinite(chunk)
-        if finite.all():
+        """Account for ``chunk``, rows ``i0 ...`` of X; True if all finite
+        and within range."""
+        if chunk.size == 0:
             return True
-        bad = ~finite
-        n_bad = int(bad.sum())
-        n_nan = int(np.isnan(chunk).sum())
-        self.n_nan += n_nan
-        self.n_inf += n_bad - n_nan
-        if self.first is None:
-            r, c = np.argwhere(bad)[0]
-            self.first = (i0 + int(r), int(c), chunk[r, c])
+        lo, hi = chunk.min(), chunk.max()  # NaN propagates; no temporary array
+        if -MAX_ABS_VALUE < lo and hi < MAX_ABS_VALUE:
+            return True
+        finite = np.isfinite(chunk)
+        if not finite.all():
+            bad = ~finite
+            n_bad = int(bad.sum())
+            n_nan = int(np.isnan(chunk).sum())
+            self.n_nan += n_nan
+            self.n_inf += n_bad - n_nan
+            if self.first is None:
+                r, c = np.argwhere(bad)[0]
+                self.first = (i0 + int(r), int(c), chunk[r, c])
+        large = finite & (np.abs(chunk) >= MAX_ABS_VALUE)
+        n_large = int(large.sum())
+        if n_large:
+            self.n_large += n_large
+            if self.first_large is None:
+                r, c = np.argwhere(large)[0]
+                self.first_large = (i0 + int(r), int(c), chunk[r, c])
         return False
+
+    @property
+    def failed(self):
+        """True once a non-finite or too large value was seen."""
+        return self.first is not None or self.first_large is not None
 
     def merge(self, other):
         """Add the counts of ``other``, a check of rows after this one's."""
         self.n_nan += other.n_nan
         self.n_inf += other.n_inf
+        self.n_large += other.n_large
         if self.first is None:
             self.first = other.first
+        if self.first_large is None:
+            self.first_large = other.first_large
         return self
 
     def raise_if_any(self, name="X"):
-        if self.first is None:
-            return
-        total = self.n_nan + self.n_inf
-        rows = "value" if total == 1 else "values"
-        first = self.first
-        raise ValueError(
-            f"{name} contains {total} non-finite {rows} (NaN: {self.n_nan}, inf: "
-            f"{self.n_inf}); the first is {first[2]} at row {first[0]}, column "
-            f"{first[1]}. Expected finite numbers only: missing values are not "
-            "supported by this estimator yet. Impute them (e.g. "
-            "sklearn.impute.SimpleImputer) or drop those rows."
-        )
+        if self.first is not None:
+            total = self.n_nan + self.n_inf
+            rows = "value" if total == 1 else "values"
+            first = self.first
+            raise ValueError(
+                f"{name} contains {total} non-finite {rows} (NaN: {self.n_nan}, inf: "
+                f"{self.n_inf}); the first is {first[2]} at row {first[0]}, column "
+                f"{first[1]}. Expected finite numbers only: missing values are not "
+                "supported by this estimator yet. Impute them (e.g. "
+                "sklearn.impute.SimpleImputer) or drop those rows."
+            )
+        if self.first_large is not None:
+            row, col, value = self.first_large
+            raise ValueError(
+                f"{name} contains {self.n_large} values of magnitude >= "
+                f"{MAX_ABS_VALUE:.0e} (the first is {value:.3e} at row {row}, column "
+                f"{col}): their squares overflow float64 (largest "
+                f"{np.finfo(np.float64).max:.1e}), so no likelihood can be computed. "
+                "Expected values below 1e140 in magnitude: scale the data, e.g. divide "
+                "each column by its largest absolute value or use "
+                "sklearn.preprocessing.StandardScaler."
+            )
 
 
 def check_finite(X, name="X"):
@@ -212,6 +285,68 @@ def check_sample_weight(sample_weight, n_samples):
             f"sample_weight must be non-negative, but {neg.size} weights are negative "
             f"(the first, {sw[neg[0]]}, at index {neg[0]}). Use 0 to drop a sample."
         )
-    if sw.sum() <= 0:
+    if not sw.any():  # (a sum could overflow for weights near 1e308)
         raise ValueError("sample_weight must have a positive sum, but all weights are 0.")
     return sw
+
+
+def scaled_weights(sample_weight):
+    """``(w, e)`` with ``sample_weight = w * 2**e`` and max(w) in [1, 2): the
+    weights a fit uses.  Scaling by a power of two is exact, so a fit does not
+    depend on the scale of the weights (bitwise for power-of-two factors, to
+    rounding for others), and weights near 1e-300 or 1e308 neither underflow
+    nor overflow its sums.  ``None`` (unweighted) comes back as ``(None, 0)``."""
+    if sample_weight is None:
+        return None, 0
+    _, e = np.frexp(sample_weight.max())
+    e = int(e) - 1
+    if e == 0:
+        return sample_weight, 0
+    return np.ldexp(sample_weight, -e), e
+
+
+def count_scale(sample_weight):
+    """Factor turning summed weights (a component's S0) into an effective
+    number of rows: ``sum(w) / sum(w**2)``, Kish's effective sample size per
+    unit of weight.  1 for unweighted rows; invariant to the scale of the
+    weights (weights of 1 and of 1/n give the same counts)."""
+    if sample_weight is None:
+        return 1.0
+    return float(sample_weight.sum() / np.dot(sample_weight, sample_weight))
+
+
+def check_fit_weights(sample_weight, n_samples, n_components):
+    """:func:`check_sample_weight`, then the weights a fit uses
+    (:func:`scaled_weights`); at least ``n_components`` rows must weigh more
+    than 0 (a zero weight drops its row from the fit)."""
+    sw = check_sample_weight(sample_weight, n_samples)
+    if sw is None:
+        return None
+    n_pos = int(np.count_nonzero(sw))
+    if n_pos < n_components:
+        raise ValueError(
+            f"Expected at least n_components = {n_components} rows of positive "
+            f"sample_weight, but only {n_pos} of the {n_samples} weights are positive "
+            "(rows of weight 0 carry no data). Use fewer components or give more rows "
+            "a positive weight."
+        )
+    return scaled_weights(sw)[0]
+
+
+def physical_memory():
+    """Bytes of physical memory of this machine (None if unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return None
+
+
+def check_allocation(n_bytes, what, advice):
+    """Refuse, before allocating, a request for more bytes than the machine
+    has (a typo such as ``sample(10**12)`` fails at once, not after swapping)."""
+    total = physical_memory()
+    if total is not None and n_bytes > total:
+        raise ValueError(
+            f"{what} needs {n_bytes / 2**30:,.1f} GiB, more than this machine's "
+            f"{total / 2**30:,.1f} GiB of memory. {advice}"
+        )

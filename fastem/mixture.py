@@ -18,7 +18,7 @@ from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
 from ._collapse import CollapseWarning, Recovery
 from ._dask import DaskSource
-from ._data import RowSource, sample_rows, take_rows
+from ._data import RowSource, sample_weighted_rows, take_rows
 from ._estep import (
     EStepWorkspace,
     evaluate,
@@ -41,8 +41,17 @@ from ._stats import (
     m_step,
     n_parameters,
     precisions_from_cholesky,
+    unscaled_totals,
 )
-from ._validation import check_array_2d, check_sample_weight
+from ._fitted import kept_on_error, shape_changes
+from ._validation import (
+    check_allocation,
+    check_array_2d,
+    check_fit_weights,
+    check_sample_weight,
+    count_scale,
+    scaled_weights,
+)
 
 #: Rows used to initialise on large data (k-means or random responsibilities):
 #: at least this many, and at least _INIT_ROWS_PER_COMPONENT per component.
@@ -228,13 +237,17 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
     # validation
     # ------------------------------------------------------------------
 
-    def _check_X(self, X, reset):
+    def _check_X(self, X, reset, continuing=None):
         """Feature names and count (scikit-learn's rules), then our checks.
 
         Returns an ndarray, or for out-of-core input (np.memmap, h5py/zarr-like
-        arrays) a :class:`fastem._data.RowSource` that reads it in chunks."""
+        arrays) a :class:`fastem._data.RowSource` that reads it in chunks.
+        ``continuing`` ('warm_start', 'partial_fit') names a call that goes on
+        from the fitted model: its shape must match (see :mod:`fastem._fitted`)."""
         _check_feature_names(self, X, reset=reset)
         X = check_array_2d(X, estimator_name=type(self).__name__)
+        if continuing is not None:
+            self._check_continuation(X.shape[1], continuing)
         if reset:
             self.n_features_in_ = X.shape[1]
         elif X.shape[1] != self.n_features_in_:
@@ -304,8 +317,8 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
                                   prec_chol.copy())
         n, d = X.shape
         n_sample = max(INIT_SAMPLE_SIZE, _INIT_ROWS_PER_COMPONENT * k)
-        if n > n_sample:
-            idx = sample_rows(random_state, n, n_sample)
+        idx = sample_weighted_rows(random_state, n, n_sample, sw)  # rows of positive weight
+        if idx is not None:
             Xs = take_rows(X, idx)  # out-of-core X: reads only these rows
             sws = None if sw is None else sw[idx]
         else:
@@ -354,7 +367,7 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
         try:
             params = m_step(stats, self.reg_covar, X.dtype)
         except CollapseError:
-            params = self._m_step(stats, X, sw, recovery, 0)[0]
+            params = self._m_step(stats, X, sw, recovery, 0, count_scale(sws))[0]
         weights, means, covs, prec_chol = params
         if weights_init is not None:
             weights = weights_init.copy()
@@ -405,7 +418,31 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def _fit(self, X, sample_weight):
-        X = self._check_X(X, reset=True)
+        # a failed fit (bad input, a collapse with on_collapse='raise', an
+        # interrupt) leaves a fitted model exactly as it was
+        with kept_on_error(self):
+            return self._fit_guarded(X, sample_weight)
+
+    def _check_continuation(self, n_features, how):
+        """For a call that continues the fitted model (``how``: 'warm_start'
+        or 'partial_fit'): its shape must be the one the parameters and X
+        ask for."""
+        changes = shape_changes(self, n_features)
+        if changes:
+            restart = ("set warm_start=False to fit a new model" if how == "warm_start"
+                       else "call fit, or partial_fit on a new estimator, to start over")
+            raise ValueError(
+                f"{type(self).__name__} with {how} continues the fitted model, which "
+                f"does not match: {'; '.join(changes)}. Pass data and parameters like "
+                f"the fitted model's, or {restart}."
+            )
+
+    def _fit_guarded(self, X, sample_weight):
+        warm = self.warm_start and hasattr(self, "converged_")
+        if warm:
+            X = self._check_X(X, reset=False, continuing="warm_start")
+        else:
+            X = self._check_X(X, reset=True)
         n, d = X.shape
         if n < 2:
             raise ValueError(
@@ -417,10 +454,10 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
                 f"n_components = {self.n_components}, n_samples = {n}. "
                 "Use fewer components or more data."
             )
-        sw = check_sample_weight(sample_weight, n)
+        sw = check_fit_weights(sample_weight, n, self.n_components)
         inits = self._checked_inits(d)
         ct = self.covariance_type
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        do_init = not warm
         n_init = self.n_init if do_init else 1
         random_state = check_random_state(self.random_state)
         workspace = EStepWorkspace(ct, self.n_components, d, rows_per_call(X))
@@ -449,7 +486,7 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
                 "data or had a degenerate covariance. The model is valid; see "
                 "collapse_events_. Fewer components, a larger reg_covar or scaled data "
                 "may fit better; on_collapse='raise' restores scikit-learn's error.",
-                CollapseWarning, stacklevel=3)
+                CollapseWarning, stacklevel=5)
         self.converged_ = converged
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
@@ -522,12 +559,13 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
     def _em_map(self, X, sw, workspace, recovery):
         """One plain EM iteration (as the map SQUAREM extrapolates)."""
         ct = self.covariance_type
+        scale = count_scale(sw)  # effective rows per unit of weight
 
         def estep(params):
             return workspace.run(X, sw, params, shift=default_shift(params, ct))
 
         def mstep(stats, iteration):
-            return self._m_step(stats, X, sw, recovery, iteration)
+            return self._m_step(stats, X, sw, recovery, iteration, scale)
 
         return EMMap(estep, mstep, None if self.on_collapse == "raise" else recovery)
 
@@ -574,10 +612,7 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
 
     def score(self, X, y=None, sample_weight=None):
         """Per-sample average log-likelihood of X (weighted by sample_weight)."""
-        X = self._prepare(X)
-        sw = check_sample_weight(sample_weight, X.shape[0])
-        ll, w = evaluate(X, self._get_params_tuple(), self.covariance_type,
-                         sample_weight=sw)
+        ll, w, _ = self._scaled_loglik(X, sample_weight)
         return float(ll / w)
 
     def predict(self, X):
@@ -601,12 +636,20 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
             Component labels.
         """
         check_is_fitted(self)
+        if isinstance(n_samples, bool) or not isinstance(n_samples, Integral):
+            raise TypeError(
+                f"n_samples must be an int, but got {type(n_samples).__name__} "
+                f"{n_samples!r}."
+            )
         if n_samples < 1:
             raise ValueError(
                 f"Invalid value for 'n_samples': {n_samples}. The sampling requires "
                 "at least one sample."
             )
         _, n_features = self.means_.shape
+        check_allocation(int(n_samples) * (n_features + 1) * 8,
+                         f"sample(n_samples={n_samples}) with {n_features} features",
+                         "Draw fewer samples, or draw them in batches.")
         rng = check_random_state(self.random_state)
         counts = rng.multinomial(n_samples, self.weights_)
         ct = self.covariance_type
@@ -630,20 +673,32 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
         """Number of free parameters of the model."""
         return n_parameters(self.n_components, self.covariance_type, self.means_.shape[1])
 
-    def _total_loglik(self, X, sample_weight):
+    def _scaled_loglik(self, X, sample_weight):
+        """``(L, W, e)``: ``L 2**e = sum_i w_i log p(x_i)`` and ``W 2**e =
+        sum_i w_i``, computed with the weights scaled into [1, 2) so that
+        weights near 1e308 do not overflow (see ``scaled_weights``)."""
         X = self._prepare(X)
-        sw = check_sample_weight(sample_weight, X.shape[0])
-        return evaluate(X, self._get_params_tuple(), self.covariance_type, sample_weight=sw)
+        sw, e = scaled_weights(check_sample_weight(sample_weight, X.shape[0]))
+        ll, w = evaluate(X, self._get_params_tuple(), self.covariance_type, sample_weight=sw)
+        return ll, w, e
+
+    def _total_loglik(self, X, sample_weight):
+        """``(sum_i w_i log p(x_i), sum_i w_i)``."""
+        ll, w, e = self._scaled_loglik(X, sample_weight)
+        return unscaled_totals(e, ll, w)
+
+    def _criteria(self, X, sample_weight):
+        return bic_aic(*self._total_loglik(X, sample_weight), self._n_parameters())
 
     def bic(self, X, sample_weight=None):
         """Bayesian information criterion (lower is better):
         ``-2 log L + n_parameters * log(n)``, with n the total sample weight."""
-        return bic_aic(*self._total_loglik(X, sample_weight), self._n_parameters())[0]
+        return self._criteria(X, sample_weight)[0]
 
     def aic(self, X, sample_weight=None):
         """Akaike information criterion (lower is better):
         ``-2 log L + 2 n_parameters``."""
-        return bic_aic(*self._total_loglik(X, sample_weight), self._n_parameters())[1]
+        return self._criteria(X, sample_weight)[1]
 
     # ------------------------------------------------------------------
     # verbose output (scikit-learn's format)

@@ -26,16 +26,10 @@ from ._collapse import CollapseWarning, restated
 from ._dask import DaskSource
 from ._data import sample_rows
 from ._estep import EStepWorkspace, single_threaded_blas
+from ._fitted import kept_on_error
 from ._stats import GaussianParams, default_shift
-from ._validation import check_sample_weight
+from ._validation import check_fit_weights, check_sample_weight, count_scale, scaled_weights
 from .mixture import _INIT_ROWS_PER_COMPONENT, INIT_SAMPLE_SIZE, GaussianMixture
-
-#: Attributes that exist once the model is initialised (removed again if the
-#: first partial_fit fails half-way).
-_STATE = ("_running", "_shift", "weights_", "means_", "covariances_",
-          "precisions_cholesky_", "precisions_", "n_steps_", "n_samples_seen_",
-          "lower_bound_", "lower_bounds_", "n_features_in_", "feature_names_in_",
-          "_collapse", "collapse_events_", "n_reseeds_")
 
 
 class MiniBatchGaussianMixture(GaussianMixture):
@@ -205,7 +199,9 @@ class MiniBatchGaussianMixture(GaussianMixture):
         Returns (params, running)."""
         rec = self._collapse
         # effective rows behind the running statistics: about batch / eta
-        scale = min(self.n_samples_seen_ + X.shape[0], X.shape[0] / eta)
+        # (the batch's effective rows: invariant to the scale of its weights)
+        n_batch = X.shape[0] if sw is None else count_scale(sw) * float(sw.sum())
+        scale = min(self.n_samples_seen_ + n_batch, n_batch / eta)
         seen = len(rec.events)
         params, reseeded = self._m_step(running, X, sw, rec, self.n_steps_ + 1, scale)
         new = rec.events[seen:]
@@ -225,7 +221,7 @@ class MiniBatchGaussianMixture(GaussianMixture):
                 f"Collapse recovery in the {where} "
                 f"({', '.join(sorted({e[2] for e in new_events}))}); the model is valid, "
                 "see collapse_events_. on_collapse='raise' restores scikit-learn's error.",
-                CollapseWarning, stacklevel=5)
+                CollapseWarning, stacklevel=6)
 
     def _start(self, X, sw, random_state):
         """Initial parameters from the ``*_init`` parameters, or from the
@@ -279,15 +275,19 @@ class MiniBatchGaussianMixture(GaussianMixture):
         self
         """
         first = not hasattr(self, "_running")
-        X = self._check_X(X, reset=first)
-        if isinstance(X, DaskSource):  # a batch: brought to this process
-            X = X.read(0, X.shape[0])
-        n = X.shape[0]
-        sw = check_sample_weight(sample_weight, n)
-        if not first:
+        # a failed call leaves the model exactly as it was
+        with kept_on_error(self, lazy_random_state=not first):
+            X, sw = self._batch(X, sample_weight, first)
             with single_threaded_blas():
-                self.lower_bound_ = self._update(X, sw, self._step_size())
-            return self
+                if first:
+                    self._first_update(X, sw)
+                else:
+                    self.lower_bound_ = self._update(X, sw, self._step_size())
+        return self
+
+    def _first_update(self, X, sw):
+        """Initialise the model on the first batch, then update it once."""
+        n = X.shape[0]
         if n < self.n_components:
             raise ValueError(
                 f"The first batch given to partial_fit has {n} rows, fewer than "
@@ -295,26 +295,30 @@ class MiniBatchGaussianMixture(GaussianMixture):
                 "Pass a larger first batch or use fewer components."
             )
         self._random_state = check_random_state(self.random_state)
-        try:
-            with single_threaded_blas():
-                self._reset(X, sw, self._random_state)
-                self.lower_bound_ = self._update(X, sw, 1.0)
-        except BaseException:
-            for attr in _STATE:
-                self.__dict__.pop(attr, None)
-            raise
+        self._reset(X, sw, self._random_state)
+        self.lower_bound_ = self._update(X, sw, 1.0)
         self.lower_bounds_ = [self.lower_bound_]
         self.converged_ = False
         self.n_iter_ = 0
-        return self
+
+    def _batch(self, X, sample_weight, first):
+        """A mini-batch and its weights, checked (a later batch against the
+        fitted model: features, and n_components and covariance_type that
+        set_params may have changed since)."""
+        X = self._check_X(X, reset=first, continuing=None if first else "partial_fit")
+        if isinstance(X, DaskSource):  # a batch: brought to this process
+            X = X.read(0, X.shape[0])
+        if first:
+            return X, check_fit_weights(sample_weight, X.shape[0], self.n_components)
+        return X, scaled_weights(check_sample_weight(sample_weight, X.shape[0]))[0]
 
     # ------------------------------------------------------------------
     # fit: warm-up on a subsample, then epochs of shuffled mini-batches
     # ------------------------------------------------------------------
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def _fit(self, X, sample_weight):
-        X = self._check_X(X, reset=not (self.warm_start and hasattr(self, "_running")))
+    def _fit_guarded(self, X, sample_weight):
+        warm = self.warm_start and hasattr(self, "_running")
+        X = self._check_X(X, reset=not warm, continuing="warm_start" if warm else None)
         n = X.shape[0]
         if n < max(2, self.n_components):
             raise ValueError(
@@ -322,24 +326,31 @@ class MiniBatchGaussianMixture(GaussianMixture):
                 f"{max(2, self.n_components)}, but got n_samples = {n}. "
                 "Use fewer components or more data."
             )
-        sw = check_sample_weight(sample_weight, n)
+        sw = check_fit_weights(sample_weight, n, self.n_components)
+        # the rows the epochs draw from: a row of weight 0 changes nothing
+        rows = None if sw is None or (sw > 0).all() else np.flatnonzero(sw > 0)
+        n_rows = n if rows is None else rows.size
         random_state = check_random_state(self.random_state)
         self._random_state = random_state
-        bs = min(self.batch_size, n)
+        bs = min(self.batch_size, n_rows)
         with single_threaded_blas():
-            if not (self.warm_start and hasattr(self, "_running")):
-                n_warm = min(n, max(INIT_SAMPLE_SIZE, _INIT_ROWS_PER_COMPONENT *
-                                    self.n_components, bs))
-                idx = sample_rows(random_state, n, n_warm)
+            if not warm:
+                n_warm = max(INIT_SAMPLE_SIZE, _INIT_ROWS_PER_COMPONENT * self.n_components, bs)
+                if rows is None:
+                    idx = sample_rows(random_state, n, min(n, n_warm))
+                else:  # rows of positive weight only
+                    idx = rows if n_rows <= n_warm else rows[
+                        sample_rows(random_state, n_rows, n_warm)]
                 Xw = np.asarray(X[idx])
                 sww = None if sw is None else sw[idx]
                 self._reset(Xw, sww, random_state)
                 self._update(Xw, sww, 1.0)
-            self._epochs(X, sw, bs, random_state)
+            self._epochs(X, sw, bs, random_state, rows)
         return X
 
-    def _epochs(self, X, sw, bs, random_state):
-        n = X.shape[0]
+    def _epochs(self, X, sw, bs, random_state, rows=None):
+        """Epochs of shuffled mini-batches of ``rows`` (None: all rows)."""
+        n = X.shape[0] if rows is None else rows.size
         alpha = min(1.0, 2.0 * bs / (n + 1))  # EWA weight of one batch
         # the EWA is an average only once it has seen its span of batches;
         # before that a lucky first batch would stop the fit at once
@@ -352,6 +363,8 @@ class MiniBatchGaussianMixture(GaussianMixture):
         progress = getattr(self, "_progress", None)  # the command line's progress bar
         for epoch in range(1, self.max_iter + 1):
             order = random_state.permutation(n)
+            if rows is not None:
+                order = rows[order]
             for b0 in range(0, n, bs):
                 idx = np.sort(order[b0:b0 + bs])
                 ll = self._update(np.asarray(X[idx]), None if sw is None else sw[idx],

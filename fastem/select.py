@@ -15,8 +15,8 @@ from sklearn.utils.validation import _get_feature_names
 
 from ._data import RowSource
 from ._estep import evaluate
-from ._stats import COVARIANCE_TYPES, bic_aic, n_parameters
-from ._validation import check_array_2d, check_sample_weight
+from ._stats import COVARIANCE_TYPES, bic_aic, n_parameters, unscaled_totals
+from ._validation import check_array_2d, check_sample_weight, scaled_weights
 from .mixture import GaussianMixture
 
 __all__ = ["CRITERIA", "TABLE_COLUMNS", "SelectionResult", "select"]
@@ -46,18 +46,13 @@ def _check_components(n_components, n_samples):
         ks = [n_components]
     else:
         try:
-            ks = list(n_components)
+            ks = iter(n_components)  # checked lazily: range(1, 10**9) fails at once
         except TypeError:
             raise ValueError(
                 "n_components must be an int or an iterable of ints (e.g. range(1, 10)), "
                 f"but got {type(n_components).__name__} {n_components!r}."
             ) from None
-    if not ks:
-        raise ValueError(
-            "n_components is empty: there is nothing to select from. Pass at least one "
-            "number of components, e.g. n_components=range(1, 10)."
-        )
-    out = []
+    out, seen = [], set()
     for k in ks:
         if isinstance(k, bool) or not isinstance(k, Integral):
             raise ValueError(
@@ -75,8 +70,14 @@ def _check_components(n_components, n_samples):
                 f"n_components must not exceed n_samples = {n_samples}, but got {k}. "
                 f"Use at most {n_samples} components, or more data."
             )
-        if k not in out:
+        if k not in seen:
+            seen.add(k)
             out.append(k)
+    if not out:
+        raise ValueError(
+            "n_components is empty: there is nothing to select from. Pass at least one "
+            "number of components, e.g. n_components=range(1, 10)."
+        )
     return out
 
 
@@ -435,7 +436,9 @@ def select(X, n_components=range(1, 10),
         raise ValueError(
             f"Expected n_samples >= 2 to fit a mixture, but got n_samples = {n}."
         )
-    sw = check_sample_weight(sample_weight, n)
+    # weights scaled by 2**e into [1, 2): fits do not depend on the scale, and
+    # the criteria's sums are scaled back (no overflow for weights near 1e308)
+    sw, e = scaled_weights(check_sample_weight(sample_weight, n))
     ks = _check_components(n_components, n)
     types = _check_covariance_types(covariance_types)
 
@@ -452,7 +455,7 @@ def select(X, n_components=range(1, 10),
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 gm.fit(X, sample_weight=sw)
-            loglik, weight, entropy = _criteria(gm, X, sw)
+            loglik, weight, entropy = unscaled_totals(e, *_criteria(gm, X, sw))
         except (ValueError, ArithmeticError) as exc:
             msg = f"{type(exc).__name__}: {exc}"
             failures.append(f"n_components={k}, covariance_type={ct!r}: {msg}")
