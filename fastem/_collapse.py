@@ -158,7 +158,10 @@ class Recovery:
         for k in bad:
             c = cov if k is None else cov[k]
             eye = np.eye(self.d) if np.ndim(c) == 2 else 1.0
-            scale = float(np.mean(np.diag(c) if np.ndim(c) == 2 else c))
+            # the size of the entries, however wrong (variances rounded below 0,
+            # or covariances rounded far above them, when a component moved
+            # far from its shift in one step)
+            scale = float(np.max(np.abs(c)))
             jitter = self.reg_covar
             if np.isfinite(scale):
                 jitter = max(jitter, _RIDGE_RELATIVE * abs(scale))

@@ -429,3 +429,66 @@ def test_m_step_stays_scale_free():
     a = m_step(ws.run(X, None, p), 1e-6)
     b = m_step(ws.run(X, np.full(200, 1.5), p), 1e-6)
     np.testing.assert_allclose(a.means, b.means, rtol=1e-13)
+
+
+# ----------------------------------------------------------------------
+# degenerate data: collapse recovery always gives a valid model
+# ----------------------------------------------------------------------
+
+def _degenerate(kind, n, d, rng):
+    X = rng.normal(size=(n, d))
+    if kind == "constant column":
+        X[:, rng.integers(d)] = rng.choice([0.0, 1e6, -3.5])
+    elif kind == "duplicated rows":
+        X = np.repeat(X[:max(1, n // 4)], 4, axis=0)[:n]
+    elif kind == "binary grid":
+        X = rng.integers(0, 2, size=(n, d)).astype(float)
+    elif kind == "far offset":
+        X = X + 1e12
+    elif kind == "tiny scale":
+        X = X * 1e-150
+    elif kind == "huge scale":
+        X = X * 1e120
+    elif kind == "collinear":
+        X = np.outer(rng.normal(size=n), rng.normal(size=d))
+    elif kind == "one-hot":
+        X = np.eye(d)[rng.integers(0, d, size=n)]
+    return X
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["constant column", "duplicated rows", "binary grid", "far offset",
+                             "tiny scale", "huge scale", "collinear", "one-hot", "normal",
+                             "sparse weights"]),
+       n=st.sampled_from([2, 3, 5, 8, 20, 100]), d=st.sampled_from([1, 2, 3, 5]),
+       k=st.integers(1, 6), covariance_type=st.sampled_from(COVARIANCE_TYPES),
+       init_params=st.sampled_from(["kmeans", "random", "random_from_data", "k-means++"]),
+       reg_covar=st.sampled_from([1e-6, 1e-3]), online=st.booleans(), seed=st.integers(0, 99))
+def test_degenerate_fits_give_a_valid_model(kind, n, d, k, covariance_type, init_params,
+                                             reg_covar, online, seed):
+    rng = np.random.default_rng(seed)
+    X = _degenerate(kind, n, d, rng)
+    k = min(k, len(X))
+    w = None
+    if kind == "sparse weights":
+        w = np.zeros(len(X))
+        w[rng.choice(len(X), max(k, len(X) // 3), replace=False)] = rng.uniform(0.1, 1, 1) + 1
+    kw = dict(covariance_type=covariance_type, init_params=init_params, random_state=seed,
+              reg_covar=reg_covar)
+    if online:
+        model = MiniBatchGaussianMixture(k, batch_size=int(rng.choice([1, 16, 256])), **kw)
+    else:
+        model = GaussianMixture(k, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            model.fit(X, sample_weight=w)
+        except ValueError as exc:  # only the documented size errors
+            assert "n_samples" in str(exc), exc
+            return
+        proba = model.predict_proba(X)
+        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+            assert np.isfinite(getattr(model, name)).all(), name
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+        assert np.array_equal(model.predict(X), proba.argmax(axis=1)) or kind != "normal"
+        assert np.isfinite(model.score(X))
