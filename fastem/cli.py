@@ -4,9 +4,11 @@ Commands: ``fit``, ``predict``, ``score``, ``select``, ``sample``, ``demo``
 and ``bench`` (``fastem COMMAND --help`` shows each one's options and
 examples).  Every command takes ``--json`` (machine-readable output on
 stdout) and ``--quiet``; long work shows a progress bar on stderr when it is
-a terminal.  Bad files, missing columns, non-numeric cells and unknown
-options end with a one-line error and exit code 2, never a traceback
-(``FASTEM_DEBUG=1`` shows the traceback of an unexpected error).
+a terminal.  Every failure that bad input or usage can cause (a bad file,
+cell, column, option, model file, output path or ``FASTEM_*`` variable)
+ends with a one-line error on stderr and exit code 2, never a traceback
+(``FASTEM_DEBUG=1`` shows the traceback of an unexpected error, exit 1).
+Data files are read by :mod:`fastem._datafile`.
 """
 
 import argparse
@@ -16,16 +18,22 @@ import io
 import json
 import math
 import os
-import re
 import sys
 import time
 import warnings
 
 import numpy as np
 
-#: Exit codes: bad input or usage, and an unexpected failure.
+from . import _config
+from ._datafile import HEADER_CHOICES, DataFileError, read_data
+
+__all__ = ["build_parser", "main", "read_data", "write_table"]
+
+#: Exit codes: bad input or usage, an unexpected failure, and stdout closed
+#: by its reader (128 + SIGPIPE, what a shell reports for other programs).
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+EXIT_BROKEN_PIPE = 141
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -35,171 +43,59 @@ class CliError(Exception):
 
 
 # --------------------------------------------------------------------------
-# reading data
+# output
 # --------------------------------------------------------------------------
 
-def _is_number(text):
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _split_columns(spec):
-    return [c.strip() for c in spec.split(",") if c.strip()] if spec else None
-
-
-def _pick_columns(names, wanted, path):
-    """0-based indices of ``wanted`` (names, or integers when there is no
-    header or the name is not a column)."""
-    idx = []
-    for w in wanted:
-        if names is not None and w in names:
-            idx.append(names.index(w))
-        elif w.lstrip("-").isdigit():
-            i = int(w)
-            n_cols = len(names) if names is not None else None
-            if i < 0 or (n_cols is not None and i >= n_cols):
-                raise CliError(f"column index {i} is out of range for {path} "
-                               f"({n_cols} columns; indices start at 0)")
-            idx.append(i)
-        else:
-            have = ", ".join(names) if names else "none (the file has no header row)"
-            raise CliError(f"column {w!r} not found in {path}; its columns are: {have}")
-    return idx
-
-
-def read_data(path, columns=None):
-    """Rows of a CSV/TSV (header detected), ``.npy`` or Parquet file as a
-    float64 array, and the column names (or None).
-
-    ``columns`` is a comma-separated list of names or 0-based indices."""
-    if not os.path.exists(path):
-        raise CliError(f"data file {path!r} not found")
+def _check_output(path, option):
+    """Refuse, before any work, an output path that cannot be written."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
-        raise CliError(f"{path!r} is a directory; expected a CSV, TSV, .npy or Parquet file")
-    wanted = _split_columns(columns)
-    ext = os.path.splitext(path)[1].lower()
-    if ext == ".npy":
-        return _read_npy(path, wanted)
-    if ext in (".parquet", ".pq"):
-        return _read_parquet(path, wanted)
-    return _read_text(path, wanted, "\t" if ext == ".tsv" else None)
+        problem = "it is a directory; give a file name"
+    elif not os.path.isdir(folder):
+        problem = f"the directory {folder!r} does not exist; create it first"
+    elif not os.access(folder, os.W_OK):
+        problem = f"the directory {folder!r} is not writable"
+    else:
+        return
+    raise CliError(f"cannot write {option} {path!r}: {problem}")
 
 
-def _read_npy(path, wanted):
-    try:
-        X = np.load(path, allow_pickle=False, mmap_mode="r")
-    except (ValueError, OSError) as exc:
-        raise CliError(f"{path} is not a readable .npy array file ({exc})") from None
-    if X.dtype.kind not in "biuf":
-        raise CliError(f"{path} holds dtype {X.dtype}; expected numbers")
-    if X.ndim == 1:
-        X = X[:, None]
-    if X.ndim != 2:
-        raise CliError(f"{path} holds an array of shape {X.shape}; expected 2-D "
-                       "(rows, features)")
-    if wanted:
-        X = X[:, _pick_columns(None, wanted, path)]
-    return np.asarray(X, dtype=np.float64), None
-
-
-def _read_parquet(path, wanted):
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise CliError("reading Parquet files needs pyarrow: pip install pyarrow") from None
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises its own error classes
-        raise CliError(f"{path} is not a readable Parquet file ({exc})") from None
-    names = list(table.column_names)
-    idx = _pick_columns(names, wanted, path) if wanted else range(len(names))
-    cols, picked = [], []
-    for i in idx:
-        col = table.column(i)
-        try:
-            values = col.to_numpy(zero_copy_only=False)
-            values = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise CliError(f"column {names[i]!r} of {path} is not numeric "
-                           f"(type {col.type}); pick numeric columns with --columns") from None
-        if values.dtype.kind == "f" and np.isnan(values).any():
-            row = int(np.flatnonzero(np.isnan(values))[0])
-            raise CliError(f"column {names[i]!r} of {path} has a missing value at row {row}; "
-                           "missing values are not supported: impute or drop those rows")
-        cols.append(values)
-        picked.append(names[i])
-    if not cols:
-        raise CliError(f"{path} has no columns")
-    return np.column_stack(cols), picked
-
-
-def _read_text(path, wanted, delimiter):
-    try:
-        with open(path, newline="") as fh:
-            head = [fh.readline() for _ in range(2)]
-    except UnicodeDecodeError:
-        raise CliError(f"{path} is not a text file; expected CSV, TSV, .npy or "
-                       "Parquet (by extension)") from None
-    first = head[0].rstrip("\r\n")
-    if not first.strip():
-        raise CliError(f"{path} is empty")
-    if delimiter is None:
-        delimiter = "\t" if "\t" in first else ("," if "," in first else
-                                                (";" if ";" in first else None))
-    fields = next(csv.reader([first], delimiter=delimiter or ","))
-    fields = [f.strip() for f in (fields if delimiter else first.split())]
-    header = not all(_is_number(f) for f in fields)
-    names = fields if header else None
-    usecols = _pick_columns(names, wanted, path) if wanted else None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # an empty file body is an error
-            X = np.loadtxt(path, delimiter=delimiter, skiprows=1 if header else 0,
-                           usecols=usecols, ndmin=2, dtype=np.float64, comments=None)
-    except (ValueError, UserWarning) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "Empty input" in msg or "input contained no data" in msg:
-            raise CliError(f"{path} has a header but no data rows") from None
-        m = re.search(r"could not convert string '(.*)' to float64 at row (\d+), column (\d+)",
-                      msg)
-        if m:  # numpy counts data rows from 0 and columns from 1
-            line = int(m.group(2)) + 1 + (1 if header else 0)
-            cell = m.group(1)
-            what = "an empty cell" if cell == "" else f"the non-numeric cell {cell!r}"
-            raise CliError(f"{path}: {what} at line {line}, column {m.group(3)}; expected "
-                           "numbers only (missing values are not supported: impute or drop "
-                           "those rows; pick numeric columns with --columns)") from None
-        raise CliError(f"{path}: {msg} (expected numbers only in the data rows; "
-                       "pick numeric columns with --columns)") from None
-    if X.size == 0:
-        raise CliError(f"{path} has no data rows")
-    picked = [names[i] for i in usecols] if (names and usecols is not None) else names
-    return X, picked
-
-
-def write_table(path, header, columns, json_mode=False):
-    """Write columns (1-D arrays) as CSV to ``path`` (or stdout if None)."""
-    out = io.StringIO() if path is None else open(path, "w", newline="")
-    try:
+def write_table(path, header, columns):
+    """Write columns (1-D arrays) as CSV to ``path`` (or stdout if None),
+    row by row."""
+    n = len(columns[0]) if columns else 0
+    with (contextlib.nullcontext(sys.stdout) if path is None
+          else open(path, "w", newline="")) as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(header)
-        n = len(columns[0]) if columns else 0
-        for i in range(n):
-            writer.writerow([_fmt(c[i]) for c in columns])
-        if path is None:
-            sys.stdout.write(out.getvalue())
-    finally:
-        if path is not None:
-            out.close()
+        writer.writerows([_fmt(c[i]) for c in columns] for i in range(n))
 
 
 def _fmt(v):
     if isinstance(v, (np.integer, int)):
         return str(int(v))
     return repr(float(v))
+
+
+def _emit_json(obj):
+    """Print ``obj`` as JSON in one write; nothing at all if it cannot be
+    encoded."""
+    try:
+        text = json.dumps(obj, indent=1, allow_nan=False,
+                          default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    except ValueError:
+        raise CliError("the result holds NaN or infinite values, which JSON cannot "
+                       "represent; drop --json to write CSV (nan, inf)") from None
+    sys.stdout.write(text + "\n")
+
+
+def _note(args, message):
+    """A line on stderr for the person at the terminal (not with --quiet or
+    --json)."""
+    if not (args.quiet or args.json):
+        print(f"fastem {args.command}: {message}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------
@@ -308,23 +204,20 @@ def _model_summary(model, X):
     return summary
 
 
-def _print_summary(s, names):
-    print(f"{s['class']}: k={s['n_components']}, covariance_type={s['covariance_type']!r}, "
-          f"{s['n_samples']} rows x {s['n_features']} features")
-    print(f"  iterations {s['n_iter']}, converged {s['converged']}")
-    if "log_likelihood" in s:
-        print(f"  log-likelihood {s['log_likelihood']:.6g} (mean {s['mean_log_likelihood']:.6g}"
-              f" per row), BIC {s['bic']:.6g}, AIC {s['aic']:.6g}")
+def _summary_text(s, names, data_line):
+    lines = [f"{s['class']}: k={s['n_components']}, covariance_type={s['covariance_type']!r}, "
+             f"{s['n_samples']} rows x {s['n_features']} features",
+             f"  data: {data_line}",
+             f"  iterations {s['n_iter']}, converged {s['converged']}",
+             f"  log-likelihood {s['log_likelihood']:.6g} (mean {s['mean_log_likelihood']:.6g}"
+             f" per row), BIC {s['bic']:.6g}, AIC {s['aic']:.6g}"]
     cols = names or [f"x{j}" for j in range(s["n_features"])]
     for j, (w, m) in enumerate(zip(s["weights"], s["means"])):
         mean = ", ".join(f"{c}={v:.4g}" for c, v in zip(cols, m))
-        print(f"  component {j}: weight {w:.4f}, mean ({mean})")
-
-
-def _emit_json(obj):
-    json.dump(obj, sys.stdout, indent=1, allow_nan=False,
-              default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
-    sys.stdout.write("\n")
+        lines.append(f"  component {j}: weight {w:.4f}, mean ({mean})")
+    if "model" in s:
+        lines.append(f"  saved to {s['model']}")
+    return "\n".join(lines)
 
 
 def _plot(kind, path, *args, **kwargs):
@@ -344,9 +237,16 @@ def _plot(kind, path, *args, **kwargs):
 def _load_model(path):
     from ._io import load
 
-    if not os.path.exists(path):
-        raise CliError(f"model file {path!r} not found")
+    if not os.path.isfile(path):
+        problem = "is a directory" if os.path.isdir(path) else "not found"
+        raise CliError(f"model file {path!r} {problem}; expected a file written by "
+                       "'fastem fit -o' or model.save()")
     return load(path)
+
+
+def _read(args):
+    """The command's data file, as :class:`fastem._datafile.Data`."""
+    return read_data(args.data, args.columns, args.header)
 
 
 def _check_features(model, X, path):
@@ -359,6 +259,23 @@ def _check_features(model, X, path):
                        "features; pick the same columns with --columns")
 
 
+def _check_k(k, n_rows, path):
+    """A mixture needs at least one row per component: refuse, before any
+    work, a k larger than the number of rows read."""
+    if k > n_rows:
+        raise CliError(f"-k asks for {k:,} components, but only {n_rows:,} data rows were "
+                       f"read from {path}; a mixture needs at least one row per component: "
+                       f"use k <= {n_rows:,}")
+
+
+def _physical_memory():
+    """Bytes of physical memory, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 # --------------------------------------------------------------------------
 # commands
 # --------------------------------------------------------------------------
@@ -367,7 +284,9 @@ def _cmd_fit(args):
     from .mixture import GaussianMixture
     from .online import MiniBatchGaussianMixture
 
-    X, names = read_data(args.data, args.columns)
+    data = _read(args)
+    X, names = data.X, data.names
+    _check_k(args.k, X.shape[0], args.data)
     common = {"covariance_type": args.covariance, "max_iter": args.max_iter,
               "reg_covar": args.reg_covar, "random_state": args.seed}
     if args.tol is not None:
@@ -388,41 +307,38 @@ def _cmd_fit(args):
         model.save(args.output)
         summary["model"] = args.output
     if args.json:
-        _emit_json(summary)
+        _emit_json({**summary, "data": data.to_json(args.data)})
     else:
-        _print_summary(summary, names)
-        if args.output:
-            print(f"  saved to {args.output}")
+        print(_summary_text(summary, names, data.describe(args.data)))
     return 0
 
 
 def _cmd_predict(args):
     model = _load_model(args.model)
-    X, _ = read_data(args.data, args.columns)
-    _check_features(model, X, args.data)
+    data = _read(args)
+    _check_features(model, data.X, args.data)
     if args.proba:
-        P = model.predict_proba(X)
-        header = [f"p{j}" for j in range(P.shape[1])]
-        if args.json:
-            _emit_json({"proba": P})
-        else:
-            write_table(args.output, header, list(P.T))
+        P = model.predict_proba(data.X)
+        header, columns, result = [f"p{j}" for j in range(P.shape[1])], list(P.T), {"proba": P}
     else:
-        labels = model.predict(X)
-        if args.json:
-            _emit_json({"labels": labels})
-        else:
-            write_table(args.output, ["label"], [labels])
+        labels = model.predict(data.X)
+        header, columns, result = ["label"], [labels], {"labels": labels}
+    if args.json:
+        _emit_json({**result, "data": data.to_json(args.data)})
+    else:
+        write_table(args.output, header, columns)
+    _note(args, data.describe(args.data))
     return 0
 
 
 def _cmd_score(args):
     model = _load_model(args.model)
-    X, _ = read_data(args.data, args.columns)
+    data = _read(args)
+    X = data.X
     _check_features(model, X, args.data)
     logp = model.score_samples(X)
-    out = {"mean_log_density": float(np.mean(logp))}
-    columns, header = [logp], ["log_density"]
+    out = {"mean_log_density": float(np.mean(logp)), "data": data.to_json(args.data)}
+    columns, header, notes = [logp], ["log_density"], [data.describe(args.data)]
     if args.anomalies is not None:
         threshold = float(np.quantile(logp, args.anomalies))
         flags = (logp <= threshold).astype(np.int64)
@@ -430,38 +346,35 @@ def _cmd_score(args):
         header.append("anomaly")
         out.update(threshold=threshold, n_anomalies=int(flags.sum()),
                    anomalies=np.flatnonzero(flags))
-        if not args.quiet and not args.json:
-            print(f"fastem score: {int(flags.sum())} of {len(logp)} rows at or below the "
-                  f"{args.anomalies:g} quantile of the log-density ({threshold:.6g})",
-                  file=sys.stderr)
+        notes.append(f"{int(flags.sum())} of {len(logp)} rows at or below the "
+                     f"{args.anomalies:g} quantile of the log-density ({threshold:.6g})")
     _plot("log_density", args.plot, model, X, anomaly_quantile=args.anomalies)
     if args.json:
-        out["log_density"] = logp
-        _emit_json(out)
+        _emit_json({**out, "log_density": logp})
     else:
         write_table(args.output, header, columns)
+    for note in notes:
+        _note(args, note)
     return 0
 
 
-def _parse_k(spec):
-    """'3', '1-10' or '2,4,8' as a list of ints."""
-    ks = []
+def _parse_k(spec, n_rows, path):
+    """'3', '1-10' or '2,4,8' as a list of ints from 1 to ``n_rows``; the
+    bounds are checked before a range is expanded."""
+    bounds = []
     try:
-        for part in spec.split(","):
-            part = part.strip()
-            if "-" in part:
-                lo, hi = (int(v) for v in part.split("-", 1))
-                if hi < lo:
-                    raise ValueError
-                ks.extend(range(lo, hi + 1))
-            elif part:
-                ks.append(int(part))
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            lo, _, hi = part.partition("-")
+            bounds.append((int(lo), int(hi or lo)))
+        if not bounds or any(hi < lo for lo, hi in bounds):
+            raise ValueError
     except ValueError:
         raise CliError(f"-k expects a number, a range like 1-10 or a list like 2,4,8, "
                        f"got {spec!r}") from None
-    if not ks or min(ks) < 1:
+    if min(lo for lo, _ in bounds) < 1:
         raise CliError(f"-k expects numbers of components >= 1, got {spec!r}")
-    return ks
+    _check_k(max(hi for _, hi in bounds), n_rows, path)
+    return [k for lo, hi in bounds for k in range(lo, hi + 1)]
 
 
 def _parse_types(spec):
@@ -472,8 +385,10 @@ def _parse_types(spec):
 def _cmd_select(args):
     from .select import select
 
-    X, names = read_data(args.data, args.columns)
-    ks, types = _parse_k(args.k), _parse_types(args.covariance)
+    data = _read(args)
+    X, names = data.X, data.names
+    ks = _parse_k(args.k or f"1-{min(10, X.shape[0])}", X.shape[0], args.data)
+    types = _parse_types(args.covariance)
     bar = Progress(len(ks) * len(types), "select", args.quiet)
     with _collected_warnings(args.quiet):
         try:
@@ -495,14 +410,14 @@ def _cmd_select(args):
     if args.json:
         _emit_json({"criterion": args.criterion, "best": result.best_params_,
                     "best_score": float(result.best_score_), "table": rows,
-                    "model": args.output})
+                    "model": args.output, "data": data.to_json(args.data)})
         return 0
-    print(_selection_text(result))
-    print(f"\nBest by {args.criterion.upper()}: k={result.best_params_['n_components']}, "
+    crit = args.criterion.upper()
+    print(f"data: {data.describe(args.data)}\n\n{_selection_text(result)}\n\n"
+          f"Best by {crit}: k={result.best_params_['n_components']}, "
           f"covariance_type={result.best_params_['covariance_type']!r} "
-          f"({args.criterion.upper()} {result.best_score_:.6g})")
-    if args.output:
-        print(f"saved to {args.output}")
+          f"({crit} {result.best_score_:.6g})"
+          + (f"\nsaved to {args.output}" if args.output else ""))
     return 0
 
 
@@ -520,9 +435,14 @@ def _selection_text(result):
 
 
 def _cmd_sample(args):
-    if args.n < 1:
-        raise CliError(f"-n expects a number of rows >= 1, got {args.n}")
     model = _load_model(args.model)
+    d = model.means_.shape[1]
+    need, memory = args.n * (d + 1) * 8, _physical_memory()
+    if memory is not None and need > memory // 2:
+        raise CliError(f"-n {args.n:,} rows of {d} features and their components need "
+                       f"{need / 2**30:,.1f} GiB of memory, more than half of this machine's "
+                       f"{memory / 2**30:,.1f} GiB; draw fewer rows at a time (runs with "
+                       "different --seed values are independent draws)")
     if args.seed is not None:
         model.random_state = args.seed
     X, y = model.sample(args.n)
@@ -652,6 +572,9 @@ def _add_data(p):
     p.add_argument("data", help="CSV or TSV (header detected), .npy, or Parquet (pyarrow)")
     p.add_argument("--columns", default=None,
                    help="comma-separated column names or 0-based indices (default: all)")
+    p.add_argument("--header", choices=HEADER_CHOICES, default="auto",
+                   help="whether the first non-blank line of a CSV/TSV is a header row "
+                   "(default auto: yes if none of its cells is a number, no if all are)")
 
 
 def _add_model(p):
@@ -663,9 +586,35 @@ def _add_output(p, what="write CSV here instead of stdout"):
 
 
 def _add_fit_options(p):
-    p.add_argument("--max-iter", type=int, default=100, help="EM iterations (default 100)")
-    p.add_argument("--n-init", type=int, default=1, help="initialisations (default 1)")
-    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--max-iter", type=_COUNT, default=100, help="EM iterations (default 100)")
+    p.add_argument("--n-init", type=_COUNT, default=1, help="initialisations (default 1)")
+    _add_seed(p)
+
+
+def _add_seed(p):
+    p.add_argument("--seed", type=_SEED, default=None, help="random seed")
+
+
+def _checked(kind, expected, ok):
+    """An argparse type: ``kind(text)``, finite, for which ``ok`` holds;
+    anything else is a one-line usage error saying what was expected."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or (kind is float and not math.isfinite(value)) or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+_COUNT = _checked(int, "a whole number >= 1", lambda v: v >= 1)
+_SEED = _checked(int, "a whole number from 0 to 4294967295", lambda v: 0 <= v < 2**32)
+_NON_NEGATIVE = _checked(float, "a finite number >= 0", lambda v: v >= 0)
+_QUANTILE = _checked(float, "a number between 0 and 1 (exclusive), e.g. 0.01",
+                     lambda v: 0 < v < 1)
 
 
 def build_parser():
@@ -685,19 +634,20 @@ def build_parser():
                 "Fit a Gaussian mixture by EM, print a summary (iterations, convergence, "
                 "log-likelihood, BIC, weights, means) and optionally save the model.")
     _add_data(p)
-    p.add_argument("-k", "--n-components", dest="k", type=int, required=True,
+    p.add_argument("-k", "--n-components", dest="k", type=_COUNT, required=True,
                    help="number of components")
     p.add_argument("--covariance", choices=COVARIANCE_TYPES, default="full",
                    help="covariance type (default full)")
     _add_fit_options(p)
-    p.add_argument("--tol", type=float, default=None,
+    p.add_argument("--tol", type=_NON_NEGATIVE, default=None,
                    help="convergence tolerance (default: the estimator's, 1e-3 for batch EM)")
     p.add_argument("--online", action="store_true",
                    help="online (mini-batch) EM: MiniBatchGaussianMixture; --max-iter "
                    "counts epochs")
-    p.add_argument("--batch-size", type=int, default=1024,
+    p.add_argument("--batch-size", type=_COUNT, default=1024,
                    help="rows per mini-batch with --online (default 1024)")
-    p.add_argument("--reg-covar", type=float, default=1e-6, help="added to the diagonal")
+    p.add_argument("--reg-covar", type=_NON_NEGATIVE, default=1e-6,
+                   help="added to the diagonal (default 1e-6)")
     _add_output(p, "save the model (e.g. model.fem)")
     p.add_argument("--plot", default=None, help="draw the components to this PNG")
     _add_common(p)
@@ -718,7 +668,7 @@ def build_parser():
                 "rows at or below the Q quantile.")
     _add_model(p)
     _add_data(p)
-    p.add_argument("--anomalies", type=_quantile, default=None, metavar="Q",
+    p.add_argument("--anomalies", type=_QUANTILE, default=None, metavar="Q",
                    help="flag the lowest Q quantile (0 < Q < 1), e.g. 0.01")
     _add_output(p)
     p.add_argument("--plot", default=None, help="draw the log-density histogram to this PNG")
@@ -729,8 +679,9 @@ def build_parser():
                 "Fit every (k, covariance type) and print the BIC/AIC/ICL table and the "
                 "best model.")
     _add_data(p)
-    p.add_argument("-k", "--n-components", dest="k", default="1-10",
-                   help="numbers of components: 3, 1-10 or 2,4,8 (default 1-10)")
+    p.add_argument("-k", "--n-components", dest="k", default=None,
+                   help="numbers of components: 3, 1-10 or 2,4,8, at most the number of "
+                   "rows (default 1-10, or 1 to the number of rows if fewer)")
     p.add_argument("--covariance", default=",".join(COVARIANCE_TYPES),
                    help="comma-separated covariance types (default all four)")
     p.add_argument("--criterion", choices=("bic", "aic", "icl"), default="bic")
@@ -743,8 +694,8 @@ def build_parser():
     p = command("sample", "draw rows from a saved model",
                 "Draw N rows from the mixture; CSV with the features and the component.")
     _add_model(p)
-    p.add_argument("-n", type=int, required=True, help="number of rows")
-    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("-n", type=_COUNT, required=True, help="number of rows")
+    _add_seed(p)
     _add_output(p)
     _add_common(p)
     p.set_defaults(func=_cmd_sample)
@@ -754,11 +705,12 @@ def build_parser():
                 "Fit mixtures to the Old Faithful data shipped with fastem, print a BIC "
                 "table and the chosen model, then time EM iterations on a large synthetic "
                 "mixture against scikit-learn from identical parameters.")
-    p.add_argument("--n", type=int, default=1_000_000, help="rows of the synthetic data")
-    p.add_argument("--d", type=int, default=8, help="features of the synthetic data")
-    p.add_argument("--k", type=int, default=8, help="components of the synthetic data")
-    p.add_argument("--iters", type=int, default=10, help="fastem EM iterations timed")
-    p.add_argument("--sk-iters", type=int, default=2, help="scikit-learn EM iterations timed")
+    p.add_argument("--n", type=_COUNT, default=1_000_000, help="rows of the synthetic data")
+    p.add_argument("--d", type=_COUNT, default=8, help="features of the synthetic data")
+    p.add_argument("--k", type=_COUNT, default=8, help="components of the synthetic data")
+    p.add_argument("--iters", type=_COUNT, default=10, help="fastem EM iterations timed")
+    p.add_argument("--sk-iters", type=_COUNT, default=2,
+                   help="scikit-learn EM iterations timed")
     p.add_argument("--no-speed", action="store_true", help="skip the timing part")
     _add_common(p)
     p.set_defaults(func=_cmd_demo)
@@ -775,43 +727,53 @@ def build_parser():
     return parser
 
 
-def _quantile(text):
-    try:
-        q = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") \
-            from None
-    if not 0.0 < q < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {q}")
-    return q
+def _fail(args, message, code=EXIT_USAGE):
+    """Report a failure in one line on stderr; return the exit code."""
+    message = " ".join(str(message).split())
+    print(f"fastem {args.command}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _detach_stdout():
+    """Point stdout at the null device, so that nothing more (not even the
+    flush at exit) is written to a reader that has gone away."""
+    with contextlib.suppress(AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the command line; return the exit code (0, 1, 2, 130 or 141)."""
     try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse has printed
+        return exc.code
+    try:
+        _config.check()
+        _check_output(getattr(args, "output", None), "-o/--output")
+        _check_output(getattr(args, "plot", None), "--plot")
         with warnings.catch_warnings():  # filters a command sets end with it
             return args.func(args)
-    except CliError as exc:
-        print(f"fastem {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (CliError, DataFileError, _config.ConfigError) as exc:
+        return _fail(args, exc)
+    except BrokenPipeError:  # e.g. `fastem predict ... | head`: not an error of fastem's
+        _detach_stdout()
+        return EXIT_BROKEN_PIPE
+    except MemoryError:
+        return _fail(args, "not enough memory; use fewer rows, columns or components "
+                     "(fit --online holds one mini-batch's statistics at a time)")
     except (ValueError, OSError, ImportError, TypeError) as exc:
         # the library's own messages say what was expected and what to do
         if os.environ.get("FASTEM_DEBUG"):
             raise
-        msg = " ".join(str(exc).split())
-        print(f"fastem {args.command}: error: {msg}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, exc)
     except KeyboardInterrupt:
         print(f"fastem {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # never a traceback, unless asked for
         if os.environ.get("FASTEM_DEBUG"):
             raise
-        msg = " ".join(str(exc).split())
-        print(f"fastem {args.command}: unexpected error ({type(exc).__name__}): {msg}; "
-              "run with FASTEM_DEBUG=1 for the traceback", file=sys.stderr)
-        return EXIT_FAILURE
+        return _fail(args, f"unexpected error ({type(exc).__name__}): {exc}; run with "
+                     "FASTEM_DEBUG=1 for the traceback", EXIT_FAILURE)
 
 
 if __name__ == "__main__":  # pragma: no cover

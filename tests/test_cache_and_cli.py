@@ -132,5 +132,6 @@ def test_cli_reports_errors_without_traceback():
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-m", "fastem", "demo", "--n", "nope"], env=env,
                          capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode != 0
-    assert "Traceback" not in out.stderr and "invalid int value" in out.stderr
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.splitlines() == ["fastem demo: error: argument --n: expected a whole "
+                                       "number >= 1, got 'nope' (see fastem demo --help)"]
