@@ -19,6 +19,15 @@ whose key starts with ``"__"``.  Loading reads the archive with
 ``allow_pickle=False`` and rebuilds only classes from two fixed allow-lists:
 nothing in a file can make fastem import a module or run code.
 
+A file may come from anyone, and its checksum proves only that it is intact
+(whoever edits a file can recompute it).  So loading trusts nothing it has
+not checked: every entry's compression method, encryption flag and declared
+sizes (against limits set by the archive's own size) before anything is
+inflated, every ``.npy`` header against its entry's size before the data are
+read, the JSON's nesting depth before it is parsed, and finally the model as
+a whole (:mod:`fastem._model_check`), which ``save`` also checks before it
+writes.
+
 Which attributes are saved: every public attribute ending with ``_`` (the
 fitted attributes), plus, per class, the private state listed in
 :func:`_model_classes` (what ``partial_fit`` continues from).  To make a new
@@ -68,7 +77,7 @@ _FLOAT_LIST_MIN = 16
 _SIZE_ALLOWANCE = 64 << 20
 _SIZE_FACTOR = 8
 _DEFLATE_MAX_RATIO = 1032
-#: Deepest nesting of lists and objects in the metadata JSON (fastem writes 9).
+#: Deepest nesting of lists and objects in the metadata JSON (fastem writes 8 at most).
 _MAX_JSON_DEPTH = 64
 #: What reading a damaged archive raises (zipfile, zlib, numpy's .npy header).
 _ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError,
@@ -123,8 +132,12 @@ def save(model, path):
     path : str, os.PathLike or binary file object
         Where to write.  A path is written exactly as given (no ``.npz`` is
         appended; ``.fem`` is the convention), and an existing file there is
-        replaced only once the new one is complete.  A file object opened for
-        binary writing receives the archive at its current position.
+        replaced only once the new one is complete.  A path that exists but
+        is not a regular file (a directory, FIFO, socket or device, also
+        through a symbolic link) is refused; a symbolic link to a regular
+        file is replaced by the new file, its target left as it was.  A file
+        object opened for binary writing receives the archive at its current
+        position.
 
     Raises
     ------
@@ -132,6 +145,11 @@ def save(model, path):
         If ``model`` is not an instance of one of fastem's saveable classes
         (subclasses included), or holds a value that cannot be stored without
         pickle (for instance a ``numpy.random.Generator`` as ``random_state``).
+    ValueError
+        If the model's state is one :func:`load` would refuse (invalid
+        parameters, a partly fitted model, fitted arrays that disagree with
+        the parameters or each other, for instance after ``set_params``), or
+        ``path`` exists and is not a regular file.
 
     Notes
     -----
@@ -191,8 +209,10 @@ def _check_target(path):
 def load(path):
     """Load a model saved by :func:`save`.
 
-    The file is read with ``allow_pickle=False`` and its checksum verified
-    before anything is built; only fastem's own classes are instantiated.
+    The file is read with ``allow_pickle=False``, in memory and time bounded
+    by its size, and its checksum verified before anything is built; only
+    fastem's own classes are instantiated, and the model they make is checked
+    as a whole before it is returned (see ``docs/saving.md``).
 
     Parameters
     ----------
@@ -211,11 +231,13 @@ def load(path):
     ------
     ValueError
         If the file is not a fastem model (a text file, a pickle, a ``.npy``,
-        an ``.npz`` without fastem's metadata), is truncated or corrupted, was
-        modified after it was saved (checksum mismatch), was written in a newer
-        format version, or names a class or parameters this fastem does not
-        have.  The message says what was expected, what was found and what to
-        do.
+        an ``.npz`` without fastem's metadata), is truncated or corrupted
+        (including an archive that declares sizes, compression or encryption
+        fastem does not read, or metadata nested too deep), was modified after
+        it was saved (checksum mismatch), was written in a newer format
+        version, names a class or parameters this fastem does not have, or
+        describes a model whose state is inconsistent.  The message says what
+        was expected, what was found and what to do.
     FileNotFoundError
         If ``path`` does not exist.
     """

@@ -61,9 +61,10 @@ def check_model(model):
     _check_params(model)
     attrs = vars(model)
     required = _FITTED[type(model).__name__]
-    # scikit-learn's rule (check_is_fitted): any attribute ending with '_'
-    fitted = any(a.endswith("_") and not a.startswith("__") for a in attrs) or any(
-        a in attrs for a in required)
+    # scikit-learn's rule (check_is_fitted: any attribute ending with '_'),
+    # and online EM's (partial_fit continues from _running)
+    fitted = "_running" in attrs or any(a.endswith("_") and not a.startswith("__")
+                                        for a in attrs)
     if fitted:
         missing = [a for a in required if a not in attrs]
         if missing:
