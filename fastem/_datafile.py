@@ -23,6 +23,7 @@ import contextlib
 import csv
 import itertools
 import os
+import re
 import warnings
 from typing import NamedTuple, Optional
 
@@ -197,17 +198,20 @@ def _open_text(path):
 
 
 @contextlib.contextmanager
-def _utf8(path):
+def _readable(path):
+    """Turn a file that cannot be read, or read as UTF-8, into one line."""
     try:
         yield
     except UnicodeDecodeError:
         raise DataFileError(f"{path} is not UTF-8 text; expected a CSV or TSV file saved as "
                             "UTF-8 (spreadsheet programs: 'CSV UTF-8'), .npy or Parquet") \
             from None
+    except OSError as exc:
+        raise DataFileError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _read_text(path, wanted, delimiter, header):
-    with _utf8(path), _open_text(path) as fh:
+    with _readable(path), _open_text(path) as fh:
         rows = _non_blank(fh)
         first_no, first = next(rows, (0, None))
         if first is None:
@@ -237,7 +241,7 @@ def _read_text(path, wanted, delimiter, header):
     if X is not None and X.shape[0] == 0:
         raise DataFileError(f"{path} has a header row (line {first_no}) but no data rows")
     if X is None or X.shape[1] != len(picked):
-        with _utf8(path):
+        with _readable(path):
             _first_bad_line(path, delimiter, first_no + is_header, len(cells), usecols)
         raise DataFileError(f"{path}: {reason}; {_NUMBERS_ONLY}")
     if not is_header:
@@ -280,5 +284,7 @@ def _first_bad_line(path, delimiter, start, n_cols, usecols):
             for j in range(len(cells)) if usecols is None else usecols:
                 if not _is_number(cells[j]):
                     what = "empty cell" if cells[j] == "" else f"{cells[j]!r} is not a number"
+                    if re.fullmatch(r"[-+]?\d*,\d+", cells[j]):
+                        what += " (a decimal comma: write 1.5, not 1,5)"
                     raise DataFileError(f"{path}: line {no}, column {j + 1}: {what}; "
                                         f"{_NUMBERS_ONLY}")

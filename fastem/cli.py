@@ -51,7 +51,9 @@ def _check_output(path, option):
     if path is None:
         return
     folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
+    if not path.strip():
+        problem = "the name is empty; give a file name"
+    elif os.path.isdir(path):
         problem = "it is a directory; give a file name"
     elif not os.path.isdir(folder):
         problem = f"the directory {folder!r} does not exist; create it first"

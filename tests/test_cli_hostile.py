@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,7 @@ def d(tmp_path_factory):
         "blank.csv": "\n \n\t\n",
         "two_rows.csv": "a,b\n1,2\n3,4\n",
         "iris.csv": "5.1,3.5,setosa\n4.9,3.0,setosa\n",
+        "decimal_comma.csv": "a;b\n1,5;2\n",
         "junk.fem": "not a model\n",
         "junk.parquet": "not parquet\n",
     }
@@ -87,6 +89,7 @@ HOSTILE = [
     ("fit {d}/na_first.csv -k 1", "line 1, column 1: the name 'NA' in a first row"),
     ("fit {d}/blank_lines.csv -k 1", "line 5, column 2: empty cell"),
     ("fit {d}/ragged.csv -k 1", "line 3 has 3 cells, but the first row has 2"),
+    ("fit {d}/decimal_comma.csv -k 1", "line 2, column 1: '1,5' is not a number (a decimal"),
     ("fit {d}/iris.csv -k 1", "line 1, column 3: the name 'setosa'"),
     ("fit {d}/iris.csv -k 1 --columns 0,2 --header no", "line 1, column 3: 'setosa' is not"),
     ("fit {d}/d.csv -k 2 --columns zz", "column 'zz' not found in {d}/d.csv; its columns are"),
@@ -136,6 +139,7 @@ HOSTILE = [
     ("fit {d}/d.csv -k 2 --plot {d}/no/c.png", "cannot write --plot '{d}/no/c.png'"),
     ("predict {d}/m.fem {d}/d.csv --columns a,b -o {d}/no/p.csv", "does not exist"),
     ("sample {d}/m.fem -n 5 -o {d}/folder.csv", "it is a directory"),
+    ("predict {d}/m.fem {d}/d.csv --columns a,b -o ''", "the name is empty"),
 ]
 if os.path.isdir("/proc"):  # passes the early check, fails when opened
     HOSTILE.append(("predict {d}/m.fem {d}/d.csv --columns a,b -o /proc/p.csv",
@@ -154,7 +158,7 @@ def _assert_one_line_error(rc, out, err, message):
 
 @pytest.mark.parametrize("command, message", HOSTILE, ids=[c or "(none)" for c, _ in HOSTILE])
 def test_hostile_command_lines_fail_in_one_line(d, capsys, command, message):
-    argv = [a.format(d=d) for a in command.split()]
+    argv = [a.format(d=d) for a in shlex.split(command)]
     rc, out, err = _run(capsys, argv)
     _assert_one_line_error(rc, out, err, message.format(d=d))
 
@@ -174,6 +178,14 @@ def test_score_json_is_all_or_nothing(d, capsys, monkeypatch):
     rc, out, err = _run(capsys, ["score", d / "m.fem", d / "d.csv", "--columns", "a,b",
                                  "--json"])
     _assert_one_line_error(rc, out, err, "JSON cannot represent")
+
+
+def test_an_unreadable_file_is_one_line(d, capsys, monkeypatch):
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr("fastem._datafile.open", denied, raising=False)
+    rc, out, err = _run(capsys, ["fit", d / "d.csv", "-k", "2"])
+    _assert_one_line_error(rc, out, err, f"cannot read {d}/d.csv: Permission denied")
 
 
 def test_out_of_memory_is_one_line(d, capsys, monkeypatch):
