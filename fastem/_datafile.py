@@ -12,8 +12,8 @@ Text files (CSV, TSV, anything else that is not ``.npy`` or Parquet):
   header if none is (an empty header cell, like the unnamed index column
   pandas writes, is named ``Unnamed: J``).  A first line that mixes numbers
   with names or empty cells is an error naming the line and the column
-  (``header="yes"`` or ``"no"`` decides instead).  So a header row never
-  swallows a data row.
+  (``header="yes"`` or ``"no"`` decides instead).  Only the cells of the
+  picked columns count.  So a header row never swallows a data row.
 * Every other line must have as many cells as the first, all numbers; the
   first that does not is an error naming its 1-based line (blank lines
   counted) and column.
@@ -223,10 +223,9 @@ def _read_text(path, wanted, delimiter, header):
         usecols = _pick(None if header == "no" else cells, len(cells), wanted, path)
         picked = cells if usecols is None else [cells[i] for i in usecols]
         is_header = _first_line_is_header(picked, header, first_no, path)
-        if not is_header:  # the names of a data row are no names
-            _pick(None, len(cells), [w for w in wanted if not _is_index(w)], path)
         data_lines = (line for _, line in rows)
         if not is_header:
+            _pick(None, len(cells), [w for w in wanted if not _is_index(w)], path)  # no names
             data_lines = itertools.chain([first], data_lines)
         try:
             with warnings.catch_warnings():
