@@ -479,7 +479,8 @@ def _read_archive_from(f, name):
                          "io.BytesIO(...) first.")
     pos = f.tell()
     head = f.read(8)
-    size = f.seek(0, os.SEEK_END) - pos
+    f.seek(0, os.SEEK_END)
+    size = f.tell() - pos
     f.seek(pos)
     if not head.startswith(_ZIP_SIGNATURES):
         raise ValueError(f"Cannot load {name}: expected a fastem model file (a .npz zip "
