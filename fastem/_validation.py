@@ -183,7 +183,9 @@ class FiniteCheck:
         and within range."""
         if chunk.size == 0:
             return True
-        lo, hi = chunk.min(), chunk.max()  # NaN propagates; no temporary array
+        # NaN propagates; no temporary array; compared as Python floats (1e140
+        # does not fit in float32)
+        lo, hi = float(chunk.min()), float(chunk.max())
         if -MAX_ABS_VALUE < lo and hi < MAX_ABS_VALUE:
             return True
         finite = np.isfinite(chunk)

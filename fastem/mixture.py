@@ -26,6 +26,7 @@ from ._estep import (
     rows_per_call,
     single_threaded_blas,
 )
+from ._fitted import kept_on_error, shape_changes
 from ._io import SaveLoadMixin
 from ._kmeans import kmeans, kmeans_plusplus
 from ._squarem import EMMap, run_squarem
@@ -43,7 +44,6 @@ from ._stats import (
     precisions_from_cholesky,
     unscaled_totals,
 )
-from ._fitted import kept_on_error, shape_changes
 from ._validation import (
     check_allocation,
     check_array_2d,

@@ -19,7 +19,6 @@ import struct
 import subprocess
 import sys
 import textwrap
-import time
 import tracemalloc
 import warnings
 import zipfile
@@ -48,7 +47,6 @@ N_RANDOM_EDITS = 150
 #: What refusing a hostile archive may cost, however large it claims to be:
 #: memory is the sharp test (inflating a bomb takes 1 GiB); the time bound
 #: only catches a refusal that scans far more than the file.
-FAST_S = 5.0
 SMALL_BYTES = 32 << 20
 
 
@@ -428,18 +426,17 @@ def test_kernel_refuses_inconsistent_arrays_without_crashing():
 
 
 def _bounded_refusal(path, message):
-    """load(path) raises a ValueError matching ``message`` within FAST_S
-    seconds and SMALL_BYTES of Python-tracked memory."""
+    """load(path) raises a ValueError matching ``message`` within SMALL_BYTES
+    of Python-tracked memory (nothing was inflated or allocated to the sizes
+    the file declares; no timing is asserted, the machine is shared)."""
     tracemalloc.start()
-    t0 = time.perf_counter()
     try:
         with pytest.raises(ValueError, match=message):
             load(path)
-        elapsed = time.perf_counter() - t0
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert elapsed < FAST_S and peak < SMALL_BYTES, (elapsed, peak)
+    assert peak < SMALL_BYTES, peak
 
 
 def _central_records(raw):
