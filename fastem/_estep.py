@@ -229,7 +229,6 @@ class EStepWorkspace:
             weight,
         )
 
-
     def _check_args(self, X, means, prec, base, shift, sample_weight, resp_in, out_lognorm,
                     out_resp, out_label):
         """The kernel trusts the shapes it indexes by: check them first (no pass
@@ -263,31 +262,13 @@ class EStepWorkspace:
 
 def evaluate_rows(X, params, covariance_type, kind):
     """A new array of per-row outputs: ``kind`` 'label' (int64, (n,)),
-    'lognorm' ((n,)) or 'resp' ((n, K)).
-
-    A finite row so far from every component that all its log-densities
-    underflow to -inf (log-density -inf) goes, as label or as posterior
-    probability 1, to the component nearest in log space
-    (:func:`fastem._stats.nearest_components`): probabilities always sum to 1."""
+    'lognorm' ((n,)) or 'resp' ((n, K))."""
     n, K = X.shape[0], params.means.shape[0]
     if kind == "resp":
         out = np.empty((n, K))
     else:
         out = np.empty(n, dtype=np.int64 if kind == "label" else np.float64)
-    lognorm = out if kind == "lognorm" else np.empty(n)
-    outputs = {"out_lognorm": lognorm}
-    if kind != "lognorm":
-        outputs["out_" + kind] = out
-    evaluate(X, params, covariance_type, **outputs)
-    if kind != "lognorm":
-        far = np.flatnonzero(lognorm == -np.inf)
-        if far.size:
-            nearest = nearest_components(take_rows(X, far), params, covariance_type)
-            if kind == "label":
-                out[far] = nearest
-            else:
-                out[far] = 0.0
-                out[far, nearest] = 1.0
+    evaluate(X, params, covariance_type, **{"out_" + kind: out})
     return out
 
 
@@ -295,8 +276,29 @@ def evaluate(X, params, covariance_type, *, sample_weight=None, out_lognorm=None
              out_resp=None, out_label=None):
     """The kernel with statistics off: fills the requested per-row outputs and
     returns ``(sum_i w_i log p(x_i), sum_i w_i)``.  X may be out of core
-    (a :class:`fastem._data.RowSource`); the outputs are in-memory arrays."""
+    (a :class:`fastem._data.RowSource`); the outputs are in-memory arrays.
+
+    A finite row so far from every component that all its log-densities
+    underflow to -inf (its log-density is -inf) goes, as label or as
+    posterior probability 1, to the component nearest in log space
+    (:func:`fastem._stats.nearest_components`): probabilities always sum to
+    1.  Such a row makes the total log-likelihood -inf (or NaN with weight
+    0), so the usual case costs no extra pass."""
     K, d = params.means.shape
     ws = EStepWorkspace(covariance_type, K, d, rows_per_call(X))
-    return ws.run(X, sample_weight, params, do_stats=False, out_lognorm=out_lognorm,
-                  out_resp=out_resp, out_label=out_label)
+    out = ws.run(X, sample_weight, params, do_stats=False, out_lognorm=out_lognorm,
+                 out_resp=out_resp, out_label=out_label)
+    if (out_label is not None or out_resp is not None) and not np.isfinite(out[0]):
+        lognorm = out_lognorm
+        if lognorm is None:
+            lognorm = np.empty(X.shape[0])
+            ws.run(X, None, params, do_stats=False, out_lognorm=lognorm)
+        far = np.flatnonzero(lognorm == -np.inf)
+        if far.size:
+            nearest = nearest_components(take_rows(X, far), params, covariance_type)
+            if out_label is not None:
+                out_label[far] = nearest
+            if out_resp is not None:
+                out_resp[far] = 0.0
+                out_resp[far, nearest] = 1.0
+    return out

@@ -334,6 +334,17 @@ def test_dask_input_that_overflows_is_refused():
         GaussianMixture(2).fit(X)
 
 
+FAR_ROWS = np.array([[1e10, 0.0], [-1e10, 3.0], [10.0 + 1e-160, 0.0], [9e9, 1e9]])
+
+
+def _far_model(covariance_type, means, covariances, prec):
+    gm = GaussianMixture(3, covariance_type=covariance_type)
+    gm._set_params_tuple(GaussianParams(np.full(3, 1 / 3), means, covariances, prec))
+    gm.n_features_in_ = 2
+    gm.converged_ = True
+    return gm
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_rows_far_from_every_component_go_to_the_nearest(covariance_type):
     """All log-densities underflow to -inf: the probabilities still sum to 1,
@@ -343,12 +354,8 @@ def test_rows_far_from_every_component_go_to_the_nearest(covariance_type):
     shape = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}
     prec = {"full": np.tile(np.eye(d), (k, 1, 1)), "tied": np.eye(d),
             "diag": np.ones((k, d)), "spherical": np.ones(k)}[covariance_type] * 1e150
-    gm = GaussianMixture(3, covariance_type=covariance_type)
-    gm._set_params_tuple(GaussianParams(np.full(3, 1 / 3), means, np.ones(shape[covariance_type]),
-                                        prec))
-    gm.n_features_in_ = 2
-    gm.converged_ = True
-    rows = np.array([[1e10, 0.0], [-1e10, 3.0], [10.0 + 1e-160, 0.0], [9e9, 1e9]])
+    gm = _far_model(covariance_type, means, np.ones(shape[covariance_type]), prec)
+    rows = FAR_ROWS
     proba = gm.predict_proba(rows)
     assert np.array_equal(proba.sum(axis=1), np.ones(4))
     expected = [2, 0, 1, 2]
@@ -356,6 +363,23 @@ def test_rows_far_from_every_component_go_to_the_nearest(covariance_type):
     assert gm.predict(rows).tolist() == expected
     scores = gm.score_samples(rows)
     assert np.isneginf(scores[[0, 1, 3]]).all() and np.isfinite(scores[2])
+
+
+def test_far_rows_out_of_core_in_dask_and_in_select(tmp_path):
+    means = np.array([[0.0, 0.0], [10.0, 0.0], [20.0, 0.0]])
+    gm = _far_model("diag", means, np.ones((3, 2)), np.full((3, 2), 1e150))
+    rows = np.vstack([FAR_ROWS] * 3000)  # chunks of the memmap and dask array
+    path = tmp_path / "far.npy"
+    np.save(path, rows)
+    expected = np.tile([2, 0, 1, 2], 3000)
+    assert np.array_equal(gm.predict(np.load(path, mmap_mode="r")), expected)
+    da = pytest.importorskip("dask.array")
+    lazy = da.from_array(rows, chunks=(5000, 2))
+    proba = gm.predict_proba(lazy).compute()
+    assert np.array_equal(proba.argmax(axis=1), expected) and (proba.sum(axis=1) == 1).all()
+    from fastem.select import _criteria
+    _, _, entropy = _criteria(gm, rows, None)
+    assert entropy == 0.0  # each row certain of its component, none NaN
 
 
 # ----------------------------------------------------------------------
