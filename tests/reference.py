@@ -1,4 +1,6 @@
-"""Slow, readable reference implementation of EM for Gaussian mixtures.
+"""Slow, readable reference implementation of EM for Gaussian mixtures
+(and, in the last section, for Bernoulli, Binomial, Poisson, Multinomial and
+Categorical mixtures).
 
 This module is the ground truth the tests compare ``fastem`` against.  It is
 written for clarity, not speed: every quantity is computed straight from its
@@ -408,3 +410,402 @@ def bic(loglik_sum, n_params, total_weight):
 def aic(loglik_sum, n_params):
     """Akaike information criterion ``-2 log L + 2 p``."""
     return -2.0 * loglik_sum + 2.0 * n_params
+
+
+# ==========================================================================
+# Discrete families: Bernoulli, Binomial, Poisson, Multinomial, Categorical
+# ==========================================================================
+#
+# A discrete mixture is ``params = (weights, theta)``: ``weights`` (K,) sum
+# to one and ``theta`` holds the component parameters,
+#
+# ============  ==========================  ================================
+# family        data X                      theta
+# ============  ==========================  ================================
+# Bernoulli     (n, d) in {0, 1}            p (K, d)
+# Binomial      (n, d) counts 0..m_j        p (K, d); ``n_trials`` m, int or (d,)
+# Poisson       (n, d) counts >= 0          rates (K, d)
+# Multinomial   (n, d) count vectors        p (K, d), rows sum to one
+# Categorical   (n, d) codes 0..C_j - 1     list of d arrays (K, C_j)
+# ============  ==========================  ================================
+#
+# Every family offers the same four functions:
+#
+# * ``<family>_log_joint(X, params)`` (n, K): ``log w_k + log p(x_i | k)``
+#   with every normalising constant (binomial coefficients, ``log x!``, the
+#   multinomial coefficient), through ``scipy.special.gammaln``;
+# * ``<family>_estep(X, params, sample_weight=None)``: responsibilities, the
+#   total (sample-weighted) log-likelihood and the sufficient statistics;
+# * ``<family>_mstep(stats, alpha=0.0)``: the new ``(weights, theta)``;
+# * ``em_<family>(X, params, n_iter, sample_weight=None, alpha=0.0,
+#   fixed_weights=False)``: ``n_iter`` EM iterations.
+#
+# With ``r_ik = sample_weight_i * resp_ik`` the statistics are
+# ``S0_k = sum_i r_ik`` and, for the four families whose log-density is linear
+# in x, ``S1_kj = sum_i r_ik x_ij``; for Categorical ``counts[j][k, c] =
+# sum_i r_ik [x_ij == c]``.  The M-step adds the pseudo-count ``alpha`` to
+# every success / category / event count (formulas in each ``_mstep``), keeps
+# probabilities inside ``[PROB_FLOOR, 1 - PROB_FLOOR]`` and rates at or above
+# ``RATE_FLOOR``, and sets ``w_k = S0_k / sum_l S0_l`` (never smoothed).  A
+# component with ``S0_k = 0`` and ``alpha = 0`` has no defined parameters
+# (0 / 0 gives NaN); the reference does not hide that.
+
+#: Probabilities are clipped to ``[PROB_FLOOR, 1 - PROB_FLOOR]`` by the M-step.
+PROB_FLOOR = 1e-10
+#: Poisson rates are clipped to ``>= RATE_FLOOR`` by the M-step.
+RATE_FLOOR = 1e-10
+
+
+def _clip_probabilities(p):
+    return np.clip(p, PROB_FLOOR, 1.0 - PROB_FLOOR)
+
+
+def _weights_from_counts(S0):
+    """Mixing weights ``w_k = S0_k / sum_l S0_l`` (no smoothing)."""
+    return S0 / np.sum(S0)
+
+
+def _mixture_log_joint(log_weights, log_prob):
+    """Add ``log w_k`` to the component log-densities ``log p(x_i | k)``."""
+    return log_prob + log_weights[np.newaxis, :]
+
+
+def bernoulli_log_joint(X, params):
+    """``log w_k + sum_j [x_ij log p_kj + (1 - x_ij) log(1 - p_kj)]``.
+
+    A Bernoulli variable is a Binomial one with a single trial (and
+    ``log C(1, x) = 0``), so this is ``binomial_log_joint`` with
+    ``n_trials=1``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d), entries 0 or 1
+    params : (weights (K,), p (K, d))
+
+    Returns
+    -------
+    ndarray of shape (n, K)
+    """
+    return binomial_log_joint(X, params, n_trials=1)
+
+
+def binomial_log_joint(X, params, *, n_trials):
+    """``log w_k + sum_j [log C(m_j, x_ij) + x_ij log p_kj + (m_j - x_ij) log(1 - p_kj)]``.
+
+    ``log C(m, x) = gammaln(m + 1) - gammaln(x + 1) - gammaln(m - x + 1)``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d), entries 0..m_j
+    params : (weights (K,), p (K, d))
+    n_trials : int or ndarray of shape (d,)
+        ``m_j``, the number of trials behind column j.
+
+    Returns
+    -------
+    ndarray of shape (n, K)
+    """
+    weights, p = params
+    X = np.asarray(X, dtype=np.float64)
+    m = np.broadcast_to(np.asarray(n_trials, dtype=np.float64), X.shape[1:])
+    log_coef = np.sum(
+        scipy.special.gammaln(m + 1) - scipy.special.gammaln(X + 1)
+        - scipy.special.gammaln(m - X + 1),
+        axis=1,
+    )
+    log_prob = np.empty((X.shape[0], len(weights)))
+    for k in range(len(weights)):
+        log_prob[:, k] = log_coef + np.sum(
+            scipy.special.xlogy(X, p[k]) + scipy.special.xlogy(m - X, 1.0 - p[k]), axis=1
+        )
+    return _mixture_log_joint(np.log(weights), log_prob)
+
+
+def poisson_log_joint(X, params):
+    """``log w_k + sum_j [x_ij log rate_kj - rate_kj - log(x_ij!)]``.
+
+    ``log(x!) = gammaln(x + 1)``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d), counts >= 0
+    params : (weights (K,), rates (K, d))
+
+    Returns
+    -------
+    ndarray of shape (n, K)
+    """
+    weights, rates = params
+    X = np.asarray(X, dtype=np.float64)
+    log_factorials = np.sum(scipy.special.gammaln(X + 1), axis=1)
+    log_prob = np.empty((X.shape[0], len(weights)))
+    for k in range(len(weights)):
+        log_prob[:, k] = (
+            np.sum(scipy.special.xlogy(X, rates[k]) - rates[k], axis=1) - log_factorials
+        )
+    return _mixture_log_joint(np.log(weights), log_prob)
+
+
+def multinomial_log_joint(X, params):
+    """``log w_k + log(N_i! / prod_j x_ij!) + sum_j x_ij log p_kj``, ``N_i = sum_j x_ij``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d), counts >= 0
+    params : (weights (K,), p (K, d)), rows of p summing to one
+
+    Returns
+    -------
+    ndarray of shape (n, K)
+    """
+    weights, p = params
+    X = np.asarray(X, dtype=np.float64)
+    log_coef = scipy.special.gammaln(X.sum(axis=1) + 1) - np.sum(
+        scipy.special.gammaln(X + 1), axis=1
+    )
+    log_prob = np.empty((X.shape[0], len(weights)))
+    for k in range(len(weights)):
+        log_prob[:, k] = log_coef + np.sum(scipy.special.xlogy(X, p[k]), axis=1)
+    return _mixture_log_joint(np.log(weights), log_prob)
+
+
+def categorical_log_joint(X, params):
+    """``log w_k + sum_j log a_j[k, x_ij]``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d), integer codes, column j in 0..C_j - 1
+    params : (weights (K,), [a_0 (K, C_0), ..., a_{d-1} (K, C_{d-1})])
+
+    Returns
+    -------
+    ndarray of shape (n, K)
+    """
+    weights, probs = params
+    X = np.asarray(X)
+    log_prob = np.zeros((X.shape[0], len(weights)))
+    for j, a in enumerate(probs):
+        # a[:, X[:, j]] is (K, n): the probability of row i's category in column j.
+        log_prob += np.log(a[:, X[:, j]]).T
+    return _mixture_log_joint(np.log(weights), log_prob)
+
+
+def _discrete_estep(log_joint, statistics, X, params, sample_weight):
+    """The E-step every discrete family shares.
+
+    ``log_norm_i = logsumexp_k log_joint_ik``, ``resp_ik = exp(log_joint_ik -
+    log_norm_i)`` and the total log-likelihood ``sum_i sample_weight_i
+    log_norm_i``; ``statistics(X, r, params)`` turns ``r_ik = sample_weight_i
+    resp_ik`` into the family's sufficient statistics.
+
+    Returns
+    -------
+    resp : ndarray of shape (n, K)
+    log_likelihood : float
+        Total (sample-weighted) log-likelihood.
+    stats : dict
+    """
+    X = np.asarray(X)
+    sample_weight = _as_sample_weight(sample_weight, X.shape[0])
+    weighted = log_joint(X, params)
+    log_norm = scipy.special.logsumexp(weighted, axis=1)
+    resp = np.exp(weighted - log_norm[:, np.newaxis])
+    r = sample_weight[:, np.newaxis] * resp
+    stats = statistics(X, r, params)
+    stats["weight"] = float(np.sum(sample_weight))
+    return resp, float(np.sum(sample_weight * log_norm)), stats
+
+
+def _linear_statistics(X, r, params):
+    """``S0_k = sum_i r_ik`` and ``S1_kj = sum_i r_ik x_ij``."""
+    X = np.asarray(X, dtype=np.float64)
+    n_components = r.shape[1]
+    S0 = np.array([np.sum(r[:, k]) for k in range(n_components)])
+    S1 = np.stack([r[:, k] @ X for k in range(n_components)])
+    return {"S0": S0, "S1": S1}
+
+
+def _categorical_statistics(X, r, params):
+    """``S0_k = sum_i r_ik`` and ``counts[j][k, c] = sum_i r_ik [x_ij == c]``."""
+    _, probs = params
+    counts = []
+    for j, a in enumerate(probs):
+        n_categories = a.shape[1]
+        counts.append(np.stack(
+            [r[X[:, j] == c].sum(axis=0) for c in range(n_categories)], axis=1
+        ))
+    return {"S0": r.sum(axis=0), "counts": counts}
+
+
+def bernoulli_estep(X, params, sample_weight=None):
+    """E-step: ``(resp, total log-likelihood, {'S0', 'S1', 'weight'})``."""
+    return _discrete_estep(bernoulli_log_joint, _linear_statistics, X, params, sample_weight)
+
+
+def binomial_estep(X, params, sample_weight=None, *, n_trials):
+    """E-step: ``(resp, total log-likelihood, {'S0', 'S1', 'weight'})``."""
+    def log_joint(X, params):
+        return binomial_log_joint(X, params, n_trials=n_trials)
+    return _discrete_estep(log_joint, _linear_statistics, X, params, sample_weight)
+
+
+def poisson_estep(X, params, sample_weight=None):
+    """E-step: ``(resp, total log-likelihood, {'S0', 'S1', 'weight'})``."""
+    return _discrete_estep(poisson_log_joint, _linear_statistics, X, params, sample_weight)
+
+
+def multinomial_estep(X, params, sample_weight=None):
+    """E-step: ``(resp, total log-likelihood, {'S0', 'S1', 'weight'})``."""
+    return _discrete_estep(multinomial_log_joint, _linear_statistics, X, params, sample_weight)
+
+
+def categorical_estep(X, params, sample_weight=None):
+    """E-step: ``(resp, total log-likelihood, {'S0', 'counts', 'weight'})``."""
+    return _discrete_estep(
+        categorical_log_joint, _categorical_statistics, X, params, sample_weight
+    )
+
+
+def bernoulli_mstep(stats, alpha=0.0):
+    """``p_kj = (S1_kj + alpha) / (S0_k + 2 alpha)``, clipped; ``w = S0 / sum S0``.
+
+    ``binomial_mstep`` with one trial: the expected trials are ``S0_k``.
+    """
+    return binomial_mstep(stats, alpha, n_trials=1)
+
+
+def binomial_mstep(stats, alpha=0.0, *, n_trials):
+    """``p_kj = (S1_kj + alpha) / (S0_k m_j + 2 alpha)``, clipped; ``w = S0 / sum S0``.
+
+    ``S1_kj`` are the expected successes and ``S0_k m_j`` the expected trials.
+    """
+    S0, S1 = stats["S0"], stats["S1"]
+    m = np.broadcast_to(np.asarray(n_trials, dtype=np.float64), S1.shape[1:])
+    trials = S0[:, np.newaxis] * m[np.newaxis, :]
+    p = (S1 + alpha) / (trials + 2.0 * alpha)
+    return _weights_from_counts(S0), _clip_probabilities(p)
+
+
+def poisson_mstep(stats, alpha=0.0):
+    """``rate_kj = max((S1_kj + alpha) / (S0_k + alpha), RATE_FLOOR)``; ``w = S0 / sum S0``."""
+    S0, S1 = stats["S0"], stats["S1"]
+    rates = (S1 + alpha) / (S0[:, np.newaxis] + alpha)
+    return _weights_from_counts(S0), np.maximum(rates, RATE_FLOOR)
+
+
+def multinomial_mstep(stats, alpha=0.0):
+    """``p_kj = (S1_kj + alpha) / (sum_l S1_kl + d alpha)``, clipped; ``w = S0 / sum S0``.
+
+    The clip is not followed by a renormalisation: a row may sum to one
+    only within ``d * PROB_FLOOR``.
+    """
+    S0, S1 = stats["S0"], stats["S1"]
+    n_features = S1.shape[1]
+    p = (S1 + alpha) / (S1.sum(axis=1, keepdims=True) + n_features * alpha)
+    return _weights_from_counts(S0), _clip_probabilities(p)
+
+
+def categorical_mstep(stats, alpha=0.0):
+    """``a_j[k, c] = (counts_j[k, c] + alpha) / (N_k + C_j alpha)``, clipped; ``w = S0 / sum S0``.
+
+    ``N_k = sum_c counts_j[k, c]`` (= ``S0_k``).  As for Multinomial, no
+    renormalisation after the clip.
+    """
+    S0 = stats["S0"]
+    probs = []
+    for counts in stats["counts"]:
+        n_categories = counts.shape[1]
+        a = (counts + alpha) / (counts.sum(axis=1, keepdims=True) + n_categories * alpha)
+        probs.append(_clip_probabilities(a))
+    return _weights_from_counts(S0), probs
+
+
+def _discrete_em(estep, mstep, X, params, n_iter, sample_weight, alpha, fixed_weights):
+    """The EM loop every discrete family shares.
+
+    Each iteration runs ``estep(X, params, sample_weight)``, records the
+    (weighted) mean log-likelihood per row of the parameters at the start of
+    the iteration (scikit-learn's ``lower_bounds_``), then ``mstep(stats,
+    alpha)``; ``fixed_weights=True`` keeps the given mixing weights.
+
+    Returns
+    -------
+    params : (weights, theta) after ``n_iter`` M-steps
+    mean_log_likelihoods : list of ``n_iter`` floats
+    """
+    weights, theta = params
+    weights = np.asarray(weights, dtype=np.float64)
+    mean_log_likelihoods = []
+    for _ in range(n_iter):
+        _, log_likelihood, stats = estep(X, (weights, theta), sample_weight)
+        mean_log_likelihoods.append(log_likelihood / stats["weight"])
+        new_weights, theta = mstep(stats, alpha)
+        if not fixed_weights:
+            weights = new_weights
+    return (weights, theta), mean_log_likelihoods
+
+
+def em_bernoulli(X, params, n_iter, sample_weight=None, alpha=0.0, fixed_weights=False):
+    """``n_iter`` EM iterations of a Bernoulli mixture; see ``_discrete_em``."""
+    return _discrete_em(bernoulli_estep, bernoulli_mstep, X, params, n_iter,
+                        sample_weight, alpha, fixed_weights)
+
+
+def em_binomial(X, params, n_iter, sample_weight=None, alpha=0.0, fixed_weights=False,
+                *, n_trials):
+    """``n_iter`` EM iterations of a Binomial mixture; see ``_discrete_em``."""
+    def estep(X, params, sample_weight):
+        return binomial_estep(X, params, sample_weight, n_trials=n_trials)
+
+    def mstep(stats, alpha):
+        return binomial_mstep(stats, alpha, n_trials=n_trials)
+
+    return _discrete_em(estep, mstep, X, params, n_iter, sample_weight, alpha, fixed_weights)
+
+
+def em_poisson(X, params, n_iter, sample_weight=None, alpha=0.0, fixed_weights=False):
+    """``n_iter`` EM iterations of a Poisson mixture; see ``_discrete_em``."""
+    return _discrete_em(poisson_estep, poisson_mstep, X, params, n_iter,
+                        sample_weight, alpha, fixed_weights)
+
+
+def em_multinomial(X, params, n_iter, sample_weight=None, alpha=0.0, fixed_weights=False):
+    """``n_iter`` EM iterations of a Multinomial mixture; see ``_discrete_em``."""
+    return _discrete_em(multinomial_estep, multinomial_mstep, X, params, n_iter,
+                        sample_weight, alpha, fixed_weights)
+
+
+def em_categorical(X, params, n_iter, sample_weight=None, alpha=0.0, fixed_weights=False):
+    """``n_iter`` EM iterations of a Categorical (latent class) mixture; see ``_discrete_em``."""
+    return _discrete_em(categorical_estep, categorical_mstep, X, params, n_iter,
+                        sample_weight, alpha, fixed_weights)
+
+
+def discrete_log_prior(family, theta, alpha):
+    """The log-prior (up to a constant) whose MAP estimate the M-step gives.
+
+    With ``alpha > 0`` EM maximises ``log-likelihood + discrete_log_prior``
+    (and that sum never decreases), not the log-likelihood alone:
+
+    * Bernoulli, Binomial: ``alpha sum_kj [log p_kj + log(1 - p_kj)]``
+      (a Beta(alpha + 1, alpha + 1) prior);
+    * Multinomial: ``alpha sum_kj log p_kj``; Categorical: ``alpha
+      sum_jkc log a_j[k, c]`` (Dirichlet(alpha + 1));
+    * Poisson: ``alpha sum_kj [log rate_kj - rate_kj]`` (Gamma with shape
+      ``alpha + 1`` and rate ``alpha``).
+
+    The mixing weights have no prior.
+
+    Returns
+    -------
+    float
+    """
+    if family in ("bernoulli", "binomial"):
+        return float(alpha * np.sum(np.log(theta) + np.log1p(-theta)))
+    if family == "multinomial":
+        return float(alpha * np.sum(np.log(theta)))
+    if family == "categorical":
+        return float(alpha * sum(np.sum(np.log(a)) for a in theta))
+    if family == "poisson":
+        return float(alpha * np.sum(np.log(theta) - theta))
+    raise ValueError(f"unknown family {family!r}")
