@@ -1,6 +1,5 @@
-"""The fitted state of an estimator: kept whole when a call fails, and
-compared with what a continuing call (``warm_start``, ``partial_fit``) asks
-for, so that a mismatch is an error in words, not a broadcast error."""
+"""The fitted state of an estimator, kept whole when a call fails: a failed
+``fit`` or ``partial_fit`` leaves the model exactly as it was."""
 
 import contextlib
 import threading
@@ -104,41 +103,3 @@ def kept_on_error(estimator, lazy_random_state=False):
         raise
     finally:
         stack.pop()
-
-
-def fitted_covariance_type(estimator):
-    """The covariance type the fitted arrays have (None if unknown): 'tied'
-    and 'diag' share a shape when n_components == n_features, and differ in
-    the factor (upper triangular for 'tied', all entries positive for 'diag')."""
-    prec = np.asarray(estimator.precisions_cholesky_)
-    d = estimator.means_.shape[1]
-    if prec.ndim == 3:
-        return "full"
-    if prec.ndim == 1:
-        return "spherical"
-    if prec.shape == (d, d) and not np.tril(prec, -1).any():
-        return "tied"
-    return "diag"
-
-
-def shape_changes(estimator, n_features):
-    """What differs between the fitted model and the estimator's parameters
-    (``n_components``, ``covariance_type``) or the number of features of the
-    new data, in words; empty if nothing does."""
-    changes = []
-    k_fit = estimator.means_.shape[0]
-    if estimator.n_components != k_fit:
-        changes.append(f"n_components is {estimator.n_components}, the fitted model has "
-                       f"{k_fit} components")
-    ct_fit = fitted_covariance_type(estimator)
-    if np.shape(estimator.precisions_cholesky_) == (1, 1) and \
-            estimator.covariance_type in ("tied", "diag"):
-        ct_fit = estimator.covariance_type  # one 1-d component: the same arrays
-    if estimator.covariance_type != ct_fit:
-        changes.append(f"covariance_type is {estimator.covariance_type!r}, the model was "
-                       f"fitted with {ct_fit!r}")
-    d_fit = estimator.n_features_in_
-    if n_features != d_fit:
-        changes.append(f"X has {n_features} features, the model was fitted with "
-                       f"{d_fit} features")
-    return changes

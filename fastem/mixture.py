@@ -1,40 +1,27 @@
-"""``GaussianMixture``: the EM driver and the scikit-learn API (no @njit here).
+"""``GaussianMixture``: the Gaussian family's hooks on the EM driver of
+:mod:`fastem._base` (no @njit here).
 
 Every EM iteration is one call of a fused kernel that returns shifted
 sufficient statistics (:mod:`fastem._stats`) and one closed-form M-step.
 """
 
-import warnings
 from numbers import Integral, Real
-from time import perf_counter
 
 import numpy as np
 from scipy import linalg
-from sklearn.base import BaseEstimator, DensityMixin, _fit_context
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
-from ._collapse import CollapseWarning, Recovery
+from ._base import BaseMixture
+from ._collapse import Recovery
 from ._dask import DaskSource
 from ._data import RowSource, sample_weighted_rows, take_rows
-from ._estep import (
-    EStepWorkspace,
-    evaluate,
-    evaluate_rows,
-    rows_per_call,
-    single_threaded_blas,
-)
-from ._fitted import kept_on_error, shape_changes
-from ._io import SaveLoadMixin
+from ._estep import EStepWorkspace, evaluate, evaluate_rows, rows_per_call
 from ._kmeans import kmeans, kmeans_plusplus
-from ._squarem import EMMap, run_squarem
+from ._squarem import run_squarem
 from ._stats import (
     COVARIANCE_TYPES,
     CollapseError,
     GaussianParams,
-    bic_aic,
     cholesky_from_precisions,
     covariance_shape,
     covariances_from_precisions,
@@ -42,16 +29,8 @@ from ._stats import (
     m_step,
     n_parameters,
     precisions_from_cholesky,
-    unscaled_totals,
 )
-from ._validation import (
-    check_allocation,
-    check_array_2d,
-    check_fit_weights,
-    check_sample_weight,
-    count_scale,
-    scaled_weights,
-)
+from ._validation import check_array_2d, count_scale
 
 #: Rows used to initialise on large data (k-means or random responsibilities):
 #: at least this many, and at least _INIT_ROWS_PER_COMPONENT per component.
@@ -61,7 +40,7 @@ _INIT_ROWS_PER_COMPONENT = 256
 _INIT_CHUNK = 1024
 
 
-class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
+class GaussianMixture(BaseMixture):
     """Gaussian mixture fitted by EM with fused, parallel Numba kernels.
 
     A drop-in replacement for :class:`sklearn.mixture.GaussianMixture`: the
@@ -234,29 +213,23 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
         self.accelerate = accelerate
 
     # ------------------------------------------------------------------
-    # validation
+    # the family's hooks (see fastem._base)
     # ------------------------------------------------------------------
 
-    def _check_X(self, X, reset, continuing=None):
-        """Feature names and count (scikit-learn's rules), then our checks.
+    _collapse_advice = "Fewer components, a larger reg_covar or scaled data may fit better"
 
-        Returns an ndarray, or for out-of-core input (np.memmap, h5py/zarr-like
-        arrays) a :class:`fastem._data.RowSource` that reads it in chunks.
-        ``continuing`` ('warm_start', 'partial_fit') names a call that goes on
-        from the fitted model: its shape must match (see :mod:`fastem._fitted`)."""
-        _check_feature_names(self, X, reset=reset)
-        X = check_array_2d(X, estimator_name=type(self).__name__)
-        if continuing is not None:
-            self._check_continuation(X.shape[1], continuing)
-        if reset:
-            self.n_features_in_ = X.shape[1]
-        elif X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} was fitted "
-                f"with {self.n_features_in_} features. Pass data with the same "
-                "columns as at fit."
-            )
-        return X
+    def _validate_data(self, X):
+        return check_array_2d(X, estimator_name=type(self).__name__)
+
+    def _family_changes(self):
+        ct_fit = fitted_covariance_type(self.precisions_cholesky_, self.means_.shape[1])
+        if np.shape(self.precisions_cholesky_) == (1, 1) and \
+                self.covariance_type in ("tied", "diag"):
+            ct_fit = self.covariance_type  # one 1-d component: the same arrays
+        if self.covariance_type != ct_fit:
+            return [f"covariance_type is {self.covariance_type!r}, the model was fitted "
+                    f"with {ct_fit!r}"]
+        return []
 
     def _checked_inits(self, n_features):
         """Validated copies of the user's ``*_init`` (hyper-parameters are
@@ -377,205 +350,24 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
             prec_chol, covs = (a.copy() for a in precisions_init)
         return GaussianParams(weights, means, covs, prec_chol)
 
-    # ------------------------------------------------------------------
-    # fit
-    # ------------------------------------------------------------------
+    def _workspace(self, X):
+        return EStepWorkspace(self.covariance_type, self.n_components, X.shape[1],
+                              rows_per_call(X))
 
-    def fit(self, X, y=None, sample_weight=None):
-        """Estimate the parameters with EM.
+    def _estep(self, workspace, X, sw, params):
+        return workspace.run(X, sw, params, shift=default_shift(params, self.covariance_type))
 
-        Runs ``n_init`` initialisations (one with ``warm_start`` after the
-        first fit) and keeps the one with the largest final log-likelihood.
+    def _plain_m_step(self, stats, X):
+        return m_step(stats, self.reg_covar, X.dtype)
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            float32 input is kept as float32 (the statistics are float64);
-            C or Fortran order and strided views are read in place.
-            Out-of-core input -- a ``np.memmap``, or any array-like with
-            ``.shape``, ``.dtype`` and row slicing, such as h5py and zarr
-            arrays -- is read in chunks of ``FASTEM_CHUNK_BYTES`` (32 MiB),
-            so memory does not grow with n_samples (docs/out_of_core.md).
-        y : Ignored
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weights; a weight of 2 counts the row twice.
-
-        Returns
-        -------
-        self : GaussianMixture
-        """
-        self._fit(X, sample_weight)
-        return self
-
-    def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit, then return the component label of each row of X.
-
-        Equal to ``fit(X).predict(X)``: the labels come from an E-step with
-        the final parameters.
-        """
-        X = self._fit(X, sample_weight)
-        return self._labels(X)
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def _fit(self, X, sample_weight):
-        # a failed fit (bad input, a collapse with on_collapse='raise', an
-        # interrupt) leaves a fitted model exactly as it was
-        with kept_on_error(self):
-            return self._fit_guarded(X, sample_weight)
-
-    def _check_continuation(self, n_features, how):
-        """For a call that continues the fitted model (``how``: 'warm_start'
-        or 'partial_fit'): its shape must be the one the parameters and X
-        ask for."""
-        changes = shape_changes(self, n_features)
-        if changes:
-            restart = ("set warm_start=False to fit a new model" if how == "warm_start"
-                       else "call fit, or partial_fit on a new estimator, to start over")
-            raise ValueError(
-                f"{type(self).__name__} with {how} continues the fitted model, which "
-                f"does not match: {'; '.join(changes)}. Pass data and parameters like "
-                f"the fitted model's, or {restart}."
-            )
-
-    def _fit_guarded(self, X, sample_weight):
-        warm = self.warm_start and hasattr(self, "converged_")
-        if warm:
-            X = self._check_X(X, reset=False, continuing="warm_start")
-        else:
-            X = self._check_X(X, reset=True)
-        n, d = X.shape
-        if n < 2:
-            raise ValueError(
-                f"Expected n_samples >= 2 to fit a mixture, but got n_samples = {n}."
-            )
-        if n < self.n_components:
-            raise ValueError(
-                "Expected n_samples >= n_components but got "
-                f"n_components = {self.n_components}, n_samples = {n}. "
-                "Use fewer components or more data."
-            )
-        sw = check_fit_weights(sample_weight, n, self.n_components)
-        inits = self._checked_inits(d)
-        ct = self.covariance_type
-        do_init = not warm
-        n_init = self.n_init if do_init else 1
-        random_state = check_random_state(self.random_state)
-        workspace = EStepWorkspace(ct, self.n_components, d, rows_per_call(X))
-
-        if isinstance(X, DaskSource):  # on the workers for the iterations
-            X.persist(sw)
-        try:
-            with single_threaded_blas():
-                best, max_lower_bound = self._em(X, sw, workspace, inits, do_init, n_init,
-                                                 random_state)
-        finally:
-            if isinstance(X, DaskSource):
-                X.release()
-        if isinstance(X, RowSource):
-            # out-of-core X is checked for NaN/inf on its first pass; a fit
-            # that made none (max_iter=0 with given *_init) checks it now
-            X.validate()
-        params, n_iter, history, converged, events, n_maps = best
-        self.collapse_events_ = list(events)
-        self.n_reseeds_ = sum(1 for e in events if e[2] == "reseed")
-        if events:
-            actions = sorted({e[2] for e in events})
-            warnings.warn(
-                f"{len(events)} collapse recoveries during the fit ({', '.join(actions)}; "
-                f"{self.n_reseeds_} components re-seeded): some components lost their "
-                "data or had a degenerate covariance. The model is valid; see "
-                "collapse_events_. Fewer components, a larger reg_covar or scaled data "
-                "may fit better; on_collapse='raise' restores scikit-learn's error.",
-                CollapseWarning, stacklevel=5)
-        self.converged_ = converged
-        if not self.converged_ and self.max_iter > 0:
-            warnings.warn(
-                "Best performing initialization did not converge. Try different init "
-                "parameters, or increase max_iter, tol, or check for degenerate data.",
-                ConvergenceWarning,
-            )
-        self._set_params_tuple(params)
-        self.n_iter_ = n_iter
-        self.n_em_maps_ = n_maps
-        self.lower_bound_ = max_lower_bound
-        self.lower_bounds_ = history
-        return X
-
-    def _em(self, X, sw, workspace, inits, do_init, n_init, random_state):
-        """The n_init EM runs; returns ((params, n_iter, history, converged,
-        collapse events, E+M passes) of the best run, its final mean
-        log-likelihood)."""
-        ct = self.covariance_type
-        max_lower_bound = -np.inf
-        best = None
-        for init in range(n_init):
-            self._verbose_init_beg(init)
-            on_iteration = self._iteration_reporter(init)
-            recovery = self._recovery(X, random_state)
-            if do_init:
-                params = self._initial_params(X, sw, random_state, inits, recovery)
-                lower_bound = -np.inf
-            else:
-                params = self._get_params_tuple()
-                lower_bound = self.lower_bound_
-            history = []
-            n_iter = 0
-            converged = False
-            if self.accelerate == "squarem":
-                params, n_iter, history, converged, n_maps = run_squarem(
-                    self._em_map(X, sw, workspace, recovery), params, ct, self.reg_covar,
-                    X.dtype, self.max_iter, self.tol, lower_bound, on_iteration)
-                if history:
-                    lower_bound = history[-1]
-            else:
-                em = self._em_map(X, sw, workspace, recovery)
-                for n_iter in range(1, self.max_iter + 1):
-                    prev = lower_bound
-                    stats, lower_bound = em.e(params)
-                    params, reseeded, _ = em.m(stats, n_iter)
-                    history.append(lower_bound)
-                    change = lower_bound - prev
-                    on_iteration(n_iter, change)
-                    if reseeded:  # a new start: no convergence test against the old one
-                        lower_bound = -np.inf
-                    elif abs(change) < self.tol:
-                        converged = True
-                        break
-                n_maps = em.n_calls
-            if self.max_iter > 0:
-                self._verbose_init_end(lower_bound, converged)
-            if history:
-                lower_bound = history[-1]
-            if best is None or lower_bound > max_lower_bound:
-                max_lower_bound = lower_bound if self.max_iter > 0 else -np.inf
-                best = (params, n_iter, history, converged, recovery.events, n_maps)
-        return best, max_lower_bound
+    def _run_squarem(self, em_map, params, X, lower_bound, on_iteration):
+        return run_squarem(em_map, params, self.covariance_type, self.reg_covar, X.dtype,
+                           self.max_iter, self.tol, lower_bound, on_iteration)
 
     def _recovery(self, X, random_state):
         """Collapse recovery (its state) for one EM run on data like X."""
         return Recovery(self.covariance_type, self.n_components, X.shape[1], self.reg_covar,
                         X.dtype, random_state)
-
-    def _em_map(self, X, sw, workspace, recovery):
-        """One plain EM iteration (as the map SQUAREM extrapolates)."""
-        ct = self.covariance_type
-        scale = count_scale(sw)  # effective rows per unit of weight
-
-        def estep(params):
-            return workspace.run(X, sw, params, shift=default_shift(params, ct))
-
-        def mstep(stats, iteration):
-            return self._m_step(stats, X, sw, recovery, iteration, scale)
-
-        return EMMap(estep, mstep, None if self.on_collapse == "raise" else recovery)
-
-    def _m_step(self, stats, X, sw, recovery, iteration, count_scale=1.0):
-        """The M-step; with on_collapse='reseed' through ``recovery``, which
-        re-seeds from rows of X.  ``count_scale`` turns S0 into effective
-        counts (online EM's normalised statistics).  Returns (params, reseeded)."""
-        if self.on_collapse == "raise" or recovery is None:
-            return m_step(stats, self.reg_covar, X.dtype), False
-        return recovery.m_step(stats, iteration, X, sw, count_scale)
 
     def _get_params_tuple(self):
         return GaussianParams(self.weights_, self.means_, self.covariances_,
@@ -586,14 +378,6 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
         self.precisions_ = precisions_from_cholesky(self.precisions_cholesky_,
                                                     self.covariance_type)
 
-    # ------------------------------------------------------------------
-    # inference (the fused kernel with statistics off)
-    # ------------------------------------------------------------------
-
-    def _prepare(self, X):
-        check_is_fitted(self)
-        return self._check_X(X, reset=False)
-
     def _rows(self, X, kind):
         """Per-row outputs (``kind`` 'label', 'lognorm' or 'resp'); for a
         dask X, a lazy dask array."""
@@ -601,148 +385,24 @@ class GaussianMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
             return X.map_rows(kind, self._get_params_tuple(), self.covariance_type)
         return evaluate_rows(X, self._get_params_tuple(), self.covariance_type, kind)
 
-    def _labels(self, X):
-        return self._rows(X, "label")
-
-    def score_samples(self, X):
-        """Log-likelihood of each sample, shape (n_samples,) (a lazy dask
-        array for a dask X)."""
-        X = self._prepare(X)
-        return self._rows(X, "lognorm")
-
-    def score(self, X, y=None, sample_weight=None):
-        """Per-sample average log-likelihood of X (weighted by sample_weight)."""
-        ll, w, _ = self._scaled_loglik(X, sample_weight)
-        return float(ll / w)
-
-    def predict(self, X):
-        """Label of the most probable component for each sample (a lazy dask
-        array for a dask X)."""
-        return self._labels(self._prepare(X))
-
-    def predict_proba(self, X):
-        """Posterior probability of each component, shape (n_samples,
-        n_components) (a lazy dask array for a dask X)."""
-        X = self._prepare(X)
-        return self._rows(X, "resp")
-
-    def sample(self, n_samples=1):
-        """Draw samples from the fitted mixture.
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-        y : ndarray of shape (n_samples,)
-            Component labels.
-        """
-        check_is_fitted(self)
-        if isinstance(n_samples, bool) or not isinstance(n_samples, Integral):
-            raise TypeError(
-                f"n_samples must be an int, but got {type(n_samples).__name__} "
-                f"{n_samples!r}."
-            )
-        if n_samples < 1:
-            raise ValueError(
-                f"Invalid value for 'n_samples': {n_samples}. The sampling requires "
-                "at least one sample."
-            )
-        _, n_features = self.means_.shape
-        check_allocation(int(n_samples) * (n_features + 1) * 8,
-                         f"sample(n_samples={n_samples}) with {n_features} features",
-                         "Draw fewer samples, or draw them in batches.")
-        rng = check_random_state(self.random_state)
-        counts = rng.multinomial(n_samples, self.weights_)
+    def _sample_components(self, rng, counts):
+        n_features = self.means_.shape[1]
         ct = self.covariance_type
         if ct == "full":
-            X = np.vstack([rng.multivariate_normal(m, c, int(s))
-                           for m, c, s in zip(self.means_, self.covariances_, counts)])
-        elif ct == "tied":
-            X = np.vstack([rng.multivariate_normal(m, self.covariances_, int(s))
-                           for m, s in zip(self.means_, counts)])
-        else:
-            X = np.vstack([m + rng.standard_normal(size=(s, n_features)) * np.sqrt(c)
-                           for m, c, s in zip(self.means_, self.covariances_, counts)])
-        y = np.concatenate([np.full(int(s), j, dtype=np.int64) for j, s in enumerate(counts)])
-        return X, y
+            return np.vstack([rng.multivariate_normal(m, c, int(s))
+                              for m, c, s in zip(self.means_, self.covariances_, counts)])
+        if ct == "tied":
+            return np.vstack([rng.multivariate_normal(m, self.covariances_, int(s))
+                              for m, s in zip(self.means_, counts)])
+        return np.vstack([m + rng.standard_normal(size=(s, n_features)) * np.sqrt(c)
+                          for m, c, s in zip(self.means_, self.covariances_, counts)])
 
-    # ------------------------------------------------------------------
-    # information criteria
-    # ------------------------------------------------------------------
+    def _loglik(self, X, sw):
+        return evaluate(X, self._get_params_tuple(), self.covariance_type, sample_weight=sw)
 
     def _n_parameters(self):
         """Number of free parameters of the model."""
         return n_parameters(self.n_components, self.covariance_type, self.means_.shape[1])
-
-    def _scaled_loglik(self, X, sample_weight):
-        """``(L, W, e)``: ``L 2**e = sum_i w_i log p(x_i)`` and ``W 2**e =
-        sum_i w_i``, computed with the weights scaled into [1, 2) so that
-        weights near 1e308 do not overflow (see ``scaled_weights``)."""
-        X = self._prepare(X)
-        sw, e = scaled_weights(check_sample_weight(sample_weight, X.shape[0]))
-        ll, w = evaluate(X, self._get_params_tuple(), self.covariance_type, sample_weight=sw)
-        return ll, w, e
-
-    def _total_loglik(self, X, sample_weight):
-        """``(sum_i w_i log p(x_i), sum_i w_i)``."""
-        ll, w, e = self._scaled_loglik(X, sample_weight)
-        return unscaled_totals(e, ll, w)
-
-    def _criteria(self, X, sample_weight):
-        return bic_aic(*self._total_loglik(X, sample_weight), self._n_parameters())
-
-    def bic(self, X, sample_weight=None):
-        """Bayesian information criterion (lower is better):
-        ``-2 log L + n_parameters * log(n)``, with n the total sample weight."""
-        return self._criteria(X, sample_weight)[0]
-
-    def aic(self, X, sample_weight=None):
-        """Akaike information criterion (lower is better):
-        ``-2 log L + 2 n_parameters``."""
-        return self._criteria(X, sample_weight)[1]
-
-    # ------------------------------------------------------------------
-    # verbose output (scikit-learn's format)
-    # ------------------------------------------------------------------
-
-    def _verbose_init_beg(self, n_init):
-        if self.verbose >= 1:
-            print("Initialization %d" % n_init)
-        if self.verbose >= 2:
-            self._init_prev_time = perf_counter()
-            self._iter_prev_time = self._init_prev_time
-
-    def _iteration_reporter(self, init):
-        """What runs after each iteration of initialisation ``init``: the
-        verbose output, and the command line's progress bar when it set
-        ``_progress`` (called with (init, n_iter))."""
-        progress = getattr(self, "_progress", None)
-        if progress is None:
-            return self._verbose_iter_end
-
-        def report(n_iter, diff_ll):
-            self._verbose_iter_end(n_iter, diff_ll)
-            progress(init, n_iter)
-
-        return report
-
-    def _verbose_iter_end(self, n_iter, diff_ll):
-        if n_iter % self.verbose_interval == 0:
-            if self.verbose == 1:
-                print("  Iteration %d" % n_iter)
-            elif self.verbose >= 2:
-                now = perf_counter()
-                print("  Iteration %d\t time lapse %.5fs\t ll change %.5f"
-                      % (n_iter, now - self._iter_prev_time, diff_ll))
-                self._iter_prev_time = now
-
-    def _verbose_init_end(self, lb, converged):
-        msg = "converged" if converged else "did not converge"
-        if self.verbose == 1:
-            print(f"Initialization {msg}.")
-        elif self.verbose >= 2:
-            t = perf_counter() - self._init_prev_time
-            print(f"Initialization {msg}. time lapse {t:.5f}s\t lower bound {lb:.5f}.")
-
 
 def _check_precisions_pd(precisions, covariance_type):
     name = f"'precisions_init' ({covariance_type!r})"
@@ -768,6 +428,20 @@ def _check_precisions_pd(precisions, covariance_type):
                 f"The parameter {name} should be symmetric, positive-definite, but "
                 f"matrix {k} has smallest eigenvalue {eig.min():.3g}."
             )
+
+
+def fitted_covariance_type(prec_chol, n_features):
+    """The covariance type fitted precision factors have: 'tied' and 'diag'
+    share a shape when n_components == n_features, and differ in the factor
+    (upper triangular for 'tied', all entries positive for 'diag')."""
+    prec = np.asarray(prec_chol)
+    if prec.ndim == 3:
+        return "full"
+    if prec.ndim == 1:
+        return "spherical"
+    if prec.shape == (n_features, n_features) and not np.tril(prec, -1).any():
+        return "tied"
+    return "diag"
 
 
 def _rough_center(X):

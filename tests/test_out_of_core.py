@@ -20,7 +20,7 @@ import pytest
 from conftest import COVARIANCE_TYPES, blobs
 
 import fastem
-from fastem import GaussianMixture, _config, _data, mixture
+from fastem import GaussianMixture, _base, _config, _data
 from fastem._data import MIN_CHUNK_ROWS, RowSource, is_out_of_core
 from fastem._validation import check_array_2d
 
@@ -260,8 +260,8 @@ def test_in_memory_inputs_stay_in_memory(data, monkeypatch):
     assert is_out_of_core(SliceOnlyArray(data))
     # feature names are taken from the caller's object, before any routing
     seen = []
-    original = mixture._check_feature_names
-    monkeypatch.setattr(mixture, "_check_feature_names",
+    original = _base._check_feature_names
+    monkeypatch.setattr(_base, "_check_feature_names",
                         lambda est, X, reset: seen.append(X) or original(est, X, reset=reset))
     X = SliceOnlyArray(data)
     gm = GaussianMixture(K, random_state=0, max_iter=2).fit(data)
