@@ -1,0 +1,238 @@
+"""The linear discrete families: Bernoulli, Binomial, Poisson, Multinomial.
+
+Their log-densities are linear in x (design.md, "Fused kernels")::
+
+    log w_k + log p(x | k) = x . a_k + b_k + h(x)
+
+with ``h(x)`` the same for every component (binomial coefficients, ``-log
+x!``, the multinomial coefficient): it cancels in the responsibilities, so
+the kernel computes ``x . a_k + b_k`` only, and ``h`` is added where a
+log-likelihood is reported (``score_samples``, ``lower_bound_``, BIC).
+
+Sufficient statistics: ``S0_k = sum_i w_i r_ik`` and ``S1_kj = sum_i w_i r_ik
+x_ij`` (float64, additive).  M-step with a symmetric pseudo-count ``alpha``:
+
+=============  ================================================  =============
+family         parameter                                          free params
+=============  ================================================  =============
+Bernoulli      ``p = (S1 + alpha) / (S0 + 2 alpha)``              K d + K - 1
+Binomial (m)   ``p = (S1 + alpha) / (S0 m + 2 alpha)``            K d + K - 1
+Poisson        ``rate = (S1 + alpha) / (S0 + alpha)``             K d + K - 1
+Multinomial    ``p_j = (S1_j + alpha) / (sum S1 + d alpha)``      K (d-1) + K - 1
+=============  ================================================  =============
+
+Probabilities are kept inside [1e-10, 1 - 1e-10] and rates above 1e-10 so
+that every log stays finite; the weights are ``S0 / sum S0`` (never smoothed)
+unless they are fixed.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy import sparse
+from scipy.special import gammaln
+
+#: Bounds that keep log p, log(1 - p) and log rate finite.
+PROB_FLOOR = 1e-10
+RATE_FLOOR = 1e-10
+
+
+class LinearParams(NamedTuple):
+    """Weights (K,) and the per-component parameters (K, d): probabilities
+    (Bernoulli, Binomial, Multinomial) or rates (Poisson)."""
+
+    weights: np.ndarray
+    theta: np.ndarray
+
+
+def _log_weights(weights):
+    with np.errstate(divide="ignore"):
+        return np.log(np.asarray(weights, dtype=np.float64))
+
+
+class LinearFamily:
+    """What a linear family is: its natural parameters, row constant,
+    M-step, domain check, parameter count and sampler.  ``theta_name`` is
+    the estimator's attribute stem ('probabilities' or 'rates')."""
+
+    name = ""
+    theta_name = "probabilities"
+    accepts_sparse = True
+
+    def natural(self, params):
+        """``(A (K, d), b (K,))`` with ``log w_k + log p(x|k) = x . a_k + b_k + h(x)``."""
+        raise NotImplementedError
+
+    def row_constant(self, X):
+        """``h(x)`` per row (zeros when the family has none)."""
+        return np.zeros(X.shape[0])
+
+    def theta_from_stats(self, S0, S1, alpha):
+        raise NotImplementedError
+
+    def m_step(self, S0, S1, alpha=0.0, fixed_weights=None):
+        """:class:`LinearParams` from the statistics."""
+        S0 = np.asarray(S0, dtype=np.float64)
+        weights = (np.array(fixed_weights, dtype=np.float64) if fixed_weights is not None
+                   else S0 / S0.sum())
+        return LinearParams(weights, self.theta_from_stats(S0, S1, alpha))
+
+    def n_free_theta(self, n_components, n_features):
+        return n_components * n_features
+
+    def check_values(self, values, where):
+        """Raise a ValueError naming the first value outside the domain;
+        ``where(i)`` turns a flat index into '(row r, column c)'."""
+        raise NotImplementedError
+
+    def sample(self, theta, count, rng):
+        raise NotImplementedError
+
+
+def _row_sums(X, f):
+    """``sum_j f(x_ij)`` per row, for dense X or, over its non-zeros, CSR X
+    (``f(0) = 0`` for every ``f`` used here)."""
+    if sparse.issparse(X):
+        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+        return np.bincount(rows, weights=f(np.asarray(X.data, dtype=np.float64)),
+                           minlength=X.shape[0])
+    return f(np.asarray(X, dtype=np.float64)).sum(axis=1)
+
+
+def _clip_prob(p):
+    return np.clip(p, PROB_FLOOR, 1.0 - PROB_FLOOR)
+
+
+def _first_bad(values, bad, where, what, fix):
+    i = int(np.flatnonzero(bad)[0])
+    raise ValueError(
+        f"{what}, but X holds {values.ravel()[i].item()!r} at {where(i)} "
+        f"({int(bad.sum())} such values). {fix}"
+    )
+
+
+def _check_counts(values, where, name, upper=None):
+    """Non-negative integers (at most ``upper``), NaN named as missing."""
+    values = np.asarray(values)
+    if values.dtype.kind == "f":
+        nan = np.isnan(values)
+        if nan.any():
+            _first_bad(values, nan, where,
+                       f"{name} needs counts; missing values (nan) are not supported yet",
+                       "Drop or impute the rows with missing values.")
+        _first_bad_if(values, (values != np.floor(values)) | ~np.isfinite(values), where,
+                      f"{name} needs whole-number counts",
+                      "Round the data, or use GaussianMixture for continuous data.")
+    if values.dtype.kind != "b":
+        _first_bad_if(values, values < 0, where, f"{name} needs non-negative counts",
+                      "Counts cannot be negative; check the data.")
+    if upper is not None:
+        _first_bad_if(values, values > upper, where,
+                      f"{name} needs counts of at most n_trials",
+                      "Pass the right n_trials (an int, or one per column).")
+
+
+def _first_bad_if(values, bad, where, what, fix):
+    if np.any(bad):
+        _first_bad(values, bad, where, what, fix)
+
+
+class Bernoulli(LinearFamily):
+    name = "bernoulli"
+
+    def natural(self, params):
+        p = np.asarray(params.theta, dtype=np.float64)
+        log1m = np.log1p(-p)
+        return np.log(p) - log1m, _log_weights(params.weights) + log1m.sum(axis=1)
+
+    def theta_from_stats(self, S0, S1, alpha):
+        return _clip_prob((S1 + alpha) / (S0[:, None] + 2.0 * alpha))
+
+    def check_values(self, values, where):
+        values = np.asarray(values)
+        if values.dtype.kind == "f" and np.isnan(values).any():
+            _first_bad(values, np.isnan(values), where,
+                       "BernoulliMixture needs values 0 or 1; missing values (nan) are "
+                       "not supported yet", "Drop or impute the rows with missing values.")
+        _first_bad_if(values, (values != 0) & (values != 1), where,
+                      "BernoulliMixture needs binary data, values 0 or 1",
+                      "Binarise the data (e.g. X > 0), or use BinomialMixture or "
+                      "PoissonMixture for counts.")
+
+    def sample(self, theta, count, rng):
+        return (rng.random_sample((count, theta.shape[0])) < theta).astype(np.float64)
+
+
+class Binomial(LinearFamily):
+    name = "binomial"
+    accepts_sparse = False
+
+    def __init__(self, n_trials):
+        self.n_trials = np.asarray(n_trials, dtype=np.float64)
+
+    def natural(self, params):
+        p = np.asarray(params.theta, dtype=np.float64)
+        log1m = np.log1p(-p)
+        m = np.broadcast_to(self.n_trials, p.shape[1:])
+        return np.log(p) - log1m, _log_weights(params.weights) + log1m @ m
+
+    def row_constant(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        m = np.broadcast_to(self.n_trials, X.shape[1:])
+        return (gammaln(m + 1) - gammaln(X + 1) - gammaln(m - X + 1)).sum(axis=1)
+
+    def theta_from_stats(self, S0, S1, alpha):
+        m = np.broadcast_to(self.n_trials, S1.shape[1:])
+        return _clip_prob((S1 + alpha) / (S0[:, None] * m + 2.0 * alpha))
+
+    def check_values(self, values, where):
+        upper = np.broadcast_to(self.n_trials, np.asarray(values).shape[1:]) \
+            if np.ndim(values) == 2 else self.n_trials
+        _check_counts(values, where, "BinomialMixture", upper)
+
+    def sample(self, theta, count, rng):
+        m = np.broadcast_to(self.n_trials, theta.shape).astype(np.int64)
+        return rng.binomial(m, theta, size=(count, theta.shape[0])).astype(np.float64)
+
+
+class Poisson(LinearFamily):
+    name = "poisson"
+    theta_name = "rates"
+
+    def natural(self, params):
+        rates = np.asarray(params.theta, dtype=np.float64)
+        return np.log(rates), _log_weights(params.weights) - rates.sum(axis=1)
+
+    def row_constant(self, X):
+        return -_row_sums(X, lambda v: gammaln(v + 1))
+
+    def theta_from_stats(self, S0, S1, alpha):
+        return np.maximum((S1 + alpha) / (S0[:, None] + alpha), RATE_FLOOR)
+
+    def check_values(self, values, where):
+        _check_counts(values, where, "PoissonMixture")
+
+    def sample(self, theta, count, rng):
+        return rng.poisson(theta, size=(count, theta.shape[0])).astype(np.float64)
+
+
+class Multinomial(LinearFamily):
+    name = "multinomial"
+
+    def natural(self, params):
+        return (np.log(np.asarray(params.theta, dtype=np.float64)),
+                _log_weights(params.weights))
+
+    def row_constant(self, X):
+        totals = _row_sums(X, lambda v: v)
+        return gammaln(totals + 1) - _row_sums(X, lambda v: gammaln(v + 1))
+
+    def theta_from_stats(self, S0, S1, alpha):
+        d = S1.shape[1]
+        return _clip_prob((S1 + alpha) / (S1.sum(axis=1, keepdims=True) + d * alpha))
+
+    def n_free_theta(self, n_components, n_features):
+        return n_components * (n_features - 1)
+
+    def check_values(self, values, where):
+        _check_counts(values, where, "MultinomialMixture")
