@@ -18,7 +18,8 @@ hook                              what it does
 ``_checked_inits(n_features)``    the user's ``*_init``, validated
 ``_initial_params(X, sw, rs,      the starting parameters of one run
 inits, recovery)``
-``_workspace(X)``                 E-step buffers for a fit on X
+``_make_workspace(n_features,     E-step buffers for calls of up to
+n_rows)``                         ``n_rows`` rows
 ``_estep(workspace, X, sw,        one fused pass: the family's statistics
 params)``                         (with ``S0``, ``loglik``, ``weight``)
 ``_plain_m_step(stats, X)``       the closed-form M-step
@@ -51,7 +52,7 @@ from sklearn.utils.validation import _check_feature_names, check_is_fitted
 from ._collapse import CollapseWarning
 from ._dask import DaskSource
 from ._data import RowSource
-from ._estep import single_threaded_blas
+from ._estep import rows_per_call, single_threaded_blas
 from ._fitted import kept_on_error
 from ._io import SaveLoadMixin
 from ._squarem import EMMap
@@ -122,6 +123,10 @@ class BaseMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
 
     def _family_changes(self):
         return []
+
+    def _workspace(self, X):
+        """E-step buffers for a fit on X (one chunk of an out-of-core X)."""
+        return self._make_workspace(X.shape[1], rows_per_call(X))
 
     # ------------------------------------------------------------------
     # fit

@@ -15,7 +15,7 @@ from ._base import BaseMixture
 from ._collapse import Recovery
 from ._dask import DaskSource
 from ._data import RowSource, sample_weighted_rows, take_rows
-from ._estep import EStepWorkspace, evaluate, evaluate_rows, rows_per_call
+from ._estep import EStepWorkspace, evaluate, evaluate_rows
 from ._kmeans import kmeans, kmeans_plusplus
 from ._squarem import run_squarem
 from ._stats import (
@@ -350,9 +350,8 @@ class GaussianMixture(BaseMixture):
             prec_chol, covs = (a.copy() for a in precisions_init)
         return GaussianParams(weights, means, covs, prec_chol)
 
-    def _workspace(self, X):
-        return EStepWorkspace(self.covariance_type, self.n_components, X.shape[1],
-                              rows_per_call(X))
+    def _make_workspace(self, n_features, n_rows):
+        return EStepWorkspace(self.covariance_type, self.n_components, n_features, n_rows)
 
     def _estep(self, workspace, X, sw, params):
         return workspace.run(X, sw, params, shift=default_shift(params, self.covariance_type))

@@ -25,132 +25,37 @@ from sklearn.utils._param_validation import Interval
 from ._collapse import CollapseWarning, restated
 from ._dask import DaskSource
 from ._data import sample_rows
-from ._estep import EStepWorkspace, single_threaded_blas
+from ._estep import single_threaded_blas
 from ._fitted import kept_on_error
-from ._stats import GaussianParams, default_shift
+from ._stats import default_shift
 from ._validation import check_fit_weights, check_sample_weight, count_scale, scaled_weights
 from .mixture import _INIT_ROWS_PER_COMPONENT, INIT_SAMPLE_SIZE, GaussianMixture
 
+#: The parameters every online estimator adds to its batch counterpart's.
+ONLINE_CONSTRAINTS = {
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "learning_decay": [Interval(Real, 0.5, 1.0, closed="right")],
+    "learning_offset": [Interval(Real, 0.0, None, closed="left")],
+    "max_no_improvement": [Interval(Integral, 1, None, closed="left"), None],
+    "n_warmup_iter": [Interval(Integral, 0, None, closed="left")],
+}
 
-class MiniBatchGaussianMixture(GaussianMixture):
-    """Gaussian mixture fitted by online (stepwise) EM on mini-batches.
 
-    Same covariance types, fitted attributes and methods (predict,
-    predict_proba, score, score_samples, sample, bic, aic) as
-    :class:`fastem.GaussianMixture`; adds :meth:`partial_fit` for streams.
+class BaseMiniBatchMixture:
+    """Stepwise online EM for any family: ``partial_fit`` and the mini-batch
+    epochs of ``fit``, on a batch estimator's hooks (:mod:`fastem._base`)
+    plus three of its own:
 
-    Parameters
-    ----------
-    n_components : int, default=1
-    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
-    batch_size : int, default=1024
-        Rows per mini-batch in :meth:`fit`.
-    learning_decay : float in (0.5, 1], default=0.7
-        Exponent of the step size ``eta_t = (t + learning_offset) ** -learning_decay``.
-        Values in (0.5, 1] satisfy the Robbins-Monro conditions.
-    learning_offset : float >= 0, default=2.0
-        Delays the decay of the step size; larger values weigh early batches less.
-    max_iter : int, default=100
-        Maximum number of epochs (passes over the data) of :meth:`fit`.
-    tol : float, default=0.0
-        :meth:`fit` stops when an exponentially weighted average (EWA) of the
-        mini-batch mean log-likelihood has not improved by more than ``tol``
-        for ``max_no_improvement`` consecutive mini-batches.  The EWA gives
-        each batch the weight ``alpha = min(1, 2 * batch_size / (n + 1))``
-        (as scikit-learn's MiniBatchKMeans) and the rule is applied only after
-        ``1 / alpha`` batches, when the EWA has covered its span.
-    max_no_improvement : int or None, default=10
-        See ``tol``; None disables early stopping (all ``max_iter`` epochs run).
-    reg_covar : float, default=1e-6
-    n_init : int, default=1
-        Number of initialisations tried on the warm-up sample; the one with the
-        largest log-likelihood on it is kept.
-    init_params : {'k-means++', 'kmeans', 'random', 'random_from_data'}, default='k-means++'
-    n_warmup_iter : int, default=5
-        Batch EM iterations run on the warm-up sample (:meth:`fit`) or on the
-        first batch (:meth:`partial_fit`) after the initialisation.
-    weights_init, means_init, precisions_init : array-like, default=None
-        User-provided initial parameters, as in GaussianMixture.  When all three
-        are given, no initialisation or warm-up iteration is run.
-    random_state : int, RandomState instance or None, default=None
-        Seed for the initialisation, the shuffling of :meth:`fit` and :meth:`sample`.
-    warm_start : bool, default=False
-        :meth:`fit` continues from the current model instead of starting anew.
-    verbose : int, default=0
-    verbose_interval : int, default=10
-        Epochs between two messages.
-    on_collapse : {'reseed', 'raise'}, default='reseed'
-        As in GaussianMixture.  Counts are the running weights times the
-        rows behind the running statistics (about batch_size / eta); a
-        re-seeded component's running statistics are replaced by those of its
-        new parameters.
+    ``_online_start(params)``            fix what the running statistics are
+                                         taken around (the Gaussian shift)
+    ``_online_estep(ws, X, sw, params)`` a batch's statistics, blendable with
+                                         the running ones
+    ``_restated(running, params, comps)`` running statistics whose re-seeded
+                                         components restart from ``params``
 
-    Attributes
-    ----------
-    weights_, means_, covariances_, precisions_, precisions_cholesky_
-        As in GaussianMixture.
-    n_steps_ : int
-        Number of updates (mini-batches) since the initialisation.
-    n_samples_seen_ : int
-        Number of rows those updates used.
-    n_iter_ : int
-        Epochs started by the last :meth:`fit`.
-    converged_ : bool
-        Whether :meth:`fit` stopped on the early-stopping rule.
-    lower_bound_ : float
-        After :meth:`fit`, the final EWA of the mini-batch mean log-likelihood
-        (each batch scored with the parameters before its update); after
-        :meth:`partial_fit`, the mean log-likelihood of the last batch.
-    lower_bounds_ : list of float
-        The EWA after every update of the last :meth:`fit`.
+    Mixed in before the batch estimator:
+    ``class MiniBatchXMixture(BaseMiniBatchMixture, XMixture)``.
     """
-
-    _parameter_constraints: ClassVar[dict] = {
-        **GaussianMixture._parameter_constraints,
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "learning_decay": [Interval(Real, 0.5, 1.0, closed="right")],
-        "learning_offset": [Interval(Real, 0.0, None, closed="left")],
-        "max_no_improvement": [Interval(Integral, 1, None, closed="left"), None],
-        "n_warmup_iter": [Interval(Integral, 0, None, closed="left")],
-    }
-
-    def __init__(
-        self,
-        n_components=1,
-        *,
-        covariance_type="full",
-        batch_size=1024,
-        learning_decay=0.7,
-        learning_offset=2.0,
-        max_iter=100,
-        tol=0.0,
-        max_no_improvement=10,
-        reg_covar=1e-6,
-        n_init=1,
-        init_params="k-means++",
-        n_warmup_iter=5,
-        weights_init=None,
-        means_init=None,
-        precisions_init=None,
-        random_state=None,
-        warm_start=False,
-        verbose=0,
-        verbose_interval=10,
-        on_collapse="reseed",
-    ):
-        super().__init__(
-            n_components=n_components, covariance_type=covariance_type, tol=tol,
-            reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
-            init_params=init_params, weights_init=weights_init, means_init=means_init,
-            precisions_init=precisions_init, random_state=random_state,
-            warm_start=warm_start, verbose=verbose, verbose_interval=verbose_interval,
-            on_collapse=on_collapse,
-        )
-        self.batch_size = batch_size
-        self.learning_decay = learning_decay
-        self.learning_offset = learning_offset
-        self.max_no_improvement = max_no_improvement
-        self.n_warmup_iter = n_warmup_iter
 
     # ------------------------------------------------------------------
     # the online update
@@ -162,13 +67,13 @@ class MiniBatchGaussianMixture(GaussianMixture):
             return 1.0
         return float((self.n_steps_ + self.learning_offset) ** -self.learning_decay)
 
-    def _workspace(self, n_rows, n_features):
+    def _batch_workspace(self, n_rows, n_features):
+        """E-step buffers for batches of ``n_rows`` rows, kept between calls."""
         cache = self.__dict__.setdefault("_workspaces", {})
         if n_rows not in cache:
             if len(cache) > 4:
                 cache.clear()
-            cache[n_rows] = EStepWorkspace(self.covariance_type, self.n_components,
-                                           n_features, n_rows)
+            cache[n_rows] = self._make_workspace(n_features, n_rows)
         return cache[n_rows]
 
     def _update(self, X, sw, eta):
@@ -176,8 +81,8 @@ class MiniBatchGaussianMixture(GaussianMixture):
         whole update succeeds.  Returns the batch's mean log-likelihood under
         the parameters before the update."""
         params = self._get_params_tuple()
-        ws = self._workspace(X.shape[0], X.shape[1])
-        stats = ws.run(X, sw, params, shift=self._shift)
+        ws = self._batch_workspace(X.shape[0], X.shape[1])
+        stats = self._online_estep(ws, X, sw, params)
         if not stats.weight > 0:
             raise ValueError(
                 "The mini-batch has a total sample_weight of 0, so it carries no "
@@ -208,7 +113,7 @@ class MiniBatchGaussianMixture(GaussianMixture):
         self._note_collapse(new, f"update {self.n_steps_ + 1}")
         if reseeded:
             comps = [e[1] for e in new if e[2] == "reseed"]
-            running = restated(running, params, comps, self.reg_covar)
+            running = self._restated(running, params, comps)
         return params, running
 
     def _note_collapse(self, new_events, where):
@@ -228,7 +133,8 @@ class MiniBatchGaussianMixture(GaussianMixture):
         initialisation plus ``n_warmup_iter`` batch EM iterations on X (the
         best of ``n_init``); then the statistics' fixed shift."""
         inits = self._checked_inits(X.shape[1])
-        em = self._em_map(X, sw, self._workspace(X.shape[0], X.shape[1]), self._collapse)
+        em = self._em_map(X, sw, self._batch_workspace(X.shape[0], X.shape[1]),
+                          self._collapse)
         given = all(v is not None for v in inits)
         best, best_ll = None, -np.inf
         for _ in range(1 if given else self.n_init):
@@ -246,9 +152,9 @@ class MiniBatchGaussianMixture(GaussianMixture):
         self._collapse_warned = False
         params = self._start(X, sw, random_state)
         self._note_collapse(self._collapse.events, "initialisation")
-        self._shift = default_shift(params, self.covariance_type)
+        self._online_start(params)
         self._running = None
-        self._set_params_tuple(GaussianParams(*params))
+        self._set_params_tuple(params)
         self.n_steps_ = 0
         self.n_samples_seen_ = 0
         self.lower_bound_ = -np.inf
@@ -415,3 +321,134 @@ class MiniBatchGaussianMixture(GaussianMixture):
         """
         self._fit(X, sample_weight)
         return self
+
+
+class MiniBatchGaussianMixture(BaseMiniBatchMixture, GaussianMixture):
+    """Gaussian mixture fitted by online (stepwise) EM on mini-batches.
+
+    Same covariance types, fitted attributes and methods (predict,
+    predict_proba, score, score_samples, sample, bic, aic) as
+    :class:`fastem.GaussianMixture`; adds :meth:`partial_fit` for streams.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    batch_size : int, default=1024
+        Rows per mini-batch in :meth:`fit`.
+    learning_decay : float in (0.5, 1], default=0.7
+        Exponent of the step size ``eta_t = (t + learning_offset) ** -learning_decay``.
+        Values in (0.5, 1] satisfy the Robbins-Monro conditions.
+    learning_offset : float >= 0, default=2.0
+        Delays the decay of the step size; larger values weigh early batches less.
+    max_iter : int, default=100
+        Maximum number of epochs (passes over the data) of :meth:`fit`.
+    tol : float, default=0.0
+        :meth:`fit` stops when an exponentially weighted average (EWA) of the
+        mini-batch mean log-likelihood has not improved by more than ``tol``
+        for ``max_no_improvement`` consecutive mini-batches.  The EWA gives
+        each batch the weight ``alpha = min(1, 2 * batch_size / (n + 1))``
+        (as scikit-learn's MiniBatchKMeans) and the rule is applied only after
+        ``1 / alpha`` batches, when the EWA has covered its span.
+    max_no_improvement : int or None, default=10
+        See ``tol``; None disables early stopping (all ``max_iter`` epochs run).
+    reg_covar : float, default=1e-6
+    n_init : int, default=1
+        Number of initialisations tried on the warm-up sample; the one with the
+        largest log-likelihood on it is kept.
+    init_params : {'k-means++', 'kmeans', 'random', 'random_from_data'}, default='k-means++'
+    n_warmup_iter : int, default=5
+        Batch EM iterations run on the warm-up sample (:meth:`fit`) or on the
+        first batch (:meth:`partial_fit`) after the initialisation.
+    weights_init, means_init, precisions_init : array-like, default=None
+        User-provided initial parameters, as in GaussianMixture.  When all three
+        are given, no initialisation or warm-up iteration is run.
+    random_state : int, RandomState instance or None, default=None
+        Seed for the initialisation, the shuffling of :meth:`fit` and :meth:`sample`.
+    warm_start : bool, default=False
+        :meth:`fit` continues from the current model instead of starting anew.
+    verbose : int, default=0
+    verbose_interval : int, default=10
+        Epochs between two messages.
+    on_collapse : {'reseed', 'raise'}, default='reseed'
+        As in GaussianMixture.  Counts are the running weights times the
+        rows behind the running statistics (about batch_size / eta); a
+        re-seeded component's running statistics are replaced by those of its
+        new parameters.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_
+        As in GaussianMixture.
+    n_steps_ : int
+        Number of updates (mini-batches) since the initialisation.
+    n_samples_seen_ : int
+        Number of rows those updates used.
+    n_iter_ : int
+        Epochs started by the last :meth:`fit`.
+    converged_ : bool
+        Whether :meth:`fit` stopped on the early-stopping rule.
+    lower_bound_ : float
+        After :meth:`fit`, the final EWA of the mini-batch mean log-likelihood
+        (each batch scored with the parameters before its update); after
+        :meth:`partial_fit`, the mean log-likelihood of the last batch.
+    lower_bounds_ : list of float
+        The EWA after every update of the last :meth:`fit`.
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        **GaussianMixture._parameter_constraints, **ONLINE_CONSTRAINTS,
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        batch_size=1024,
+        learning_decay=0.7,
+        learning_offset=2.0,
+        max_iter=100,
+        tol=0.0,
+        max_no_improvement=10,
+        reg_covar=1e-6,
+        n_init=1,
+        init_params="k-means++",
+        n_warmup_iter=5,
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        on_collapse="reseed",
+    ):
+        super().__init__(
+            n_components=n_components, covariance_type=covariance_type, tol=tol,
+            reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
+            init_params=init_params, weights_init=weights_init, means_init=means_init,
+            precisions_init=precisions_init, random_state=random_state,
+            warm_start=warm_start, verbose=verbose, verbose_interval=verbose_interval,
+            on_collapse=on_collapse,
+        )
+        self.batch_size = batch_size
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
+        self.max_no_improvement = max_no_improvement
+        self.n_warmup_iter = n_warmup_iter
+
+    # ------------------------------------------------------------------
+    # the Gaussian family's online hooks
+    # ------------------------------------------------------------------
+
+    def _online_start(self, params):
+        # running statistics are taken around one shift fixed here, so that
+        # blends of statistics of different batches are exact sums
+        self._shift = default_shift(params, self.covariance_type)
+
+    def _online_estep(self, ws, X, sw, params):
+        return ws.run(X, sw, params, shift=self._shift)
+
+    def _restated(self, running, params, comps):
+        return restated(running, params, comps, self.reg_covar)
