@@ -16,8 +16,12 @@ hook                              what it does
 ``_validate_data(X)``             X checked for the family's domain; an array,
                                   a RowSource (out of core) or a DaskSource
 ``_checked_inits(n_features)``    the user's ``*_init``, validated
-``_initial_params(X, sw, rs,      the starting parameters of one run
-inits, recovery)``
+``_params_from_inits(inits)``      the start when every ``*_init`` is given
+``_resp_statistics(Xs)``          a function: (rows, weights, given
+                                  responsibilities) -> statistics
+``_init_m_step(stats, X, sw,      the M-step of the start
+recovery, sws)``
+``_with_inits(params, inits)``    the start with the given ``*_init`` in place
 ``_make_workspace(n_features,     E-step buffers for calls of up to
 n_rows)``                         ``n_rows`` rows
 ``_estep(workspace, X, sw,        one fused pass: the family's statistics
@@ -51,10 +55,11 @@ from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
 from ._collapse import CollapseWarning
 from ._dask import DaskSource
-from ._data import RowSource
+from ._data import RowSource, sample_weighted_rows, take_rows
 from ._estep import rows_per_call, single_threaded_blas
 from ._fitted import kept_on_error
 from ._io import SaveLoadMixin
+from ._kmeans import kmeans, kmeans_plusplus
 from ._squarem import EMMap
 from ._stats import bic_aic, unscaled_totals
 from ._validation import (
@@ -64,6 +69,13 @@ from ._validation import (
     count_scale,
     scaled_weights,
 )
+
+#: Rows used to initialise on large data (k-means or random responsibilities):
+#: at least this many, and at least INIT_ROWS_PER_COMPONENT per component.
+INIT_SAMPLE_SIZE = 4096
+INIT_ROWS_PER_COMPONENT = 256
+#: Rows per chunk when forming the initial statistics from responsibilities.
+INIT_CHUNK = 1024
 
 
 class BaseMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
@@ -285,6 +297,63 @@ class BaseMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
                 max_lower_bound = lower_bound if self.max_iter > 0 else -np.inf
                 best = (params, n_iter, history, converged, recovery.events, n_maps)
         return best, max_lower_bound
+
+    def _initial_params(self, X, sw, random_state, inits, recovery=None):
+        """The start of one EM run: the given ``*_init`` if all are given;
+        else statistics of a sample of rows (of positive weight) from hard
+        labels ('kmeans', 'k-means++': one row per component,
+        'random_from_data') or random responsibilities ('random'), their
+        M-step, and the given ``*_init`` put in place."""
+        given = self._params_from_inits(inits)
+        if given is not None:
+            return given
+        k = self.n_components
+        n = X.shape[0]
+        n_sample = max(INIT_SAMPLE_SIZE, INIT_ROWS_PER_COMPONENT * k)
+        idx = sample_weighted_rows(random_state, n, n_sample, sw)  # rows of positive weight
+        if idx is not None:
+            Xs = take_rows(X, idx)  # out-of-core X: reads only these rows
+            sws = None if sw is None else sw[idx]
+        else:
+            Xs, sws = X, sw
+            if isinstance(X, RowSource):  # small: at most n_sample rows
+                Xs = X.read(0, n)
+        ns = Xs.shape[0]
+        labels = None
+        if self.init_params == "kmeans":
+            _, labels = kmeans(self._kmeans_input(Xs), k, random_state, sws)
+        elif self.init_params == "random":
+            seed = random_state.randint(np.iinfo(np.int32).max)
+        else:
+            if self.init_params == "random_from_data":
+                chosen = random_state.choice(ns, size=k, replace=False)
+            else:  # "k-means++"
+                _, chosen = kmeans_plusplus(self._kmeans_input(Xs), k, random_state, sws)
+            labels = np.full(ns, -1, dtype=np.int64)  # rows not chosen weigh 0
+            labels[chosen] = np.arange(k)
+        # statistics of the sample from hard labels or random responsibilities,
+        # summed over chunks so that no (n, k) array is formed
+        statistics = self._resp_statistics(Xs)
+        rng = np.random.RandomState(seed) if labels is None else None
+        stats = None
+        for i0 in range(0, ns, INIT_CHUNK):
+            i1 = min(ns, i0 + INIT_CHUNK)
+            if labels is None:
+                resp = rng.uniform(size=(i1 - i0, k))
+                resp /= resp.sum(axis=1)[:, None]
+            else:
+                resp = np.zeros((i1 - i0, k))
+                lab = labels[i0:i1]
+                rows = np.flatnonzero(lab >= 0)
+                resp[rows, lab[rows]] = 1.0
+            part = statistics(Xs[i0:i1], None if sws is None else sws[i0:i1], resp)
+            stats = part if stats is None else stats + part
+        params = self._init_m_step(stats, X, sw, recovery, sws)
+        return self._with_inits(params, inits)
+
+    def _kmeans_input(self, Xs):
+        """The rows k-means and k-means++ see (a family may encode them)."""
+        return Xs
 
     def _em_map(self, X, sw, workspace, recovery):
         """One plain EM iteration (as the map SQUAREM extrapolates)."""

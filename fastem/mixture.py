@@ -11,12 +11,10 @@ import numpy as np
 from scipy import linalg
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import BaseMixture
+from ._base import INIT_CHUNK, BaseMixture
 from ._collapse import Recovery
 from ._dask import DaskSource
-from ._data import RowSource, sample_weighted_rows, take_rows
 from ._estep import EStepWorkspace, evaluate, evaluate_rows
-from ._kmeans import kmeans, kmeans_plusplus
 from ._squarem import run_squarem
 from ._stats import (
     COVARIANCE_TYPES,
@@ -31,13 +29,6 @@ from ._stats import (
     precisions_from_cholesky,
 )
 from ._validation import check_array_2d, count_scale
-
-#: Rows used to initialise on large data (k-means or random responsibilities):
-#: at least this many, and at least _INIT_ROWS_PER_COMPONENT per component.
-INIT_SAMPLE_SIZE = 4096
-_INIT_ROWS_PER_COMPONENT = 256
-#: Rows per chunk when forming the initial statistics from responsibilities.
-_INIT_CHUNK = 1024
 
 
 class GaussianMixture(BaseMixture):
@@ -281,66 +272,41 @@ class GaussianMixture(BaseMixture):
     # initialisation
     # ------------------------------------------------------------------
 
-    def _initial_params(self, X, sw, random_state, inits, recovery=None):
+    def _params_from_inits(self, inits):
         weights_init, means_init, precisions_init = inits
-        ct, k = self.covariance_type, self.n_components
-        if weights_init is not None and means_init is not None and precisions_init is not None:
-            prec_chol, covs = precisions_init
-            return GaussianParams(weights_init.copy(), means_init.copy(), covs.copy(),
-                                  prec_chol.copy())
-        n, d = X.shape
-        n_sample = max(INIT_SAMPLE_SIZE, _INIT_ROWS_PER_COMPONENT * k)
-        idx = sample_weighted_rows(random_state, n, n_sample, sw)  # rows of positive weight
-        if idx is not None:
-            Xs = take_rows(X, idx)  # out-of-core X: reads only these rows
-            sws = None if sw is None else sw[idx]
-        else:
-            Xs, sws = X, sw
-            if isinstance(X, RowSource):  # small: at most n_sample rows
-                Xs = X.read(0, n)
-        ns = Xs.shape[0]
-        labels = None
-        if self.init_params == "kmeans":
-            _, labels = kmeans(Xs, k, random_state, sws)
-        elif self.init_params == "random":
-            seed = random_state.randint(np.iinfo(np.int32).max)
-        else:
-            if self.init_params == "random_from_data":
-                chosen = random_state.choice(ns, size=k, replace=False)
-            else:  # "k-means++"
-                _, chosen = kmeans_plusplus(Xs, k, random_state, sws)
-            labels = np.full(ns, -1, dtype=np.int64)  # rows not chosen weigh 0
-            labels[chosen] = np.arange(k)
-        # statistics of the sample from hard labels or random responsibilities,
-        # summed over chunks so that no (n, k) array is formed
+        if weights_init is None or means_init is None or precisions_init is None:
+            return None
+        prec_chol, covs = precisions_init
+        return GaussianParams(weights_init.copy(), means_init.copy(), covs.copy(),
+                              prec_chol.copy())
+
+    def _resp_statistics(self, Xs):
+        # around a rough centre of the sample, with placeholder parameters:
+        # only resp_in matters
+        ct, k, d = self.covariance_type, self.n_components, Xs.shape[1]
         shift = np.broadcast_to(_rough_center(Xs), (k, d))
         dummy = GaussianParams(np.full(k, 1.0 / k), np.zeros((k, d)), None,
                                _identity_cholesky(ct, k, d))
-        ws = EStepWorkspace(ct, k, d, min(ns, _INIT_CHUNK))
-        rng = np.random.RandomState(seed) if labels is None else None
-        stats = None
-        for i0 in range(0, ns, _INIT_CHUNK):
-            i1 = min(ns, i0 + _INIT_CHUNK)
-            if labels is None:
-                resp = rng.uniform(size=(i1 - i0, k))
-                resp /= resp.sum(axis=1)[:, None]
-            else:
-                resp = np.zeros((i1 - i0, k))
-                lab = labels[i0:i1]
-                rows = np.flatnonzero(lab >= 0)
-                resp[rows, lab[rows]] = 1.0
-            part = ws.run(Xs[i0:i1], None if sws is None else sws[i0:i1], dummy,
-                          shift=shift, resp_in=resp)
-            stats = part if stats is None else stats + part
+        ws = EStepWorkspace(ct, k, d, min(Xs.shape[0], INIT_CHUNK))
+
+        def statistics(Xc, swc, resp):
+            return ws.run(Xc, swc, dummy, shift=shift, resp_in=resp)
+
+        return statistics
+
+    def _init_m_step(self, stats, X, sw, recovery, sws):
         # k-means++ and random_from_data start from one row per component
         # (scikit-learn's point masses of variance reg_covar), and a k-means
         # cluster may hold fewer than d + 1 rows: legitimate starts, which
         # the first E-step spreads over the data.  Collapse recovery handles
         # only a start whose covariance cannot be factorised (reg_covar=0).
         try:
-            params = m_step(stats, self.reg_covar, X.dtype)
+            return m_step(stats, self.reg_covar, X.dtype)
         except CollapseError:
-            params = self._m_step(stats, X, sw, recovery, 0, count_scale(sws))[0]
+            return self._m_step(stats, X, sw, recovery, 0, count_scale(sws))[0]
+
+    def _with_inits(self, params, inits):
+        weights_init, means_init, precisions_init = inits
         weights, means, covs, prec_chol = params
         if weights_init is not None:
             weights = weights_init.copy()

@@ -22,6 +22,7 @@ from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
+from ._base import INIT_ROWS_PER_COMPONENT, INIT_SAMPLE_SIZE
 from ._collapse import CollapseWarning, restated
 from ._dask import DaskSource
 from ._data import sample_rows
@@ -29,7 +30,7 @@ from ._estep import single_threaded_blas
 from ._fitted import kept_on_error
 from ._stats import default_shift
 from ._validation import check_fit_weights, check_sample_weight, count_scale, scaled_weights
-from .mixture import _INIT_ROWS_PER_COMPONENT, INIT_SAMPLE_SIZE, GaussianMixture
+from .mixture import GaussianMixture
 
 #: The parameters every online estimator adds to its batch counterpart's.
 ONLINE_CONSTRAINTS = {
@@ -241,7 +242,7 @@ class BaseMiniBatchMixture:
         bs = min(self.batch_size, n_rows)
         with single_threaded_blas():
             if not warm:
-                n_warm = max(INIT_SAMPLE_SIZE, _INIT_ROWS_PER_COMPONENT * self.n_components, bs)
+                n_warm = max(INIT_SAMPLE_SIZE, INIT_ROWS_PER_COMPONENT * self.n_components, bs)
                 if rows is None:
                     idx = sample_rows(random_state, n, min(n, n_warm))
                 else:  # rows of positive weight only
