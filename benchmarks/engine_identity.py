@@ -3,7 +3,7 @@
 The engine restructuring (issue 15) must not change any result.  This script
 fits a grid of models -- every covariance type, float32 and float64, batch
 EM, SQUAREM, weighted, warm-started, online EM (fit and partial_fit),
-out-of-core (memmap) and Dask input -- and writes every fitted array and
+out-of-core (memmap) and Dask input, collapse recovery -- and writes every fitted array and
 per-row output to one ``.npz``; ``compare`` checks two such files bit for
 bit.
 
@@ -78,6 +78,19 @@ def dump(path):
             for b in range(0, len(X), 1000):
                 stream.partial_fit(X[b:b + 1000])
             _record(out, f"{tag}/partial_fit", stream, X)
+    # collapse recovery: 8 components on 40 rows of positive weight re-seed
+    X = _data(np.float64)
+    w = np.zeros(len(X))
+    w[np.random.default_rng(0).choice(len(X), 40, replace=False)] = 1.0
+    for ct in COVARIANCE_TYPES:
+        kw = dict(covariance_type=ct, random_state=0)
+        for name, model in (("batch", GaussianMixture(8, **kw)),
+                            ("online", MiniBatchGaussianMixture(8, batch_size=16, max_iter=2,
+                                                                **kw))):
+            model.fit(X, sample_weight=w)
+            _record(out, f"collapse/{ct}/{name}", model, X)
+            out[f"collapse/{ct}/{name}/events"] = np.array(
+                [-1 if e[1] is None else e[1] for e in model.collapse_events_])
     try:
         import dask.array as da
     except ImportError:  # pragma: no cover

@@ -56,22 +56,18 @@ _RESEED_SAMPLE = 2048
 _WORST_FRACTION = 0.05
 
 
-class Recovery:
-    """The M-step with collapse recovery, and its state (events, ridges, the
-    re-seed budget) for one EM run."""
+class BaseRecovery:
+    """What collapse recovery does whatever the family: its state (events,
+    the re-seed budget), which components are starved, which rows re-seed
+    them, and the weights after a re-seed.  A family's recovery adds its
+    M-step and how a component restarts from a row."""
 
-    def __init__(self, covariance_type, n_components, n_features, reg_covar, dtype,
-                 random_state, budget=None):
-        self.ct = covariance_type
+    def __init__(self, n_components, min_count, random_state, budget=None):
         self.K = n_components
-        self.d = n_features
-        self.reg_covar = reg_covar
-        self.dtype = dtype
         self.random_state = random_state
-        self.min_count = min_count(covariance_type, n_features)
+        self.min_count = min_count
         self.budget = 3 * n_components if budget is None else budget
         self.events = []
-        self.ridges = {}  # component (None: tied) -> extra ridge kept from then on
 
     @property
     def n_reseeds(self):
@@ -82,6 +78,59 @@ class Recovery:
         low = stats.S0 * count_scale < self.min_count
         return [int(k) for k in np.flatnonzero(low)] if low.any() else []
 
+    def to_reseed(self, stats, count_scale):
+        """The starved components to re-seed now: all but one if all starve,
+        within what is left of the budget."""
+        low = self.starved(stats, count_scale)
+        reseed = low if len(low) < self.K else low[:-1]  # keep one component
+        return reseed[: max(0, self.budget - self.n_reseeds)]
+
+    def reseed_rows(self, comps, X, sample_weight, score_others):
+        """``(Xs, chosen)``: a sample of rows of positive weight (float64) and,
+        for each component of ``comps``, the index of its new row, drawn among
+        the worst 5% of the sample by ``score_others(Xs)`` (the log-density
+        under the other components; None: any row)."""
+        rs = self.random_state
+        before_draw(rs)  # a failing partial_fit puts the generator back
+        idx = sample_weighted_rows(rs, X.shape[0], _RESEED_SAMPLE, sample_weight)
+        if idx is None:
+            idx = np.arange(X.shape[0])
+        Xs = np.asarray(take_rows(X, idx), dtype=np.float64)  # rows of positive weight
+        m = Xs.shape[0]
+        score = np.zeros(m) if score_others is None else score_others(Xs)
+        order = np.argsort(score, kind="stable")
+        n_worst = max(len(comps), int(np.ceil(_WORST_FRACTION * m)))
+        pool = order[:n_worst]
+        chosen = rs.choice(pool, size=len(comps), replace=len(pool) < len(comps))
+        return Xs, chosen
+
+    def reseeded_weights(self, weights, comps):
+        """Weight 1/K for each re-seeded component, the others scaled down."""
+        weights = weights.copy()
+        new = np.zeros(self.K, dtype=bool)
+        new[list(comps)] = True
+        if new.all():
+            weights[:] = 1.0 / self.K
+        else:
+            weights[new] = 1.0 / self.K
+            weights[~new] *= (1.0 - new.sum() / self.K) / weights[~new].sum()
+        return weights
+
+
+class Recovery(BaseRecovery):
+    """The Gaussian M-step with collapse recovery, and its state (events,
+    ridges, the re-seed budget) for one EM run."""
+
+    def __init__(self, covariance_type, n_components, n_features, reg_covar, dtype,
+                 random_state, budget=None):
+        super().__init__(n_components, min_count(covariance_type, n_features), random_state,
+                         budget)
+        self.ct = covariance_type
+        self.d = n_features
+        self.reg_covar = reg_covar
+        self.dtype = dtype
+        self.ridges = {}  # component (None: tied) -> extra ridge kept from then on
+
     def m_step(self, stats, iteration, X, sample_weight=None, count_scale=1.0):
         """Parameters from ``stats``; returns ``(params, reseeded)``.
 
@@ -90,9 +139,7 @@ class Recovery:
         weights, means, cov = m_step_moments(stats, self.reg_covar)
         cov = self._apply_ridges(cov)
         prec, bad = self._factor(cov)
-        low = self.starved(stats, count_scale)
-        reseed = low if len(low) < self.K else low[:-1]  # keep one component
-        reseed = [k for k in reseed][: max(0, self.budget - self.n_reseeds)]
+        reseed = self.to_reseed(stats, count_scale)
         reseeded = False
         if reseed:
             weights, means, cov, prec = self._reseed(weights, means, cov, prec, reseed, X,
@@ -182,30 +229,23 @@ class Recovery:
         return cov, prec
 
     def _reseed(self, weights, means, cov, prec, comps, X, sample_weight):
-        rs = self.random_state
-        before_draw(rs)  # a failing partial_fit puts the generator back
-        idx = sample_weighted_rows(rs, X.shape[0], _RESEED_SAMPLE, sample_weight)
-        if idx is None:
-            idx = np.arange(X.shape[0])
-        Xs = np.asarray(take_rows(X, idx), dtype=np.float64)  # rows of positive weight
-        m = Xs.shape[0]
         others = [k for k in range(self.K) if k not in comps]
         finite = (np.isfinite(prec).all() if self.ct == "tied"
                   else all(np.isfinite(prec[k]).all() for k in others))
+        score_others = None
         if others and finite:
             wo = weights[others] / weights[others].sum()
             po = GaussianParams(wo, means[others], cov if self.ct == "tied" else cov[others],
                                 prec if self.ct == "tied" else prec[others])
-            score = np.empty(m)
-            evaluate(Xs, po, self.ct, out_lognorm=score)
-        else:
-            score = np.zeros(m)
-        order = np.argsort(score, kind="stable")
-        n_worst = max(len(comps), int(np.ceil(_WORST_FRACTION * m)))
-        pool = order[:n_worst]
-        chosen = rs.choice(pool, size=len(comps), replace=len(pool) < len(comps))
+
+            def score_others(Xs):
+                score = np.empty(Xs.shape[0])
+                evaluate(Xs, po, self.ct, out_lognorm=score)
+                return score
+
+        Xs, chosen = self.reseed_rows(comps, X, sample_weight, score_others)
         var = Xs.var(axis=0) + self.reg_covar
-        weights, means, cov = weights.copy(), means.copy(), cov.copy()
+        means, cov = means.copy(), cov.copy()
         for k, row in zip(comps, chosen):
             means[k] = Xs[row]
             if self.ct == "full":
@@ -214,14 +254,7 @@ class Recovery:
                 cov[k] = var
             elif self.ct == "spherical":
                 cov[k] = var.mean()
-        new = np.zeros(self.K, dtype=bool)
-        new[list(comps)] = True
-        if new.all():
-            weights[:] = 1.0 / self.K
-        else:
-            weights[new] = 1.0 / self.K
-            weights[~new] *= (1.0 - new.sum() / self.K) / weights[~new].sum()
-        return weights, means, cov, prec
+        return self.reseeded_weights(weights, comps), means, cov, prec
 
 
 def restated(stats, params, comps, reg_covar):
