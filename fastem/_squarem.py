@@ -205,28 +205,50 @@ class EMMap:
             return None, False, False
         if self.starved(stats):
             return None, False, False
-        ridges = dict(rec.ridges) if rec is not None else None
+        ridges = dict(rec.ridges) if hasattr(rec, "ridges") else None
         try:
             new, _ = self.mstep(stats, iteration)
         except CollapseError:
             new = None
         if rec is not None and (new is None or len(rec.events) > n_events):
             del rec.events[n_events:]  # a ridge for an extrapolated point: undone
-            rec.ridges = ridges
+            if ridges is not None:
+                rec.ridges = ridges
             new = None
         return new, False, False
 
 
-class Squarem:
-    """The SqS3 extrapolation with an adaptive bound on the step length."""
+class GaussianSpace:
+    """The Gaussian parameterisation SQUAREM extrapolates in (:func:`pack`,
+    :func:`unpack`).  A family gives its own object with the same two
+    methods: ``pack(params)`` -> unconstrained float64 vector, and
+    ``unpack(theta)`` -> params, raising a ValueError for an invalid point."""
 
     def __init__(self, covariance_type, n_components, n_features, reg_covar,
-                 dtype=np.float64, step_max0=STEP_MAX0, grow=GROW, shrink=SHRINK):
+                 dtype=np.float64):
         self.ct = covariance_type
         self.K = n_components
         self.d = n_features
         self.reg_covar = reg_covar
         self.dtype = dtype
+
+    def pack(self, params):
+        return pack(params, self.ct)
+
+    def unpack(self, theta):
+        return unpack(theta, self.ct, self.K, self.d, self.reg_covar, self.dtype)
+
+
+class Squarem:
+    """The SqS3 extrapolation with an adaptive bound on the step length, in
+    the parameterisation ``space`` (a :class:`GaussianSpace` is built from
+    ``(covariance_type, n_components, n_features, reg_covar, dtype)``)."""
+
+    def __init__(self, space, n_components=None, n_features=None, reg_covar=None,
+                 dtype=np.float64, step_max0=STEP_MAX0, grow=GROW, shrink=SHRINK):
+        if isinstance(space, str):
+            space = GaussianSpace(space, n_components, n_features, reg_covar, dtype)
+        self.space = space
         self.step_max0 = step_max0
         self.grow = grow
         self.shrink = shrink
@@ -247,7 +269,7 @@ class Squarem:
         """``(theta', alpha)`` from theta0, theta1 = F(theta0), theta2 =
         F(theta1); theta' is None when alpha = -1 (theta' would be theta2) or
         when it is not valid."""
-        t0, t1, t2 = pack(p0, self.ct), pack(p1, self.ct), pack(p2, self.ct)
+        t0, t1, t2 = self.space.pack(p0), self.space.pack(p1), self.space.pack(p2)
         r = t1 - t0
         v = (t2 - t1) - r
         alpha = self.step_length(r, v)
@@ -256,7 +278,7 @@ class Squarem:
             return None, alpha
         theta = t0 - 2.0 * alpha * r + alpha * alpha * v
         try:
-            return unpack(theta, self.ct, self.K, self.d, self.reg_covar, self.dtype), alpha
+            return self.space.unpack(theta), alpha
         except ValueError:  # InvalidParameters, CollapseError, LinAlgError
             self.failed(alpha)
             return None, alpha
@@ -271,8 +293,8 @@ class Squarem:
         self.step_max = max(self.step_max0, min(self.step_max, -alpha) / self.shrink)
 
 
-def run_squarem(em_map, params, covariance_type, reg_covar, dtype, max_iter, tol,
-                lower_bound=-np.inf, on_cycle=None, **options):
+def run_squarem(em_map, params, space, max_iter, tol, lower_bound=-np.inf, on_cycle=None,
+                **options):
     """Up to ``max_iter`` SQUAREM cycles from ``params`` (see the module
     docstring); stops when the change of the mean log-likelihood at the start
     of a cycle from the previous cycle's is below ``tol``.  ``lower_bound``
@@ -282,9 +304,9 @@ def run_squarem(em_map, params, covariance_type, reg_covar, dtype, max_iter, tol
 
     Returns ``(params, n_iter, history, converged, n_maps)``: ``history``
     holds the log-likelihood at the start of each cycle, ``n_maps`` the
-    passes over the data (E-steps) made."""
-    K, d = params.means.shape
-    sq = Squarem(covariance_type, K, d, reg_covar, dtype, **options)
+    passes over the data (E-steps) made.  ``space`` is the parameterisation
+    the extrapolation is made in (see :class:`GaussianSpace`)."""
+    sq = Squarem(space, **options)
     calls0 = em_map.n_calls
     history = []
     n_iter = 0

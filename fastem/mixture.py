@@ -15,7 +15,7 @@ from ._base import INIT_CHUNK, BaseMixture
 from ._collapse import Recovery
 from ._dask import DaskSource
 from ._estep import EStepWorkspace, evaluate, evaluate_rows
-from ._squarem import run_squarem
+from ._squarem import GaussianSpace, run_squarem
 from ._stats import (
     COVARIANCE_TYPES,
     CollapseError,
@@ -326,8 +326,10 @@ class GaussianMixture(BaseMixture):
         return m_step(stats, self.reg_covar, X.dtype)
 
     def _run_squarem(self, em_map, params, X, lower_bound, on_iteration):
-        return run_squarem(em_map, params, self.covariance_type, self.reg_covar, X.dtype,
-                           self.max_iter, self.tol, lower_bound, on_iteration)
+        space = GaussianSpace(self.covariance_type, self.n_components, X.shape[1],
+                              self.reg_covar, X.dtype)
+        return run_squarem(em_map, params, space, self.max_iter, self.tol, lower_bound,
+                           on_iteration)
 
     def _recovery(self, X, random_state):
         """Collapse recovery (its state) for one EM run on data like X."""
