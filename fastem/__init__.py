@@ -9,11 +9,13 @@ fits by online (stepwise) EM and learns from streams with ``partial_fit``;
 from . import _config  # noqa: F401  (reads the FASTEM_* settings first)
 from ._collapse import CollapseWarning
 from ._io import load
+from .discrete import BernoulliMixture, BinomialMixture, MultinomialMixture, PoissonMixture
 from .mixture import GaussianMixture
 from .online import MiniBatchGaussianMixture
 from .select import SelectionResult, select
 
 __version__ = "0.1.0"
 
-__all__ = ["CollapseWarning", "GaussianMixture", "MiniBatchGaussianMixture", "SelectionResult",
+__all__ = ["BernoulliMixture", "BinomialMixture", "CollapseWarning", "GaussianMixture", "MiniBatchGaussianMixture", "MultinomialMixture", "PoissonMixture",
+           "SelectionResult",
            "__version__", "load", "select"]

@@ -37,6 +37,26 @@ PROB_FLOOR = 1e-10
 RATE_FLOOR = 1e-10
 
 
+class LinearStats:
+    """Additive statistics of a linear family: ``S0`` (K,), ``S1`` (K, d),
+    the total (weighted) log-likelihood and weight."""
+
+    def __init__(self, S0, S1, loglik, weight):
+        self.S0, self.S1, self.loglik, self.weight = S0, S1, loglik, weight
+
+    def __add__(self, other):
+        return LinearStats(self.S0 + other.S0, self.S1 + other.S1,
+                           self.loglik + other.loglik, self.weight + other.weight)
+
+    def scaled(self, factor):
+        return LinearStats(self.S0 * factor, self.S1 * factor, self.loglik * factor,
+                           self.weight * factor)
+
+    def blend(self, other, eta):
+        """``(1 - eta) * self + eta * other`` (stepwise EM)."""
+        return self.scaled(1.0 - eta) + other.scaled(eta)
+
+
 class LinearParams(NamedTuple):
     """Weights (K,) and the per-component parameters (K, d): probabilities
     (Bernoulli, Binomial, Multinomial) or rates (Poisson)."""
@@ -79,6 +99,34 @@ class LinearFamily:
 
     def n_free_theta(self, n_components, n_features):
         return n_components * n_features
+
+    def theta_to_vector(self, theta):
+        """Unconstrained coordinates of the parameters (SQUAREM)."""
+        return (np.log(theta) - np.log1p(-theta)).ravel()
+
+    def theta_from_vector(self, v, shape):
+        """Inverse of :meth:`theta_to_vector`; a ValueError outside the
+        parameters' range."""
+        theta = 1.0 / (1.0 + np.exp(-v.reshape(shape)))
+        if not ((theta >= PROB_FLOOR) & (theta <= 1.0 - PROB_FLOOR)).all():
+            raise ValueError("a probability outside [1e-10, 1 - 1e-10]")
+        return theta
+
+    def restart(self, row, centre):
+        """The parameters of a component re-seeded at ``row``: half way
+        between the row and the sample's mean (a point mass would put
+        probabilities at their bounds)."""
+        return _clip_prob(0.5 * (row + centre) / self._trials(row.shape[0]))
+
+    def _trials(self, d):
+        return 1.0
+
+    def check_theta(self, theta, what):
+        """Raise a ValueError unless ``theta`` holds probabilities strictly
+        inside (0, 1); ``what`` names it ("The parameter 'probabilities_init'")."""
+        if (theta <= 0).any() or (theta >= 1).any():
+            raise ValueError(f"{what} should hold probabilities strictly between 0 and 1, "
+                             f"but holds min {theta.min()}, max {theta.max()}.")
 
     def check_values(self, values, where):
         """Raise a ValueError naming the first value outside the domain;
@@ -185,7 +233,14 @@ class Binomial(LinearFamily):
         m = np.broadcast_to(self.n_trials, S1.shape[1:])
         return _clip_prob((S1 + alpha) / (S0[:, None] * m + 2.0 * alpha))
 
+    def _trials(self, d):
+        return np.broadcast_to(self.n_trials, (d,))
+
     def check_values(self, values, where):
+        if np.ndim(values) == 2 and self.n_trials.ndim == 1 and \
+                self.n_trials.shape[0] != np.shape(values)[1]:
+            raise ValueError(f"n_trials has {self.n_trials.shape[0]} values but X has "
+                             f"{np.shape(values)[1]} columns: pass one per column or one int.")
         upper = np.broadcast_to(self.n_trials, np.asarray(values).shape[1:]) \
             if np.ndim(values) == 2 else self.n_trials
         _check_counts(values, where, "BinomialMixture", upper)
@@ -208,6 +263,22 @@ class Poisson(LinearFamily):
 
     def theta_from_stats(self, S0, S1, alpha):
         return np.maximum((S1 + alpha) / (S0[:, None] + alpha), RATE_FLOOR)
+
+    def theta_to_vector(self, theta):
+        return np.log(theta).ravel()
+
+    def theta_from_vector(self, v, shape):
+        theta = np.exp(v.reshape(shape))
+        if not (np.isfinite(theta).all() and (theta >= RATE_FLOOR).all()):
+            raise ValueError("a rate below 1e-10 or not finite")
+        return theta
+
+    def restart(self, row, centre):
+        return np.maximum(0.5 * (row + centre), RATE_FLOOR)
+
+    def check_theta(self, theta, what):
+        if (theta <= 0).any():
+            raise ValueError(f"{what} should hold positive rates, but holds min {theta.min()}.")
 
     def check_values(self, values, where):
         _check_counts(values, where, "PoissonMixture")
@@ -233,6 +304,28 @@ class Multinomial(LinearFamily):
 
     def n_free_theta(self, n_components, n_features):
         return n_components * (n_features - 1)
+
+    def theta_to_vector(self, theta):
+        logp = np.log(theta)
+        return (logp - logp[:, -1:]).ravel()
+
+    def theta_from_vector(self, v, shape):
+        logp = v.reshape(shape)
+        theta = np.exp(logp - logp.max(axis=1, keepdims=True))
+        theta /= theta.sum(axis=1, keepdims=True)
+        if not ((theta >= PROB_FLOOR) & (theta <= 1.0 - PROB_FLOOR)).all():
+            raise ValueError("a probability outside [1e-10, 1 - 1e-10]")
+        return theta
+
+    def restart(self, row, centre):
+        mix = 0.5 * (row / max(row.sum(), 1.0) + centre / max(centre.sum(), 1e-300))
+        return _clip_prob(mix)
+
+    def check_theta(self, theta, what):
+        super().check_theta(theta, what)
+        if not np.allclose(theta.sum(axis=1), 1.0, rtol=0, atol=1e-8):
+            raise ValueError(f"The rows of {what} should sum to 1, but they sum to "
+                             f"{theta.sum(axis=1)}.")
 
     def check_values(self, values, where):
         _check_counts(values, where, "MultinomialMixture")

@@ -1,0 +1,450 @@
+"""Mixtures of the linear discrete families on the shared EM driver
+(:mod:`fastem._base`): ``BernoulliMixture``, ``BinomialMixture``,
+``PoissonMixture`` and ``MultinomialMixture`` (no @njit here).
+
+Each EM iteration is one call of the fused linear kernel
+(:mod:`fastem._kernels.discrete`, ``x . a_k + b_k`` per block, dense or
+CSR) and the family's closed-form M-step (:mod:`fastem.families.linear`).
+
+Work in progress (issue 15): in-memory dense and CSR input, sample weights,
+``n_init``, warm starts, SQUAREM and collapse re-seeding work; out-of-core
+and Dask input, online EM, saving, ``select`` and the command line come next.
+"""
+
+from numbers import Integral, Real
+from typing import ClassVar
+
+import numpy as np
+from scipy import sparse
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ._base import INIT_CHUNK, BaseMixture
+from ._collapse import BaseRecovery
+from ._dask import is_dask_collection
+from ._data import is_out_of_core
+from ._discrete_estep import LinearWorkspace, linear_array
+from ._squarem import run_squarem
+from ._validation import _check_shape, _plain_ndarray, count_scale
+from .families.linear import (
+    Bernoulli,
+    Binomial,
+    LinearParams,
+    LinearStats,
+    Multinomial,
+    Poisson,
+)
+
+#: A component needs at least this many effective rows, else it is re-seeded.
+MIN_COUNT = 1.0
+
+
+class LinearRecovery(BaseRecovery):
+    """The linear families' M-step with collapse re-seeding: a component
+    with less than one effective row restarts half way between a row the
+    others explain worst and the sample's mean."""
+
+    def __init__(self, estimator, n_components, random_state):
+        super().__init__(n_components, MIN_COUNT, random_state)
+        self.estimator = estimator
+
+    def m_step(self, stats, iteration, X, sample_weight=None, count_scale=1.0):
+        est = self.estimator
+        params = est._plain_m_step(stats, X)
+        reseed = self.to_reseed(stats, count_scale)
+        if not reseed:
+            return params, False
+        others = [k for k in range(self.K) if k not in reseed]
+        w = params.weights[others] / params.weights[others].sum()
+        po = LinearParams(w, params.theta[others])
+
+        def score_others(Xs):
+            return est._log_density_rows(Xs, po)
+
+        Xs, chosen = self.reseed_rows(reseed, X, sample_weight, score_others)
+        theta = params.theta.copy()
+        centre = Xs.mean(axis=0)
+        for k, row in zip(reseed, chosen):
+            theta[k] = est._family.restart(Xs[row], centre)
+            self.events.append((iteration, k, "reseed"))
+        weights = params.weights if est.fixed_weights else \
+            self.reseeded_weights(params.weights, reseed)
+        return LinearParams(weights, theta), True
+
+
+class LinearSpace:
+    """SQUAREM's coordinates for a linear family: weight log-ratios and the
+    family's unconstrained parameters (logits, log rates, log-ratios)."""
+
+    def __init__(self, family, shape, fixed_weights):
+        self.family, self.shape, self.fixed = family, shape, fixed_weights
+
+    def pack(self, params):
+        w = np.asarray(params.weights, dtype=np.float64)
+        logw = np.log(w[:-1]) - np.log(w[-1])
+        return np.concatenate([logw, self.family.theta_to_vector(params.theta)])
+
+    def unpack(self, theta):
+        K = self.shape[0]
+        if not np.isfinite(theta).all():
+            raise ValueError("non-finite parameter")
+        logw = np.append(theta[:K - 1], 0.0)
+        w = np.exp(logw - logw.max())
+        w /= w.sum()
+        if not (w > 0).all():
+            raise ValueError("a weight underflows to 0")
+        return LinearParams(w, self.family.theta_from_vector(theta[K - 1:], self.shape))
+
+
+class _LinearMixture(BaseMixture):
+    """What the four linear mixtures share; a subclass names its family."""
+
+    _collapse_advice = "Fewer components may fit better"
+    _parameter_constraints: ClassVar[dict] = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "init_params": [StrOptions({"kmeans", "random", "random_from_data", "k-means++"})],
+        "weights_init": ["array-like", None],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+        "on_collapse": [StrOptions({"reseed", "raise"})],
+        "accelerate": [StrOptions({"squarem"}), None],
+        "fixed_weights": ["boolean"],
+        "alpha": [Interval(Real, 0.0, None, closed="left")],
+    }
+
+    @property
+    def _family(self):
+        raise NotImplementedError
+
+    @property
+    def _theta_attr(self):
+        return self._family.theta_name + "_"
+
+    @property
+    def _theta_init(self):
+        return getattr(self, self._family.theta_name + "_init")
+
+    # -- data ------------------------------------------------------------
+
+    def _validate_data(self, X):
+        name = type(self).__name__
+        if not sparse.issparse(X) and (is_dask_collection(X) or is_out_of_core(X)):
+            raise ValueError(
+                f"{name} reads in-memory arrays and CSR matrices for now; out-of-core and "
+                "dask input come with a later release. Pass np.asarray(X).")
+        if sparse.issparse(X):
+            if not self._family.accepts_sparse:
+                raise ValueError(
+                    f"{name} needs a dense array, but got a sparse {X.format} matrix of "
+                    f"shape {X.shape}. Convert it with X.toarray().")
+            X = X.tocsr()
+            _check_shape(X.shape, "X")
+            self._family.check_values(X.data, lambda i: _csr_where(X, i))
+            return X
+        X = _plain_ndarray(X, "X", name)
+        if X.dtype.kind not in "biuf":
+            raise ValueError(
+                f"{name} needs numeric data (bool, integers or floats), but got dtype "
+                f"{X.dtype}. Encode the columns as numbers first.")
+        _check_shape(X.shape, "X")
+        self._family.check_values(X, lambda i: f"row {i // X.shape[1]}, column "
+                                               f"{i % X.shape[1]}")
+        return linear_array(X)
+
+    # -- parameters ------------------------------------------------------
+
+    def _checked_inits(self, n_features):
+        k = self.n_components
+        weights = theta = None
+        if self.weights_init is not None:
+            weights = np.asarray(self.weights_init, dtype=np.float64)
+            if weights.shape != (k,) or not np.isfinite(weights).all() or (weights < 0).any() \
+                    or not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-8):
+                raise ValueError(
+                    f"The parameter 'weights_init' should be {k} non-negative weights summing "
+                    f"to 1, but got {self.weights_init!r}.")
+        elif self.fixed_weights:
+            weights = np.full(k, 1.0 / k)
+        if self._theta_init is not None:
+            theta = np.asarray(self._theta_init, dtype=np.float64)
+            name = self._family.theta_name + "_init"
+            if theta.shape != (k, n_features) or not np.isfinite(theta).all():
+                raise ValueError(
+                    f"The parameter {name!r} should be a finite array of shape ({k}, "
+                    f"{n_features}) (n_components, n_features), but got shape {theta.shape}.")
+            self._family.check_theta(theta, f"The parameter {name!r}")
+        return weights, theta
+
+    def _params_from_inits(self, inits):
+        weights, theta = inits
+        if weights is None or theta is None:
+            return None
+        return LinearParams(weights.copy(), theta.copy())
+
+    def _with_inits(self, params, inits):
+        weights, theta = inits
+        return LinearParams(params.weights if weights is None else weights.copy(),
+                            params.theta if theta is None else theta.copy())
+
+    def _fixed(self):
+        """The weights that stay, with ``fixed_weights`` (else None)."""
+        if not self.fixed_weights:
+            return None
+        if self.weights_init is not None:
+            return np.asarray(self.weights_init, dtype=np.float64)
+        return np.full(self.n_components, 1.0 / self.n_components)
+
+    def _get_params_tuple(self):
+        return LinearParams(self.weights_, getattr(self, self._theta_attr))
+
+    def _set_params_tuple(self, params):
+        self.weights_ = np.asarray(params.weights, dtype=np.float64)
+        setattr(self, self._theta_attr, np.asarray(params.theta, dtype=np.float64))
+
+    def _check_loaded(self):
+        """Raise a ValueError naming what is wrong when the fitted arrays
+        (e.g. of a loaded file) disagree with each other, the parameters or
+        the family's domain; used by :func:`fastem.load`."""
+        k, d = self.n_components, self.n_features_in_
+        w = np.asarray(self.weights_)
+        theta = np.asarray(getattr(self, self._theta_attr))
+        name = self._theta_attr
+        if w.shape != (k,) or w.dtype != np.float64 or not np.isfinite(w).all() \
+                or (w < 0).any() or not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-6):
+            raise ValueError(f"weights_ should be {k} finite non-negative float64 weights "
+                             f"summing to 1 (n_components={k}), but has shape {w.shape}.")
+        if theta.shape != (k, d) or theta.dtype != np.float64 or not np.isfinite(theta).all():
+            raise ValueError(f"{name} should be a finite float64 array of shape ({k}, {d}) "
+                             f"(n_components, n_features_in_), but has shape {theta.shape}.")
+        self._family.check_theta(theta, name)
+
+    def _n_parameters(self):
+        k, d = self.n_components, self.n_features_in_
+        return self._family.n_free_theta(k, d) + (0 if self.fixed_weights else k - 1)
+
+    # -- the E-step and M-step -------------------------------------------
+
+    def _make_workspace(self, n_features, n_rows):
+        return LinearWorkspace(self.n_components, n_features, n_rows)
+
+    def _row_constant_total(self, workspace, X, sw):
+        """``sum_i w_i h(x_i)``, computed once per workspace (per fit)."""
+        key = (id(X), id(sw))
+        cache = workspace.__dict__.setdefault("_h_total", {})
+        if key not in cache:
+            h = self._family.row_constant(X)
+            cache.clear()
+            cache[key] = float(h.sum() if sw is None else sw @ h)
+        return cache[key]
+
+    def _estep(self, workspace, X, sw, params):
+        A, b = self._family.natural(params)
+        S0, S1, ll, w = workspace.run(X, sw, A, b)
+        return LinearStats(S0, S1, ll + self._row_constant_total(workspace, X, sw), w)
+
+    def _plain_m_step(self, stats, X):
+        return self._family.m_step(stats.S0, stats.S1, self.alpha, self._fixed())
+
+    def _recovery(self, X, random_state):
+        return LinearRecovery(self, self.n_components, random_state)
+
+    def _resp_statistics(self, Xs):
+        ws = LinearWorkspace(self.n_components, Xs.shape[1], min(Xs.shape[0], INIT_CHUNK))
+        A, b = np.zeros((self.n_components, Xs.shape[1])), np.zeros(self.n_components)
+
+        def statistics(Xc, swc, resp):
+            return LinearStats(*ws.run(Xc, swc, A, b, resp_in=resp))
+
+        return statistics
+
+    def _kmeans_input(self, Xs):
+        return np.asarray(Xs.toarray() if sparse.issparse(Xs) else Xs, dtype=np.float64)
+
+    def _init_m_step(self, stats, X, sw, recovery, sws):
+        if (stats.S0 > 0).all() or recovery is None:
+            return self._plain_m_step(stats, X)
+        # a start with an empty component (an empty k-means cluster): re-seeded
+        return self._m_step(stats, X, sw, recovery, 0, count_scale(sws))[0]
+
+    def _run_squarem(self, em_map, params, X, lower_bound, on_iteration):
+        space = LinearSpace(self._family, (self.n_components, X.shape[1]), self.fixed_weights)
+        return run_squarem(em_map, params, space, self.max_iter, self.tol, lower_bound,
+                           on_iteration)
+
+    # -- per-row outputs ---------------------------------------------------
+
+    def _evaluate(self, X, params, sw=None, **outputs):
+        ws = LinearWorkspace(len(params.weights), X.shape[1], X.shape[0])
+        A, b = self._family.natural(params)
+        return ws.run(X, sw, A, b, do_stats=False, **outputs)
+
+    def _log_density_rows(self, X, params):
+        out = np.empty(X.shape[0])
+        self._evaluate(X, params, out_lognorm=out)
+        return out + self._family.row_constant(X)
+
+    def _rows(self, X, kind):
+        params = self._get_params_tuple()
+        if kind == "lognorm":
+            return self._log_density_rows(X, params)
+        n, K = X.shape[0], self.n_components
+        out = np.empty((n, K)) if kind == "resp" else np.empty(n, dtype=np.int64)
+        self._evaluate(X, params, **{"out_" + kind: out})
+        return out
+
+    def _loglik(self, X, sw):
+        ll, w = self._evaluate(X, self._get_params_tuple(), sw)
+        h = self._family.row_constant(X)
+        return ll + float(h.sum() if sw is None else sw @ h), w
+
+    def _sample_components(self, rng, counts):
+        theta = getattr(self, self._theta_attr)
+        return np.vstack([self._family.sample(theta[k], int(c), rng)
+                          for k, c in enumerate(counts)])
+
+
+def _csr_where(X, i):
+    row = int(np.searchsorted(X.indptr, i, side="right")) - 1
+    return f"row {row}, column {int(X.indices[i])}"
+
+
+_COMMON_DOC = """
+    Parameters
+    ----------
+    n_components : int, default=1
+    tol : float, default=1e-3
+        EM stops when the mean log-likelihood changes by less than ``tol``.
+    max_iter : int, default=100
+    n_init : int, default=1
+    init_params : {{'kmeans', 'k-means++', 'random', 'random_from_data'}}, default='kmeans'
+    weights_init : array-like of shape (n_components,), default=None
+    {theta}_init : array-like of shape (n_components, n_features), default=None
+    random_state : int, RandomState instance or None, default=None
+    warm_start : bool, default=False
+    verbose : int, default=0
+    verbose_interval : int, default=10
+    on_collapse : {{'reseed', 'raise'}}, default='reseed'
+    accelerate : {{'squarem'}} or None, default=None
+    fixed_weights : bool, default=False
+        Keep the weights at ``weights_init`` (or uniform); never re-estimate them.
+    alpha : float, default=0.0
+        Symmetric pseudo-count added to the parameter statistics (0: maximum
+        likelihood).
+"""
+
+
+def _linear_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
+                 random_state, warm_start, verbose, verbose_interval, on_collapse, accelerate,
+                 fixed_weights, alpha):
+    self.n_components = n_components
+    self.tol = tol
+    self.max_iter = max_iter
+    self.n_init = n_init
+    self.init_params = init_params
+    self.weights_init = weights_init
+    self.random_state = random_state
+    self.warm_start = warm_start
+    self.verbose = verbose
+    self.verbose_interval = verbose_interval
+    self.on_collapse = on_collapse
+    self.accelerate = accelerate
+    self.fixed_weights = fixed_weights
+    self.alpha = alpha
+
+
+class BernoulliMixture(_LinearMixture):
+    __doc__ = ("Mixture of independent Bernoulli variables (latent class analysis of "
+               "binary items), fitted by EM.\n" + _COMMON_DOC.format(theta="probabilities"))
+
+    _parameter_constraints: ClassVar[dict] = {**_LinearMixture._parameter_constraints,
+                              "probabilities_init": ["array-like", None]}
+
+    def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1,
+                 init_params="kmeans", weights_init=None, probabilities_init=None,
+                 random_state=None, warm_start=False, verbose=0, verbose_interval=10,
+                 on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
+        _linear_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
+                     random_state, warm_start, verbose, verbose_interval, on_collapse,
+                     accelerate, fixed_weights, alpha)
+        self.probabilities_init = probabilities_init
+
+    _family = Bernoulli()
+
+
+class BinomialMixture(_LinearMixture):
+    __doc__ = ("Mixture of independent binomial counts (``n_trials`` per column), "
+               "fitted by EM.\n" + _COMMON_DOC.format(theta="probabilities")
+               + "    n_trials : int or array-like of shape (n_features,)\n")
+
+    _parameter_constraints: ClassVar[dict] = {**_LinearMixture._parameter_constraints,
+                              "probabilities_init": ["array-like", None],
+                              "n_trials": [Interval(Integral, 1, None, closed="left"),
+                                           "array-like"]}
+
+    def __init__(self, n_components=1, *, n_trials=1, tol=1e-3, max_iter=100, n_init=1,
+                 init_params="kmeans", weights_init=None, probabilities_init=None,
+                 random_state=None, warm_start=False, verbose=0, verbose_interval=10,
+                 on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
+        _linear_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
+                     random_state, warm_start, verbose, verbose_interval, on_collapse,
+                     accelerate, fixed_weights, alpha)
+        self.n_trials = n_trials
+        self.probabilities_init = probabilities_init
+
+    @property
+    def _family(self):
+        m = np.asarray(self.n_trials)
+        if m.dtype.kind not in "iuf" or m.ndim > 1 or (m < 1).any() or (m != np.floor(m)).any():
+            raise ValueError(f"n_trials should be a whole number >= 1, or one per column, "
+                             f"but got {self.n_trials!r}.")
+        if m.ndim == 1 and hasattr(self, "n_features_in_") and m.shape[0] != self.n_features_in_:
+            raise ValueError(f"n_trials has {m.shape[0]} values but X has "
+                             f"{self.n_features_in_} columns: pass one per column or one int.")
+        return Binomial(m)
+
+
+class PoissonMixture(_LinearMixture):
+    __doc__ = ("Mixture of independent Poisson counts, fitted by EM.\n"
+               + _COMMON_DOC.format(theta="rates"))
+
+    _parameter_constraints: ClassVar[dict] = {**_LinearMixture._parameter_constraints,
+                              "rates_init": ["array-like", None]}
+
+    def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1,
+                 init_params="kmeans", weights_init=None, rates_init=None,
+                 random_state=None, warm_start=False, verbose=0, verbose_interval=10,
+                 on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
+        _linear_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
+                     random_state, warm_start, verbose, verbose_interval, on_collapse,
+                     accelerate, fixed_weights, alpha)
+        self.rates_init = rates_init
+
+    _family = Poisson()
+
+
+class MultinomialMixture(_LinearMixture):
+    __doc__ = ("Mixture of multinomial count vectors (bag of words), fitted by EM.\n"
+               + _COMMON_DOC.format(theta="probabilities"))
+
+    _parameter_constraints: ClassVar[dict] = {**_LinearMixture._parameter_constraints,
+                              "probabilities_init": ["array-like", None]}
+
+    def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1,
+                 init_params="kmeans", weights_init=None, probabilities_init=None,
+                 random_state=None, warm_start=False, verbose=0, verbose_interval=10,
+                 on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
+        _linear_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
+                     random_state, warm_start, verbose, verbose_interval, on_collapse,
+                     accelerate, fixed_weights, alpha)
+        self.probabilities_init = probabilities_init
+
+    _family = Multinomial()
+
+    def _sample_components(self, rng, counts):
+        raise NotImplementedError(
+            "MultinomialMixture.sample needs a number of draws per row, which the model "
+            "does not hold yet.")
