@@ -14,10 +14,13 @@ A model file (by convention ``*.fem``) is a NumPy ``.npz`` archive written by
 Values are encoded as JSON trees; an array is a reference ``{"__array__":
 name}`` to an archive entry, and the few other non-JSON values (tuples,
 non-finite floats, NumPy scalars and dtypes, dicts with non-string keys,
-``RandomState`` objects, fastem's own state objects) are one-key objects
-whose key starts with ``"__"``.  Loading reads the archive with
-``allow_pickle=False`` and rebuilds only classes from two fixed allow-lists:
-nothing in a file can make fastem import a module or run code.
+``RandomState`` objects, fastem's own state objects, a state object's
+reference back to the model) are one-key objects whose key starts with
+``"__"``.  Loading reads the archive with ``allow_pickle=False`` and rebuilds
+only classes from two fixed allow-lists, both read from the family registry
+(:mod:`fastem._registry`): the estimators of every family, and the helper
+classes of the file's own family.  Nothing in a file can make fastem import
+a module or run code.
 
 A file may come from anyone, and its checksum proves only that it is intact
 (whoever edits a file can recompute it).  So loading trusts nothing it has
@@ -29,10 +32,12 @@ a whole (:mod:`fastem._model_check`), which ``save`` also checks before it
 writes.
 
 Which attributes are saved: every public attribute ending with ``_`` (the
-fitted attributes), plus, per class, the private state listed in
-:func:`_model_classes` (what ``partial_fit`` continues from).  To make a new
-estimator saveable, add it there (and any helper class its state holds to
-:func:`_state_classes`).
+fitted attributes; lists of arrays, such as a categorical mixture's
+``probabilities_`` and ``categories_``, included), plus, per class, the
+private state its registry entry lists (what ``partial_fit`` continues
+from).  A new estimator becomes saveable by its family's entry in
+:data:`fastem._registry.FAMILIES` (its classes, the private state of its
+online class, the helper classes that state holds); nothing here changes.
 """
 
 import hashlib
@@ -88,33 +93,24 @@ _ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImpl
 
 def _model_classes():
     """The allow-list of saveable estimators: class name -> (class, private
-    attributes saved besides the public fitted ones).
+    attributes saved besides the public fitted ones), for every family of
+    :mod:`fastem._registry` whose classes exist.
 
-    Imported here, not at module level: the estimator modules import this
+    Resolved at call time, not at import: the estimator modules import this
     module for :class:`SaveLoadMixin`.
     """
-    from .mixture import GaussianMixture
-    from .online import MiniBatchGaussianMixture
+    from ._registry import model_classes
 
-    return {
-        "GaussianMixture": (GaussianMixture, ()),
-        # what partial_fit continues from: the running statistics and their
-        # shift, the collapse recovery (events, ridges, re-seed budget), the
-        # once-per-model warning flag and the random state it draws from
-        "MiniBatchGaussianMixture": (
-            MiniBatchGaussianMixture,
-            ("_running", "_shift", "_collapse", "_collapse_warned", "_random_state"),
-        ),
-    }
+    return model_classes()
 
 
-def _state_classes():
-    """The allow-list of helper objects a saved state may hold; they are
+def _state_classes(kind=None):
+    """The allow-list of helper objects a saved state of the estimator class
+    named ``kind`` may hold (its family's; every family's if None); they are
     rebuilt without calling ``__init__``, from their attributes."""
-    from ._collapse import Recovery
-    from ._stats import GaussianStats
+    from ._registry import state_classes
 
-    return {"GaussianStats": GaussianStats, "Recovery": Recovery}
+    return state_classes(kind)
 
 
 # ----------------------------------------------------------------------
@@ -127,8 +123,10 @@ def save(model, path):
 
     Parameters
     ----------
-    model : GaussianMixture or MiniBatchGaussianMixture
-        A fitted or unfitted model (unfitted: its parameters only).
+    model : a fastem estimator
+        A fitted or unfitted model (unfitted: its parameters only) of any
+        registered family (``GaussianMixture``, ``BernoulliMixture``, ...,
+        and their ``MiniBatch`` counterparts).
     path : str, os.PathLike or binary file object
         Where to write.  A path is written exactly as given (no ``.npz`` is
         appended; ``.fem`` is the convention), and an existing file there is
@@ -222,9 +220,9 @@ def load(path):
 
     Returns
     -------
-    model : GaussianMixture or MiniBatchGaussianMixture
+    model : a fastem estimator
         The model, with the same parameters and fitted state: it predicts
-        exactly as the saved model, and a ``MiniBatchGaussianMixture``
+        exactly as the saved model, and an online (``MiniBatch...``) model
         continues ``partial_fit`` exactly as the saved one would have.
 
     Raises
@@ -274,9 +272,13 @@ class SaveLoadMixin:
 
 
 class _Encoder:
-    """Turns values into JSON trees, collecting arrays and random states."""
+    """Turns values into JSON trees, collecting arrays and random states.
+    ``model`` is the model being saved (a state object may refer back to
+    it), ``state_classes`` the helper classes its family may store."""
 
-    def __init__(self):
+    def __init__(self, model=None, state_classes=None):
+        self.model = model
+        self.state_classes = {} if state_classes is None else state_classes
         self.arrays = {}
         self.random_states = []
         self._rs_index = {}  # id(RandomState) -> index: shared objects stay shared
@@ -294,6 +296,8 @@ class _Encoder:
         """JSON tree for ``value``; ``where`` names it in errors and arrays."""
         if value is None or isinstance(value, (bool, str)):
             return value
+        if self.model is not None and value is self.model:  # e.g. a recovery's estimator
+            return {"__model__": 0}
         if isinstance(value, np.generic):
             return {"__scalar__": [_dtype_str(value.dtype, where), self._plain(value.item())]}
         if isinstance(value, int):
@@ -324,7 +328,7 @@ class _Encoder:
         if isinstance(value, np.random.RandomState):
             return {"__random_state__": self._random_state(value, where)}
         kind = type(value).__name__
-        if _state_classes().get(kind) is type(value):
+        if self.state_classes.get(kind) is type(value):
             attrs = {}
             for attr, v in vars(value).items():
                 attrs[attr] = self.encode(v, f"{where}.{attr}")
@@ -390,7 +394,7 @@ def _encode_model(model):
             "estimators cannot be saved by fastem.save; use pickle or joblib for them."
         )
     private = entry[1]
-    enc = _Encoder()
+    enc = _Encoder(model, _state_classes(name))
     params = {k: enc.encode(v, f"params.{k}") for k, v in model.get_params(deep=False).items()}
     state = {}
     attrs = vars(model)
@@ -688,9 +692,11 @@ class _FileError(ValueError):
 class _Decoder:
     """Rebuilds values from JSON trees written by :class:`_Encoder`."""
 
-    def __init__(self, arrays, random_states, name):
+    def __init__(self, arrays, random_states, name, state_classes=None):
         self.arrays = arrays
         self.name = name
+        self.state_classes = {} if state_classes is None else state_classes
+        self.model = None  # the model being built, once its parameters are set
         self._rs_specs = random_states if isinstance(random_states, list) else []
         self._rs = {}
 
@@ -807,10 +813,10 @@ class _Decoder:
 
     def _object(self, arg, where):
         kind, attrs = arg
-        cls = _state_classes().get(kind) if isinstance(kind, str) else None
+        cls = self.state_classes.get(kind) if isinstance(kind, str) else None
         if cls is None or not isinstance(attrs, dict):
             raise self.fail(where, f"an object of the class {kind!r}, which is not one of "
-                                   f"{sorted(_state_classes())}")
+                                   f"{sorted(self.state_classes)}")
         obj = cls.__new__(cls)
         for attr, v in attrs.items():
             if not _IDENTIFIER.fullmatch(attr) or attr.startswith("__"):
@@ -818,9 +824,14 @@ class _Decoder:
             obj.__dict__[attr] = self.decode(v, f"{where}.{attr}")
         return obj
 
+    def _model(self, arg, where):
+        if arg != 0 or isinstance(arg, bool) or self.model is None:
+            raise self.fail(where, "a reference to the model outside its state")
+        return self.model
 
-_MARKERS = ("__array__", "__floats__", "__scalar__", "__dtype__", "__float__", "__complex__", "__strings__",
-            "__tuple__", "__dict__", "__random_state__", "__object__")
+
+_MARKERS = ("__array__", "__floats__", "__scalar__", "__dtype__", "__float__", "__complex__",
+            "__strings__", "__tuple__", "__dict__", "__random_state__", "__object__", "__model__")
 
 
 def _decode_model(meta, arrays, name):
@@ -833,7 +844,7 @@ def _decode_model(meta, arrays, name):
             "fastem) or is not a fastem model."
         )
     cls, private = classes[kind]
-    dec = _Decoder(arrays, meta.get("random_states"), name)
+    dec = _Decoder(arrays, meta.get("random_states"), name, _state_classes(kind))
     params, state = meta.get("params"), meta.get("state")
     if not isinstance(params, dict) or not isinstance(state, dict):
         raise dec.fail("the metadata", "no 'params' or no 'state' object")
@@ -847,6 +858,7 @@ def _decode_model(meta, arrays, name):
             "a newer one."
         )
     model = cls(**{k: dec.decode(v, f"params.{k}") for k, v in params.items()})
+    dec.model = model
     for attr, node in state.items():
         if not (_PUBLIC_FITTED.fullmatch(attr) or attr in private):
             raise dec.fail("the metadata", f"the state attribute {attr!r}, which {kind} "

@@ -16,6 +16,12 @@ checked as a whole, from its attributes (never from the file's JSON):
   factors say), and every fitted scalar, list and state object has the
   right type and range.
 
+The discrete families (:mod:`fastem.discrete`) are checked the same way,
+their family's domain by the estimator's own ``_check_loaded()`` (weights,
+probabilities in [0, 1] summing to 1 where they must, rates > 0, shapes
+against ``n_components``, ``n_features_in_`` and the family's parameters);
+which class belongs to which family is read from :mod:`fastem._registry`.
+
 So no model that passes can make a kernel read out of bounds, and its
 ``predict``, ``predict_proba`` and ``score_samples`` agree with each other.
 """
@@ -26,7 +32,8 @@ from numbers import Integral
 
 import numpy as np
 
-from ._collapse import Recovery, min_count
+from ._collapse import BaseRecovery, Recovery, min_count
+from ._registry import family_of
 from ._stats import GaussianStats, covariance_shape, precisions_from_cholesky
 
 
@@ -47,6 +54,14 @@ _FITTED = {
 }
 _INITS = ("weights_init", "means_init", "precisions_init")
 _ACTIONS = ("reseed", "ridge")
+#: What every fit of a discrete family sets, besides its parameters
+#: (Family.parameters), and what its batch and online fits add.
+_DISCRETE_COMMON = ("weights_", "n_features_in_", "converged_", "n_iter_", "lower_bound_",
+                    "lower_bounds_", "n_reseeds_", "collapse_events_")
+_DISCRETE_BATCH = ("n_em_maps_",)
+_DISCRETE_ONLINE = ("n_steps_", "n_samples_seen_", "_running", "_collapse", "_collapse_warned")
+#: What a discrete family's ``_check_loaded`` may raise about a hostile state.
+_STATE_ERRORS = (TypeError, ValueError, IndexError, KeyError, AttributeError, ArithmeticError)
 #: ``|sum(weights_) - 1|`` allowed (weights_init is checked to 1e-8).
 _WEIGHT_SUM_TOL = 1e-6
 #: Rounding allowed, in units of eps x n_features, between the factors and
@@ -60,7 +75,9 @@ def check_model(model):
     attributes: what was expected and what was found."""
     _check_params(model)
     attrs = vars(model)
-    required = _FITTED[type(model).__name__]
+    family = family_of(model)
+    discrete = family is not None and not family.covariance
+    required = _discrete_required(model, family) if discrete else _FITTED[type(model).__name__]
     # scikit-learn's rule (check_is_fitted: any attribute ending with '_'),
     # and online EM's (partial_fit continues from _running)
     fitted = "_running" in attrs or any(a.endswith("_") and not a.startswith("__")
@@ -72,7 +89,9 @@ def check_model(model):
                 f"it is only partly fitted: {', '.join(missing)} missing while "
                 f"{', '.join(a for a in required if a in attrs) or 'other fitted attributes'} "
                 "are present; a model has all of its fitted attributes or none")
-        _Fitted(model).check()
+        (_DiscreteFitted(model, family) if discrete else _Fitted(model)).check()
+    elif discrete:
+        _check_discrete_inits(model, None)
     else:
         _check_inits(model, None)
     for attr, check in (("_random_state", _is_random_state), ("_collapse_warned", _is_bool)):
@@ -111,6 +130,44 @@ def _check_inits(model, n_features):
     try:
         model._checked_inits(n_features)
     except (TypeError, ValueError) as exc:
+        raise InconsistentModel(str(exc)) from None
+
+
+def _discrete_required(model, family):
+    online = type(model) is family.online_class()
+    return (_DISCRETE_COMMON + tuple(family.parameters)
+            + (_DISCRETE_ONLINE if online else _DISCRETE_BATCH))
+
+
+def _check_discrete_inits(model, n_features):
+    """A discrete estimator's ``*_init`` parameters as its ``fit`` checks
+    them (``_checked_inits``); ``n_features`` None: the one they imply."""
+    given = {}
+    for name in sorted(p for p in model.get_params(deep=False)
+                       if p.endswith("_init") and p != "n_init"):
+        value = getattr(model, name)
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)) and value and all(
+                isinstance(v, np.ndarray) for v in value):  # one array per column
+            given[name] = value
+            continue
+        try:
+            a = np.asarray(value)
+        except (TypeError, ValueError) as exc:  # ragged lists
+            raise InconsistentModel(f"{name} should be an array, but it is not ({exc})") \
+                from None
+        if a.dtype.kind not in "biuf" or a.ndim == 0:
+            raise InconsistentModel(f"{name} should be an array of real numbers, but it is "
+                                    f"{_found(a)}")
+        given[name] = a
+    if n_features is None:
+        implied = [len(v) if isinstance(v, (list, tuple)) else v.shape[-1]
+                   for k, v in given.items() if k != "weights_init"]
+        n_features = implied[0] if implied else 0
+    try:
+        model._checked_inits(n_features)
+    except _STATE_ERRORS as exc:
         raise InconsistentModel(str(exc)) from None
 
 
@@ -328,3 +385,122 @@ class _Fitted:
             raise InconsistentModel(f"_collapse.ridges should map components in [0, {K}) (None for "
                             f"'tied') to positive floats, but it is {_found(ridges)}")
 
+
+
+class _DiscreteFitted(_Fitted):
+    """The checks of a fitted discrete mixture (a family without covariance
+    types): the common attributes here, the family's domain by the
+    estimator's ``_check_loaded()``."""
+
+    actions = ("reseed",)
+
+    def __init__(self, model, family):
+        self.model, self.family = model, family
+        self.K, self.ct = model.n_components, None
+        self.d = self.integer("n_features_in_", minimum=1)
+        self.context = f"n_components={self.K}, n_features_in_={self.d}"
+
+    def check(self):
+        m, K, d = self.model, self.K, self.d
+        _check_discrete_inits(m, d)
+        w = self.array("weights_", (K,))
+        if (w < 0).any() or abs(float(w.sum()) - 1.0) > _WEIGHT_SUM_TOL:
+            raise InconsistentModel(f"weights_ should be non-negative and sum to 1, but their "
+                                    f"minimum is {w.min():.6g} and their sum {w.sum():.10g}")
+        for attr in self.family.parameters:
+            self.parameter(attr)
+        try:
+            m._check_loaded()
+        except _STATE_ERRORS as exc:
+            raise InconsistentModel(str(exc).rstrip(".")) from None
+        self.check_scalars()
+        self.check_names()
+        if type(m) is self.family.online_class():
+            self.check_online()
+
+    def parameter(self, attr):
+        """A (K, d) float array, or (categorical) a list of d float arrays
+        of K rows, all finite."""
+        value = getattr(self.model, attr)
+        if not isinstance(value, list):
+            return self.array(attr, (self.K, self.d))
+        if len(value) != self.d:
+            raise InconsistentModel(f"{attr} should be a list of {self.d} arrays, one per "
+                                    f"feature ({self.context}), but it has {len(value)}")
+        for j, a in enumerate(value):
+            if not (isinstance(a, np.ndarray) and a.ndim == 2 and a.shape[0] == self.K):
+                raise InconsistentModel(f"{attr}[{j}] should be a float array of {self.K} rows "
+                                        f"({self.context}), but it is {_found(a)}")
+            self.array(f"{attr}[{j}]", a.shape, a)
+        return value
+
+    def check_names(self):
+        m, d = self.model, self.d
+        if "feature_names_in_" in vars(m):
+            names = m.feature_names_in_
+            if not (isinstance(names, np.ndarray) and names.shape == (d,)
+                    and all(isinstance(s, str) for s in names.flat)):
+                raise InconsistentModel(f"feature_names_in_ should be an array of {d} str "
+                                        f"(n_features_in_={d}), but it is {_found(names)}")
+
+    def check_events(self, attr, events):
+        """A list of (iteration, component, 'reseed')."""
+        if not isinstance(events, list):
+            raise InconsistentModel(f"{attr} should be a list, but it is {_found(events)}")
+        for e in events:
+            if not (isinstance(e, tuple) and len(e) == 3 and _is_int(e[0], -2**63)
+                    and e[2] in self.actions and _is_int(e[1]) and e[1] < self.K):
+                raise InconsistentModel(
+                    f"{attr} should hold (iteration, component, action) events with a "
+                    f"component in [0, {self.K}) and an action in {self.actions}, but it "
+                    f"holds {_found(e)}")
+
+    # ------------------------------------------------------------------
+    # the online estimators: the state partial_fit continues from
+    # ------------------------------------------------------------------
+
+    def helper(self, attr, base=None):
+        """``attr`` holds one of the family's state classes (a subclass of
+        ``base``)."""
+        value = getattr(self.model, attr)
+        classes = self.family.helper_classes()
+        if type(value) not in classes.values() or (base is not None
+                                                    and not isinstance(value, base)):
+            raise InconsistentModel(f"{attr} should be one of {sorted(classes)}, but it is "
+                                    f"{_found(value)}")
+        return value
+
+    def check_online(self):
+        m, K = self.model, self.K
+        run = self.helper("_running")
+        attrs = vars(run)
+        if set(attrs) != {"S0", "S1", "loglik", "weight"}:
+            raise InconsistentModel(f"_running should be statistics with the attributes "
+                                    f"['S0', 'S1', 'loglik', 'weight'], but it has "
+                                    f"{sorted(attrs)}")
+        S0 = self.array("_running.S0", (K,), run.S0)
+        theta = np.asarray(m._get_params_tuple().theta)  # the family's flat parameters
+        self.array("_running.S1", theta.shape, run.S1)
+        weight = run.weight
+        if (S0 < 0).any() or not (_is_float(run.loglik) and not math.isnan(run.loglik)) or not (
+                _is_float(weight) and math.isfinite(weight) and weight >= 0):
+            raise InconsistentModel(
+                "_running should hold non-negative counts S0, a float loglik and a finite "
+                f"non-negative weight, but S0 has minimum {S0.min():.6g}, loglik is "
+                f"{_found(run.loglik)} and weight {_found(weight)}")
+        rec = self.helper("_collapse", BaseRecovery)
+        expected = set(vars(BaseRecovery(K, 1.0, None))) | {"estimator"}
+        if set(vars(rec)) != expected:
+            raise InconsistentModel(f"_collapse should be a recovery with the attributes "
+                                    f"{sorted(expected)}, but it has {sorted(vars(rec))}")
+        if rec.K != K or rec.estimator is not m:
+            raise InconsistentModel(f"_collapse should be the recovery of this model "
+                                    f"({self.context}), but it is that of K={rec.K!r} or of "
+                                    "another estimator")
+        if not (_is_float(rec.min_count) and math.isfinite(rec.min_count)
+                and rec.min_count > 0 and _is_random_state(rec.random_state)):
+            raise InconsistentModel("_collapse should have a finite min_count > 0 and a "
+                                    f"RandomState, but has {_found(rec.min_count)} and "
+                                    f"{_found(rec.random_state)}")
+        self.integer("_collapse.budget", value=rec.budget)
+        self.check_events("_collapse.events", rec.events)

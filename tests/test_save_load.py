@@ -504,7 +504,8 @@ def test_class_outside_the_allow_list_is_refused(saved, tmp_path, name):
     path = _rewrite(saved[0], tmp_path / "foreign.fem",
                     meta=lambda m: m.update(**{"class": name}), resign=True)
     with pytest.raises(ValueError, match=r"fastem loads only its own classes "
-                                         r"\(GaussianMixture, MiniBatchGaussianMixture\)"):
+                                         r"\(GaussianMixture, MiniBatchGaussianMixture, "
+                                         r"BernoulliMixture, "):
         load(path)
 
 
@@ -555,7 +556,8 @@ def test_loading_never_unpickles(saved, tmp_path):
 ], ids=["subclass", "object"])
 def test_saving_other_classes_is_refused(model, tmp_path):
     with pytest.raises(TypeError, match=r"save expects a model of one of fastem's classes "
-                                        r"\(GaussianMixture, MiniBatchGaussianMixture\)"):
+                                        r"\(GaussianMixture, MiniBatchGaussianMixture, "
+                                        r"BernoulliMixture, "):
         save(model, tmp_path / "model.fem")
 
 

@@ -1,0 +1,229 @@
+"""The mixture families fastem fits, by name: the one place that saving and
+loading (:mod:`fastem._io`, :mod:`fastem._model_check`), :func:`fastem.select`,
+the command line and :mod:`fastem.plot` learn which estimators exist.
+
+A new family is a new module plus one :class:`Family` entry in
+:data:`FAMILIES`; nothing else in the package changes.  Its estimator classes
+are named by import strings (``"module:Class"``) and resolved only when asked
+for, so this module imports no estimator (no import cycles), and an entry
+whose class does not exist yet (a family still being written) is skipped
+everywhere -- it starts working as soon as the class exists.
+
+Security note: the classes listed here are the allow-list of
+:func:`fastem.load`.  A model file names a class; only a class that one of
+these entries resolves to is ever instantiated, and only the helper classes
+of that model's own family (:attr:`Family.state_classes`) are rebuilt from
+the file.
+"""
+
+import importlib
+from dataclasses import dataclass
+
+__all__ = ["FAMILIES", "Family", "family_names", "family_of", "get_family", "model_classes",
+           "state_classes"]
+
+#: Private attributes of every online (stepwise EM) estimator that
+#: ``partial_fit`` continues from (fastem.online.BaseMiniBatchMixture): the
+#: running statistics, the collapse recovery (events, re-seed budget), the
+#: once-per-model warning flag and the random state re-seeds draw from.
+ONLINE_STATE = ("_running", "_collapse", "_collapse_warned", "_random_state")
+
+
+@dataclass(frozen=True)
+class Family:
+    """One mixture family.
+
+    Attributes
+    ----------
+    name : str
+        What users type: ``select(family=...)``, ``fastem fit --family``.
+    batch, online : str
+        ``"module:Class"`` of the batch estimator and of its online
+        (``partial_fit``) counterpart (None if there is none).
+    parameters : tuple of str
+        The fitted per-component parameter attributes besides ``weights_``
+        (``means_``, ``probabilities_``, ``rates_``): what summaries and
+        profile plots show.
+    covariance : bool
+        Whether the estimators take ``covariance_type`` and ``reg_covar``
+        (the Gaussian family only).
+    options : tuple of (parameter, flag, help)
+        Constructor parameters the command line passes through
+        (``n_trials`` as ``--n-trials`` for the binomial family).
+    table : bool
+        The estimator reads a table of category codes or labels (a pandas
+        DataFrame of strings, categories or integers), not only numbers: the
+        command line reads text columns as text for it.
+    online_state : tuple of str
+        Private attributes of the online estimator saved in a model file.
+    state_classes : tuple of str
+        ``"module:Class"`` of the helper objects that state holds (running
+        statistics, collapse recovery): the only classes a file of this
+        family may rebuild.
+    description : str
+        One line for ``--help``.
+    """
+
+    name: str
+    batch: str
+    online: str | None = None
+    parameters: tuple = ()
+    covariance: bool = False
+    options: tuple = ()
+    table: bool = False
+    online_state: tuple = ONLINE_STATE
+    state_classes: tuple = ()
+    description: str = ""
+
+    # -- the classes, resolved lazily -----------------------------------
+
+    def batch_class(self):
+        """The batch estimator class, or None while it does not exist."""
+        return _resolve(self.batch)
+
+    def online_class(self):
+        """The online estimator class, or None (none, or not there yet)."""
+        return None if self.online is None else _resolve(self.online)
+
+    def estimator_class(self, online=False):
+        """The batch (or online) class; a ValueError that says why when this
+        fastem does not have it."""
+        spec = self.online if online else self.batch
+        cls = self.online_class() if online else self.batch_class()
+        if cls is None:
+            why = "none is planned" if spec is None else \
+                f"{spec.replace(':', '.')} does not exist in this fastem"
+            if online:
+                raise ValueError(
+                    f"The {self.name!r} family has no online (mini-batch) estimator ({why}). "
+                    f"Families with one: {', '.join(family_names(online=True))}.")
+            raise ValueError(
+                f"The {self.name!r} family is not available ({why}). Families available: "
+                f"{', '.join(family_names())}.")
+        return cls
+
+    def classes(self):
+        """``[(class, private attributes saved)]`` of the classes that exist."""
+        out = []
+        cls = self.batch_class()
+        if cls is not None:
+            out.append((cls, ()))
+        cls = self.online_class()
+        if cls is not None:
+            out.append((cls, tuple(self.online_state)))
+        return out
+
+    def helper_classes(self):
+        """``{name: class}`` of this family's state classes that exist."""
+        out = {}
+        for spec in self.state_classes:
+            cls = _resolve(spec)
+            if cls is not None:
+                out[cls.__name__] = cls
+        return out
+
+    @property
+    def available(self):
+        return self.batch_class() is not None
+
+
+def _resolve(spec):
+    """The class ``"module:Class"`` names, or None if the module or the
+    class does not exist (yet); also looked up in the ``fastem`` namespace,
+    where the public classes are exported."""
+    module, _, name = spec.partition(":")
+    for where in (module, "fastem"):
+        try:
+            cls = getattr(importlib.import_module(where), name)
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(cls, type):
+            return cls
+    return None
+
+
+_LINEAR_STATE = ("fastem.families.linear:LinearStats", "fastem.discrete:LinearRecovery")
+
+#: Every family, by name, in the order they are listed to users.
+FAMILIES = {f.name: f for f in (
+    Family("gaussian", "fastem.mixture:GaussianMixture",
+           "fastem.online:MiniBatchGaussianMixture",
+           parameters=("means_",), covariance=True,
+           online_state=("_running", "_shift", "_collapse", "_collapse_warned",
+                         "_random_state"),
+           state_classes=("fastem._stats:GaussianStats", "fastem._collapse:Recovery"),
+           description="real-valued features (full, tied, diag or spherical covariances)"),
+    Family("bernoulli", "fastem.discrete:BernoulliMixture",
+           "fastem.discrete:MiniBatchBernoulliMixture",
+           parameters=("probabilities_",), state_classes=_LINEAR_STATE,
+           description="binary 0/1 features (latent class analysis of yes/no items)"),
+    Family("binomial", "fastem.discrete:BinomialMixture",
+           "fastem.discrete:MiniBatchBinomialMixture",
+           parameters=("probabilities_",), state_classes=_LINEAR_STATE,
+           options=(("n_trials", "--n-trials",
+                     "trials per cell, 0 <= x <= N (--family binomial only; default 1)"),),
+           description="counts of successes out of n_trials per feature"),
+    Family("poisson", "fastem.discrete:PoissonMixture",
+           "fastem.discrete:MiniBatchPoissonMixture",
+           parameters=("rates_",), state_classes=_LINEAR_STATE,
+           description="non-negative integer counts"),
+    Family("multinomial", "fastem.discrete:MultinomialMixture",
+           "fastem.discrete:MiniBatchMultinomialMixture",
+           parameters=("probabilities_",), state_classes=_LINEAR_STATE,
+           description="count vectors over the features (bag of words)"),
+    Family("categorical", "fastem.discrete:CategoricalMixture",
+           "fastem.discrete:MiniBatchCategoricalMixture",
+           parameters=("probabilities_",), table=True,
+           state_classes=("fastem.families.categorical:CategoricalStats",
+                          "fastem.discrete:CategoricalRecovery"),
+           description="categorical features (codes, or text/category columns)"),
+)}
+
+
+def family_names(online=False):
+    """Names of the families whose estimator (online: online estimator)
+    exists in this fastem, in :data:`FAMILIES` order."""
+    return [name for name, f in FAMILIES.items()
+            if (f.online_class() if online else f.batch_class()) is not None]
+
+
+def get_family(name):
+    """The :class:`Family` called ``name``; a ValueError naming the choices
+    for an unknown name or one whose estimator does not exist yet."""
+    family = FAMILIES.get(name) if isinstance(name, str) else None
+    if family is None:
+        raise ValueError(f"Unknown family {name!r}. Expected one of "
+                         f"{family_names()}.")
+    family.estimator_class()  # raises if it is not there (yet)
+    return family
+
+
+def family_of(model):
+    """The :class:`Family` of an estimator (instance or class), or None for
+    a class that is not one of fastem's (subclasses are not)."""
+    cls = model if isinstance(model, type) else type(model)
+    for family in FAMILIES.values():
+        if cls in (family.batch_class(), family.online_class()):
+            return family
+    return None
+
+
+def model_classes():
+    """``{class name: (class, private attributes saved)}`` of every
+    registered estimator that exists: the allow-list of :func:`fastem.load`."""
+    out = {}
+    for family in FAMILIES.values():
+        for cls, private in family.classes():
+            out[cls.__name__] = (cls, private)
+    return out
+
+
+def state_classes(class_name=None):
+    """``{name: class}`` of the helper objects a saved state may hold: those
+    of the family of the estimator class ``class_name`` (all families' if
+    None)."""
+    out = {}
+    for family in FAMILIES.values():
+        if class_name is None or any(cls.__name__ == class_name for cls, _ in family.classes()):
+            out.update(family.helper_classes())
+    return out
