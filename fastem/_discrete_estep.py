@@ -60,7 +60,8 @@ def category_codes(X):
         return X.view(np.uint8)
     if X.dtype in CODE_DTYPES:
         return X
-    codes = X.astype(np.int64)
+    with np.errstate(invalid="ignore"):  # NaN, inf and huge floats: the error below
+        codes = X.astype(np.int64)
     if X.dtype.kind not in "iu" and not np.array_equal(codes, X):
         raise ValueError("Category codes must be whole numbers 0, 1, 2, ...; X holds "
                          "other values. Encode the categories as integers first.")
@@ -90,18 +91,28 @@ def _sum_slots(a):
 
 class _Workspace:
     """What both workspaces share: slot buffers S0s, lls, wsums and the
-    per-component statistics ``stats_shape`` per slot, the chunk loop and
-    the checks of the per-row arguments."""
+    per-component statistics per slot, the chunk loop and the checks of the
+    per-row arguments."""
 
-    def __init__(self, n_components, n_rows, stats_shape):
+    def __init__(self, n_components, n_rows):
         self.block = _config.BLOCK_SIZE
         ns = n_slots_for(n_rows, self.block)
         self.n_components = n_components
         self.S0s = np.zeros((ns, n_components))
-        self.stats_s = np.zeros((ns,) + stats_shape)
         self.lls = np.zeros(ns)
         self.wsums = np.zeros(ns)
         self._no_rows = np.empty((0, n_components))
+        self._stats = {}
+
+    def _stats_s(self, shape):
+        """The slots' statistics buffer (n_slots,) + shape, made at its first
+        use: a linear workspace used on CSR X never holds the dense layout's
+        (S, K, d) buffer, nor the CSR one's on dense X (at d = 1e6 and K = 10
+        each is 1.3 GB)."""
+        buf = self._stats.get(shape)
+        if buf is None:
+            buf = self._stats[shape] = np.zeros((self.S0s.shape[0],) + shape)
+        return buf
 
     def _run(self, X, sample_weight, params, do_stats, rows):
         """X in memory: one call; a RowSource: one call per chunk, summed."""
@@ -123,11 +134,16 @@ class _Workspace:
         wants = ((n,), (n, K), (n,), (n, K), (n,))
         dtypes = (None, np.float64, np.float64, np.float64, np.int64)
         names = ("sample_weight", "resp_in", "out_lognorm", "out_resp", "out_label")
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight)
         for name, a, want, dtype in zip(names, (sample_weight,) + rows, wants, dtypes):
             if a is not None and (a.shape != want or (dtype and a.dtype != dtype)):
                 raise ValueError(f"{name} of shape {a.shape} and dtype {a.dtype} was given "
                                  f"for {n} rows and {K} components: expected shape {want}"
                                  f"{f' and dtype {np.dtype(dtype)}' if dtype else ''}.")
+        for name, a in zip(names[2:], rows[1:]):
+            if a is not None and not a.flags.writeable:
+                raise ValueError(f"{name} is read-only: pass a writeable array to fill.")
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
         empty = (_EMPTY_W, self._no_rows, _EMPTY_W, self._no_rows, _EMPTY_I)
@@ -165,9 +181,8 @@ class LinearWorkspace(_Workspace):
     x_i``, or ``(loglik, weight)`` without ``do_stats``."""
 
     def __init__(self, n_components, n_features, n_rows):
-        super().__init__(n_components, n_rows, (n_components, n_features))
+        super().__init__(n_components, n_rows)
         self.n_features = n_features
-        self._csr_s = None  # the CSR kernel's (S, d, K) moments, made when needed
 
     def run(self, X, sample_weight, A, b, *, do_stats=True, resp_in=None,
             out_lognorm=None, out_resp=None, out_label=None):
@@ -188,22 +203,26 @@ class LinearWorkspace(_Workspace):
         sw, resp_in, *outs = self._row_args(X.shape[0], sample_weight, rows)
         args = (X, sw, A, b, resp_in, do_stats, *outs)
         work = _work(X.size, X.shape[0], self.n_components)
-        return self._launch(_estep_linear_dense, args, self.stats_s, work, do_stats, blas=True)
+        return self._launch(_estep_linear_dense, args, self._stats_s(A.shape), work, do_stats,
+                            blas=True)
 
     def _call_csr(self, X, sample_weight, params, do_stats, rows):
         _check_shape("X", X.shape[1:], (self.n_features,))
         data, indices, indptr = csr_arrays(X)
-        if indptr[0] != 0 or indptr[-1] > indices.shape[0] or (np.diff(indptr) < 0).any():
+        if (indptr.shape[0] != X.shape[0] + 1 or indptr[0] != 0
+                or indptr[-1] > min(indices.shape[0], data.shape[0])
+                or (np.diff(indptr) < 0).any()):
             raise ValueError("The CSR matrix X has inconsistent row pointers (indptr); "
                              "rebuild it with scipy.sparse.csr_matrix.")
-        if self._csr_s is None:
-            self._csr_s = np.zeros((self.S0s.shape[0], self.n_features, self.n_components))
         A, b = params
         sw, resp_in, *outs = self._row_args(X.shape[0], sample_weight, rows)
         args = (data, indices, indptr, sw, A, b, resp_in, do_stats, *outs)
         work = _work(data.shape[0], X.shape[0], self.n_components)
-        out = self._launch(_estep_linear_csr, args, self._csr_s, work, do_stats)
-        if not np.isfinite(out[-2]) and indices.size and (
+        out = self._launch(_estep_linear_csr, args, self._stats_s(A.shape[::-1]), work,
+                           do_stats)
+        # a bad index makes the log-likelihood NaN; given responsibilities skip
+        # the log-joint, so then look for one (once per fit: initialisation)
+        if (rows[0] is not None or not np.isfinite(out[-2])) and indices.size and (
                 indices.min() < 0 or indices.max() >= self.n_features):
             raise ValueError(f"The CSR matrix X has column indices outside 0 .. "
                              f"{self.n_features - 1}; rebuild it with scipy.sparse.csr_matrix.")
@@ -223,15 +242,21 @@ class CategoricalWorkspace(_Workspace):
     raises a ValueError."""
 
     def __init__(self, n_components, n_categories, n_rows):
-        self.n_categories = np.asarray(n_categories, dtype=np.int64)
+        C = np.asarray(n_categories)
+        if C.ndim != 1 or not (C.dtype.kind in "iu" or (
+                C.dtype.kind == "f" and np.array_equal(C, np.round(C)))) or (C < 1).any():
+            raise ValueError(f"n_categories must list each column's number of categories, "
+                             f"whole numbers >= 1, got {n_categories!r}.")
+        self.n_categories = C.astype(np.int64)
         self.off = np.concatenate(([0], np.cumsum(self.n_categories))).astype(np.int64)
-        super().__init__(n_components, n_rows, (n_components, int(self.off[-1])))
+        super().__init__(n_components, n_rows)
+        self._table_shape = (n_components, int(self.off[-1]))
 
     def run(self, X, sample_weight, logtheta, logw, *, do_stats=True, resp_in=None,
             out_lognorm=None, out_resp=None, out_label=None):
         logtheta = np.ascontiguousarray(logtheta, dtype=np.float64)
         logw = np.ascontiguousarray(logw, dtype=np.float64)
-        _check_shape("logtheta", logtheta.shape, self.stats_s.shape[1:])
+        _check_shape("logtheta", logtheta.shape, self._table_shape)
         _check_shape("logw", logw.shape, (self.n_components,))
         rows = (resp_in, out_lognorm, out_resp, out_label)
         return self._run(X, sample_weight, (logtheta, logw), do_stats, rows)
@@ -243,7 +268,8 @@ class CategoricalWorkspace(_Workspace):
         sw, resp_in, *outs = self._row_args(X.shape[0], sample_weight, rows)
         args = (X, self.off, sw, logtheta, logw, resp_in, do_stats, *outs)
         work = _work(X.size, X.shape[0], self.n_components)
-        out = self._launch(_estep_categorical, args, self.stats_s, work, do_stats)
+        out = self._launch(_estep_categorical, args, self._stats_s(logtheta.shape), work,
+                           do_stats)
         if not np.isfinite(out[-2]):  # NaN from the kernel: a code out of range?
             check_codes(X, self.n_categories)
         return out
