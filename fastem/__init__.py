@@ -9,6 +9,7 @@ fits by online (stepwise) EM and learns from streams with ``partial_fit``;
 from . import _config  # noqa: F401  (reads the FASTEM_* settings first)
 from ._collapse import CollapseWarning
 from ._io import load
+from .categorical import CategoricalMixture
 from .discrete import BernoulliMixture, BinomialMixture, MultinomialMixture, PoissonMixture
 from .mixture import GaussianMixture
 from .online import MiniBatchGaussianMixture
@@ -16,6 +17,6 @@ from .select import SelectionResult, select
 
 __version__ = "0.1.0"
 
-__all__ = ["BernoulliMixture", "BinomialMixture", "CollapseWarning", "GaussianMixture", "MiniBatchGaussianMixture", "MultinomialMixture", "PoissonMixture",
+__all__ = ["BernoulliMixture", "BinomialMixture", "CategoricalMixture", "CollapseWarning", "GaussianMixture", "MiniBatchGaussianMixture", "MultinomialMixture", "PoissonMixture",
            "SelectionResult",
            "__version__", "load", "select"]

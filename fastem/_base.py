@@ -82,6 +82,11 @@ class BaseMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
     """The EM driver and scikit-learn API shared by fastem's mixtures; see
     the module docstring for the hooks a family fills."""
 
+    #: 'kmeans' starts from responsibilities (1 - noise) * k-means labels +
+    #: noise * random ones (0: the labels alone).  Discrete families, whose
+    #: k-means partitions of few distinct answer patterns repeat from start to
+    #: start, use it so that n_init explores other optima.
+    _label_noise = 0.0
     #: Advice appended to the collapse warning (family specific).
     _collapse_advice = "Fewer components may fit better"
 
@@ -320,8 +325,11 @@ class BaseMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
                 Xs = X.read(0, n)
         ns = Xs.shape[0]
         labels = None
+        noise = None
         if self.init_params == "kmeans":
             _, labels = kmeans(self._kmeans_input(Xs), k, random_state, sws)
+            if self._label_noise:
+                noise = np.random.RandomState(random_state.randint(np.iinfo(np.int32).max))
         elif self.init_params == "random":
             seed = random_state.randint(np.iinfo(np.int32).max)
         else:
@@ -346,6 +354,10 @@ class BaseMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
                 lab = labels[i0:i1]
                 rows = np.flatnonzero(lab >= 0)
                 resp[rows, lab[rows]] = 1.0
+                if noise is not None:  # k-means labels blended with random ones
+                    r = noise.uniform(size=resp.shape)
+                    resp = (1.0 - self._label_noise) * resp + \
+                        self._label_noise * r / r.sum(axis=1)[:, None]
             part = statistics(Xs[i0:i1], None if sws is None else sws[i0:i1], resp)
             stats = part if stats is None else stats + part
         params = self._init_m_step(stats, X, sw, recovery, sws)

@@ -18,7 +18,7 @@ def _is_state(name):
 
 #: fastem's state objects that a fit changes in place (the collapse
 #: recovery: events, ridges, budget); others (statistics) are replaced.
-_MUTABLE_OBJECTS = ("Recovery",)
+_MUTABLE_OBJECTS = ("Recovery", "DiscreteRecovery")
 
 #: Types a fit only ever replaces (the fast path of :func:`_restorer`).
 _REPLACED = frozenset((np.ndarray, int, float, bool, str, type(None), tuple, np.float64,

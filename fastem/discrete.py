@@ -22,8 +22,8 @@ from ._base import INIT_CHUNK, BaseMixture
 from ._collapse import BaseRecovery
 from ._dask import is_dask_collection
 from ._data import is_out_of_core
-from ._discrete_estep import LinearWorkspace, linear_array
 from ._squarem import run_squarem
+from ._stats import CollapseError
 from ._validation import _check_shape, _plain_ndarray, count_scale
 from .families.linear import (
     Bernoulli,
@@ -38,8 +38,8 @@ from .families.linear import (
 MIN_COUNT = 1.0
 
 
-class LinearRecovery(BaseRecovery):
-    """The linear families' M-step with collapse re-seeding: a component
+class DiscreteRecovery(BaseRecovery):
+    """The discrete families' M-step with collapse re-seeding: a component
     with less than one effective row restarts half way between a row the
     others explain worst and the sample's mean."""
 
@@ -62,17 +62,16 @@ class LinearRecovery(BaseRecovery):
 
         Xs, chosen = self.reseed_rows(reseed, X, sample_weight, score_others)
         theta = params.theta.copy()
-        centre = Xs.mean(axis=0)
         for k, row in zip(reseed, chosen):
-            theta[k] = est._family.restart(Xs[row], centre)
+            theta[k] = est._family.restart(Xs, row)
             self.events.append((iteration, k, "reseed"))
         weights = params.weights if est.fixed_weights else \
             self.reseeded_weights(params.weights, reseed)
         return LinearParams(weights, theta), True
 
 
-class LinearSpace:
-    """SQUAREM's coordinates for a linear family: weight log-ratios and the
+class DiscreteSpace:
+    """SQUAREM's coordinates for a discrete family: weight log-ratios and the
     family's unconstrained parameters (logits, log rates, log-ratios)."""
 
     def __init__(self, family, shape, fixed_weights):
@@ -95,10 +94,12 @@ class LinearSpace:
         return LinearParams(w, self.family.theta_from_vector(theta[K - 1:], self.shape))
 
 
-class _LinearMixture(BaseMixture):
-    """What the four linear mixtures share; a subclass names its family."""
+class _DiscreteMixture(BaseMixture):
+    """What the discrete mixtures share; a subclass names its family (an
+    object of :mod:`fastem.families`)."""
 
     _collapse_advice = "Fewer components may fit better"
+    _label_noise = 0.3
     _parameter_constraints: ClassVar[dict] = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0.0, None, closed="left")],
@@ -153,11 +154,11 @@ class _LinearMixture(BaseMixture):
         _check_shape(X.shape, "X")
         self._family.check_values(X, lambda i: f"row {i // X.shape[1]}, column "
                                                f"{i % X.shape[1]}")
-        return linear_array(X)
+        return self._family.codes(X)
 
     # -- parameters ------------------------------------------------------
 
-    def _checked_inits(self, n_features):
+    def _checked_inits(self, n_features, theta_given=True):
         k = self.n_components
         weights = theta = None
         if self.weights_init is not None:
@@ -169,7 +170,7 @@ class _LinearMixture(BaseMixture):
                     f"to 1, but got {self.weights_init!r}.")
         elif self.fixed_weights:
             weights = np.full(k, 1.0 / k)
-        if self._theta_init is not None:
+        if theta_given and self._theta_init is not None:
             theta = np.asarray(self._theta_init, dtype=np.float64)
             name = self._family.theta_name + "_init"
             if theta.shape != (k, n_features) or not np.isfinite(theta).all():
@@ -210,17 +211,25 @@ class _LinearMixture(BaseMixture):
         (e.g. of a loaded file) disagree with each other, the parameters or
         the family's domain; used by :func:`fastem.load`."""
         k, d = self.n_components, self.n_features_in_
-        w = np.asarray(self.weights_)
+        self._check_weights_loaded()
         theta = np.asarray(getattr(self, self._theta_attr))
         name = self._theta_attr
-        if w.shape != (k,) or w.dtype != np.float64 or not np.isfinite(w).all() \
-                or (w < 0).any() or not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-6):
-            raise ValueError(f"weights_ should be {k} finite non-negative float64 weights "
-                             f"summing to 1 (n_components={k}), but has shape {w.shape}.")
         if theta.shape != (k, d) or theta.dtype != np.float64 or not np.isfinite(theta).all():
             raise ValueError(f"{name} should be a finite float64 array of shape ({k}, {d}) "
                              f"(n_components, n_features_in_), but has shape {theta.shape}.")
         self._family.check_theta(theta, name)
+
+    def _check_weights_loaded(self):
+        k = self.n_components
+        w = np.asarray(self.weights_)
+        if w.shape != (k,) or w.dtype != np.float64 or not np.isfinite(w).all() \
+                or (w < 0).any() or not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-6):
+            raise ValueError(f"weights_ should be {k} finite non-negative float64 weights "
+                             f"summing to 1 (n_components={k}), but has shape {w.shape}.")
+        if self.fixed_weights and self.weights_init is None and \
+                not np.allclose(w, 1.0 / k, rtol=0, atol=1e-12):
+            raise ValueError("weights_ should be uniform: the model has fixed_weights=True "
+                             "and no weights_init.")
 
     def _n_parameters(self):
         k, d = self.n_components, self.n_features_in_
@@ -229,7 +238,7 @@ class _LinearMixture(BaseMixture):
     # -- the E-step and M-step -------------------------------------------
 
     def _make_workspace(self, n_features, n_rows):
-        return LinearWorkspace(self.n_components, n_features, n_rows)
+        return self._family.workspace(self.n_components, n_features, n_rows)
 
     def _row_constant_total(self, workspace, X, sw):
         """``sum_i w_i h(x_i)``, computed once per workspace (per fit)."""
@@ -247,14 +256,23 @@ class _LinearMixture(BaseMixture):
         return LinearStats(S0, S1, ll + self._row_constant_total(workspace, X, sw), w)
 
     def _plain_m_step(self, stats, X):
-        return self._family.m_step(stats.S0, stats.S1, self.alpha, self._fixed())
+        params = self._family.m_step(stats.S0, stats.S1, self.alpha, self._fixed())
+        if not np.isfinite(params.theta).all():  # 0 / 0: a component without data
+            k = int(np.flatnonzero(~np.isfinite(params.theta).all(axis=1))[0])
+            raise CollapseError(
+                f"Fitting the mixture failed: component {k} lost all its data (its expected "
+                f"count is 0, so its parameters are undefined). Use fewer components, "
+                f"alpha > 0, or on_collapse='reseed'.")
+        return params
 
     def _recovery(self, X, random_state):
-        return LinearRecovery(self, self.n_components, random_state)
+        return DiscreteRecovery(self, self.n_components, random_state)
 
     def _resp_statistics(self, Xs):
-        ws = LinearWorkspace(self.n_components, Xs.shape[1], min(Xs.shape[0], INIT_CHUNK))
-        A, b = np.zeros((self.n_components, Xs.shape[1])), np.zeros(self.n_components)
+        K = self.n_components
+        ws = self._family.workspace(K, Xs.shape[1], min(Xs.shape[0], INIT_CHUNK))
+        # unused with given responsibilities
+        A, b = np.zeros((K, self._family.theta_cols(Xs.shape[1]))), np.zeros(K)
 
         def statistics(Xc, swc, resp):
             return LinearStats(*ws.run(Xc, swc, A, b, resp_in=resp))
@@ -262,7 +280,7 @@ class _LinearMixture(BaseMixture):
         return statistics
 
     def _kmeans_input(self, Xs):
-        return np.asarray(Xs.toarray() if sparse.issparse(Xs) else Xs, dtype=np.float64)
+        return self._family.kmeans_input(Xs)
 
     def _init_m_step(self, stats, X, sw, recovery, sws):
         if (stats.S0 > 0).all() or recovery is None:
@@ -271,14 +289,14 @@ class _LinearMixture(BaseMixture):
         return self._m_step(stats, X, sw, recovery, 0, count_scale(sws))[0]
 
     def _run_squarem(self, em_map, params, X, lower_bound, on_iteration):
-        space = LinearSpace(self._family, (self.n_components, X.shape[1]), self.fixed_weights)
+        space = DiscreteSpace(self._family, params.theta.shape, self.fixed_weights)
         return run_squarem(em_map, params, space, self.max_iter, self.tol, lower_bound,
                            on_iteration)
 
     # -- per-row outputs ---------------------------------------------------
 
     def _evaluate(self, X, params, sw=None, **outputs):
-        ws = LinearWorkspace(len(params.weights), X.shape[1], X.shape[0])
+        ws = self._family.workspace(len(params.weights), X.shape[1], X.shape[0])
         A, b = self._family.natural(params)
         return ws.run(X, sw, A, b, do_stats=False, **outputs)
 
@@ -337,7 +355,7 @@ _COMMON_DOC = """
 """
 
 
-def _linear_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
+def _discrete_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
                  random_state, warm_start, verbose, verbose_interval, on_collapse, accelerate,
                  fixed_weights, alpha):
     self.n_components = n_components
@@ -356,18 +374,18 @@ def _linear_init(self, n_components, tol, max_iter, n_init, init_params, weights
     self.alpha = alpha
 
 
-class BernoulliMixture(_LinearMixture):
+class BernoulliMixture(_DiscreteMixture):
     __doc__ = ("Mixture of independent Bernoulli variables (latent class analysis of "
                "binary items), fitted by EM.\n" + _COMMON_DOC.format(theta="probabilities"))
 
-    _parameter_constraints: ClassVar[dict] = {**_LinearMixture._parameter_constraints,
+    _parameter_constraints: ClassVar[dict] = {**_DiscreteMixture._parameter_constraints,
                               "probabilities_init": ["array-like", None]}
 
     def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1,
                  init_params="kmeans", weights_init=None, probabilities_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10,
                  on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
-        _linear_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
+        _discrete_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
                      random_state, warm_start, verbose, verbose_interval, on_collapse,
                      accelerate, fixed_weights, alpha)
         self.probabilities_init = probabilities_init
@@ -375,12 +393,12 @@ class BernoulliMixture(_LinearMixture):
     _family = Bernoulli()
 
 
-class BinomialMixture(_LinearMixture):
+class BinomialMixture(_DiscreteMixture):
     __doc__ = ("Mixture of independent binomial counts (``n_trials`` per column), "
                "fitted by EM.\n" + _COMMON_DOC.format(theta="probabilities")
                + "    n_trials : int or array-like of shape (n_features,)\n")
 
-    _parameter_constraints: ClassVar[dict] = {**_LinearMixture._parameter_constraints,
+    _parameter_constraints: ClassVar[dict] = {**_DiscreteMixture._parameter_constraints,
                               "probabilities_init": ["array-like", None],
                               "n_trials": [Interval(Integral, 1, None, closed="left"),
                                            "array-like"]}
@@ -389,7 +407,7 @@ class BinomialMixture(_LinearMixture):
                  init_params="kmeans", weights_init=None, probabilities_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10,
                  on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
-        _linear_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
+        _discrete_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
                      random_state, warm_start, verbose, verbose_interval, on_collapse,
                      accelerate, fixed_weights, alpha)
         self.n_trials = n_trials
@@ -407,18 +425,18 @@ class BinomialMixture(_LinearMixture):
         return Binomial(m)
 
 
-class PoissonMixture(_LinearMixture):
+class PoissonMixture(_DiscreteMixture):
     __doc__ = ("Mixture of independent Poisson counts, fitted by EM.\n"
                + _COMMON_DOC.format(theta="rates"))
 
-    _parameter_constraints: ClassVar[dict] = {**_LinearMixture._parameter_constraints,
+    _parameter_constraints: ClassVar[dict] = {**_DiscreteMixture._parameter_constraints,
                               "rates_init": ["array-like", None]}
 
     def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1,
                  init_params="kmeans", weights_init=None, rates_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10,
                  on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
-        _linear_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
+        _discrete_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
                      random_state, warm_start, verbose, verbose_interval, on_collapse,
                      accelerate, fixed_weights, alpha)
         self.rates_init = rates_init
@@ -426,18 +444,18 @@ class PoissonMixture(_LinearMixture):
     _family = Poisson()
 
 
-class MultinomialMixture(_LinearMixture):
+class MultinomialMixture(_DiscreteMixture):
     __doc__ = ("Mixture of multinomial count vectors (bag of words), fitted by EM.\n"
                + _COMMON_DOC.format(theta="probabilities"))
 
-    _parameter_constraints: ClassVar[dict] = {**_LinearMixture._parameter_constraints,
+    _parameter_constraints: ClassVar[dict] = {**_DiscreteMixture._parameter_constraints,
                               "probabilities_init": ["array-like", None]}
 
     def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1,
                  init_params="kmeans", weights_init=None, probabilities_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10,
                  on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
-        _linear_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
+        _discrete_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
                      random_state, warm_start, verbose, verbose_interval, on_collapse,
                      accelerate, fixed_weights, alpha)
         self.probabilities_init = probabilities_init

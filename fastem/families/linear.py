@@ -32,6 +32,8 @@ import numpy as np
 from scipy import sparse
 from scipy.special import gammaln
 
+from .._discrete_estep import LinearWorkspace, linear_array
+
 #: Bounds that keep log p, log(1 - p) and log rate finite.
 PROB_FLOOR = 1e-10
 RATE_FLOOR = 1e-10
@@ -112,10 +114,31 @@ class LinearFamily:
             raise ValueError("a probability outside [1e-10, 1 - 1e-10]")
         return theta
 
-    def restart(self, row, centre):
-        """The parameters of a component re-seeded at ``row``: half way
-        between the row and the sample's mean (a point mass would put
-        probabilities at their bounds)."""
+    def workspace(self, n_components, n_features, n_rows):
+        """E-step buffers (:mod:`fastem._discrete_estep`) for calls of up to
+        ``n_rows`` rows."""
+        return LinearWorkspace(n_components, n_features, n_rows)
+
+    def theta_cols(self, n_features):
+        """Columns of the (K, .) parameter array for ``n_features`` columns of X."""
+        return n_features
+
+    def codes(self, X):
+        """A dense X as the kernel reads it (no copy for its dtypes)."""
+        return linear_array(X)
+
+    def kmeans_input(self, Xs):
+        """The rows k-means and k-means++ see: float64, dense."""
+        return np.asarray(Xs.toarray() if sparse.issparse(Xs) else Xs, dtype=np.float64)
+
+    def restart(self, Xs, i):
+        """The parameters of a component re-seeded at row ``i`` of the
+        sample ``Xs``: half way between the row and the sample's mean (a
+        point mass would put probabilities at their bounds)."""
+        X = self.kmeans_input(Xs)
+        return self._restart(X[i], X.mean(axis=0))
+
+    def _restart(self, row, centre):
         return _clip_prob(0.5 * (row + centre) / self._trials(row.shape[0]))
 
     def _trials(self, d):
@@ -273,7 +296,7 @@ class Poisson(LinearFamily):
             raise ValueError("a rate below 1e-10 or not finite")
         return theta
 
-    def restart(self, row, centre):
+    def _restart(self, row, centre):
         return np.maximum(0.5 * (row + centre), RATE_FLOOR)
 
     def check_theta(self, theta, what):
@@ -317,7 +340,7 @@ class Multinomial(LinearFamily):
             raise ValueError("a probability outside [1e-10, 1 - 1e-10]")
         return theta
 
-    def restart(self, row, centre):
+    def _restart(self, row, centre):
         mix = 0.5 * (row / max(row.sum(), 1.0) + centre / max(centre.sum(), 1e-300))
         return _clip_prob(mix)
 

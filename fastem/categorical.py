@@ -1,0 +1,260 @@
+"""``CategoricalMixture``: latent class analysis on the shared EM driver
+(the categorical family of :mod:`fastem.families.categorical`, the discrete
+estimator of :mod:`fastem.discrete`; no @njit here).
+
+X holds integer codes 0 .. C_j - 1 per column, or is a pandas DataFrame (or
+an array of strings) whose columns the estimator codes itself: the levels of
+a ``category`` column, else the sorted distinct values, kept in
+``categories_`` and used again by ``predict``, ``score_samples`` and the rest.
+"""
+
+from numbers import Integral
+from typing import ClassVar
+
+import numpy as np
+from scipy import sparse
+from sklearn.utils._param_validation import Interval
+
+from .discrete import _COMMON_DOC, _DiscreteMixture, _discrete_init
+from .families.categorical import Categorical
+from .families.linear import LinearParams
+
+
+class CategoricalMixture(_DiscreteMixture):
+    __doc__ = (
+        "Mixture of independent categorical variables (latent class analysis), fitted "
+        "by EM.\n" + _COMMON_DOC.format(theta="probabilities").replace(
+            "array-like of shape (n_components, n_features)",
+            "list of n_features arrays of shape (n_components, C_j)")
+        + "    n_categories : int, array-like of shape (n_features,) or None, default=None\n"
+          "        Categories per column (codes 0 .. C_j - 1); None takes them from the\n"
+          "        data at fit (the largest code + 1, or the distinct values of a\n"
+          "        coded column).\n\n"
+          "    Attributes\n    ----------\n"
+          "    probabilities_ : list of n_features arrays of shape (n_components, C_j)\n"
+          "    n_categories_ : ndarray of shape (n_features,)\n"
+          "    categories_ : list of n_features arrays\n"
+          "        The values behind codes 0 .. C_j - 1 when X was a DataFrame or an\n"
+          "        array of strings (else not set).\n")
+
+    _parameter_constraints: ClassVar[dict] = {
+        **_DiscreteMixture._parameter_constraints,
+        "probabilities_init": [list, tuple, None],
+        "n_categories": [Interval(Integral, 1, None, closed="left"), "array-like", None],
+    }
+
+    def __init__(self, n_components=1, *, n_categories=None, tol=1e-3, max_iter=100,
+                 n_init=1, init_params="kmeans", weights_init=None, probabilities_init=None,
+                 random_state=None, warm_start=False, verbose=0, verbose_interval=10,
+                 on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
+        _discrete_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
+                       random_state, warm_start, verbose, verbose_interval, on_collapse,
+                       accelerate, fixed_weights, alpha)
+        self.n_categories = n_categories
+        self.probabilities_init = probabilities_init
+
+    @property
+    def _family(self):
+        return Categorical(self.n_categories_)
+
+    # -- data: coding and the number of categories -----------------------
+
+    def _check_X(self, X, reset, continuing=None):
+        self._coding = reset and continuing is None
+        return super()._check_X(X, reset, continuing)
+
+    def _validate_data(self, X):
+        name = type(self).__name__
+        if sparse.issparse(X):
+            raise ValueError(f"{name} needs a dense array of category codes, but got a "
+                             f"sparse {X.format} matrix of shape {X.shape}. Convert it "
+                             f"with X.toarray().")
+        coding = self._coding
+        if _is_frame(X) or _holds_strings(X):
+            X = self._coded(X, fit=coding)
+        elif coding and hasattr(self, "categories_"):
+            del self.categories_
+        elif not coding and hasattr(self, "categories_"):
+            raise ValueError(f"{name} was fitted on labelled data (a DataFrame or strings, "
+                             f"see categories_); pass data of the same kind, not codes.")
+        if coding:
+            self.n_categories_ = self._categories_from(X)
+        return super()._validate_data(X)
+
+    def _categories_from(self, X):
+        """n_categories_ at fit: the parameter, else from the data."""
+        X = np.asarray(X)
+        d = X.shape[1] if X.ndim == 2 else 0
+        if hasattr(self, "categories_"):
+            found = np.array([len(c) for c in self.categories_], dtype=np.int64)
+        elif X.ndim == 2 and X.size and X.dtype.kind in "biuf" and np.isfinite(X).all():
+            found = np.maximum(X.max(axis=0), 0).astype(np.int64) + 1
+        else:
+            found = np.ones(d, dtype=np.int64)  # the family's check names the problem
+        if self.n_categories is None:
+            return found
+        given = np.asarray(self.n_categories)
+        if given.ndim > 1 or (given.ndim == 1 and given.shape[0] != d) or \
+                given.dtype.kind not in "iu" or (given < 1).any():
+            raise ValueError(f"n_categories should be an int >= 1 or one per column ({d}), "
+                             f"but got {self.n_categories!r}.")
+        given = np.broadcast_to(given, (d,)).astype(np.int64)
+        short = np.flatnonzero(given < found)
+        if short.size:
+            j = int(short[0])
+            raise ValueError(f"Column {j} of X holds {found[j]} categories (codes up to "
+                             f"{found[j] - 1}), but n_categories gives {given[j]}. Pass a "
+                             f"larger n_categories, or None to take it from the data.")
+        return given
+
+    def _coded(self, X, fit):
+        """The codes of a DataFrame (or array of strings); at fit, the
+        categories are learnt (``categories_``)."""
+        columns, missing = _columns(X)
+        if missing is not None:
+            i, j = missing
+            raise ValueError(f"{type(self).__name__} needs a category in every cell; "
+                             f"missing values (nan) are not supported yet, but X holds one "
+                             f"at row {i}, column {j}. Drop or impute those rows.")
+        if fit:
+            self.categories_ = [_levels(c, j) for j, c in enumerate(columns)]
+        elif len(columns) != len(self.categories_):
+            raise ValueError(f"X has {len(columns)} features, but {type(self).__name__} was "
+                             f"fitted with {len(self.categories_)} features.")
+        codes = np.empty((len(columns[0]) if columns else 0, len(columns)), dtype=np.int64)
+        for j, (values, levels) in enumerate(zip(columns, self.categories_)):
+            codes[:, j] = _code(values, levels, j)
+        return codes
+
+    # -- parameters ------------------------------------------------------
+
+    def _checked_inits(self, n_features):
+        k = self.n_components
+        weights, _ = _DiscreteMixture._checked_inits(self, n_features, theta_given=False)
+        theta = None
+        if self.probabilities_init is not None:
+            C = self.n_categories_
+            blocks = list(self.probabilities_init)
+            want = [(k, int(c)) for c in C]
+            got = [np.shape(b) for b in blocks]
+            if got != want:
+                raise ValueError(
+                    f"The parameter 'probabilities_init' should be a list of {len(C)} "
+                    f"arrays of shapes {want} (n_components, categories of each column), "
+                    f"but got shapes {got}.")
+            theta = self._family.flat(blocks)
+            if not np.isfinite(theta).all():
+                raise ValueError("The parameter 'probabilities_init' holds values that are "
+                                 "not finite.")
+            self._family.check_theta(theta, "The parameter 'probabilities_init'")
+        return weights, theta
+
+    def _get_params_tuple(self):
+        return LinearParams(self.weights_, self._family.flat(self.probabilities_))
+
+    def _set_params_tuple(self, params):
+        self.weights_ = np.asarray(params.weights, dtype=np.float64)
+        self.probabilities_ = self._family.blocks(np.asarray(params.theta, dtype=np.float64))
+
+    def _check_loaded(self):
+        k, d = self.n_components, self.n_features_in_
+        C = np.asarray(self.n_categories_)
+        if C.shape != (d,) or C.dtype.kind not in "iu" or (C < 1).any():
+            raise ValueError(f"n_categories_ should be {d} counts >= 1 (n_features_in_), "
+                             f"but is {C!r}.")
+        got = [np.shape(b) for b in self.probabilities_]
+        if got != [(k, int(c)) for c in C] or \
+                any(np.asarray(b).dtype != np.float64 for b in self.probabilities_):
+            raise ValueError(f"probabilities_ should be {d} float64 arrays of shapes "
+                             f"(n_components={k}, n_categories_[j]), but has shapes {got}.")
+        if hasattr(self, "categories_") and [len(c) for c in self.categories_] != list(C):
+            raise ValueError("categories_ should list n_categories_[j] values per column.")
+        self._check_weights_loaded()
+        theta = self._family.flat(self.probabilities_)
+        if not np.isfinite(theta).all():
+            raise ValueError("probabilities_ holds values that are not finite.")
+        self._family.check_theta(theta, "probabilities_")
+
+    def _sample_components(self, rng, counts):
+        theta = self._family.flat(self.probabilities_)
+        codes = np.vstack([self._family.sample(theta[k], int(c), rng)
+                           for k, c in enumerate(counts)]).astype(np.int64)
+        if not hasattr(self, "categories_"):
+            return codes
+        out = np.empty(codes.shape, dtype=object)
+        for j, levels in enumerate(self.categories_):
+            out[:, j] = np.asarray(levels, dtype=object)[codes[:, j]]
+        return out
+
+
+# -- coding helpers ----------------------------------------------------------
+
+def _is_frame(X):
+    return type(X).__module__.split(".")[0] == "pandas" and hasattr(X, "columns")
+
+
+def _holds_strings(X):
+    return isinstance(X, np.ndarray) and X.dtype.kind in "OUS" or \
+        (isinstance(X, list) and np.asarray(X).dtype.kind in "OUS")
+
+
+def _columns(X):
+    """The columns of X as 1-D arrays, and (row, column) of the first
+    missing cell (or None)."""
+    if _is_frame(X):
+        cols = [X.iloc[:, j] for j in range(X.shape[1])]
+        missing = [np.flatnonzero(c.isna().to_numpy()) for c in cols]
+        arrays = [c.cat.codes.to_numpy() if str(c.dtype) == "category" else
+                  c.to_numpy() for c in cols]
+        levels = [list(c.cat.categories) if str(c.dtype) == "category" else None
+                  for c in cols]
+        arrays = [_Categorical(a, lv) if lv is not None else a for a, lv in zip(arrays, levels)]
+    else:
+        A = np.asarray(X, dtype=object)
+        if A.ndim != 2:
+            raise ValueError(f"Expected a 2-D array of categories, got {A.ndim} dimensions.")
+        arrays = [A[:, j] for j in range(A.shape[1])]
+        missing = [np.flatnonzero([_is_missing(v) for v in a]) for a in arrays]
+    for j, m in enumerate(missing):
+        if m.size:
+            return arrays, (int(m[0]), j)
+    return arrays, None
+
+
+class _Categorical(np.ndarray):
+    """The codes of a pandas ``category`` column with its levels."""
+
+    def __new__(cls, codes, levels):
+        obj = np.asarray(codes, dtype=np.int64).view(cls)
+        obj.levels = levels
+        return obj
+
+
+def _is_missing(v):
+    return v is None or (isinstance(v, float) and np.isnan(v))
+
+
+def _levels(values, j):
+    if isinstance(values, _Categorical):
+        return np.asarray(values.levels, dtype=object)
+    try:
+        return np.asarray(sorted(set(values.tolist())), dtype=object)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in values.tolist()})
+        raise ValueError(f"Column {j} of X mixes values of types {kinds} that cannot be "
+                         f"ordered; make each column one type (e.g. all strings).") from None
+
+
+def _code(values, levels, j):
+    if isinstance(values, _Categorical):
+        values = np.asarray(values.levels, dtype=object)[np.asarray(values)]
+    index = {v: c for c, v in enumerate(levels.tolist())}
+    codes = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values.tolist()):
+        c = index.get(v)
+        if c is None:
+            raise ValueError(f"X holds the category {v!r} at row {i}, column {j}, which was "
+                             f"not seen at fit (categories_[{j}] lists those seen). Map it "
+                             f"to a known category, or refit with data that has it.")
+        codes[i] = c
+    return codes
