@@ -73,6 +73,8 @@ _PUBLIC_FITTED = re.compile(r"[A-Za-z][A-Za-z0-9_]*_")
 #: An attribute name a file may set on a rebuilt state object.
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
+#: What an object array (e.g. ``categories_``) may hold: scalars stored exactly.
+_OBJECT_ITEMS = (str, bool, int, float, np.bool_, np.integer, np.floating)
 #: Lists of at least this many Python floats are stored as one float64 array.
 _FLOAT_LIST_MIN = 16
 #: What an archive may declare, checked before anything is inflated: its
@@ -306,9 +308,14 @@ class _Encoder:
             return self._plain(value)
         if isinstance(value, np.ndarray):
             if value.dtype.kind == "O":
-                if not all(isinstance(v, str) for v in value.flat):
-                    raise _unsupported(where, "an object array whose items are not all str")
-                return {"__strings__": [list(value.shape), [str(v) for v in value.flat]]}
+                if all(isinstance(v, str) for v in value.flat):
+                    return {"__strings__": [list(value.shape), [str(v) for v in value.flat]]}
+                # e.g. a categorical mixture's categories_: numbers, strings, flags
+                if not all(isinstance(v, _OBJECT_ITEMS) for v in value.flat):
+                    raise _unsupported(where, "an object array whose items are not all "
+                                              "numbers, str or bool")
+                return {"__objects__": [list(value.shape), [
+                    self.encode(v, f"{where}.{i}") for i, v in enumerate(value.flat)]]}
             _dtype_str(value.dtype, where)
             return self.array(value, where)
         if isinstance(value, np.dtype):
@@ -783,6 +790,19 @@ class _Decoder:
         out[:] = items
         return out.reshape(shape)
 
+    def _objects(self, arg, where):
+        shape, items = arg
+        shape = tuple(int(s) for s in shape)
+        if not isinstance(items, list) or any(s < 0 for s in shape) \
+                or len(items) != math.prod(shape):
+            raise self.fail(where, "a malformed object array")
+        values = [self.decode(v, f"{where}.{i}") for i, v in enumerate(items)]
+        if not all(isinstance(v, _OBJECT_ITEMS) for v in values):
+            raise self.fail(where, "an object array of items that are not numbers, str or bool")
+        out = np.empty(len(values), dtype=object)
+        out[:] = values
+        return out.reshape(shape)
+
     def _tuple(self, arg, where):
         if not isinstance(arg, list):
             raise self.fail(where, "a malformed tuple")
@@ -831,7 +851,8 @@ class _Decoder:
 
 
 _MARKERS = ("__array__", "__floats__", "__scalar__", "__dtype__", "__float__", "__complex__",
-            "__strings__", "__tuple__", "__dict__", "__random_state__", "__object__", "__model__")
+            "__strings__", "__objects__", "__tuple__", "__dict__", "__random_state__",
+            "__object__", "__model__")
 
 
 def _decode_model(meta, arrays, name):

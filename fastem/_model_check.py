@@ -135,38 +135,30 @@ def _check_inits(model, n_features):
 
 def _discrete_required(model, family):
     online = type(model) is family.online_class()
-    return (_DISCRETE_COMMON + tuple(family.parameters)
+    return (_DISCRETE_COMMON + tuple(family.parameters) + tuple(family.fitted)
             + (_DISCRETE_ONLINE if online else _DISCRETE_BATCH))
 
 
 def _check_discrete_inits(model, n_features):
     """A discrete estimator's ``*_init`` parameters as its ``fit`` checks
-    them (``_checked_inits``); ``n_features`` None: the one they imply."""
-    given = {}
-    for name in sorted(p for p in model.get_params(deep=False)
-                       if p.endswith("_init") and p != "n_init"):
-        value = getattr(model, name)
-        if value is None:
-            continue
-        if isinstance(value, (list, tuple)) and value and all(
-                isinstance(v, np.ndarray) for v in value):  # one array per column
-            given[name] = value
-            continue
-        try:
-            a = np.asarray(value)
-        except (TypeError, ValueError) as exc:  # ragged lists
-            raise InconsistentModel(f"{name} should be an array, but it is not ({exc})") \
-                from None
-        if a.dtype.kind not in "biuf" or a.ndim == 0:
-            raise InconsistentModel(f"{name} should be an array of real numbers, but it is "
-                                    f"{_found(a)}")
-        given[name] = a
+    them (``_checked_inits``); ``n_features`` None: an unfitted model, the
+    number of features they imply."""
     if n_features is None:
-        implied = [len(v) if isinstance(v, (list, tuple)) else v.shape[-1]
-                   for k, v in given.items() if k != "weights_init"]
+        implied = []
+        for name, value in model.get_params(deep=False).items():
+            if name.endswith("_init") and name not in ("n_init", "weights_init") \
+                    and value is not None:
+                try:
+                    implied.append(int(np.shape(value)[-1]))
+                except (TypeError, ValueError, IndexError):  # ragged: one array per column
+                    implied.append(len(value) if hasattr(value, "__len__") else 0)
         n_features = implied[0] if implied else 0
     try:
         model._checked_inits(n_features)
+    except AttributeError as exc:
+        if n_features == 0 or not hasattr(model, "n_features_in_"):
+            return  # an unfitted model whose inits need fitted values: fit checks them
+        raise InconsistentModel(str(exc)) from None
     except _STATE_ERRORS as exc:
         raise InconsistentModel(str(exc)) from None
 
@@ -415,6 +407,8 @@ class _DiscreteFitted(_Fitted):
             raise InconsistentModel(str(exc).rstrip(".")) from None
         self.check_scalars()
         self.check_names()
+        if "categories_" in vars(m):
+            self.check_categories(m.categories_)
         if type(m) is self.family.online_class():
             self.check_online()
 
@@ -433,6 +427,21 @@ class _DiscreteFitted(_Fitted):
                                         f"({self.context}), but it is {_found(a)}")
             self.array(f"{attr}[{j}]", a.shape, a)
         return value
+
+    def check_categories(self, categories):
+        """The values behind each feature's codes: d 1-D arrays of distinct
+        numbers or strings."""
+        ok = isinstance(categories, list) and len(categories) == self.d
+        for c in categories if ok else ():
+            ok = (isinstance(c, np.ndarray) and c.ndim == 1 and c.dtype.kind in "biufUO"
+                  and all(isinstance(v, (str, int, float, np.generic)) for v in c.tolist())
+                  and len(set(c.tolist())) == c.shape[0])
+            if not ok:
+                break
+        if not ok:
+            raise InconsistentModel(f"categories_ should be a list of {self.d} arrays of "
+                                    f"distinct values, one per feature (n_features_in_="
+                                    f"{self.d}), but it is {_found(categories)}")
 
     def check_names(self):
         m, d = self.model, self.d

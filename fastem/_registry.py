@@ -43,7 +43,12 @@ class Family:
     parameters : tuple of str
         The fitted per-component parameter attributes besides ``weights_``
         (``means_``, ``probabilities_``, ``rates_``): what summaries and
-        profile plots show.
+        profile plots show.  Each is an array (n_components, n_features), or
+        a list of one array (n_components, C_j) per feature.
+    fitted : tuple of str
+        Other fitted attributes every fit of the family sets
+        (``n_categories_``); those of every estimator are in
+        :mod:`fastem._model_check`.
     covariance : bool
         Whether the estimators take ``covariance_type`` and ``reg_covar``
         (the Gaussian family only).
@@ -68,6 +73,7 @@ class Family:
     batch: str
     online: str | None = None
     parameters: tuple = ()
+    fitted: tuple = ()
     covariance: bool = False
     options: tuple = ()
     table: bool = False
@@ -142,7 +148,7 @@ def _resolve(spec):
     return None
 
 
-_LINEAR_STATE = ("fastem.families.linear:LinearStats", "fastem.discrete:LinearRecovery")
+_DISCRETE_STATE = ("fastem.families.linear:LinearStats", "fastem.discrete:DiscreteRecovery")
 
 #: Every family, by name, in the order they are listed to users.
 FAMILIES = {f.name: f for f in (
@@ -155,27 +161,26 @@ FAMILIES = {f.name: f for f in (
            description="real-valued features (full, tied, diag or spherical covariances)"),
     Family("bernoulli", "fastem.discrete:BernoulliMixture",
            "fastem.discrete:MiniBatchBernoulliMixture",
-           parameters=("probabilities_",), state_classes=_LINEAR_STATE,
+           parameters=("probabilities_",), state_classes=_DISCRETE_STATE,
            description="binary 0/1 features (latent class analysis of yes/no items)"),
     Family("binomial", "fastem.discrete:BinomialMixture",
            "fastem.discrete:MiniBatchBinomialMixture",
-           parameters=("probabilities_",), state_classes=_LINEAR_STATE,
+           parameters=("probabilities_",), state_classes=_DISCRETE_STATE,
            options=(("n_trials", "--n-trials",
                      "trials per cell, 0 <= x <= N (--family binomial only; default 1)"),),
            description="counts of successes out of n_trials per feature"),
     Family("poisson", "fastem.discrete:PoissonMixture",
            "fastem.discrete:MiniBatchPoissonMixture",
-           parameters=("rates_",), state_classes=_LINEAR_STATE,
+           parameters=("rates_",), state_classes=_DISCRETE_STATE,
            description="non-negative integer counts"),
     Family("multinomial", "fastem.discrete:MultinomialMixture",
            "fastem.discrete:MiniBatchMultinomialMixture",
-           parameters=("probabilities_",), state_classes=_LINEAR_STATE,
+           parameters=("probabilities_",), state_classes=_DISCRETE_STATE,
            description="count vectors over the features (bag of words)"),
-    Family("categorical", "fastem.discrete:CategoricalMixture",
-           "fastem.discrete:MiniBatchCategoricalMixture",
-           parameters=("probabilities_",), table=True,
-           state_classes=("fastem.families.categorical:CategoricalStats",
-                          "fastem.discrete:CategoricalRecovery"),
+    Family("categorical", "fastem.categorical:CategoricalMixture",
+           "fastem.categorical:MiniBatchCategoricalMixture",
+           parameters=("probabilities_",), fitted=("n_categories_",), table=True,
+           state_classes=_DISCRETE_STATE,
            description="categorical features (codes, or text/category columns)"),
 )}
 

@@ -2,7 +2,10 @@
 
 ``select`` fits :class:`fastem.GaussianMixture` for every pair of a grid of
 ``n_components`` and ``covariance_types`` and picks the model with the lowest
-BIC, AIC or ICL, like R's ``mclust::Mclust``.  See ``docs/select.md``.
+BIC, AIC or ICL, like R's ``mclust::Mclust``.  With ``family=`` (any family
+of :mod:`fastem._registry`: ``"bernoulli"``, ``"poisson"``, ...) it selects
+the number of components of that family's mixture instead.  See
+``docs/select.md``.
 """
 
 import warnings
@@ -15,6 +18,7 @@ from sklearn.utils.validation import _get_feature_names
 
 from ._data import RowSource
 from ._estep import evaluate
+from ._registry import get_family
 from ._stats import COVARIANCE_TYPES, bic_aic, n_parameters, unscaled_totals
 from ._validation import check_array_2d, check_sample_weight, scaled_weights
 from .mixture import GaussianMixture
@@ -34,6 +38,9 @@ _RESP_BYTES = 32 * 2**20
 
 #: GaussianMixture parameters that fix n_components, so cannot be shared by a grid.
 _PER_K_PARAMS = ("weights_init", "means_init", "precisions_init")
+
+#: ``covariance_types`` when it is not given (the Gaussian family's four).
+_ALL_TYPES = ("full", "tied", "diag", "spherical")
 
 
 # ----------------------------------------------------------------------
@@ -249,21 +256,32 @@ class SelectionResult:
     records : numpy structured array
         The same table, always as a NumPy structured array.
     n_components, covariance_types : list
-        The grid, as validated (duplicates removed, order kept).
+        The grid, as validated (duplicates removed, order kept);
+        ``covariance_types`` is empty for a family other than Gaussian.
+    family : str
+        The mixture family selected over (``"gaussian"``, ``"bernoulli"``...).
     """
 
     def __init__(self, records, best_index, best_estimator, criterion, n_components,
-                 covariance_types):
+                 covariance_types, family="gaussian"):
         self.records = records
         self.table = _as_table(records)
         self.best_index_ = int(best_index)
         self.best_estimator_ = best_estimator
         best = records[best_index]
-        self.best_params_ = {"n_components": int(best["n_components"]),
-                             "covariance_type": str(best["covariance_type"])}
+        self.best_params_ = {"n_components": int(best["n_components"])}
+        if covariance_types:
+            self.best_params_["covariance_type"] = str(best["covariance_type"])
         self.criterion = criterion
         self.n_components = list(n_components)
         self.covariance_types = list(covariance_types)
+        self.family = family
+
+    @property
+    def _types(self):
+        """The columns of pivot(): the covariance types, or one ('') for a
+        family without them."""
+        return self.covariance_types or [""]
 
     @property
     def best_score_(self):
@@ -276,29 +294,31 @@ class SelectionResult:
         order, NaN for failed fits -- mclust's BIC layout, on scikit-learn's
         sign."""
         column = self.criterion if column is None else column
-        out = np.full((len(self.n_components), len(self.covariance_types)), np.nan)
+        out = np.full((len(self.n_components), len(self._types)), np.nan)
         ki = {k: i for i, k in enumerate(self.n_components)}
-        ti = {t: j for j, t in enumerate(self.covariance_types)}
+        ti = {t: j for j, t in enumerate(self._types)}
         for r in self.records:
             out[ki[int(r["n_components"])], ti[str(r["covariance_type"])]] = r[column]
         return out
 
     def _summary_line(self):
         p = self.best_params_
+        what = (f"covariance_type={p['covariance_type']!r}" if "covariance_type" in p
+                else f"family={self.family!r}")
         return (f"best by {self.criterion.upper()}: n_components={p['n_components']}, "
-                f"covariance_type={p['covariance_type']!r} "
-                f"({self.criterion.upper()} {self.best_score_:.3f})")
+                f"{what} ({self.criterion.upper()} {self.best_score_:.3f})")
 
     def __repr__(self):
         values = self.pivot()
         kb = self.best_params_["n_components"]
-        tb = self.best_params_["covariance_type"]
-        width = max(12, max(len(t) for t in self.covariance_types) + 2)
+        tb = self.best_params_.get("covariance_type", "")
+        names = self.covariance_types or [self.family]
+        width = max(12, max(len(t) for t in names) + 2)
         lines = [f"SelectionResult: {self.criterion.upper()} (lower is better, * = best)",
-                 "   k" + "".join(f"{t:>{width}}" for t in self.covariance_types)]
+                 "   k" + "".join(f"{t:>{width}}" for t in names)]
         for i, k in enumerate(self.n_components):
             cells = []
-            for j, t in enumerate(self.covariance_types):
+            for j, t in enumerate(self._types):
                 v = values[i, j]
                 s = "failed" if np.isnan(v) else f"{v:.3f}"
                 if k == kb and t == tb:
@@ -319,7 +339,7 @@ class SelectionResult:
         for i, r in enumerate(self.records):
             mark = "*" if i == self.best_index_ else " "
             lines.append(
-                f"{int(r['n_components']):>3} {r['covariance_type']!s:>10} "
+                f"{int(r['n_components']):>3} {str(r['covariance_type']) or self.family:>10} "
                 f"{r['bic']:12.3f} {r['aic']:12.3f} {r['icl']:12.3f} "
                 f"{r['log_likelihood']:12.3f} {int(r['n_parameters']):>5} "
                 f"{bool(r['converged'])!s:>5} {int(r['n_iter']):>6}{mark} "
@@ -333,9 +353,9 @@ class SelectionResult:
 # ----------------------------------------------------------------------
 
 
-def select(X, n_components=range(1, 10),
-           covariance_types=("full", "tied", "diag", "spherical"), *, criterion="bic",
-           n_init=1, random_state=None, sample_weight=None, progress=None, **params):
+def select(X, n_components=range(1, 10), covariance_types=_ALL_TYPES, *, family="gaussian",
+           criterion="bic", n_init=1, random_state=None, sample_weight=None, progress=None,
+           **params):
     """Fit a Gaussian mixture for every number of components and covariance
     type and pick the best by BIC, AIC or ICL (like R's ``mclust::Mclust``).
 
@@ -364,7 +384,17 @@ def select(X, n_components=range(1, 10),
     n_components : int or iterable of int, default=range(1, 10)
         Numbers of components to try (each 1 <= k <= n_samples).
     covariance_types : str or iterable of str, default=all four
-        Any of ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``.
+        Any of ``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``
+        (``family="gaussian"`` only).
+    family : str, default="gaussian"
+        The mixture family: ``"gaussian"``, or a discrete family such as
+        ``"bernoulli"``, ``"binomial"``, ``"poisson"``, ``"multinomial"``
+        (and ``"categorical"`` where it exists).  For a discrete family only
+        ``n_components`` is searched; X is what that family's estimator
+        fits (e.g. a CSR matrix of counts, or a DataFrame of categories),
+        ``**params`` are its parameters (``n_trials=`` for the binomial),
+        the table's ``covariance_type`` column is empty and
+        ``best_params_`` is ``{"n_components": k}``.
     criterion : {"bic", "aic", "icl"}, default="bic"
         What to minimise.  Ties go to the model with fewer parameters.
     n_init : int, default=1
@@ -380,7 +410,8 @@ def select(X, n_components=range(1, 10),
         Called after each fit as ``progress(done, total, n_components,
         covariance_type)`` (the command line draws its progress bar with it).
     **params
-        Any other ``GaussianMixture`` parameter (``max_iter``, ``tol``,
+        Any other ``GaussianMixture`` parameter (with ``family=``: of that
+        family's estimator) (``max_iter``, ``tol``,
         ``reg_covar``, ``init_params``, ``warm_start``, ``verbose``...),
         shared by all fits.  ``weights_init``/``means_init``/
         ``precisions_init`` fix k and are refused.
@@ -428,6 +459,10 @@ def select(X, n_components=range(1, 10),
     2315.645
     """
     criterion = _check_criterion(criterion)
+    fam = get_family(family)
+    if not fam.covariance:
+        return _select_family(fam, X, n_components, covariance_types, criterion, n_init,
+                              random_state, sample_weight, progress, params)
     _check_params(params, n_init)
     feature_names = _get_feature_names(X)
     X = check_array_2d(X, estimator_name="select")
@@ -476,16 +511,25 @@ def select(X, n_components=range(1, 10),
         if progress is not None:
             progress(len(rows), len(grid), k, ct)
 
+    return _result(rows, models, failures, not_converged, params, criterion, ks, types,
+                   "Try fewer components, a larger reg_covar (e.g. 1e-4), or scaling the data.")
+
+
+def _result(rows, models, failures, not_converged, params, criterion, ks, types, advice,
+            family="gaussian"):
+    """The SelectionResult of a grid's rows and fitted models (None for a
+    failed fit), after one warning for the failures and one for the fits
+    that did not converge."""
     records = _structured_table(rows)
-    if len(failures) == len(grid):
+    n_fits = len(rows)
+    if len(failures) == n_fits:
         raise ValueError(
-            f"All {len(grid)} fits failed, so no model can be selected. The first "
-            f"error was for {failures[0]}. Try fewer components, a larger reg_covar "
-            "(e.g. 1e-4), or scaling the data."
+            f"All {n_fits} fits failed, so no model can be selected. The first "
+            f"error was for {failures[0]}. {advice}"
         )
     if failures:
         warnings.warn(
-            f"{len(failures)} of {len(grid)} fits failed and were recorded with NaN "
+            f"{len(failures)} of {n_fits} fits failed and were recorded with NaN "
             f"criteria (see the 'error' column of the table); the first: "
             f"{failures[0]}",
             FitFailedWarning,
@@ -493,11 +537,114 @@ def select(X, n_components=range(1, 10),
         )
     if not_converged:
         warnings.warn(
-            f"{len(not_converged)} of {len(grid)} fits did not converge within "
+            f"{len(not_converged)} of {n_fits} fits did not converge within "
             f"max_iter={params.get('max_iter', 100)}: {', '.join(not_converged)}. "
             "Their rows have converged=False; increase max_iter or tol.",
             ConvergenceWarning,
             stacklevel=2,
         )
     best = _best_index(records[criterion], records["n_parameters"])
-    return SelectionResult(records, best, models[best], criterion, ks, types)
+    return SelectionResult(records, best, models[best], criterion, ks, types, family=family)
+
+
+# ----------------------------------------------------------------------
+# the other families: k only
+# ----------------------------------------------------------------------
+
+
+def _check_family_params(cls, params, n_init):
+    """``params`` against the family's estimator ``cls``: known names, none
+    that fixes k, valid values (checked once, not in every fit)."""
+    name = cls.__name__
+    allowed = set(cls().get_params()) - {"n_components"}
+    per_k = sorted(p for p in allowed if p.endswith("_init") and p != "n_init")
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise TypeError(
+            f"select() got unexpected keyword argument(s) {unknown}. Extra keyword "
+            f"arguments are passed to fastem.{name}; expected any of "
+            f"{sorted(allowed - set(per_k) - {'n_init', 'random_state'})}."
+        )
+    fixed = [p for p in per_k if params.get(p) is not None]
+    if fixed:
+        raise ValueError(
+            f"{fixed} fix the number of components and cannot be shared by a grid of "
+            f"n_components. Fit {name}(..., {', '.join(p + '=...' for p in fixed)}) "
+            "directly instead."
+        )
+    cls(n_init=n_init, **params)._validate_params()
+
+
+def _family_criteria(est, X, sw):
+    """``(log_likelihood, total_weight, entropy)`` of a fitted model of any
+    family on X, as :func:`_criteria` for the Gaussian one: through the
+    estimator's own log-likelihood (what ``score``/``bic``/``aic`` use) and
+    posterior probabilities (``predict_proba``), ``_RESP_BYTES`` at a time."""
+    Xv = est._prepare(X)  # the family's checks and encoding, as predict_proba does
+    n, k = Xv.shape[0], est.n_components
+    rows = max(1, _RESP_BYTES // (8 * k))
+    loglik = weight = entropy = 0.0
+    for i0 in range(0, n, rows):
+        chunk = Xv if n <= rows else Xv[i0:i0 + rows]
+        m = chunk.shape[0]
+        wb = None if sw is None else sw[i0:i0 + m]
+        ll, w = est._loglik(chunk, wb)
+        log_t = np.minimum(np.log(est._rows(chunk, "resp").max(axis=1)), 0.0)
+        entropy -= float(log_t.sum() if wb is None else wb @ log_t)
+        loglik += ll
+        weight += w
+    return loglik, weight, entropy
+
+
+def _select_family(fam, X, n_components, covariance_types, criterion, n_init, random_state,
+                   sample_weight, progress, params):
+    """``select`` for a family without covariance types: one fit per k."""
+    if covariance_types is not _ALL_TYPES and (
+            isinstance(covariance_types, str) or not isinstance(covariance_types, (list, tuple))
+            or tuple(covariance_types) != _ALL_TYPES):
+        raise ValueError(
+            f"covariance_types is for family='gaussian' only, but got covariance_types="
+            f"{covariance_types!r} with family={fam.name!r}, whose components have no "
+            "covariance. Leave covariance_types out to select n_components only."
+        )
+    cls = fam.estimator_class()
+    _check_family_params(cls, params, n_init)
+    # the family's checks of X once, before any fit (every fit gets X as given:
+    # an estimator that encodes a DataFrame keeps what it learns from it)
+    n = cls(n_init=n_init, **params)._check_X(X, reset=True).shape[0]
+    if n < 2:
+        raise ValueError(
+            f"Expected n_samples >= 2 to fit a mixture, but got n_samples = {n}."
+        )
+    sw, e = scaled_weights(check_sample_weight(sample_weight, n))
+    ks = _check_components(n_components, n)
+    seeds = _seeds(random_state, len(ks))
+    rows, models, failures, not_converged = [], [], [], []
+    for k, seed in zip(ks, seeds):
+        row = {"n_components": k, "covariance_type": "", "n_parameters": 0, "error": ""}
+        est = cls(k, n_init=n_init, random_state=seed, **params)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                est.fit(X, sample_weight=sw)
+            loglik, weight, entropy = unscaled_totals(e, *_family_criteria(est, X, sw))
+        except (ValueError, ArithmeticError) as exc:
+            msg = f"{type(exc).__name__}: {exc}"
+            failures.append(f"n_components={k}: {msg}")
+            row.update(bic=np.nan, aic=np.nan, icl=np.nan, log_likelihood=np.nan,
+                       converged=False, n_iter=0, error=msg)
+            est = None
+        else:
+            row["n_parameters"] = int(est._n_parameters())
+            bic, aic = bic_aic(loglik, weight, row["n_parameters"])
+            row.update(bic=bic, aic=aic, icl=bic + 2.0 * entropy, log_likelihood=loglik,
+                       converged=bool(est.converged_), n_iter=int(est.n_iter_))
+            if not est.converged_ and est.max_iter > 0:
+                not_converged.append(f"(k={k})")
+        rows.append(row)
+        models.append(est)
+        if progress is not None:
+            progress(len(rows), len(ks), k, fam.name)
+    return _result(rows, models, failures, not_converged, params, criterion, ks, [],
+                   "Try fewer components, a pseudo-count (alpha=1.0), or check the data.",
+                   family=fam.name)
