@@ -11,12 +11,21 @@ from ._collapse import CollapseWarning
 from ._io import load
 from .categorical import CategoricalMixture
 from .discrete import BernoulliMixture, BinomialMixture, MultinomialMixture, PoissonMixture
+from .discrete_online import (
+    MiniBatchBernoulliMixture,
+    MiniBatchBinomialMixture,
+    MiniBatchCategoricalMixture,
+    MiniBatchMultinomialMixture,
+    MiniBatchPoissonMixture,
+)
 from .mixture import GaussianMixture
 from .online import MiniBatchGaussianMixture
 from .select import SelectionResult, select
 
 __version__ = "0.1.0"
 
-__all__ = ["BernoulliMixture", "BinomialMixture", "CategoricalMixture", "CollapseWarning", "GaussianMixture", "MiniBatchGaussianMixture", "MultinomialMixture", "PoissonMixture",
+__all__ = ["BernoulliMixture", "BinomialMixture", "CategoricalMixture", "CollapseWarning", "GaussianMixture", "MiniBatchBernoulliMixture", "MiniBatchBinomialMixture",
+           "MiniBatchCategoricalMixture", "MiniBatchGaussianMixture", "MiniBatchMultinomialMixture",
+           "MiniBatchPoissonMixture", "MultinomialMixture", "PoissonMixture",
            "SelectionResult",
            "__version__", "load", "select"]

@@ -250,10 +250,17 @@ class _DiscreteMixture(BaseMixture):
             cache[key] = float(h.sum() if sw is None else sw @ h)
         return cache[key]
 
-    def _estep(self, workspace, X, sw, params):
+    def _estep(self, workspace, X, sw, params, cache=True):
+        """``cache``: X and sw are the same every call (batch EM), so their
+        row-constant total is computed once per workspace."""
         A, b = self._family.natural(params)
         S0, S1, ll, w = workspace.run(X, sw, A, b)
-        return LinearStats(S0, S1, ll + self._row_constant_total(workspace, X, sw), w)
+        if cache:
+            h = self._row_constant_total(workspace, X, sw)
+        else:
+            h = self._family.row_constant(X)
+            h = float(h.sum() if sw is None else sw @ h)
+        return LinearStats(S0, S1, ll + h, w)
 
     def _plain_m_step(self, stats, X):
         params = self._family.m_step(stats.S0, stats.S1, self.alpha, self._fixed())

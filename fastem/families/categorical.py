@@ -88,6 +88,9 @@ class Categorical(LinearFamily):
         onehot = self.kmeans_input(Xs)
         return _clip_prob(0.5 * (onehot[i] + onehot.mean(axis=0)))
 
+    def mean(self, theta):
+        return theta
+
     def check_theta(self, theta, what):
         super().check_theta(theta, what)
         for j, (a, b) in enumerate(zip(self.off[:-1], self.off[1:])):

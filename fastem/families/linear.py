@@ -144,6 +144,12 @@ class LinearFamily:
     def _trials(self, d):
         return 1.0
 
+    def mean(self, theta):
+        """Expected x per row of each component (K, d): what ``S1 / S0`` is
+        for data drawn from ``theta`` (online EM restarts a re-seeded
+        component's running statistics from it)."""
+        return theta * self._trials(theta.shape[1])
+
     def check_theta(self, theta, what):
         """Raise a ValueError unless ``theta`` holds probabilities strictly
         inside (0, 1); ``what`` names it ("The parameter 'probabilities_init'")."""
@@ -298,6 +304,9 @@ class Poisson(LinearFamily):
 
     def _restart(self, row, centre):
         return np.maximum(0.5 * (row + centre), RATE_FLOOR)
+
+    def mean(self, theta):
+        return theta
 
     def check_theta(self, theta, what):
         if (theta <= 0).any():
