@@ -234,14 +234,27 @@ class DaskSource(RowSource):
         """One distributed E-step: :class:`GaussianStats` (``do_stats``) or
         ``(sum_i w_i log p(x_i), sum_i w_i)``; the first call also checks
         every value for NaN and inf, and raises on the client."""
-        import dask
-
         from ._stats import GaussianStats
 
         check = not self.validated
-        shared = dask.delayed(payload(covariance_type, params, shift, do_stats, check),
-                              pure=False, traverse=False)
-        task = dask.delayed(_block_estep, pure=False)
+        vec = self.reduce(_block_estep, payload(covariance_type, params, shift, do_stats, check),
+                          sample_weight, check)
+        if not do_stats:
+            return float(vec[0]), float(vec[1])
+        K, d = params.means.shape
+        return GaussianStats.from_vector(covariance_type, shift, vec, K, d)
+
+    def reduce(self, block_task, shared_payload, sample_weight, check):
+        """``block_task(block, weights, offset, shared_payload)`` on every
+        chunk, where it is, and the sum of the ``(vector, FiniteCheck or
+        None)`` it returns, tree-summed in chunk order: the summed vector.
+        With ``check`` (the first pass) the merged checks are raised on the
+        client and X counts as validated; a task may also raise itself (a
+        family's domain check), which Dask raises on the client."""
+        import dask
+
+        shared = dask.delayed(shared_payload, pure=False, traverse=False)
+        task = dask.delayed(block_task, pure=False)
         blocks = self.array.to_delayed().ravel()
         weights = self._weight_blocks(sample_weight)
         holders = self._holders(blocks)
@@ -254,12 +267,10 @@ class DaskSource(RowSource):
                 parts.append(task(b, w, int(o), shared))
         vec, finite = _tree_sum(parts).compute()
         if check:
-            finite.raise_if_any(self.name)
+            if finite is not None:
+                finite.raise_if_any(self.name)
             self.validated = True
-        if not do_stats:
-            return float(vec[0]), float(vec[1])
-        K, d = params.means.shape
-        return GaussianStats.from_vector(covariance_type, shift, vec, K, d)
+        return vec
 
     def _holders(self, blocks):
         """Per chunk, the workers holding it, when X is persisted on a
@@ -299,15 +310,20 @@ class DaskSource(RowSource):
 
     # -- inference: lazy per-row outputs -------------------------------------
 
+    def map_rows_with(self, block_rows, shared_payload, kind, n_components):
+        """Lazy per-row outputs ``block_rows(block, kind, shared_payload)``
+        of every chunk: 'label' (int64, (n,)), 'lognorm' ((n,)) or 'resp'
+        ((n, K))."""
+        if kind == "resp":
+            return self.array.map_blocks(block_rows, kind, shared_payload, dtype=np.float64,
+                                         chunks=(self.row_chunks, (n_components,)))
+        dtype = np.int64 if kind == "label" else np.float64
+        return self.array.map_blocks(block_rows, kind, shared_payload, dtype=dtype,
+                                     drop_axis=1, chunks=(self.row_chunks,))
+
     def map_rows(self, kind, params, covariance_type):
         """Lazy per-row outputs: ``kind`` 'label' (int64, (n,)), 'lognorm'
         ((n,)) or 'resp' ((n, K)); a chunk with NaN or inf raises when it is
         computed."""
-        task_args = (kind, (covariance_type, wire_params(params), self.name))
-        K = params.means.shape[0]
-        if kind == "resp":
-            return self.array.map_blocks(_block_rows, *task_args, dtype=np.float64,
-                                         chunks=(self.row_chunks, (K,)))
-        dtype = np.int64 if kind == "label" else np.float64
-        return self.array.map_blocks(_block_rows, *task_args, dtype=dtype,
-                                     drop_axis=1, chunks=(self.row_chunks,))
+        return self.map_rows_with(_block_rows, (covariance_type, wire_params(params), self.name),
+                                  kind, params.means.shape[0])

@@ -15,7 +15,9 @@ import numpy as np
 from scipy import sparse
 from sklearn.utils._param_validation import Interval
 
-from .discrete import _COMMON_DOC, _DiscreteMixture, _discrete_init
+from ._dask import is_dask_collection
+from ._data import RowSource, is_out_of_core
+from .discrete import _COMMON_DOC, _discrete_init, _DiscreteMixture
 from .families.categorical import Categorical
 from .families.linear import LinearParams
 
@@ -82,13 +84,14 @@ class CategoricalMixture(_DiscreteMixture):
         return super()._validate_data(X)
 
     def _categories_from(self, X):
-        """n_categories_ at fit: the parameter, else from the data."""
-        X = np.asarray(X)
-        d = X.shape[1] if X.ndim == 2 else 0
+        """n_categories_ at fit: the parameter, else from the data (one pass
+        over out-of-core or dask X)."""
+        d = X.shape[1] if len(X.shape) == 2 else 0
+        top = _column_max(X) if d and X.shape[0] else None
         if hasattr(self, "categories_"):
             found = np.array([len(c) for c in self.categories_], dtype=np.int64)
-        elif X.ndim == 2 and X.size and X.dtype.kind in "biuf" and np.isfinite(X).all():
-            found = np.maximum(X.max(axis=0), 0).astype(np.int64) + 1
+        elif top is not None and np.isfinite(top).all():
+            found = np.maximum(top, 0).astype(np.int64) + 1
         else:
             found = np.ones(d, dtype=np.int64)  # the family's check names the problem
         if self.n_categories is None:
@@ -188,6 +191,23 @@ class CategoricalMixture(_DiscreteMixture):
 
 
 # -- coding helpers ----------------------------------------------------------
+
+def _column_max(X):
+    """The largest value of each column (NaN if any), reading out-of-core
+    X chunk by chunk and a dask array on its chunks; None for non-numbers."""
+    if is_dask_collection(X):
+        return np.asarray(X.max(axis=0).compute(), dtype=np.float64) \
+            if np.dtype(X.dtype).kind in "biuf" else None
+    if is_out_of_core(X) or isinstance(X, RowSource):
+        source = X if isinstance(X, RowSource) else RowSource(X)
+        if np.dtype(source.dtype).kind not in "biuf":
+            return None
+        return np.max([c.max(axis=0) for _, c in source.chunks()], axis=0)
+    X = np.asarray(X)
+    if X.ndim != 2 or X.dtype.kind not in "biuf":
+        return None
+    return X.max(axis=0).astype(np.float64)
+
 
 def _is_frame(X):
     return type(X).__module__.split(".")[0] == "pandas" and hasattr(X, "columns")

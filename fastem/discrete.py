@@ -20,11 +20,11 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import INIT_CHUNK, BaseMixture
 from ._collapse import BaseRecovery
-from ._dask import is_dask_collection
-from ._data import is_out_of_core
+from ._dask import DaskSource, is_dask_collection
+from ._data import RowSource, is_out_of_core
 from ._squarem import run_squarem
 from ._stats import CollapseError
-from ._validation import _check_shape, _plain_ndarray, count_scale
+from ._validation import _check_shape, _plain_ndarray, check_array_2d, count_scale
 from .families.linear import (
     Bernoulli,
     Binomial,
@@ -133,10 +133,9 @@ class _DiscreteMixture(BaseMixture):
 
     def _validate_data(self, X):
         name = type(self).__name__
-        if not sparse.issparse(X) and (is_dask_collection(X) or is_out_of_core(X)):
-            raise ValueError(
-                f"{name} reads in-memory arrays and CSR matrices for now; out-of-core and "
-                "dask input come with a later release. Pass np.asarray(X).")
+        if not sparse.issparse(X) and (is_dask_collection(X) or is_out_of_core(X)
+                                       or isinstance(X, RowSource)):
+            return self._validate_source(X)
         if sparse.issparse(X):
             if not self._family.accepts_sparse:
                 raise ValueError(
@@ -155,6 +154,21 @@ class _DiscreteMixture(BaseMixture):
         self._family.check_values(X, lambda i: f"row {i // X.shape[1]}, column "
                                                f"{i % X.shape[1]}")
         return self._family.codes(X)
+
+    def _validate_source(self, X):
+        """A dask array (a DaskSource: its values are checked by the first
+        E-step's tasks, on the chunks) or out-of-core X (a RowSource, whose
+        values are checked here, chunk by chunk: one pass)."""
+        name = type(self).__name__
+        source = check_array_2d(X, estimator_name=name) if is_dask_collection(X) or \
+            is_out_of_core(X) else X
+        if isinstance(source, DaskSource) or source.validated:
+            return source
+        d = source.shape[1]
+        for i0, chunk in source.chunks():
+            self._family.check_values(chunk, lambda i, i0=i0: f"row {i0 + i // d}, column "
+                                                               f"{i % d}")
+        return source
 
     # -- parameters ------------------------------------------------------
 
@@ -245,7 +259,7 @@ class _DiscreteMixture(BaseMixture):
         key = (id(X), id(sw))
         cache = workspace.__dict__.setdefault("_h_total", {})
         if key not in cache:
-            h = self._family.row_constant(X)
+            h = _row_constants(self._family, X)
             cache.clear()
             cache[key] = float(h.sum() if sw is None else sw @ h)
         return cache[key]
@@ -254,11 +268,16 @@ class _DiscreteMixture(BaseMixture):
         """``cache``: X and sw are the same every call (batch EM), so their
         row-constant total is computed once per workspace."""
         A, b = self._family.natural(params)
+        if isinstance(X, DaskSource):  # on the chunks, where they are
+            check = not X.validated
+            vec = X.reduce(_block_estep, (self._family, A, b, True, check), sw, check)
+            K, m = A.shape
+            return LinearStats(vec[:K], vec[K:K + K * m].reshape(K, m), vec[-2], vec[-1])
         S0, S1, ll, w = workspace.run(X, sw, A, b)
         if cache:
             h = self._row_constant_total(workspace, X, sw)
         else:
-            h = self._family.row_constant(X)
+            h = _row_constants(self._family, X)
             h = float(h.sum() if sw is None else sw @ h)
         return LinearStats(S0, S1, ll + h, w)
 
@@ -303,17 +322,21 @@ class _DiscreteMixture(BaseMixture):
     # -- per-row outputs ---------------------------------------------------
 
     def _evaluate(self, X, params, sw=None, **outputs):
-        ws = self._family.workspace(len(params.weights), X.shape[1], X.shape[0])
+        n = X.chunk_rows if isinstance(X, RowSource) else X.shape[0]
+        ws = self._family.workspace(len(params.weights), X.shape[1], n)
         A, b = self._family.natural(params)
         return ws.run(X, sw, A, b, do_stats=False, **outputs)
 
     def _log_density_rows(self, X, params):
         out = np.empty(X.shape[0])
         self._evaluate(X, params, out_lognorm=out)
-        return out + self._family.row_constant(X)
+        return out + _row_constants(self._family, X)
 
     def _rows(self, X, kind):
         params = self._get_params_tuple()
+        if isinstance(X, DaskSource):  # lazy, per chunk
+            A, b = self._family.natural(params)
+            return X.map_rows_with(_block_rows, (self._family, A, b), kind, len(b))
         if kind == "lognorm":
             return self._log_density_rows(X, params)
         n, K = X.shape[0], self.n_components
@@ -322,14 +345,67 @@ class _DiscreteMixture(BaseMixture):
         return out
 
     def _loglik(self, X, sw):
+        if isinstance(X, DaskSource):
+            A, b = self._family.natural(self._get_params_tuple())
+            check = not X.validated
+            ll, w = X.reduce(_block_estep, (self._family, A, b, False, check), sw, check)
+            return float(ll), float(w)
         ll, w = self._evaluate(X, self._get_params_tuple(), sw)
-        h = self._family.row_constant(X)
+        h = _row_constants(self._family, X)
         return ll + float(h.sum() if sw is None else sw @ h), w
 
     def _sample_components(self, rng, counts):
         theta = getattr(self, self._theta_attr)
         return np.vstack([self._family.sample(theta[k], int(c), rng)
                           for k, c in enumerate(counts)])
+
+
+def _row_constants(family, X):
+    """``h(x_i)`` per row; out-of-core X chunk by chunk."""
+    if not isinstance(X, RowSource):
+        return family.row_constant(X)
+    return np.concatenate([family.row_constant(c) for _, c in X.chunks()] or [np.zeros(0)])
+
+
+def _block_estep(block, weights, offset, payload):
+    """A Dask chunk task: the chunk's ``[S0, S1, loglik, weight]`` (or
+    ``[loglik, weight]``) as one vector, with h(x) in the log-likelihood;
+    with ``check`` the chunk's values are checked first (a ValueError
+    naming the row and column)."""
+    from ._estep import one_thread
+
+    family, A, b, do_stats, check = payload
+    block = np.asarray(block)
+    d = block.shape[1]
+    if check:
+        family.check_values(block, lambda i: f"row {offset + i // d}, column {i % d}")
+    with one_thread():
+        out = family.workspace(A.shape[0], d, block.shape[0]).run(
+            family.codes(block), weights, A, b, do_stats=do_stats)
+    h = family.row_constant(block)
+    h = float(h.sum() if weights is None else np.asarray(weights) @ h)
+    if do_stats:
+        S0, S1, ll, w = out
+        return np.concatenate([S0, S1.ravel(), [ll + h, w]]), None
+    return np.array([out[0] + h, out[1]]), None
+
+
+def _block_rows(block, kind, payload, block_info=None):
+    """A Dask chunk task: per-row 'label', 'lognorm' or 'resp'."""
+    from ._estep import one_thread
+
+    family, A, b = payload
+    block = np.asarray(block)
+    n, d = block.shape
+    offset = block_info[0]["array-location"][0][0] if block_info else 0
+    family.check_values(block, lambda i: f"row {offset + i // d}, column {i % d}")
+    K = A.shape[0]
+    out = np.empty((n, K)) if kind == "resp" else np.empty(n, dtype=np.int64 if kind == "label"
+                                                           else np.float64)
+    with one_thread():
+        family.workspace(K, d, n).run(family.codes(block), None, A, b, do_stats=False,
+                                      **{"out_" + kind: out})
+    return out + family.row_constant(block) if kind == "lognorm" else out
 
 
 def _csr_where(X, i):
