@@ -545,7 +545,51 @@ class MultinomialMixture(_DiscreteMixture):
 
     _family = Multinomial()
 
+    def _check_loaded(self):
+        super()._check_loaded()
+        v = np.asarray(getattr(self, "row_totals_", np.zeros(0, np.int64)))
+        p = np.asarray(getattr(self, "row_total_weights_", np.zeros(0)))
+        if v.ndim != 1 or v.dtype.kind not in "iu" or p.shape != v.shape or \
+                p.dtype != np.float64 or (v < 0).any() or not np.isfinite(p).all() or \
+                (p < 0).any() or (v.size and not np.isclose(p.sum(), 1.0, atol=1e-6)):
+            raise ValueError("row_totals_ and row_total_weights_ should be the distinct row "
+                             "totals (non-negative integers) and their probabilities.")
+
+    def _fit_guarded(self, X, sample_weight):
+        X = super()._fit_guarded(X, sample_weight)
+        self.row_totals_, self.row_total_weights_ = _merge_totals(
+            None, None, X, sample_weight, 1.0)
+        return X
+
     def _sample_components(self, rng, counts):
-        raise NotImplementedError(
-            "MultinomialMixture.sample needs a number of draws per row, which the model "
-            "does not hold yet.")
+        """Each row's number of draws comes from the training rows' totals
+        (``row_totals_``, with probabilities ``row_total_weights_``)."""
+        theta = self.probabilities_
+        out = []
+        for k, c in enumerate(counts):
+            totals = rng.choice(self.row_totals_, size=int(c), p=self.row_total_weights_)
+            rows = [rng.multinomial(t, theta[k] / theta[k].sum()) for t in totals]
+            out.append(np.array(rows, dtype=np.float64).reshape(int(c), theta.shape[1]))
+        return np.vstack(out)
+
+
+def _merge_totals(values, weights, X, sample_weight, eta):
+    """The distribution of row totals (distinct totals and their
+    probabilities): X's, blended into ``(values, weights)`` with weight
+    ``eta`` (1: X's alone)."""
+    if isinstance(X, DaskSource):
+        totals = np.asarray(X.array.sum(axis=1).compute())
+    elif isinstance(X, RowSource):
+        totals = np.concatenate([c.sum(axis=1) for _, c in X.chunks()])
+    else:
+        totals = np.asarray(X.sum(axis=1)).ravel()
+    new, inverse = np.unique(np.rint(totals).astype(np.int64), return_inverse=True)
+    w = np.bincount(inverse, weights=sample_weight, minlength=new.size).astype(np.float64)
+    w /= w.sum()
+    if values is None or eta >= 1.0:
+        return new, w
+    allv = np.union1d(values, new)
+    merged = np.zeros(allv.size)
+    merged[np.searchsorted(allv, values)] += (1.0 - eta) * weights
+    merged[np.searchsorted(allv, new)] += eta * w
+    return allv, merged / merged.sum()

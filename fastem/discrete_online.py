@@ -13,7 +13,13 @@ from typing import ClassVar
 import numpy as np
 
 from .categorical import CategoricalMixture
-from .discrete import BernoulliMixture, BinomialMixture, MultinomialMixture, PoissonMixture
+from .discrete import (
+    BernoulliMixture,
+    BinomialMixture,
+    MultinomialMixture,
+    PoissonMixture,
+    _merge_totals,
+)
 from .families.linear import LinearStats
 from .online import ONLINE_CONSTRAINTS, BaseMiniBatchMixture
 
@@ -152,6 +158,13 @@ class MiniBatchMultinomialMixture(_MiniBatchDiscrete, MultinomialMixture):
                "the parameters, attributes and methods of MultinomialMixture plus "
                ":meth:`partial_fit`.\n" + _ONLINE_DOC)
     _parameter_constraints: ClassVar[dict] = _constraints(MultinomialMixture)
+
+    def _update(self, X, sw, eta):
+        ll = super()._update(X, sw, eta)
+        self.row_totals_, self.row_total_weights_ = _merge_totals(
+            getattr(self, "row_totals_", None), getattr(self, "row_total_weights_", None),
+            X, sw, eta)
+        return ll
 
     def __init__(self, n_components=1, *, batch_size=1024, learning_decay=0.7,
                  learning_offset=2.0, max_iter=100, tol=0.0, max_no_improvement=10, n_init=1,

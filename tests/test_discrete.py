@@ -259,11 +259,13 @@ def test_warm_start_continues(family):
 def test_sample(family):
     X, params = problem(family, seed=13, k=2)
     m = model(family, params, max_iter=2, random_state=0).fit(X)
-    if family == "multinomial":
-        with pytest.raises(NotImplementedError):
-            m.sample(10)
-        return
     Xs, labels = m.sample(4000)
+    if family == "multinomial":  # totals drawn from the training rows' totals
+        assert set(Xs.sum(axis=1)) <= set(X.sum(axis=1))
+        for k in range(2):
+            assert_allclose(Xs[labels == k].sum(axis=0) / Xs[labels == k].sum(),
+                            theta_of(m)[k], atol=0.03)
+        return
     assert Xs.shape == (4000, 3) and labels.shape == (4000,)
     for k in range(2):
         assert_allclose(Xs[labels == k].mean(axis=0) / (N_TRIALS if family == "binomial"
