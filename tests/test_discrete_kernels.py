@@ -677,3 +677,29 @@ def test_row_source_categorical(how, tmp_path):
     bad[950, 5] = 2
     with pytest.raises(ValueError, match="Column 5"):
         ws.run(_row_source(bad, how, tmp_path), None, logtheta, logw)
+
+
+# --------------------------------------------------------------------------
+# caching
+# --------------------------------------------------------------------------
+
+
+def test_kernels_can_be_cached():
+    """The kernels share one slot loop that takes their block functions as
+    arguments; a function passed as a value left in the compiled code is a
+    dynamic address, and Numba then refuses to cache the kernel (and
+    recompiles it in every process)."""
+    from fastem._kernels import discrete
+
+    n = 40
+    A, b = _linear_params()
+    LinearWorkspace(K, D, n).run(_counts(n).astype(np.uint8), None, A, b)
+    LinearWorkspace(K, D, n).run(_sparse_counts(n, D)[0], None, A, b)
+    logtheta, logw = _categorical_params()
+    CategoricalWorkspace(K, N_CATEGORIES, n).run(_codes(n).astype(np.uint8), None, logtheta,
+                                                 logw)
+    for kernel in (discrete._estep_linear_dense, discrete._estep_linear_csr,
+                   discrete._estep_categorical):
+        assert kernel.overloads
+        for cres in kernel.overloads.values():
+            assert not cres.library.has_dynamic_globals, kernel.__name__

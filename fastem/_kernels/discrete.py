@@ -11,11 +11,10 @@ log weights and the per-component constants (Bernoulli's
 ``sum_j log(1 - p_kj)``, Poisson's ``-sum_j rate_kj``) folded into b:
 
 - :func:`_estep_linear_dense`: X is an (n, d) array of uint8 (bool viewed as
-  uint8), int64, float32 or float64, read as it is.  Each block of rows is
-  copied transposed into a float64 ``(d, block)`` scratch, so that the
-  log-joint ``b + A x^T`` and the first moments ``sum_i w r x`` run over rows
-  with unit stride and vectorise (four features per pass: one load and store
-  of the accumulator for four multiply-adds).
+  uint8), int64, float32 or float64, read as it is: only a block of rows
+  at a time is converted, into a float64 ``(block, d)`` scratch (float64 X
+  is used in place for whole blocks).  The log-joint ``x A^T + b`` and the
+  first moments ``(w r)^T x`` of a block are each one BLAS product.
 - :func:`_estep_linear_csr`: X as CSR arrays; only the non-zeros are
   touched, both for the log-joint (``b_k + sum over the row's non-zeros of
   A[k, j] x_j``) and the moments, which are kept transposed, ``(d, K)`` per
@@ -29,7 +28,10 @@ Rows, blocks, slots, the per-row outputs and the log-sum-exp are those of the
 Gaussian kernels (:mod:`fastem._kernels.gaussian`, whose block helpers these
 kernels call): block ``b`` belongs to slot ``floor(b * n_slots / n_blocks)``,
 slots are claimed through ``ctrl`` and summed in slot order by the caller,
-so results are bitwise identical for any number of threads.
+so results are bitwise identical for any number of threads.  The three
+kernels share one slot loop, :func:`_slot_loop`; each gives it its operands
+and three functions: read a block (and its log-joints), add its statistics,
+end a slot.
 
 Bad input never makes a kernel read out of bounds: a category code outside
 ``0 .. C_j - 1`` or a CSR column index outside ``0 .. d - 1`` is replaced by
@@ -72,13 +74,11 @@ from .gaussian import _NEG_INF, _finish_block, _slot_range, _weighted_resp
 from .sync import claim_slot, finish_slot
 from .vecmath import _fmax
 
-
-@njit(**JIT_OPTIONS)
-def _block_scratch(K, block):
-    """The per-thread block scratch of every kernel: ``resp`` (K, block), zeros,
-    and ``vec`` (5, block), as ``_finish_block`` uses them (no padding: no
-    kernel here copies X transposed)."""
-    return np.zeros((K, block)), np.empty((5, block))
+#: The slot loop takes the kernel's block functions as arguments.  A function
+#: passed as a value is a dynamic address in the compiled code, which Numba
+#: cannot cache; inlined into each kernel (same flags), the loop calls them
+#: directly, the addresses are dead code, and the kernels are cached.
+_LOOP_OPTIONS = dict(JIT_OPTIONS, cache=False, inline="always")
 
 
 @njit(**JIT_OPTIONS)
@@ -88,13 +88,66 @@ def _load_weights(sw, i0, nb, w):
         w[t] = sw[i0 + t] if weighted else 1.0
 
 
+@njit(**_LOOP_OPTIONS)
+def _slot_loop(n, m, read_block, add_stats, end_slot, sw, resp_in, do_stats, out_lognorm,
+               out_resp, out_label, S0s, Ss, lls, wsums, block, vmc, ctrl):
+    """What every kernel here does with its n rows: claim slots until none
+    is left; for each, zero its statistics ``S0s[s]`` and ``Ss[s]``, run its
+    blocks of rows, and publish its log-likelihood (NaN if it met bad input)
+    and weight.  ``m`` is the kernel's tuple of operands and per-thread
+    scratch, read by its three functions:
+
+    - ``read_block(m, i0, nb, logjoint, lp, mx)`` -> ``(x, bad)``: reads rows
+      i0 .. i0 + nb - 1 into ``x`` (what ``add_stats`` reads of them) and,
+      if ``logjoint``, writes their log-joints into ``lp`` (K, block) and
+      the row maxima into ``mx``, as ``_finish_block`` takes them; ``bad``
+      counts the values it read as others (codes, column indices out of
+      range);
+    - ``add_stats(m, x, i0, nb, w, resp, S0, S)``: adds the block's
+      statistics into S0 and S = Ss[s], from ``w`` and ``resp`` as
+      ``_finish_block`` leaves them;
+    - ``end_slot(m, S, do_stats)``: completes S after the slot's last block.
+    """
+    K = S0s.shape[1]
+    n_slots = S0s.shape[0]
+    n_blocks = (n + block - 1) // block
+    resp = np.zeros((K, block))  # no padding: no kernel here copies X transposed
+    vec = np.empty((5, block))
+    weighted = sw.shape[0] > 0
+    logjoint = resp_in.shape[0] == 0
+    while True:
+        s = claim_slot(ctrl)
+        if s >= n_slots:
+            break
+        S0 = S0s[s]
+        S = Ss[s]
+        S0[:] = 0.0
+        S[:, :] = 0.0
+        ll = 0.0
+        ws = 0.0
+        bad = 0
+        b0, b1 = _slot_range(s, n_slots, n_blocks)
+        for blk in range(b0, b1):
+            i0 = blk * block
+            nb = min(block, n - i0)
+            _load_weights(sw, i0, nb, vec[0])
+            x, nbad = read_block(m, i0, nb, logjoint, resp, vec[4])
+            bad += nbad
+            bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
+                                     out_label, vmc, weighted)
+            ll += bll
+            ws += bws
+            if do_stats:
+                add_stats(m, x, i0, nb, vec[0], resp, S0, S)
+        end_slot(m, S, do_stats)
+        lls[s] = np.nan if bad > 0 else ll
+        wsums[s] = ws
+        finish_slot(ctrl)
+
+
 @njit(**JIT_OPTIONS)
-def _slot_done(s, ll, ws, lls, wsums, bad, ctrl):
-    """Publish slot ``s``: its log-likelihood (NaN if it met ``bad`` input)
-    and weight."""
-    lls[s] = np.nan if bad else ll
-    wsums[s] = ws
-    finish_slot(ctrl)
+def _no_end(m, S, do_stats):
+    """``end_slot`` of the kernels whose statistics are complete."""
 
 
 # --------------------------------------------------------------------------
@@ -150,10 +203,21 @@ def _linear_logjoint(xb, nb, At, b, lpt, lp, mx):
 
 
 @njit(**JIT_OPTIONS)
-def _linear_moments(xb, nb, w, resp, S0, S1, tmp):
-    """S0[k] += sum_t w r_k; S1 += (w r) xb, one BLAS product (``w`` and
-    ``resp`` as ``_finish_block`` leaves them; resp becomes w r, zero past
+def _dense_block(m, i0, nb, logjoint, lp, mx):
+    """``read_block`` of the dense kernel: x is the block's rows in float64."""
+    X, At, b, xb, lpt, _ = m
+    x = _block_rows(X, i0, nb, xb)
+    if logjoint:
+        _linear_logjoint(x, nb, At, b, lpt, lp, mx)
+    return x, 0
+
+
+@njit(**JIT_OPTIONS)
+def _dense_stats(m, x, i0, nb, w, resp, S0, S1):
+    """``add_stats`` of the dense kernel: S0[k] += sum_t w r_k; S1 += (w r)
+    x, one BLAS product into the (K, d) scratch (resp becomes w r, zero past
     nb)."""
+    tmp = m[5]
     K, d = S1.shape
     for k in range(K):
         row = resp[k]
@@ -165,37 +229,10 @@ def _linear_moments(xb, nb, w, resp, S0, S1, tmp):
         for t in range(nb, row.shape[0]):
             row[t] = 0.0
         S0[k] += s0
-    np.dot(resp, xb, tmp)
+    np.dot(resp, x, tmp)
     for k in range(K):
         for j in range(d):
             S1[k, j] += tmp[k, j]
-
-
-@njit(**JIT_OPTIONS)
-def _dense_slot(s, X, sw, At, b, resp_in, do_stats, out_lognorm, out_resp, out_label,
-                S0s, S1s, block, vmc, n_slots, xb, lpt, tmp, resp, vec):
-    n = X.shape[0]
-    S0 = S0s[s]
-    S1 = S1s[s]
-    S0[:] = 0.0
-    S1[:, :] = 0.0
-    ll = 0.0
-    ws = 0.0
-    b0, b1 = _slot_range(s, n_slots, (n + block - 1) // block)
-    for blk in range(b0, b1):
-        i0 = blk * block
-        nb = min(block, n - i0)
-        _load_weights(sw, i0, nb, vec[0])
-        x = _block_rows(X, i0, nb, xb)
-        if resp_in.shape[0] == 0:
-            _linear_logjoint(x, nb, At, b, lpt, resp, vec[4])
-        bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
-                                 out_label, vmc, sw.shape[0] > 0)
-        ll += bll
-        ws += bws
-        if do_stats:
-            _linear_moments(x, nb, vec[0], resp, S0, S1, tmp)
-    return ll, ws
 
 
 @njit(**JIT_OPTIONS)
@@ -204,20 +241,11 @@ def _estep_linear_dense(X, sw, A, b, resp_in, do_stats, out_lognorm, out_resp, o
     """Fused E-step of a linear family, dense X (C-contiguous; see the module
     docstring).  Calls BLAS: the caller limits it to one thread."""
     K, d = A.shape
-    n_slots = S0s.shape[0]
-    At = np.ascontiguousarray(A.T)
-    xb = np.zeros((block, d))
-    lpt = np.empty((block, K))
-    tmp = np.empty((K, d))
-    resp, vec = _block_scratch(K, block)
-    while True:
-        s = claim_slot(ctrl)
-        if s >= n_slots:
-            break
-        ll, ws = _dense_slot(s, X, sw, At, b, resp_in, do_stats, out_lognorm, out_resp,
-                             out_label, S0s, S1s, block, vmc, n_slots, xb, lpt, tmp, resp,
-                             vec)
-        _slot_done(s, ll, ws, lls, wsums, False, ctrl)
+    # X, A^T, b, and scratch: the block in float64, its log-joints, moments
+    m = (X, np.ascontiguousarray(A.T), b, np.zeros((block, d)), np.empty((block, K)),
+         np.empty((K, d)))
+    _slot_loop(X.shape[0], m, _dense_block, _dense_stats, _no_end, sw, resp_in, do_stats,
+               out_lognorm, out_resp, out_label, S0s, S1s, lls, wsums, block, vmc, ctrl)
 
 
 # --------------------------------------------------------------------------
@@ -273,9 +301,22 @@ def _inside(j, d):
 
 
 @njit(**JIT_OPTIONS)
-def _csr_moments(data, indices, indptr, i0, nb, w, resp, S0, S1t, wrt):
-    """S0[k] += sum_t w r_k; S1t[j, k] += sum over the block's non-zeros
-    w r_k x_j (S1 transposed); ``wrt`` is (B, K) scratch for w r."""
+def _csr_block(m, i0, nb, logjoint, lp, mx):
+    """``read_block`` of the CSR kernel: no x (``_csr_stats`` reads the
+    non-zeros itself); bad counts the column indices out of range."""
+    data, indices, indptr, At, b, acc, _ = m
+    bad = 0
+    if logjoint:
+        bad = _csr_logjoint(data, indices, indptr, i0, nb, At, b, acc, lp, mx)
+    return 0, bad
+
+
+@njit(**JIT_OPTIONS)
+def _csr_stats(m, x, i0, nb, w, resp, S0, S1t):
+    """``add_stats`` of the CSR kernel: S0[k] += sum_t w r_k; S1t[j, k] +=
+    sum over the block's non-zeros w r_k x_j (S1 transposed), with the
+    (block, K) scratch ``wrt`` for w r."""
+    data, indices, indptr, _, _, _, wrt = m
     d, K = S1t.shape
     for k in range(K):
         s0 = 0.0
@@ -295,51 +336,17 @@ def _csr_moments(data, indices, indptr, i0, nb, w, resp, S0, S1t, wrt):
 
 
 @njit(**JIT_OPTIONS)
-def _csr_slot(s, data, indices, indptr, sw, At, b, resp_in, do_stats, out_lognorm,
-              out_resp, out_label, S0s, S1s, block, vmc, n_slots, acc, wrt, resp, vec):
-    n = indptr.shape[0] - 1
-    S0 = S0s[s]
-    S1t = S1s[s]
-    S0[:] = 0.0
-    S1t[:, :] = 0.0
-    ll = 0.0
-    ws = 0.0
-    bad = 0
-    b0, b1 = _slot_range(s, n_slots, (n + block - 1) // block)
-    for blk in range(b0, b1):
-        i0 = blk * block
-        nb = min(block, n - i0)
-        _load_weights(sw, i0, nb, vec[0])
-        if resp_in.shape[0] == 0:
-            bad += _csr_logjoint(data, indices, indptr, i0, nb, At, b, acc, resp, vec[4])
-        bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
-                                 out_label, vmc, sw.shape[0] > 0)
-        ll += bll
-        ws += bws
-        if do_stats:
-            _csr_moments(data, indices, indptr, i0, nb, vec[0], resp, S0, S1t, wrt)
-    return ll, ws, bad
-
-
-@njit(**JIT_OPTIONS)
 def _estep_linear_csr(data, indices, indptr, sw, A, b, resp_in, do_stats, out_lognorm,
                       out_resp, out_label, S0s, S1s, lls, wsums, block, vmc, ctrl):
     """Fused E-step of a linear family, CSR X; S1s is (S, d, K), the
     moments transposed (see the module docstring)."""
-    K, d = A.shape
-    n_slots = S0s.shape[0]
-    At = np.ascontiguousarray(A.T)
-    acc = np.empty(K)
-    wrt = np.empty((block, K))
-    resp, vec = _block_scratch(K, block)
-    while True:
-        s = claim_slot(ctrl)
-        if s >= n_slots:
-            break
-        ll, ws, bad = _csr_slot(s, data, indices, indptr, sw, At, b, resp_in, do_stats,
-                                out_lognorm, out_resp, out_label, S0s, S1s, block, vmc,
-                                n_slots, acc, wrt, resp, vec)
-        _slot_done(s, ll, ws, lls, wsums, bad > 0, ctrl)
+    K = A.shape[0]
+    # X, A^T, b, and scratch: a row's log-joints, the block's w r
+    m = (data, indices, indptr, np.ascontiguousarray(A.T), b, np.empty(K),
+         np.empty((block, K)))
+    _slot_loop(indptr.shape[0] - 1, m, _csr_block, _csr_stats, _no_end, sw, resp_in,
+               do_stats, out_lognorm, out_resp, out_label, S0s, S1s, lls, wsums, block, vmc,
+               ctrl)
 
 
 # --------------------------------------------------------------------------
@@ -450,8 +457,22 @@ def _categorical_logjoint(jc, nb, table, logw, lp, mx):
 
 
 @njit(**JIT_OPTIONS)
-def _categorical_counts(jc, nb, w, resp, S0, joint, r):
-    """S0[k] += sum_t w r_k; joint[k, jc[g, t]] += w r_k."""
+def _categorical_block(m, i0, nb, logjoint, lp, mx):
+    """``read_block`` of the categorical kernel: x is the block's joint codes
+    ``jc``; bad counts the codes out of range."""
+    X, off, groups, table, logw, jc, _, _ = m
+    bad = _load_joint(X, off, groups, i0, nb, jc)
+    if logjoint:
+        _categorical_logjoint(jc, nb, table, logw, lp, mx)
+    return jc, bad
+
+
+@njit(**JIT_OPTIONS)
+def _categorical_stats(m, jc, i0, nb, w, resp, S0, counts):
+    """``add_stats`` of the categorical kernel: S0[k] += sum_t w r_k; the
+    thread's joint counts joint[k, jc[g, t]] += w r_k (the slot's per-column
+    ``counts`` are made from them at its end)."""
+    joint, r = m[6], m[7]
     G = jc.shape[0]
     K = resp.shape[0]
     for k in range(K):
@@ -464,34 +485,13 @@ def _categorical_counts(jc, nb, w, resp, S0, joint, r):
 
 
 @njit(**JIT_OPTIONS)
-def _categorical_slot(s, X, off, groups, sw, table, logw, resp_in, do_stats, out_lognorm,
-                      out_resp, out_label, S0s, counts_s, block, vmc, n_slots, jc, joint,
-                      resp, vec):
-    n = X.shape[0]
-    S0 = S0s[s]
-    S0[:] = 0.0
-    joint[:, :] = 0.0
-    ll = 0.0
-    ws = 0.0
-    bad = 0
-    b0, b1 = _slot_range(s, n_slots, (n + block - 1) // block)
-    for blk in range(b0, b1):
-        i0 = blk * block
-        nb = min(block, n - i0)
-        _load_weights(sw, i0, nb, vec[0])
-        bad += _load_joint(X, off, groups, i0, nb, jc)
-        if resp_in.shape[0] == 0:
-            _categorical_logjoint(jc, nb, table, logw, resp, vec[4])
-        bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
-                                 out_label, vmc, sw.shape[0] > 0)
-        ll += bll
-        ws += bws
-        if do_stats:
-            _categorical_counts(jc, nb, vec[0], resp, S0, joint, vec[1])
-    counts_s[s, :, :] = 0.0
+def _categorical_end(m, counts, do_stats):
+    """``end_slot`` of the categorical kernel: the slot's joint counts
+    summed into its per-column counts, and zeroed for the next slot."""
+    off, groups, joint = m[1], m[2], m[6]
     if do_stats:
-        _joint_to_columns(off, groups, joint, counts_s[s], False)
-    return ll, ws, bad
+        _joint_to_columns(off, groups, joint, counts, False)
+        joint[:, :] = 0.0
 
 
 @njit(**JIT_OPTIONS)
@@ -499,19 +499,14 @@ def _estep_categorical(X, off, sw, logtheta, logw, resp_in, do_stats, out_lognor
                        out_label, S0s, counts_s, lls, wsums, block, vmc, ctrl):
     """Fused E-step of a categorical mixture (see the module docstring)."""
     K = logtheta.shape[0]
-    n_slots = S0s.shape[0]
     groups = _column_groups(off)
     G, _, _, goff = groups
     table = np.zeros((K, goff[G]))  # summed log-probabilities per joint code
     _joint_to_columns(off, groups, table, logtheta, True)
-    joint = np.empty((K, goff[G]))  # counts per joint code
-    jc = np.zeros((G, block), dtype=np.int64)
-    resp, vec = _block_scratch(K, block)
-    while True:
-        s = claim_slot(ctrl)
-        if s >= n_slots:
-            break
-        ll, ws, bad = _categorical_slot(s, X, off, groups, sw, table, logw, resp_in,
-                                        do_stats, out_lognorm, out_resp, out_label, S0s,
-                                        counts_s, block, vmc, n_slots, jc, joint, resp, vec)
-        _slot_done(s, ll, ws, lls, wsums, bad > 0, ctrl)
+    # X, the column groups, the table, logw, and scratch: the block's joint
+    # codes, the slot's counts per joint code, w r
+    m = (X, off, groups, table, logw, np.zeros((G, block), dtype=np.int64),
+         np.zeros((K, goff[G])), np.empty(block))
+    _slot_loop(X.shape[0], m, _categorical_block, _categorical_stats, _categorical_end, sw,
+               resp_in, do_stats, out_lognorm, out_resp, out_label, S0s, counts_s, lls, wsums,
+               block, vmc, ctrl)
