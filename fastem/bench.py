@@ -729,6 +729,12 @@ def main(argv=None):
               fastem bench                 quick table (two sizes, four covariance types)
               fastem bench --full          whole grid, float32, memory, cold start, threads;
                                            writes docs/benchmarks.md and docs/benchmarks.png
+              fastem bench --family poisson
+                                           a discrete family: fastem's time per iteration,
+                                           GFLOP/s and GB/s read, installed peers side by side
+              fastem bench --family bernoulli --full --out results
+                                           the speed issue's sizes, CSR memory; writes
+                                           results/benchmarks_bernoulli.md
         """),
     )
     add_arguments(parser)
@@ -742,6 +748,21 @@ def add_arguments(parser):
                         help="folder for benchmarks.md and the chart (default with --full: docs)")
     parser.add_argument("--grid", default=None,
                         help="sizes as n,d,k;n,d,k (e.g. '20000,2,3;5000,8,4')")
+    parser.add_argument("--family", default=None,
+                        choices=("bernoulli", "categorical", "poisson", "multinomial",
+                                 "binomial"),
+                        help="time a discrete family instead of the Gaussian grid: fastem's "
+                             "time per EM iteration, GFLOP/s and GB/s read against the "
+                             "machine's rates, and the peers installed side by side (--full: "
+                             "the sizes of the speed issue and the CSR fit's memory)")
+    parser.add_argument("--peers", default="auto",
+                        help="with --family: 'auto' (those installed), 'none', or some of "
+                             "stepmix,pomegranate,polca")
+    parser.add_argument("--levels", type=int, default=None,
+                        help="with --family categorical: levels per column (default 5)")
+    parser.add_argument("--density", type=float, default=None,
+                        help="with --family bernoulli or multinomial: CSR data with this "
+                             "fraction of non-zeros (multinomial default 0.005)")
 
 
 def run_from_args(args, records=None):
@@ -754,6 +775,20 @@ def run_from_args(args, records=None):
         if not grid or any(len(g) != 3 or min(g) < 1 for g in grid):
             raise ValueError(f"--grid expects sizes as n,d,k;n,d,k (positive integers), "
                              f"got {args.grid!r}")
+    family = getattr(args, "family", None)
+    if family is not None:
+        from .bench_discrete import run_family
+
+        run_family(family, full=args.full, grid=grid, repeats=args.repeats, peers=args.peers,
+                   levels=args.levels, density=args.density, out_dir=args.out,
+                   records=records)
+        return 0
+    for option in ("levels", "density"):
+        if getattr(args, option, None) is not None:
+            raise ValueError(f"--{option} goes with --family")
+    if getattr(args, "peers", "auto") != "auto":
+        raise ValueError("--peers goes with --family (the Gaussian bench compares with "
+                         "scikit-learn)")
     out = args.out if args.out is not None else ("docs" if args.full else None)
     run(full=args.full, grid=grid, repeats=args.repeats, out_dir=out, records=records)
     return 0
