@@ -560,7 +560,8 @@ _EXAMPLES = {
     "bench": """examples:
   fastem bench
   fastem bench --grid '20000,2,3;5000,8,4' --repeats 3
-  fastem bench --full                                 writes docs/benchmarks.md""",
+  fastem bench --full                                 writes docs/benchmarks.md
+  fastem bench --family poisson --peers none          a discrete family: time per iteration, rates""",
 }
 
 
