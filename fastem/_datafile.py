@@ -17,6 +17,12 @@ Text files (CSV, TSV, anything else that is not ``.npy`` or Parquet):
 * Every other line must have as many cells as the first, all numbers; the
   first that does not is an error naming its 1-based line (blank lines
   counted) and column.
+
+:func:`read_table` reads the same files for a family whose estimator codes
+categories itself (``--family categorical``): every cell is kept as text (a
+column of whole numbers only becomes integers), into a pandas DataFrame; the
+first line is a header unless all of its picked cells are numbers; an empty
+cell is an error naming its line and column.
 """
 
 import contextlib
@@ -37,7 +43,8 @@ class DataFileError(ValueError):
 
 
 class Data(NamedTuple):
-    """What :func:`read_data` read: the picked columns as a float64 array,
+    """What :func:`read_data` read: the picked columns as a float64 array
+    (:func:`read_table`: a pandas DataFrame, or the array of a ``.npy``),
     their names (None without a header), the kind of file (``"text"``,
     ``"npy"`` or ``"parquet"``) and the 1-based line of the header row of a
     text file (None if it has none)."""
@@ -66,12 +73,9 @@ def _count(n, what):
     return f"{n} {what}{'' if n == 1 else 's'}"
 
 
-def read_data(path, columns=None, header="auto"):
-    """Read a CSV/TSV, ``.npy`` or Parquet file as :class:`Data`.
-
-    ``columns`` is a comma-separated list of names or 0-based indices (only
-    these columns are read); ``header`` is ``"auto"`` (the rule in the
-    module docstring), ``"yes"`` or ``"no"`` (text files only)."""
+def _where(path, columns):
+    """The path, the wanted columns and the file's extension, once the path
+    is a file."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise DataFileError(f"data file {path!r} not found")
@@ -79,7 +83,16 @@ def read_data(path, columns=None, header="auto"):
         raise DataFileError(f"{path!r} is a directory; expected a CSV, TSV, .npy or "
                             "Parquet file")
     wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else []
-    ext = os.path.splitext(path)[1].lower()
+    return path, wanted, os.path.splitext(path)[1].lower()
+
+
+def read_data(path, columns=None, header="auto"):
+    """Read a CSV/TSV, ``.npy`` or Parquet file as :class:`Data`.
+
+    ``columns`` is a comma-separated list of names or 0-based indices (only
+    these columns are read); ``header`` is ``"auto"`` (the rule in the
+    module docstring), ``"yes"`` or ``"no"`` (text files only)."""
+    path, wanted, ext = _where(path, columns)
     if ext == ".npy":
         X = _read_npy(path)
         idx = _pick(None, X.shape[1], wanted, path)
@@ -287,3 +300,110 @@ def _first_bad_line(path, delimiter, start, n_cols, usecols):
                         what += " (a decimal comma: write 1.5, not 1,5)"
                     raise DataFileError(f"{path}: line {no}, column {j + 1}: {what}; "
                                         f"{_NUMBERS_ONLY}")
+
+
+# --------------------------------------------------------------------------
+# tables of categories (read_table)
+# --------------------------------------------------------------------------
+
+_INTEGER = re.compile(r"[-+]?\d+")
+
+
+def read_table(path, columns=None, header="auto"):
+    """Read a CSV/TSV, ``.npy`` or Parquet file of categories as
+    :class:`Data` whose ``X`` is a pandas DataFrame (a ``.npy`` file: its
+    array of codes): text cells stay text, a column of whole numbers only
+    becomes int64.  ``header="auto"``: the first line is a header unless
+    every picked cell of it is a number.  Needs pandas (not for ``.npy``)."""
+    path, wanted, ext = _where(path, columns)
+    if ext == ".npy":
+        X = _read_npy(path)
+        idx = _pick(None, X.shape[1], wanted, path)
+        data = Data(X if idx is None else np.ascontiguousarray(X[:, idx]), None, "npy")
+    else:
+        try:
+            import pandas as pd
+        except ImportError:
+            raise DataFileError("reading a table of categories needs pandas: pip install "
+                                "pandas (or pass integer codes in a .npy file)") from None
+        if ext in (".parquet", ".pq"):
+            data = Data(*_read_parquet_table(path, wanted, pd), "parquet")
+        else:
+            data = Data(*_read_text_table(path, wanted, "\t" if ext == ".tsv" else None,
+                                          header, pd))
+    if data.X.shape[0] == 0 or data.X.shape[1] == 0:
+        raise DataFileError(f"{path} holds no data ({data.X.shape[0]} rows x "
+                            f"{data.X.shape[1]} columns); expected at least one row")
+    return data
+
+
+def _read_parquet_table(path, wanted, pd):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataFileError("reading Parquet files needs pyarrow: pip install pyarrow") \
+            from None
+    try:
+        frame = pq.read_table(path).to_pandas()
+    except Exception as exc:  # noqa: BLE001  (pyarrow raises its own error classes)
+        raise DataFileError(f"{path} is not a readable Parquet file ({exc})") from None
+    names = [str(c) for c in frame.columns]
+    idx = _pick(names, len(names), wanted, path) or range(len(names))
+    frame = frame.iloc[:, list(idx)]
+    missing = frame.isna().to_numpy()
+    if missing.any():
+        row, j = (int(v[0]) for v in np.nonzero(missing))
+        raise DataFileError(f"column {names[idx[j]]!r} of {path} has a missing value at row "
+                            f"{row}; missing values are not supported: impute or drop those "
+                            "rows")
+    return frame, [names[i] for i in idx]
+
+
+def _read_text_table(path, wanted, delimiter, header, pd):
+    with _readable(path), _open_text(path) as fh:
+        rows = _non_blank(fh)
+        first_no, first = next(rows, (0, None))
+        if first is None:
+            raise DataFileError(f"{path} is empty (no line holds anything but whitespace); "
+                                "expected rows of categories")
+        if delimiter is None:
+            delimiter = next((c for c in "\t,;" if c in first), None)
+        cells = _cells(first, delimiter)
+        usecols = _pick(None if header == "no" else cells, len(cells), wanted, path)
+        picked = list(range(len(cells))) if usecols is None else usecols
+        is_header = header == "yes" or (
+            header == "auto" and not all(_is_number(cells[j]) for j in picked))
+        if not is_header:
+            _pick(None, len(cells), [w for w in wanted if not _is_index(w)], path)  # no names
+            rows = itertools.chain([(first_no, first)], rows)
+        values = [[] for _ in picked]
+        for no, line in rows:
+            row = _cells(line, delimiter)
+            if len(row) != len(cells) and (usecols is None or len(row) <= max(usecols)):
+                raise DataFileError(f"{path}: line {no} has {_count(len(row), 'cell')}, but "
+                                    f"the first row has {len(cells)}; every row needs the "
+                                    "same number of columns")
+            for out, j in zip(values, picked):
+                if row[j] == "":
+                    raise DataFileError(f"{path}: line {no}, column {j + 1}: empty cell; "
+                                        "every cell needs a category (missing values are not "
+                                        "supported: impute or drop those rows)")
+                out.append(row[j])
+    if not values[0]:
+        raise DataFileError(f"{path} has a header row (line {first_no}) but no data rows")
+    names = [c or f"Unnamed: {j}" for j, c in enumerate(cells)] if is_header else None
+    labels = [names[j] for j in picked] if names else list(range(len(picked)))
+    frame = pd.DataFrame({label: _column_values(v) for label, v in zip(labels, values)})
+    if is_header:
+        return frame, labels, "text", first_no
+    return frame, None, "text"
+
+
+def _column_values(cells):
+    """A column's cells: int64 if every one is a whole number, else text."""
+    if all(_INTEGER.fullmatch(c) for c in cells):
+        try:
+            return np.array([int(c) for c in cells], dtype=np.int64)
+        except OverflowError:
+            pass
+    return np.array(cells, dtype=object)

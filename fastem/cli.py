@@ -2,8 +2,10 @@
 
 Commands: ``fit``, ``predict``, ``score``, ``select``, ``sample``, ``demo``
 and ``bench`` (``fastem COMMAND --help`` shows each one's options and
-examples).  Every command takes ``--json`` (machine-readable output on
-stdout) and ``--quiet``; long work shows a progress bar on stderr when it is
+examples).  ``fit`` and ``select`` take ``--family`` (any family of
+:mod:`fastem._registry`; Gaussian by default); ``predict``, ``score`` and
+``sample`` work on a saved model of any family.  Every command takes
+``--json`` (machine-readable output on stdout) and ``--quiet``; long work shows a progress bar on stderr when it is
 a terminal.  Every failure that bad input or usage can cause (a bad file,
 cell, column, option, model file, output path or ``FASTEM_*`` variable)
 ends with a one-line error on stderr and exit code 2, never a traceback
@@ -25,7 +27,8 @@ import warnings
 import numpy as np
 
 from . import _config
-from ._datafile import HEADER_CHOICES, DataFileError, read_data
+from ._datafile import HEADER_CHOICES, DataFileError, read_data, read_table
+from ._registry import FAMILIES, family_of, get_family
 
 __all__ = ["build_parser", "main", "read_data", "write_table"]
 
@@ -78,6 +81,8 @@ def write_table(path, header, columns):
 def _fmt(v):
     if isinstance(v, (np.integer, int)):
         return str(int(v))
+    if isinstance(v, str):  # a category
+        return v
     return repr(float(v))
 
 
@@ -165,7 +170,8 @@ def _fit_with_progress(model, X, quiet):
     else:
         outer, per = model.n_init, model.max_iter
         what = ("init", "iteration")
-    bar = Progress(outer * per, f"fit k={model.n_components} {model.covariance_type}", quiet)
+    kind = getattr(model, "covariance_type", None) or family_of(model).name
+    bar = Progress(outer * per, f"fit k={model.n_components} {kind}", quiet)
 
     def on_iteration(i, j):
         bar.update(i * per + j, f"{what[0]} {i + 1}/{outer} {what[1]} {j}")
@@ -186,18 +192,29 @@ def _fit_with_progress(model, X, quiet):
 def _model_summary(model, X):
     from ._stats import bic_aic
 
-    d = model.means_.shape[1]
+    family = family_of(model)
     summary = {
         "class": type(model).__name__,
+        "family": family.name,
         "n_components": int(model.n_components),
-        "covariance_type": model.covariance_type,
+    }
+    if family.covariance:
+        summary["covariance_type"] = model.covariance_type
+    summary.update({
         "n_samples": int(X.shape[0]) if X is not None else None,
-        "n_features": int(d),
+        "n_features": int(model.n_features_in_),
         "n_iter": int(getattr(model, "n_iter_", 0)),
         "converged": bool(getattr(model, "converged_", False)),
         "weights": model.weights_.tolist(),
-        "means": model.means_.tolist(),
-    }
+    })
+    for param, _, _ in family.options:
+        summary[param] = np.asarray(model.get_params()[param]).tolist()
+    for attr in family.parameters:  # means, probabilities, rates
+        value = getattr(model, attr)
+        summary[attr.rstrip("_")] = ([np.asarray(v).tolist() for v in value]
+                                     if isinstance(value, list) else value.tolist())
+    if getattr(model, "categories_", None) is not None:
+        summary["categories"] = [c.tolist() for c in model.categories_]
     if X is not None:  # one pass over X for all three
         total, weight = model._total_loglik(X, None)
         bic, aic = bic_aic(total, weight, model._n_parameters())
@@ -207,16 +224,37 @@ def _model_summary(model, X):
 
 
 def _summary_text(s, names, data_line):
-    lines = [f"{s['class']}: k={s['n_components']}, covariance_type={s['covariance_type']!r}, "
-             f"{s['n_samples']} rows x {s['n_features']} features",
+    if "covariance_type" in s:
+        kind = f"covariance_type={s['covariance_type']!r}"
+    else:
+        kind = ", ".join([f"family {s['family']}"] + [
+            f"{p}={s[p]}" for p, _, _ in FAMILIES[s["family"]].options])
+    lines = [(f"{s['class']}: k={s['n_components']}, {kind}, "
+             f"{s['n_samples']} rows x {s['n_features']} features"),
              f"  data: {data_line}",
              f"  iterations {s['n_iter']}, converged {s['converged']}",
-             f"  log-likelihood {s['log_likelihood']:.6g} (mean {s['mean_log_likelihood']:.6g}"
-             f" per row), BIC {s['bic']:.6g}, AIC {s['aic']:.6g}"]
+             (f"  log-likelihood {s['log_likelihood']:.6g} (mean {s['mean_log_likelihood']:.6g}"
+             f" per row), BIC {s['bic']:.6g}, AIC {s['aic']:.6g}")]
     cols = names or [f"x{j}" for j in range(s["n_features"])]
-    for j, (w, m) in enumerate(zip(s["weights"], s["means"])):
-        mean = ", ".join(f"{c}={v:.4g}" for c, v in zip(cols, m))
-        lines.append(f"  component {j}: weight {w:.4f}, mean ({mean})")
+    if "means" in s:
+        for j, (w, m) in enumerate(zip(s["weights"], s["means"])):
+            mean = ", ".join(f"{c}={v:.4g}" for c, v in zip(cols, m))
+            lines.append(f"  component {j}: weight {w:.4f}, mean ({mean})")
+    for attr in FAMILIES[s["family"]].parameters:
+        key = attr.rstrip("_")
+        if key == "means":
+            continue
+        values = s[key]
+        for j, w in enumerate(s["weights"]):
+            if "categories" in s or (values and isinstance(values[0][0], list)):
+                lines.append(f"  component {j}: weight {w:.4f}, {key}:")
+                levels = s.get("categories") or [range(len(b[0])) for b in values]
+                for c, block, cats in zip(cols, values, levels):
+                    cells = ", ".join(f"{v}={p:.4g}" for v, p in zip(cats, block[j]))
+                    lines.append(f"    {c}: {cells}")
+            else:
+                cells = ", ".join(f"{c}={v:.4g}" for c, v in zip(cols, values[j]))
+                lines.append(f"  component {j}: weight {w:.4f}, {key} ({cells})")
     if "model" in s:
         lines.append(f"  saved to {s['model']}")
     return "\n".join(lines)
@@ -246,19 +284,54 @@ def _load_model(path):
     return load(path)
 
 
-def _read(args):
-    """The command's data file, as :class:`fastem._datafile.Data`."""
+def _read(args, family=None):
+    """The command's data file, as :class:`fastem._datafile.Data`: numbers,
+    or for a family that codes categories itself (``Family.table``) a
+    DataFrame of text and integer columns."""
+    if family is not None and family.table:
+        return read_table(args.data, args.columns, args.header)
     return read_data(args.data, args.columns, args.header)
+
+
+def _family(args):
+    """The ``--family`` of ``fit``/``select`` and the estimator parameters
+    its options give; options of other families are usage errors."""
+    try:
+        family = get_family(args.family)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    kwargs = {}
+    if not family.covariance:
+        for flag, given in (("--covariance", args.covariance),
+                            ("--reg-covar", getattr(args, "reg_covar", None))):
+            if given is not None:
+                raise CliError(f"{flag} is for --family gaussian only; a {family.name} "
+                               "mixture has no covariance: drop it")
+    for other in FAMILIES.values():
+        for param, flag, _ in other.options:
+            value = getattr(args, param, None)
+            if value is None:
+                continue
+            if other is not family and param not in (p for p, _, _ in family.options):
+                raise CliError(f"{flag} is for --family {other.name} only, not "
+                               f"{family.name}: drop it")
+            kwargs[param] = value
+    return family, kwargs
 
 
 def _check_features(model, X, path):
     """Same number of columns as at fit (names are not checked: the columns
-    are taken by position, as picked with --columns)."""
+    are taken by position, as picked with --columns).  Returns X, a table's
+    columns named as at fit."""
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
-    d = model.means_.shape[1]
+    d = model.n_features_in_
     if X.shape[1] != d:
         raise CliError(f"{path} has {X.shape[1]} columns, but the model was fitted on {d} "
                        "features; pick the same columns with --columns")
+    if hasattr(X, "columns"):  # by position: the names the model was fitted with
+        names = getattr(model, "feature_names_in_", None)
+        X = X.set_axis(list(names) if names is not None else list(range(d)), axis=1)
+    return X
 
 
 def _check_k(k, n_rows, path):
@@ -283,27 +356,34 @@ def _physical_memory():
 # --------------------------------------------------------------------------
 
 def _cmd_fit(args):
-    from .mixture import GaussianMixture
-    from .online import MiniBatchGaussianMixture
-
-    data = _read(args)
+    family, common = _family(args)
+    if args.online and args.n_init != 1:
+        raise CliError("--online runs one initialisation; drop --n-init")
+    try:
+        cls = family.estimator_class(online=args.online)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    data = _read(args, family)
     X, names = data.X, data.names
     _check_k(args.k, X.shape[0], args.data)
-    common = {"covariance_type": args.covariance, "max_iter": args.max_iter,
-              "reg_covar": args.reg_covar, "random_state": args.seed}
+    common.update(max_iter=args.max_iter, random_state=args.seed)
+    if family.covariance:
+        common.update(covariance_type=args.covariance or "full",
+                      reg_covar=1e-6 if args.reg_covar is None else args.reg_covar)
     if args.tol is not None:
         common["tol"] = args.tol
     if args.online:
-        if args.n_init != 1:
-            raise CliError("--online runs one initialisation; drop --n-init")
-        model = MiniBatchGaussianMixture(args.k, batch_size=args.batch_size, **common)
+        model = cls(args.k, batch_size=args.batch_size, **common)
     else:
-        model = GaussianMixture(args.k, n_init=args.n_init, **common)
+        model = cls(args.k, n_init=args.n_init, **common)
     with _collected_warnings(args.quiet):
         _fit_with_progress(model, X, args.quiet)
     summary = _model_summary(model, X)
-    _plot("components", args.plot, model, X)
-    if names:  # saved with the model; the rows above were given as an array
+    if family.covariance:
+        _plot("components", args.plot, model, X)
+    else:
+        _plot("profiles", args.plot, model, feature_names=names)
+    if names and not hasattr(X, "columns"):  # saved with the model (a table sets them)
         model.feature_names_in_ = np.asarray(names, dtype=object)
     if args.output:
         model.save(args.output)
@@ -317,13 +397,13 @@ def _cmd_fit(args):
 
 def _cmd_predict(args):
     model = _load_model(args.model)
-    data = _read(args)
-    _check_features(model, data.X, args.data)
+    data = _read(args, family_of(model))
+    X = _check_features(model, data.X, args.data)
     if args.proba:
-        P = model.predict_proba(data.X)
+        P = model.predict_proba(X)
         header, columns, result = [f"p{j}" for j in range(P.shape[1])], list(P.T), {"proba": P}
     else:
-        labels = model.predict(data.X)
+        labels = model.predict(X)
         header, columns, result = ["label"], [labels], {"labels": labels}
     if args.json:
         _emit_json({**result, "data": data.to_json(args.data)})
@@ -335,9 +415,8 @@ def _cmd_predict(args):
 
 def _cmd_score(args):
     model = _load_model(args.model)
-    data = _read(args)
-    X = data.X
-    _check_features(model, X, args.data)
+    data = _read(args, family_of(model))
+    X = _check_features(model, data.X, args.data)
     logp = model.score_samples(X)
     out = {"mean_log_density": float(np.mean(logp)), "data": data.to_json(args.data)}
     columns, header, notes = [logp], ["log_density"], [data.describe(args.data)]
@@ -387,21 +466,27 @@ def _parse_types(spec):
 def _cmd_select(args):
     from .select import select
 
-    data = _read(args)
+    family, params = _family(args)
+    data = _read(args, family)
     X, names = data.X, data.names
     ks = _parse_k(args.k or f"1-{min(10, X.shape[0])}", X.shape[0], args.data)
-    types = _parse_types(args.covariance)
+    if family.covariance:
+        types = _parse_types(args.covariance or ",".join(COVARIANCE_TYPES))
+        params["covariance_types"] = types
+    else:
+        types = [family.name]
     bar = Progress(len(ks) * len(types), "select", args.quiet)
     with _collected_warnings(args.quiet):
         try:
-            result = select(X, ks, types, criterion=args.criterion, n_init=args.n_init,
+            result = select(X, ks, criterion=args.criterion, n_init=args.n_init,
                             random_state=args.seed, max_iter=args.max_iter,
+                            family=family.name,
                             progress=lambda done, total, k, ct: bar.update(
-                                done, f"k={k} {ct}"))
+                                done, f"k={k} {ct}"), **params)
         finally:
             bar.close()
     best = result.best_estimator_
-    if names:
+    if names and not hasattr(X, "columns"):
         best.feature_names_in_ = np.asarray(names, dtype=object)
     if args.output:
         best.save(args.output)
@@ -410,14 +495,16 @@ def _cmd_select(args):
              for c, v in zip(result.records.dtype.names, r.tolist())}
             for r in result.records]
     if args.json:
-        _emit_json({"criterion": args.criterion, "best": result.best_params_,
+        _emit_json({"family": family.name, "criterion": args.criterion,
+                    "best": result.best_params_,
                     "best_score": float(result.best_score_), "table": rows,
                     "model": args.output, "data": data.to_json(args.data)})
         return 0
     crit = args.criterion.upper()
+    kind = (f"covariance_type={result.best_params_['covariance_type']!r}"
+            if family.covariance else f"family {family.name}")
     print(f"data: {data.describe(args.data)}\n\n{_selection_text(result)}\n\n"
-          f"Best by {crit}: k={result.best_params_['n_components']}, "
-          f"covariance_type={result.best_params_['covariance_type']!r} "
+          f"Best by {crit}: k={result.best_params_['n_components']}, {kind} "
           f"({crit} {result.best_score_:.6g})"
           + (f"\nsaved to {args.output}" if args.output else ""))
     return 0
@@ -425,10 +512,11 @@ def _cmd_select(args):
 
 def _selection_text(result):
     r = result.records
-    lines = [f"{'k':>3} {'covariance':<10} {'BIC':>14} {'AIC':>14} {'ICL':>14} "
-             f"{'params':>6} {'iter':>5} conv"]
+    what = "covariance" if result.covariance_types else "family"
+    lines = [(f"{'k':>3} {what:<10} {'BIC':>14} {'AIC':>14} {'ICL':>14} "
+             f"{'params':>6} {'iter':>5} conv")]
     for row in r:
-        lines.append(f"{row['n_components']:>3} {row['covariance_type']:<10} "
+        lines.append(f"{row['n_components']:>3} {row['covariance_type'] or result.family:<10} "
                      f"{row['bic']:>14.6g} {row['aic']:>14.6g} {row['icl']:>14.6g} "
                      f"{row['n_parameters']:>6} {row['n_iter']:>5} "
                      f"{'yes' if row['converged'] else 'no'}"
@@ -438,7 +526,7 @@ def _selection_text(result):
 
 def _cmd_sample(args):
     model = _load_model(args.model)
-    d = model.means_.shape[1]
+    d = model.n_features_in_
     need, memory = args.n * (d + 1) * 8, _physical_memory()
     if memory is not None and need > memory // 2:
         raise CliError(f"-n {args.n:,} rows of {d} features and their components need "
@@ -447,7 +535,13 @@ def _cmd_sample(args):
                        "different --seed values are independent draws)")
     if args.seed is not None:
         model.random_state = args.seed
-    X, y = model.sample(args.n)
+    try:
+        X, y = model.sample(args.n)
+    except NotImplementedError as exc:  # a family that cannot draw rows (yet)
+        raise CliError(f"cannot sample from this {type(model).__name__}: {exc}") from None
+    if not family_of(model).covariance and X.dtype.kind == "f" and \
+            np.array_equal(X, np.floor(X)):
+        X = X.astype(np.int64)  # counts and codes as whole numbers
     names = getattr(model, "feature_names_in_", None)
     header = [str(c) for c in names] if names is not None else \
         [f"x{j}" for j in range(X.shape[1])]
@@ -542,7 +636,10 @@ _EXAMPLES = {
   fastem fit data.csv -k 3 --covariance full -o model.fem
   fastem fit data.npy -k 5 --n-init 10 --seed 0 --json
   fastem fit data.csv -k 3 --columns height,weight --plot components.png
-  fastem fit big.npy -k 8 --online --batch-size 4096 -o model.fem""",
+  fastem fit big.npy -k 8 --online --batch-size 4096 -o model.fem
+  fastem fit answers.csv -k 3 --family bernoulli --plot profiles.png -o lca.fem
+  fastem fit scores.csv -k 2 --family binomial --n-trials 10
+  fastem fit survey.csv -k 4 --family categorical -o survey.fem""",
     "predict": """examples:
   fastem predict model.fem data.csv                  labels on stdout, one per row
   fastem predict model.fem data.csv --proba -o p.csv posterior probabilities""",
@@ -551,7 +648,8 @@ _EXAMPLES = {
   fastem score model.fem data.csv --anomalies 0.01 --plot scores.png""",
     "select": """examples:
   fastem select data.csv -k 1-10
-  fastem select data.csv -k 2,4,8 --covariance full,diag --n-init 5 -o best.fem""",
+  fastem select data.csv -k 2,4,8 --covariance full,diag --n-init 5 -o best.fem
+  fastem select counts.csv -k 1-6 --family poisson""",
     "sample": """examples:
   fastem sample model.fem -n 1000 --seed 0 -o synthetic.csv""",
     "demo": """examples:
@@ -588,6 +686,19 @@ def _add_output(p, what="write CSV here instead of stdout"):
     p.add_argument("-o", "--output", default=None, help=what)
 
 
+def _add_family(p):
+    """--family and the options of the families that have some (--n-trials)."""
+    lines = "; ".join(f"{f.name}: {f.description}" for f in FAMILIES.values())
+    p.add_argument("--family", choices=list(FAMILIES), default="gaussian",
+                   help=f"the mixture family (default gaussian). {lines}")
+    seen = set()
+    for family in FAMILIES.values():
+        for param, flag, help_ in family.options:
+            if flag not in seen:
+                seen.add(flag)
+                p.add_argument(flag, dest=param, type=_COUNTS, default=None, help=help_)
+
+
 def _add_fit_options(p):
     p.add_argument("--max-iter", type=_COUNT, default=100, help="EM iterations (default 100)")
     p.add_argument("--n-init", type=_COUNT, default=1, help="initialisations (default 1)")
@@ -620,6 +731,13 @@ _QUANTILE = _checked(float, "a number between 0 and 1 (exclusive), e.g. 0.01",
                      lambda v: 0 < v < 1)
 
 
+def _COUNTS(text):
+    """A whole number >= 1, or one per column: '10' or '10,10,20'."""
+    values = [_COUNT(part.strip()) for part in text.split(",")] if text.strip() else \
+        [_COUNT(text)]
+    return values[0] if len(values) == 1 else values
+
+
 def build_parser():
     parser = _Parser(
         prog="fastem",
@@ -633,26 +751,29 @@ def build_parser():
                               epilog=_EXAMPLES[name],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    p = command("fit", "fit a Gaussian mixture to a data file",
-                "Fit a Gaussian mixture by EM, print a summary (iterations, convergence, "
-                "log-likelihood, BIC, weights, means) and optionally save the model.")
+    p = command("fit", "fit a mixture (Gaussian, or --family ...) to a data file",
+                "Fit a mixture by EM, print a summary (iterations, convergence, "
+                "log-likelihood, BIC, weights, means or per-component probabilities) and "
+                "optionally save the model.")
     _add_data(p)
     p.add_argument("-k", "--n-components", dest="k", type=_COUNT, required=True,
                    help="number of components")
-    p.add_argument("--covariance", choices=COVARIANCE_TYPES, default="full",
-                   help="covariance type (default full)")
+    _add_family(p)
+    p.add_argument("--covariance", choices=COVARIANCE_TYPES, default=None,
+                   help="covariance type (--family gaussian only; default full)")
     _add_fit_options(p)
     p.add_argument("--tol", type=_NON_NEGATIVE, default=None,
                    help="convergence tolerance (default: the estimator's, 1e-3 for batch EM)")
     p.add_argument("--online", action="store_true",
-                   help="online (mini-batch) EM: MiniBatchGaussianMixture; --max-iter "
-                   "counts epochs")
+                   help="online (mini-batch) EM: the family's MiniBatch estimator "
+                   "(MiniBatchGaussianMixture...); --max-iter counts epochs")
     p.add_argument("--batch-size", type=_COUNT, default=1024,
                    help="rows per mini-batch with --online (default 1024)")
-    p.add_argument("--reg-covar", type=_NON_NEGATIVE, default=1e-6,
-                   help="added to the diagonal (default 1e-6)")
+    p.add_argument("--reg-covar", type=_NON_NEGATIVE, default=None,
+                   help="added to the diagonal (--family gaussian only; default 1e-6)")
     _add_output(p, "save the model (e.g. model.fem)")
-    p.add_argument("--plot", default=None, help="draw the components to this PNG")
+    p.add_argument("--plot", default=None, help="draw the components (discrete families: "
+                   "the component profiles) to this PNG")
     _add_common(p)
     p.set_defaults(func=_cmd_fit)
 
@@ -678,15 +799,17 @@ def build_parser():
     _add_common(p)
     p.set_defaults(func=_cmd_score)
 
-    p = command("select", "choose k and the covariance type by BIC/AIC/ICL",
-                "Fit every (k, covariance type) and print the BIC/AIC/ICL table and the "
-                "best model.")
+    p = command("select", "choose k (and the covariance type) by BIC/AIC/ICL",
+                "Fit every (k, covariance type) -- with --family, every k of that family's "
+                "mixture -- and print the BIC/AIC/ICL table and the best model.")
     _add_data(p)
     p.add_argument("-k", "--n-components", dest="k", default=None,
                    help="numbers of components: 3, 1-10 or 2,4,8, at most the number of "
                    "rows (default 1-10, or 1 to the number of rows if fewer)")
-    p.add_argument("--covariance", default=",".join(COVARIANCE_TYPES),
-                   help="comma-separated covariance types (default all four)")
+    _add_family(p)
+    p.add_argument("--covariance", default=None,
+                   help="comma-separated covariance types (--family gaussian only; default "
+                   "all four)")
     p.add_argument("--criterion", choices=("bic", "aic", "icl"), default="bic")
     _add_fit_options(p)
     _add_output(p, "save the best model here")

@@ -1,6 +1,6 @@
-"""Diagnostic plots for fitted Gaussian mixtures and model selection.
+"""Diagnostic plots for fitted mixtures and model selection.
 
-Four functions, each drawing on a matplotlib ``Axes`` (a new figure when
+Five functions, each drawing on a matplotlib ``Axes`` (a new figure when
 ``ax`` is None) and returning it:
 
 - :func:`components`: the data coloured by component, with the components'
@@ -11,11 +11,15 @@ Four functions, each drawing on a matplotlib ``Axes`` (a new figure when
 - :func:`selection`: BIC/AIC/ICL against ``n_components`` from a
   :class:`fastem.SelectionResult`;
 - :func:`log_density`: a histogram of ``score_samples(X)`` with an optional
-  anomaly threshold.
+  anomaly threshold;
+- :func:`profiles`: a heatmap of a discrete mixture's per-component
+  parameters (components x features, or x categories of each feature).
 
 They work with :class:`fastem.GaussianMixture`,
 :class:`fastem.MiniBatchGaussianMixture` and scikit-learn's
-``GaussianMixture`` (the same fitted attributes).  matplotlib is an optional
+``GaussianMixture`` (the same fitted attributes); :func:`log_density`,
+:func:`convergence` and :func:`selection` with every family, :func:`profiles`
+with the discrete ones (``BernoulliMixture``, ``PoissonMixture``, ...).  matplotlib is an optional
 dependency: ``pip install "fastem[plot]"``.  ``import fastem`` never imports
 it; this module is imported explicitly (``import fastem.plot``).  Only the
 object-oriented matplotlib API is used; ``pyplot`` only creates a figure
@@ -43,10 +47,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._data import sample_rows
+from ._registry import family_of
 from ._stats import COVARIANCE_TYPES
 from .select import CRITERIA, SelectionResult
 
-__all__ = ["components", "convergence", "log_density", "selection"]
+__all__ = ["components", "convergence", "log_density", "profiles", "selection"]
 
 #: Line style of each criterion in :func:`selection`.
 _CRITERION_STYLE = {"bic": "-", "aic": "--", "icl": ":"}
@@ -90,6 +95,20 @@ def _check_model(model, function):
             f"The model's covariance_type must be one of {list(COVARIANCE_TYPES)}, but "
             f"got {model.covariance_type!r}."
         )
+
+
+def _check_any_model(model, function):
+    """A fitted mixture of any fastem family, or a Gaussian mixture."""
+    family = family_of(model)
+    if family is None or family.covariance:
+        _check_model(model, function)
+        return
+    check_is_fitted(model, ["weights_"])
+
+
+def _n_features(model):
+    n = getattr(model, "n_features_in_", None)
+    return int(n) if n is not None else int(np.asarray(model.means_).shape[1])
 
 
 def _component_covariances(model):
@@ -451,7 +470,7 @@ def convergence(model, *, ax=None):
         If the fitted model has no ``lower_bounds_`` or no iterations were
         recorded (``max_iter=0``).
     """
-    _check_model(model, "convergence")
+    _check_any_model(model, "convergence")
     history = getattr(model, "lower_bounds_", None)
     if history is None:
         raise ValueError(
@@ -570,6 +589,8 @@ def selection(result, *, ax=None, criteria=("bic", "aic")):
     types = _column(table, "covariance_type").astype(str)
     order_types = list(result.covariance_types) or list(dict.fromkeys(types))
     colours = dict(zip(order_types, _colours(len(order_types))))
+    family = getattr(result, "family", "gaussian")
+    names = {ct: ct or family for ct in order_types}  # '' for a family without types
     ax = _new_axes(ax, "selection")
     for crit in criteria:
         values = _column(table, crit).astype(np.float64)
@@ -579,7 +600,7 @@ def selection(result, *, ax=None, criteria=("bic", "aic")):
                 continue
             rows = rows[np.argsort(ks[rows], kind="stable")]
             ax.plot(ks[rows], values[rows], linestyle=_CRITERION_STYLE[crit], marker="o",
-                    markersize=4, color=colours[ct], label=f"{ct} {crit.upper()}")
+                    markersize=4, color=colours[ct], label=f"{names[ct]} {crit.upper()}")
 
     best = result.best_index_
     on = result.criterion if result.criterion in criteria else criteria[0]
@@ -587,15 +608,16 @@ def selection(result, *, ax=None, criteria=("bic", "aic")):
     best_value = float(_column(table, on)[best])
     p = result.best_params_
     label = (f"best by {result.criterion.upper()}: k={p['n_components']}, "
-             f"{p['covariance_type']}")
+             f"{p.get('covariance_type', family)}")
     if on != result.criterion:
         label += f" (shown on {on.upper()})"
     ax.plot([best_k], [best_value], linestyle="none", marker="o", markersize=14,
             markerfacecolor="none", markeredgecolor="black", markeredgewidth=2, label=label)
     # a compact legend: colour = covariance type, line style = criterion
     drawn = {line.get_label() for line in ax.lines}
-    handles = [Line2D([], [], color=colours[ct], marker="o", markersize=4, label=ct)
-               for ct in order_types if any(f"{ct} {c.upper()}" in drawn for c in criteria)]
+    handles = [Line2D([], [], color=colours[ct], marker="o", markersize=4, label=names[ct])
+               for ct in order_types
+               if any(f"{names[ct]} {c.upper()}" in drawn for c in criteria)]
     if len(criteria) > 1:
         handles += [Line2D([], [], color="0.3", linestyle=_CRITERION_STYLE[c], label=c.upper())
                     for c in criteria]
@@ -650,7 +672,7 @@ def log_density(model, X, *, ax=None, anomaly_quantile=None, bins=50):
         If ``anomaly_quantile`` is not in (0, 1), ``bins`` is not a positive
         integer, or X does not fit the model.
     """
-    _check_model(model, "log_density")
+    _check_any_model(model, "log_density")
     bins = _check_positive_int(bins, "bins", "log_density")
     if anomaly_quantile is not None:
         q = anomaly_quantile
@@ -665,7 +687,7 @@ def log_density(model, X, *, ax=None, anomaly_quantile=None, bins=50):
             "fastem.plot.log_density needs the data X whose log-densities to show, but "
             "got X=None."
         )
-    X, _ = _rows_of(X, np.asarray(model.means_).shape[1], "log_density")
+    X, _ = _rows_of(X, _n_features(model), "log_density")
     scores = np.asarray(model.score_samples(X), dtype=np.float64).ravel()
     finite = np.isfinite(scores)
     n = scores.size
@@ -686,3 +708,121 @@ def log_density(model, X, *, ax=None, anomaly_quantile=None, bins=50):
     ax.legend(loc="upper left", fontsize="small")
     return ax
 
+
+
+# ----------------------------------------------------------------------
+# profiles (discrete families)
+# ----------------------------------------------------------------------
+
+#: Cells up to which :func:`profiles` writes each value in its cell.
+_ANNOTATE_MAX_CELLS = 150
+
+
+def _profile_matrix(model, attr, labels):
+    """``(matrix, column labels, boundaries between features)`` of a
+    discrete model's parameter ``attr``: (K, d), or the (K, C_j) blocks of a
+    categorical mixture side by side, their columns labelled
+    ``feature=category``."""
+    value = getattr(model, attr)
+    if not isinstance(value, list):
+        return np.asarray(value, dtype=np.float64), list(labels), []
+    categories = getattr(model, "categories_", None)
+    blocks, columns, bounds = [], [], []
+    for j, (block, name) in enumerate(zip(value, labels)):
+        block = np.asarray(block, dtype=np.float64)
+        levels = categories[j] if categories is not None else range(block.shape[1])
+        blocks.append(block)
+        columns += [f"{name}={c}" for c in levels]
+        bounds.append(len(columns))
+    return np.hstack(blocks), columns, bounds[:-1]
+
+
+def profiles(model, *, ax=None, feature_names=None, annotate=None, cmap="viridis"):
+    """Heatmap of a discrete mixture's component profiles: one row per
+    component (labelled with its weight), one column per feature -- for a
+    :class:`fastem.CategoricalMixture` one column per category of each
+    feature, features separated by white lines.
+
+    The colour is the component's parameter: the probability of a 1
+    (Bernoulli), of a success (binomial), of the feature's share of the
+    counts (multinomial) or of the category (categorical), on a 0-1 scale;
+    the rate (Poisson), from 0 to the largest rate.
+
+    Parameters
+    ----------
+    model : fitted discrete mixture
+        ``BernoulliMixture``, ``BinomialMixture``, ``PoissonMixture``,
+        ``MultinomialMixture``, ``CategoricalMixture`` or an online
+        counterpart.
+    ax : matplotlib.axes.Axes, default=None
+        Where to draw; None creates a new figure.
+    feature_names : sequence of str, default=None
+        One name per feature; default ``feature_names_in_`` or
+        ``"feature j"``.
+    annotate : bool, default=None
+        Write each value in its cell; None: when there are at most 150 cells.
+    cmap : str or matplotlib colormap, default="viridis"
+
+    Returns
+    -------
+    ax : matplotlib.axes.Axes
+        Its one image (``ax.images[0]``) holds the (n_components, columns)
+        matrix; the y tick labels read ``"k (w=0.31)"``, the x tick labels
+        the feature (``feature=category``) names; with a colour bar.
+
+    Raises
+    ------
+    TypeError
+        If the model is not one of fastem's discrete mixtures (for a
+        Gaussian mixture use :func:`components`).
+    sklearn.exceptions.NotFittedError
+        If the model is not fitted.
+    ValueError
+        If ``feature_names`` does not give one name per feature.
+    """
+    family = family_of(model)
+    if family is None or family.covariance or not family.parameters:
+        raise TypeError(
+            "fastem.plot.profiles expects a discrete mixture (fastem.BernoulliMixture, "
+            "BinomialMixture, PoissonMixture, MultinomialMixture, CategoricalMixture...), "
+            f"but got {type(model).__name__}. For a Gaussian mixture use "
+            "fastem.plot.components."
+        )
+    attr = family.parameters[0]
+    check_is_fitted(model, ["weights_", attr])
+    d = _n_features(model)
+    if feature_names is None:
+        names = getattr(model, "feature_names_in_", None)
+        labels = [str(n) for n in names] if names is not None and len(names) == d else \
+            [f"feature {j}" for j in range(d)]
+    else:
+        labels = [str(n) for n in feature_names] if not isinstance(feature_names, str) \
+            else [feature_names]
+        if len(labels) != d:
+            raise ValueError(
+                f"fastem.plot.profiles: feature_names should give one name per feature "
+                f"({d}), but has {len(labels)}."
+            )
+    matrix, columns, bounds = _profile_matrix(model, attr, labels)
+    weights = np.asarray(model.weights_, dtype=np.float64)
+    K = matrix.shape[0]
+    is_rate = attr == "rates_"
+    top = float(matrix.max()) if is_rate and matrix.size else 1.0
+    ax = _new_axes(ax, "profiles")
+    image = ax.imshow(matrix, aspect="auto", cmap=cmap, vmin=0.0, vmax=top or 1.0,
+                      interpolation="nearest")
+    ax.figure.colorbar(image, ax=ax, label="rate" if is_rate else "probability")
+    ax.set_yticks(range(K), [f"{k} (w={weights[k]:.2f})" for k in range(K)])
+    ax.set_xticks(range(len(columns)), columns, rotation=90 if len(columns) > 6 else 0)
+    for b in bounds:
+        ax.axvline(b - 0.5, color="white", linewidth=2)
+    if annotate is None:
+        annotate = matrix.size <= _ANNOTATE_MAX_CELLS
+    if annotate:
+        for (k, j), v in np.ndenumerate(matrix):
+            ax.text(j, k, f"{v:.2f}" if v < 100 else f"{v:.3g}", ha="center", va="center",
+                    fontsize="x-small", color="black" if v > 0.6 * (top or 1.0) else "white")
+    ax.set_ylabel("component (weight)")
+    ax.set_xlabel("category of each feature" if bounds or columns != labels else "feature")
+    ax.set_title(f"{type(model).__name__}: component profiles")
+    return ax
