@@ -5,8 +5,8 @@ and ``bench`` (``fastem COMMAND --help`` shows each one's options and
 examples).  ``fit`` and ``select`` take ``--family`` (any family of
 :mod:`fastem._registry`; Gaussian by default); ``predict``, ``score`` and
 ``sample`` work on a saved model of any family.  Every command takes
-``--json`` (machine-readable output on stdout) and ``--quiet``; long work shows a progress bar on stderr when it is
-a terminal.  Every failure that bad input or usage can cause (a bad file,
+``--json`` (machine-readable output on stdout) and ``--quiet``; long work
+shows a progress bar on stderr when it is a terminal.  Every failure that bad input or usage can cause (a bad file,
 cell, column, option, model file, output path or ``FASTEM_*`` variable)
 ends with a one-line error on stderr and exit code 2, never a traceback
 (``FASTEM_DEBUG=1`` shows the traceback of an unexpected error, exit 1).
