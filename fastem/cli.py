@@ -659,7 +659,7 @@ _EXAMPLES = {
   fastem bench
   fastem bench --grid '20000,2,3;5000,8,4' --repeats 3
   fastem bench --full                                 writes docs/benchmarks.md
-  fastem bench --family poisson --peers none          a discrete family: time per iteration, rates""",
+  fastem bench --family poisson --peers none          a discrete family, fastem only""",
 }
 
 
