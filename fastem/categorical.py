@@ -25,16 +25,15 @@ from .families.linear import LinearParams
 class CategoricalMixture(_DiscreteMixture):
     __doc__ = (
         "Mixture of independent categorical variables (latent class analysis), fitted "
-        "by EM.\n" + _COMMON_DOC.format(theta="probabilities").replace(
-            "array-like of shape (n_components, n_features)",
-            "list of n_features arrays of shape (n_components, C_j)")
-        + "    n_categories : int, array-like of shape (n_features,) or None, default=None\n"
-          "        Categories per column (codes 0 .. C_j - 1); None takes them from the\n"
-          "        data at fit (the largest code + 1, or the distinct values of a\n"
-          "        coded column).\n\n"
-          "    Attributes\n    ----------\n"
-          "    probabilities_ : list of n_features arrays of shape (n_components, C_j)\n"
-          "    n_categories_ : ndarray of shape (n_features,)\n"
+        "by EM.\n" + _COMMON_DOC.format(
+            theta="probabilities",
+            theta_shape="list of n_features arrays of shape (n_components, C_j)",
+            extra=("    n_categories : int, array-like of shape (n_features,) or None, "
+                   "default=None\n"
+                   "        Categories per column (codes 0 .. C_j - 1); None takes them from\n"
+                   "        the data at fit (the largest code + 1, or the distinct values of\n"
+                   "        a coded column).\n"))
+        + "    n_categories_ : ndarray of shape (n_features,)\n"
           "    categories_ : list of n_features arrays\n"
           "        The values behind codes 0 .. C_j - 1 when X was a DataFrame or an\n"
           "        array of strings (else not set).\n")

@@ -413,28 +413,74 @@ def _csr_where(X, i):
     return f"row {row}, column {int(X.indices[i])}"
 
 
+_KD = "array-like of shape (n_components, n_features)"
+
 _COMMON_DOC = """
     Parameters
     ----------
     n_components : int, default=1
+        The number of mixture components (latent classes).
     tol : float, default=1e-3
-        EM stops when the mean log-likelihood changes by less than ``tol``.
+        EM stops when the mean log-likelihood per row changes by less than
+        ``tol`` between two iterations (0: run all ``max_iter`` iterations).
     max_iter : int, default=100
+        The number of EM iterations to perform.
     n_init : int, default=1
+        The number of initialisations; the best result is kept.
     init_params : {{'kmeans', 'k-means++', 'random', 'random_from_data'}}, default='kmeans'
+        How the start is made, on a random sample of max(4096, 256 *
+        n_components) rows: 'kmeans' from k-means labels (on one-hot codes for
+        categorical data) blended with random responsibilities (0.7 / 0.3,
+        so that restarts explore other optima); 'k-means++' from k-means++
+        seed rows; 'random' from random responsibilities; 'random_from_data'
+        from randomly chosen rows.
     weights_init : array-like of shape (n_components,), default=None
-    {theta}_init : array-like of shape (n_components, n_features), default=None
+        User-provided initial weights.
+    {theta}_init : {theta_shape}, default=None
+        User-provided initial {theta}.
     random_state : int, RandomState instance or None, default=None
+        Seed for the initialisation, collapse re-seeding and :meth:`sample`.
     warm_start : bool, default=False
+        Start each ``fit`` from the previous solution (``n_init`` is then
+        ignored after the first fit).
     verbose : int, default=0
+        1 prints each initialisation and iteration; 2 adds timings and the
+        change of the log-likelihood.
     verbose_interval : int, default=10
+        Iterations between two messages.
     on_collapse : {{'reseed', 'raise'}}, default='reseed'
+        What to do when a component is starved (less than one effective row):
+        'reseed' restarts it half way between a row the others explain worst
+        and the sample's mean, records it in ``collapse_events_`` and warns
+        once (:class:`fastem.CollapseWarning`); 'raise' raises when a
+        component has no data at all.
     accelerate : {{'squarem'}} or None, default=None
+        'squarem' accelerates EM with SQUAREM (docs/squarem.md), extrapolating
+        in unconstrained coordinates (logits, log rates, log-ratios).
     fixed_weights : bool, default=False
-        Keep the weights at ``weights_init`` (or uniform); never re-estimate them.
+        Keep the weights at ``weights_init`` (or uniform); never re-estimate
+        them (they are then not counted as free parameters).
     alpha : float, default=0.0
         Symmetric pseudo-count added to the parameter statistics (0: maximum
-        likelihood).
+        likelihood); probabilities stay inside [1e-10, 1 - 1e-10] and rates
+        above 1e-10 in any case.  The weights are never smoothed.
+{extra}
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    {theta}_ : {theta_shape}
+    converged_ : bool
+    n_iter_ : int
+    n_em_maps_ : int
+        E+M passes over the data (up to 3 per SQUAREM cycle).
+    lower_bound_ : float
+        Mean log-likelihood per row (weighted mean with ``sample_weight``) at
+        the start of the last iteration of the best initialisation.
+    lower_bounds_ : list of float
+    n_reseeds_ : int
+    collapse_events_ : list of (iteration, component, action)
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
 """
 
 
@@ -459,7 +505,7 @@ def _discrete_init(self, n_components, tol, max_iter, n_init, init_params, weigh
 
 class BernoulliMixture(_DiscreteMixture):
     __doc__ = ("Mixture of independent Bernoulli variables (latent class analysis of "
-               "binary items), fitted by EM.\n" + _COMMON_DOC.format(theta="probabilities"))
+               "binary items), fitted by EM.\n" + _COMMON_DOC.format(theta="probabilities", theta_shape=_KD, extra=""))
 
     _parameter_constraints: ClassVar[dict] = {**_DiscreteMixture._parameter_constraints,
                               "probabilities_init": ["array-like", None]}
@@ -478,8 +524,11 @@ class BernoulliMixture(_DiscreteMixture):
 
 class BinomialMixture(_DiscreteMixture):
     __doc__ = ("Mixture of independent binomial counts (``n_trials`` per column), "
-               "fitted by EM.\n" + _COMMON_DOC.format(theta="probabilities")
-               + "    n_trials : int or array-like of shape (n_features,)\n")
+               "fitted by EM.\n" + _COMMON_DOC.format(
+                   theta="probabilities", theta_shape=_KD, extra=(
+                       "    n_trials : int or array-like of shape (n_features,), default=1\n"
+                       "        Trials per cell: one for every column, or one per column;\n"
+                       "        X holds successes 0 .. n_trials.\n")))
 
     _parameter_constraints: ClassVar[dict] = {**_DiscreteMixture._parameter_constraints,
                               "probabilities_init": ["array-like", None],
@@ -510,7 +559,7 @@ class BinomialMixture(_DiscreteMixture):
 
 class PoissonMixture(_DiscreteMixture):
     __doc__ = ("Mixture of independent Poisson counts, fitted by EM.\n"
-               + _COMMON_DOC.format(theta="rates"))
+               + _COMMON_DOC.format(theta="rates", theta_shape=_KD, extra=""))
 
     _parameter_constraints: ClassVar[dict] = {**_DiscreteMixture._parameter_constraints,
                               "rates_init": ["array-like", None]}
@@ -529,7 +578,7 @@ class PoissonMixture(_DiscreteMixture):
 
 class MultinomialMixture(_DiscreteMixture):
     __doc__ = ("Mixture of multinomial count vectors (bag of words), fitted by EM.\n"
-               + _COMMON_DOC.format(theta="probabilities"))
+               + _COMMON_DOC.format(theta="probabilities", theta_shape=_KD, extra=""))
 
     _parameter_constraints: ClassVar[dict] = {**_DiscreteMixture._parameter_constraints,
                               "probabilities_init": ["array-like", None]}
