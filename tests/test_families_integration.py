@@ -727,7 +727,13 @@ def test_cli_fit_plot_draws_profiles_for_discrete_families(cli_files, capsys, tm
     rc, _, err = _run(capsys, ["select", cli_files / "poisson.csv", "-k", "1-2", "--family",
                                "poisson", "--plot", tmp_path / "s.png", "--quiet"])
     assert rc == 0, err
-    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fastem.PoissonMixture(2, random_state=0).fit(_data("poisson")).save(tmp_path / "p.fem")
+    rc, _, err = _run(capsys, ["score", tmp_path / "p.fem", cli_files / "poisson.csv",
+                               "--anomalies", 0.05, "--plot", tmp_path / "d.png", "-o",
+                               tmp_path / "d.csv"])
+    assert rc == 0, err
+    for png in ("s.png", "d.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # ----------------------------------------------------------------------
@@ -801,3 +807,40 @@ def test_other_plots_serve_discrete_models():
     labels = [line.get_label() for line in ax.lines]
     assert labels[:2] == ["poisson BIC", "poisson ICL"]
     assert labels[-1].startswith("best by BIC: k=2, poisson")
+
+
+# ----------------------------------------------------------------------
+# random signed edits: refused, or a model that works
+# ----------------------------------------------------------------------
+
+N_RANDOM_EDITS = 120
+
+
+def test_random_signed_edits_of_discrete_files_are_refused_or_work(files, tmp_path):
+    from test_model_files_hostile import _random_array
+
+    rng = np.random.default_rng(11)
+    keys = sorted(k for k in files if k != "MG")
+    data = {k: _frame(60) if k in ("C", "MC") else _data(
+        {"B": "bernoulli", "MB": "bernoulli", "P": "poisson", "Bin": "binomial",
+         "M": "multinomial"}[k], 60) for k in keys}
+    refused = 0
+    for _ in range(N_RANDOM_EDITS):
+        key = keys[rng.integers(len(keys))]
+        with np.load(files[key], allow_pickle=False) as z:
+            names = sorted(n for n in z.files if n != "fastem_metadata")
+        name = names[rng.integers(len(names))]
+        path = _rewrite(files[key], tmp_path / "edited.fem", resign=True,
+                        arrays=lambda e, name=name: e.update({name: _random_array(rng, e[name])}))
+        try:
+            model = load(path)
+        except ValueError as exc:
+            assert str(exc).startswith("Cannot load"), exc
+            refused += 1
+            continue
+        X = data[key]
+        P, logp = model.predict_proba(X), model.score_samples(X)
+        assert np.isfinite(P).all() and np.allclose(P.sum(axis=1), 1.0)
+        assert np.isfinite(logp).all()
+        assert np.array_equal(model.predict(X), P.argmax(axis=1))
+    assert 0 < refused < N_RANDOM_EDITS
