@@ -20,6 +20,7 @@ def quick(monkeypatch):
     """Short timed fits, and no machine-rate measurement (256 MiB streamed)
     except in the test of the bandwidth kernel itself."""
     monkeypatch.setattr(bd, "TARGET_SECONDS", 0.01)
+    monkeypatch.setattr(bd, "PEER_TARGET_SECONDS", 0.01)
     monkeypatch.setattr(bd, "machine_rates", lambda log=print: dict(RATES))
 
 
