@@ -135,15 +135,23 @@ def test_bench_cli_family_json(capsys):
     assert records[0]["note"] == "CSR" and records[0]["seconds"] > 0
 
 
-def test_categorical_runs_or_is_skipped_with_a_message(capsys):
+def test_categorical_is_skipped_with_a_message_while_fastem_lacks_it(monkeypatch, capsys):
+    monkeypatch.delattr(fastem, "CategoricalMixture", raising=False)
+    rc = main(["bench", "--family", "categorical", "--grid", "2000,4,2", "--repeats", "1",
+               "--peers", "none"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "fastem.CategoricalMixture does not exist yet" in out and "(no case ran)" in out
+
+
+def test_categorical_runs_once_fastem_has_it(capsys):
+    if getattr(fastem, "CategoricalMixture", None) is None:
+        pytest.skip("fastem.CategoricalMixture does not exist yet")
     rc = main(["bench", "--family", "categorical", "--grid", "2000,4,2", "--levels", "3",
                "--repeats", "1", "--peers", "none"])
-    out = capsys.readouterr().out
     assert rc == 0
-    if getattr(fastem, "CategoricalMixture", None) is None:
-        assert "CategoricalMixture does not exist yet" in out
-    else:
-        assert ["categorical-2000x4", "fastem"] in [_cells(line)[:2] for line in out.splitlines()]
+    out = capsys.readouterr().out
+    assert ["categorical-2000x4", "fastem"] in [_cells(line)[:2] for line in out.splitlines()]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -185,8 +193,18 @@ def test_peer_runs_the_same_em_as_fastem(peer, name, tol):
     rows = bd.bench_case(case, peers=(peer,), repeats=1, log=lambda *a: None)
     assert [r["library"] for r in rows] == ["fastem", peer]
     assert rows[1]["max_diff"] < tol
-    assert rows[1]["iters"][1] >= 3 and rows[1]["speedup"] == pytest.approx(
-        rows[1]["seconds"] / rows[0]["seconds"])
+    assert rows[1]["iters"][1] >= 3
+    _check_speedup(rows[1], rows[0])
+
+
+def _check_speedup(peer, fe):
+    """The speed-up is per row; a non-positive median (noise at these tiny
+    sizes) has none and says so."""
+    if peer["seconds"] > 0 and fe["seconds"] > 0:
+        assert peer["speedup"] == pytest.approx(
+            (peer["seconds"] / peer["rows"]) / (fe["seconds"] / fe["rows"]))
+    else:
+        assert np.isnan(peer["speedup"]) or "UNRELIABLE" in fe["note"]
 
 
 def test_text_peers_densify_fewer_rows_and_compare_per_row():
@@ -197,7 +215,7 @@ def test_text_peers_densify_fewer_rows_and_compare_per_row():
                          log=lambda *a: None)
     fe, sm = rows
     assert fe["rows"] == 1000 and sm["rows"] == 300 and "densified" in sm["note"]
-    assert sm["speedup"] == pytest.approx((sm["seconds"] / 300) / (fe["seconds"] / 1000))
+    _check_speedup(sm, fe)
 
 
 def test_fit_memory_of_a_csr_fit_is_measured_in_a_child():
