@@ -63,8 +63,8 @@ Eigen::
     pip install --no-build-isolation \\
         --config-settings=cmake.define.pybind11_DIR=$(python -m pybind11 --cmakedir) .
 
-Expected duration at full size on a quiet 2-core machine: about 10-15
-minutes, nearly all of it the peers (0.6-5 s per iteration; per peer and
+Expected duration at full size on a quiet 2-core machine: about 10 minutes
+(allow 15), nearly all of it the peers (0.6-5 s per iteration; per peer and
 case a warm-up of 1 + 3 iterations, then 3 repeats of 1 + 3 to 1 + 5
 iterations).  Peak memory about 10 GB: StepMix's densified 20,000 x 20,000
 text in float64 (3.2 GB) and its temporaries.

@@ -701,7 +701,10 @@ def bench_case(case, peers=(), peer_rows=None, repeats=3, peak=None, bandwidth=N
                 w, theta = _compare_fit(case, start, r.iters[1], X[:r.rows], info)
                 row["max_diff"] = max(_rel_diff(r.result[1], theta),
                                       _rel_diff(r.result[0], w))
-                if info.get("n_reseeds"):
+                if not np.isfinite(r.result[1]).all():
+                    row["note"] = (row["note"] + "; " if row["note"] else "") + (
+                        f"{r.name}'s parameters hold NaN (a component lost all its rows)")
+                elif info.get("n_reseeds"):
                     row["note"] = (row["note"] + "; " if row["note"] else "") + (
                         f"diff n/a: on these {r.rows:,} rows fastem re-seeded "
                         f"{info['n_reseeds']} collapsed component(s), {r.name} does not")
@@ -935,8 +938,9 @@ def run_family(family, full=False, grid=None, repeats=3, peers="auto", levels=No
                density=None, out_dir=None, log=print, records=None):
     """``fastem bench --family``: fastem's time per EM iteration, GFLOP/s and
     GB/s read against the machine's rates for ``family`` (and the peers
-    installed, side by side); with ``full`` the issue's sizes and, on CSR,
-    the fit's peak memory. Returns the markdown; ``out_dir`` also gets it as
+    installed, side by side; on text they densify PEER_TEXT_ROWS scaled by
+    the text's rows over 100,000); with ``full`` the issue's sizes and, on
+    CSR, the fit's peak memory. Returns the markdown; ``out_dir`` also gets it as
     ``benchmarks_<family>.md``."""
     import platform
     from pathlib import Path
@@ -946,7 +950,12 @@ def run_family(family, full=False, grid=None, repeats=3, peers="auto", levels=No
     log(f"fastem bench --family {family}: {numba.get_num_threads()} threads, numba "
         f"{numba.__version__}, {platform.machine()}; peers: "
         + (", ".join(f"{p} {peer_version(p)}" for p in names) or "none"))
-    text = run_cases(cases, names, repeats=repeats, memory=full, log=log, records=records)[0]
+    # peers densify text: their rows scale with the text's (the issue's at 100,000)
+    text_n = max([c.n for c in cases if c.sparse], default=CASES["text-bernoulli"].n)
+    peer_rows = {p: max(50, min(v, v * text_n // CASES["text-bernoulli"].n))
+                 for p, v in PEER_TEXT_ROWS.items()}
+    text = run_cases(cases, names, peer_rows, repeats=repeats, memory=full, log=log,
+                     records=records)[0]
     how = (f"Measured by `fastem bench --family {family}{' --full' if full else ''}` on "
            f"{time.strftime('%Y-%m-%d')}. Method: `fastem.bench_discrete` (same start, "
            "`tol=0`, difference of a long and a short fit, interleaved repeats, medians; "
