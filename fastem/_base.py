@@ -327,7 +327,7 @@ class BaseMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
         labels = None
         noise = None
         if self.init_params == "kmeans":
-            _, labels = kmeans(self._kmeans_input(Xs), k, random_state, sws)
+            labels = self._kmeans_labels(Xs, k, random_state, sws)
             if self._label_noise:
                 noise = np.random.RandomState(random_state.randint(np.iinfo(np.int32).max))
         elif self.init_params == "random":
@@ -336,7 +336,7 @@ class BaseMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
             if self.init_params == "random_from_data":
                 chosen = random_state.choice(ns, size=k, replace=False)
             else:  # "k-means++"
-                _, chosen = kmeans_plusplus(self._kmeans_input(Xs), k, random_state, sws)
+                chosen = self._kmeans_seeds(Xs, k, random_state, sws)
             labels = np.full(ns, -1, dtype=np.int64)  # rows not chosen weigh 0
             labels[chosen] = np.arange(k)
         # statistics of the sample from hard labels or random responsibilities,
@@ -362,6 +362,14 @@ class BaseMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
             stats = part if stats is None else stats + part
         params = self._init_m_step(stats, X, sw, recovery, sws)
         return self._with_inits(params, inits)
+
+    def _kmeans_labels(self, Xs, k, random_state, sws):
+        """k-means labels of the sample (the 'kmeans' start)."""
+        return kmeans(self._kmeans_input(Xs), k, random_state, sws)[1]
+
+    def _kmeans_seeds(self, Xs, k, random_state, sws):
+        """The rows k-means++ picks (the 'k-means++' start)."""
+        return kmeans_plusplus(self._kmeans_input(Xs), k, random_state, sws)[1]
 
     def _kmeans_input(self, Xs):
         """The rows k-means and k-means++ see (a family may encode them)."""

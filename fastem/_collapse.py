@@ -21,6 +21,7 @@ Every action is recorded as ``(iteration, component, action)``.
 """
 
 import numpy as np
+from scipy import sparse
 
 from ._data import sample_weighted_rows, take_rows
 from ._estep import evaluate
@@ -95,7 +96,8 @@ class BaseRecovery:
         idx = sample_weighted_rows(rs, X.shape[0], _RESEED_SAMPLE, sample_weight)
         if idx is None:
             idx = np.arange(X.shape[0])
-        Xs = np.asarray(take_rows(X, idx), dtype=np.float64)  # rows of positive weight
+        Xs = take_rows(X, idx)  # rows of positive weight, float64 (CSR stays CSR)
+        Xs = Xs.astype(np.float64) if sparse.issparse(Xs) else np.asarray(Xs, dtype=np.float64)
         m = Xs.shape[0]
         score = np.zeros(m) if score_others is None else score_others(Xs)
         order = np.argsort(score, kind="stable")

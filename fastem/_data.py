@@ -34,6 +34,7 @@ import mmap
 import sys
 
 import numpy as np
+from scipy import sparse
 
 from . import _config
 from ._validation import FiniteCheck
@@ -85,7 +86,9 @@ def sample_weighted_rows(random_state, n, size, sample_weight=None):
 def take_rows(X, idx):
     """Rows ``idx`` (sorted) of an in-memory array or a :class:`RowSource`,
     as an in-memory array; a RowSource reads only those rows."""
-    return X.take(idx) if isinstance(X, RowSource) else np.asarray(X[idx])
+    if isinstance(X, RowSource):
+        return X.take(idx)
+    return X[idx] if sparse.issparse(X) else np.asarray(X[idx])
 
 
 def is_out_of_core(X):

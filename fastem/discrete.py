@@ -308,6 +308,25 @@ class _DiscreteMixture(BaseMixture):
     def _kmeans_input(self, Xs):
         return self._family.kmeans_input(Xs)
 
+    def _kmeans_labels(self, Xs, k, random_state, sws):
+        if not sparse.issparse(Xs):
+            return super()._kmeans_labels(Xs, k, random_state, sws)
+        # a CSR sample (text): scikit-learn's sparse k-means, never densified
+        from sklearn.cluster import KMeans
+
+        seed = random_state.randint(np.iinfo(np.int32).max)
+        return KMeans(k, n_init=1, random_state=seed).fit(
+            Xs.astype(np.float64), sample_weight=sws).labels_
+
+    def _kmeans_seeds(self, Xs, k, random_state, sws):
+        if not sparse.issparse(Xs):
+            return super()._kmeans_seeds(Xs, k, random_state, sws)
+        from sklearn.cluster import kmeans_plusplus
+
+        seed = random_state.randint(np.iinfo(np.int32).max)
+        return kmeans_plusplus(Xs.astype(np.float64), k, sample_weight=sws,
+                               random_state=seed)[1]
+
     def _init_m_step(self, stats, X, sw, recovery, sws):
         if (stats.S0 > 0).all() or recovery is None:
             return self._plain_m_step(stats, X)

@@ -341,3 +341,33 @@ def test_bad_inits(kwargs, words):
 def test_bad_n_trials():
     with pytest.raises(ValueError, match="n_trials"):
         fastem.BinomialMixture(n_trials=[3, 4]).fit(np.ones((5, 3), dtype=int))
+
+
+@pytest.mark.parametrize("family", ["bernoulli", "multinomial", "poisson"])
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_sparse_text_starts_without_densifying(family, init_params):
+    """A CSR sample larger than the initialisation sample: k-means and
+    k-means++ run on the sparse rows; fitted models are reused as starts."""
+    rng = np.random.default_rng(15)
+    n, d = 5000, 400
+    topics = rng.dirichlet(np.full(d, 0.05), size=2)
+    z = rng.integers(0, 2, n)
+    X = sp.csr_matrix(np.stack([rng.multinomial(12, topics[k]) for k in z]))
+    if family == "bernoulli":
+        X.data[:] = 1
+    m = CLASSES[family](2, init_params=init_params, random_state=0, max_iter=30).fit(X)
+    assert np.isfinite(m.lower_bound_)
+    again = model(family, (m.weights_, theta_of(m)), max_iter=1).fit(X)
+    assert np.isfinite(again.lower_bound_)
+
+
+def test_sparse_starved_component_is_reseeded():
+    rng = np.random.default_rng(16)
+    X = sp.random(3000, 200, density=0.05, format="csr", random_state=16,
+                  data_rvs=lambda k: np.ones(k))
+    start = np.vstack([rng.uniform(0.03, 0.07, (2, 200)), np.full((1, 200), 1e-6)])
+    m = fastem.BernoulliMixture(3, probabilities_init=start, weights_init=[.45, .45, .1],
+                                max_iter=10, random_state=0)
+    with pytest.warns(fastem.CollapseWarning):
+        m.fit(X)
+    assert m.n_reseeds_ >= 1 and np.isfinite(m.lower_bound_)

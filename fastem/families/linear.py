@@ -135,6 +135,8 @@ class LinearFamily:
         """The parameters of a component re-seeded at row ``i`` of the
         sample ``Xs``: half way between the row and the sample's mean (a
         point mass would put probabilities at their bounds)."""
+        if sparse.issparse(Xs):  # never densify the sample: one row and the mean
+            return self._restart(Xs[i].toarray().ravel(), np.asarray(Xs.mean(axis=0)).ravel())
         X = self.kmeans_input(Xs)
         return self._restart(X[i], X.mean(axis=0))
 
@@ -355,7 +357,9 @@ class Multinomial(LinearFamily):
 
     def check_theta(self, theta, what):
         super().check_theta(theta, what)
-        if not np.allclose(theta.sum(axis=1), 1.0, rtol=0, atol=1e-8):
+        # the M-step's clip to [1e-10, 1 - 1e-10] may move a sum by d * 1e-10
+        if not np.allclose(theta.sum(axis=1), 1.0, rtol=0,
+                           atol=1e-8 + 2 * PROB_FLOOR * theta.shape[1]):
             raise ValueError(f"The rows of {what} should sum to 1, but they sum to "
                              f"{theta.sum(axis=1)}.")
 
