@@ -138,6 +138,29 @@ class BaseMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
                 f"the fitted model's, or {restart}."
             )
 
+    def _checked_weights_init(self):
+        """A validated copy of ``weights_init`` (None if not given)."""
+        k = self.n_components
+        if self.weights_init is None:
+            return None
+        weights = np.asarray(self.weights_init, dtype=np.float64)
+        if weights.shape != (k,):
+            raise ValueError(
+                f"The parameter 'weights_init' should have the shape ({k},), "
+                f"one weight per component, but got {weights.shape}."
+            )
+        if (weights < 0).any() or (weights > 1).any() or not np.isfinite(weights).all():
+            raise ValueError(
+                "The parameter 'weights_init' should be in the range [0, 1], but got "
+                f"min {weights.min():.5f}, max {weights.max():.5f}."
+            )
+        if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-8):
+            raise ValueError(
+                "The parameter 'weights_init' should be normalized to sum to 1, but "
+                f"got sum(weights_init) = {weights.sum():.8f}. Divide by its sum."
+            )
+        return weights
+
     def _family_changes(self):
         return []
 

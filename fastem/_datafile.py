@@ -223,17 +223,26 @@ def _readable(path):
         raise DataFileError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+def _head(fh, path, delimiter, header, wanted, what):
+    """The first non-blank line of a text file: ``(the other lines, its line
+    number, the line, the delimiter (sniffed if None), its cells, the picked
+    columns)``."""
+    rows = _non_blank(fh)
+    first_no, first = next(rows, (0, None))
+    if first is None:
+        raise DataFileError(f"{path} is empty (no line holds anything but whitespace); "
+                            f"expected rows of {what}")
+    if delimiter is None:
+        delimiter = next((c for c in "\t,;" if c in first), None)
+    cells = _cells(first, delimiter)
+    usecols = _pick(None if header == "no" else cells, len(cells), wanted, path)
+    return rows, first_no, first, delimiter, cells, usecols
+
+
 def _read_text(path, wanted, delimiter, header):
     with _readable(path), _open_text(path) as fh:
-        rows = _non_blank(fh)
-        first_no, first = next(rows, (0, None))
-        if first is None:
-            raise DataFileError(f"{path} is empty (no line holds anything but whitespace); "
-                                "expected rows of numbers")
-        if delimiter is None:
-            delimiter = next((c for c in "\t,;" if c in first), None)
-        cells = _cells(first, delimiter)
-        usecols = _pick(None if header == "no" else cells, len(cells), wanted, path)
+        rows, first_no, first, delimiter, cells, usecols = _head(
+            fh, path, delimiter, header, wanted, "numbers")
         picked = cells if usecols is None else [cells[i] for i in usecols]
         is_header = _first_line_is_header(picked, header, first_no, path)
         data_lines = (line for _, line in rows)
@@ -361,15 +370,8 @@ def _read_parquet_table(path, wanted, pd):
 
 def _read_text_table(path, wanted, delimiter, header, pd):
     with _readable(path), _open_text(path) as fh:
-        rows = _non_blank(fh)
-        first_no, first = next(rows, (0, None))
-        if first is None:
-            raise DataFileError(f"{path} is empty (no line holds anything but whitespace); "
-                                "expected rows of categories")
-        if delimiter is None:
-            delimiter = next((c for c in "\t,;" if c in first), None)
-        cells = _cells(first, delimiter)
-        usecols = _pick(None if header == "no" else cells, len(cells), wanted, path)
+        rows, first_no, first, delimiter, cells, usecols = _head(
+            fh, path, delimiter, header, wanted, "categories")
         picked = list(range(len(cells))) if usecols is None else usecols
         is_header = header == "yes" or (
             header == "auto" and not all(_is_number(cells[j]) for j in picked))

@@ -243,12 +243,7 @@ class _Fitted:
         self.check_precisions(U, P)
         self.check_covariances(self.array("covariances_", shape), P, U)
         self.check_scalars()
-        if "feature_names_in_" in vars(m):
-            names = m.feature_names_in_
-            if not (isinstance(names, np.ndarray) and names.shape == (d,)
-                    and all(isinstance(s, str) for s in names.flat)):
-                raise InconsistentModel(f"feature_names_in_ should be an array of {d} str "
-                                f"(n_features_in_={d}), but it is {_found(names)}")
+        self.check_names()
         if type(m).__name__ == "MiniBatchGaussianMixture":
             self.check_online()
 

@@ -17,7 +17,7 @@ from sklearn.utils._param_validation import Interval
 
 from ._dask import is_dask_collection
 from ._data import RowSource, is_out_of_core
-from .discrete import _COMMON_DOC, _discrete_init, _DiscreteMixture
+from .discrete import _COMMON_DOC, _DiscreteMixture, _store
 from .families.categorical import Categorical
 from .families.linear import LinearParams
 
@@ -48,11 +48,7 @@ class CategoricalMixture(_DiscreteMixture):
                  n_init=1, init_params="kmeans", weights_init=None, probabilities_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10,
                  on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
-        _discrete_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
-                       random_state, warm_start, verbose, verbose_interval, on_collapse,
-                       accelerate, fixed_weights, alpha)
-        self.n_categories = n_categories
-        self.probabilities_init = probabilities_init
+        _store(self, locals())
 
     @property
     def _family(self):

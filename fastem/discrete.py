@@ -174,15 +174,9 @@ class _DiscreteMixture(BaseMixture):
 
     def _checked_inits(self, n_features, theta_given=True):
         k = self.n_components
-        weights = theta = None
-        if self.weights_init is not None:
-            weights = np.asarray(self.weights_init, dtype=np.float64)
-            if weights.shape != (k,) or not np.isfinite(weights).all() or (weights < 0).any() \
-                    or not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-8):
-                raise ValueError(
-                    f"The parameter 'weights_init' should be {k} non-negative weights summing "
-                    f"to 1, but got {self.weights_init!r}.")
-        elif self.fixed_weights:
+        theta = None
+        weights = self._checked_weights_init()
+        if weights is None and self.fixed_weights:
             weights = np.full(k, 1.0 / k)
         if theta_given and self._theta_init is not None:
             theta = np.asarray(self._theta_init, dtype=np.float64)
@@ -503,23 +497,12 @@ _COMMON_DOC = """
 """
 
 
-def _discrete_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
-                 random_state, warm_start, verbose, verbose_interval, on_collapse, accelerate,
-                 fixed_weights, alpha):
-    self.n_components = n_components
-    self.tol = tol
-    self.max_iter = max_iter
-    self.n_init = n_init
-    self.init_params = init_params
-    self.weights_init = weights_init
-    self.random_state = random_state
-    self.warm_start = warm_start
-    self.verbose = verbose
-    self.verbose_interval = verbose_interval
-    self.on_collapse = on_collapse
-    self.accelerate = accelerate
-    self.fixed_weights = fixed_weights
-    self.alpha = alpha
+def _store(self, params):
+    """Store the constructor's arguments (``locals()``) as attributes of the
+    same names, scikit-learn's rule for ``__init__``."""
+    for name, value in params.items():
+        if name not in ("self", "__class__"):
+            setattr(self, name, value)
 
 
 class BernoulliMixture(_DiscreteMixture):
@@ -533,10 +516,7 @@ class BernoulliMixture(_DiscreteMixture):
                  init_params="kmeans", weights_init=None, probabilities_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10,
                  on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
-        _discrete_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
-                     random_state, warm_start, verbose, verbose_interval, on_collapse,
-                     accelerate, fixed_weights, alpha)
-        self.probabilities_init = probabilities_init
+        _store(self, locals())
 
     _family = Bernoulli()
 
@@ -558,11 +538,7 @@ class BinomialMixture(_DiscreteMixture):
                  init_params="kmeans", weights_init=None, probabilities_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10,
                  on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
-        _discrete_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
-                     random_state, warm_start, verbose, verbose_interval, on_collapse,
-                     accelerate, fixed_weights, alpha)
-        self.n_trials = n_trials
-        self.probabilities_init = probabilities_init
+        _store(self, locals())
 
     @property
     def _family(self):
@@ -587,10 +563,7 @@ class PoissonMixture(_DiscreteMixture):
                  init_params="kmeans", weights_init=None, rates_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10,
                  on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
-        _discrete_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
-                     random_state, warm_start, verbose, verbose_interval, on_collapse,
-                     accelerate, fixed_weights, alpha)
-        self.rates_init = rates_init
+        _store(self, locals())
 
     _family = Poisson()
 
@@ -606,10 +579,7 @@ class MultinomialMixture(_DiscreteMixture):
                  init_params="kmeans", weights_init=None, probabilities_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10,
                  on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
-        _discrete_init(self, n_components, tol, max_iter, n_init, init_params, weights_init,
-                     random_state, warm_start, verbose, verbose_interval, on_collapse,
-                     accelerate, fixed_weights, alpha)
-        self.probabilities_init = probabilities_init
+        _store(self, locals())
 
     _family = Multinomial()
 

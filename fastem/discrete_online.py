@@ -19,6 +19,7 @@ from .discrete import (
     MultinomialMixture,
     PoissonMixture,
     _merge_totals,
+    _store,
 )
 from .families.linear import LinearStats
 from .online import ONLINE_CONSTRAINTS, BaseMiniBatchMixture
@@ -72,15 +73,6 @@ class _MiniBatchDiscrete(BaseMiniBatchMixture):
         return LinearStats(S0, S1, running.loglik, running.weight)
 
 
-def _online_init(self, batch_size, learning_decay, learning_offset, max_no_improvement,
-                 n_warmup_iter):
-    self.batch_size = batch_size
-    self.learning_decay = learning_decay
-    self.learning_offset = learning_offset
-    self.max_no_improvement = max_no_improvement
-    self.n_warmup_iter = n_warmup_iter
-
-
 def _constraints(batch):
     c = {**batch._parameter_constraints, **ONLINE_CONSTRAINTS}
     del c["accelerate"]
@@ -98,15 +90,7 @@ class MiniBatchBernoulliMixture(_MiniBatchDiscrete, BernoulliMixture):
                  init_params="k-means++", n_warmup_iter=5, weights_init=None,
                  probabilities_init=None, random_state=None, warm_start=False, verbose=0,
                  verbose_interval=10, on_collapse="reseed", fixed_weights=False, alpha=0.0):
-        BernoulliMixture.__init__(
-            self, n_components, tol=tol, max_iter=max_iter, n_init=n_init,
-            init_params=init_params, weights_init=weights_init,
-            probabilities_init=probabilities_init, random_state=random_state,
-            warm_start=warm_start, verbose=verbose, verbose_interval=verbose_interval,
-            on_collapse=on_collapse, fixed_weights=fixed_weights, alpha=alpha)
-        del self.accelerate
-        _online_init(self, batch_size, learning_decay, learning_offset, max_no_improvement,
-                     n_warmup_iter)
+        _store(self, locals())
 
 
 class MiniBatchBinomialMixture(_MiniBatchDiscrete, BinomialMixture):
@@ -120,15 +104,7 @@ class MiniBatchBinomialMixture(_MiniBatchDiscrete, BinomialMixture):
                  init_params="k-means++", n_warmup_iter=5, weights_init=None,
                  probabilities_init=None, random_state=None, warm_start=False, verbose=0,
                  verbose_interval=10, on_collapse="reseed", fixed_weights=False, alpha=0.0):
-        BinomialMixture.__init__(
-            self, n_components, n_trials=n_trials, tol=tol, max_iter=max_iter, n_init=n_init,
-            init_params=init_params, weights_init=weights_init,
-            probabilities_init=probabilities_init, random_state=random_state,
-            warm_start=warm_start, verbose=verbose, verbose_interval=verbose_interval,
-            on_collapse=on_collapse, fixed_weights=fixed_weights, alpha=alpha)
-        del self.accelerate
-        _online_init(self, batch_size, learning_decay, learning_offset, max_no_improvement,
-                     n_warmup_iter)
+        _store(self, locals())
 
 
 class MiniBatchPoissonMixture(_MiniBatchDiscrete, PoissonMixture):
@@ -142,15 +118,7 @@ class MiniBatchPoissonMixture(_MiniBatchDiscrete, PoissonMixture):
                  init_params="k-means++", n_warmup_iter=5, weights_init=None, rates_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10,
                  on_collapse="reseed", fixed_weights=False, alpha=0.0):
-        PoissonMixture.__init__(
-            self, n_components, tol=tol, max_iter=max_iter, n_init=n_init,
-            init_params=init_params, weights_init=weights_init, rates_init=rates_init,
-            random_state=random_state, warm_start=warm_start, verbose=verbose,
-            verbose_interval=verbose_interval, on_collapse=on_collapse,
-            fixed_weights=fixed_weights, alpha=alpha)
-        del self.accelerate
-        _online_init(self, batch_size, learning_decay, learning_offset, max_no_improvement,
-                     n_warmup_iter)
+        _store(self, locals())
 
 
 class MiniBatchMultinomialMixture(_MiniBatchDiscrete, MultinomialMixture):
@@ -171,15 +139,7 @@ class MiniBatchMultinomialMixture(_MiniBatchDiscrete, MultinomialMixture):
                  init_params="k-means++", n_warmup_iter=5, weights_init=None,
                  probabilities_init=None, random_state=None, warm_start=False, verbose=0,
                  verbose_interval=10, on_collapse="reseed", fixed_weights=False, alpha=0.0):
-        MultinomialMixture.__init__(
-            self, n_components, tol=tol, max_iter=max_iter, n_init=n_init,
-            init_params=init_params, weights_init=weights_init,
-            probabilities_init=probabilities_init, random_state=random_state,
-            warm_start=warm_start, verbose=verbose, verbose_interval=verbose_interval,
-            on_collapse=on_collapse, fixed_weights=fixed_weights, alpha=alpha)
-        del self.accelerate
-        _online_init(self, batch_size, learning_decay, learning_offset, max_no_improvement,
-                     n_warmup_iter)
+        _store(self, locals())
 
 
 class MiniBatchCategoricalMixture(_MiniBatchDiscrete, CategoricalMixture):
@@ -196,12 +156,4 @@ class MiniBatchCategoricalMixture(_MiniBatchDiscrete, CategoricalMixture):
                  weights_init=None, probabilities_init=None, random_state=None,
                  warm_start=False, verbose=0, verbose_interval=10, on_collapse="reseed",
                  fixed_weights=False, alpha=0.0):
-        CategoricalMixture.__init__(
-            self, n_components, n_categories=n_categories, tol=tol, max_iter=max_iter,
-            n_init=n_init, init_params=init_params, weights_init=weights_init,
-            probabilities_init=probabilities_init, random_state=random_state,
-            warm_start=warm_start, verbose=verbose, verbose_interval=verbose_interval,
-            on_collapse=on_collapse, fixed_weights=fixed_weights, alpha=alpha)
-        del self.accelerate
-        _online_init(self, batch_size, learning_decay, learning_offset, max_no_improvement,
-                     n_warmup_iter)
+        _store(self, locals())

@@ -227,24 +227,8 @@ class GaussianMixture(BaseMixture):
         never modified); ``precisions_init`` comes back as the pair
         (precisions_cholesky, covariances)."""
         k, ct = self.n_components, self.covariance_type
-        weights = means = precisions = None
-        if self.weights_init is not None:
-            weights = np.asarray(self.weights_init, dtype=np.float64)
-            if weights.shape != (k,):
-                raise ValueError(
-                    f"The parameter 'weights_init' should have the shape ({k},), "
-                    f"one weight per component, but got {weights.shape}."
-                )
-            if (weights < 0).any() or (weights > 1).any() or not np.isfinite(weights).all():
-                raise ValueError(
-                    "The parameter 'weights_init' should be in the range [0, 1], but got "
-                    f"min {weights.min():.5f}, max {weights.max():.5f}."
-                )
-            if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-8):
-                raise ValueError(
-                    "The parameter 'weights_init' should be normalized to sum to 1, but "
-                    f"got sum(weights_init) = {weights.sum():.8f}. Divide by its sum."
-                )
+        means = precisions = None
+        weights = self._checked_weights_init()
         if self.means_init is not None:
             means = np.asarray(self.means_init, dtype=np.float64)
             if means.shape != (k, n_features):

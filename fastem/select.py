@@ -477,42 +477,57 @@ def select(X, n_components=range(1, 10), covariance_types=_ALL_TYPES, *, family=
     ks = _check_components(n_components, n)
     types = _check_covariance_types(covariance_types)
 
-    grid = [(k, ct) for k in ks for ct in types]
-    seeds = _seeds(random_state, len(grid))
-    rows, models = [], []
-    failures, not_converged = [], []
-    for (k, ct), seed in zip(grid, seeds):
+    grid = [(k, ct, ct) for k in ks for ct in types]
+
+    def build(k, ct, seed):
+        return GaussianMixture(k, covariance_type=ct, n_init=n_init, random_state=seed,
+                               **params)
+
+    rows, models, failures, not_converged = _fit_grid(
+        grid, _seeds(random_state, len(grid)), build, _criteria,
+        lambda k, ct, model: n_parameters(k, ct, d), X, sw, e, progress, feature_names)
+    return _result(rows, models, failures, not_converged, params, criterion, ks, types,
+                   "Try fewer components, a larger reg_covar (e.g. 1e-4), or scaling the data.")
+
+
+def _fit_grid(grid, seeds, build, criteria, count, X, sw, e, progress, feature_names=None):
+    """One fit per grid point ``(k, covariance_type or '', progress tag)``:
+    ``build(k, covariance_type, seed)`` makes the estimator, ``criteria(model,
+    X, sw)`` gives its scaled ``(log_likelihood, weight, entropy)`` and
+    ``count(k, covariance_type, model or None)`` its free parameters.  A fit
+    that fails is a row of NaN criteria with its error.  Returns ``(rows,
+    models, failures, not_converged)``."""
+    rows, models, failures, not_converged = [], [], [], []
+    for (k, ct, tag), seed in zip(grid, seeds):
+        where = f"n_components={k}" + (f", covariance_type={ct!r}" if ct else "")
         row = {"n_components": k, "covariance_type": ct,
-               "n_parameters": n_parameters(k, ct, d), "error": ""}
-        gm = GaussianMixture(k, covariance_type=ct, n_init=n_init, random_state=seed,
-                             **params)
+               "n_parameters": count(k, ct, None), "error": ""}
+        model = build(k, ct, seed)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                gm.fit(X, sample_weight=sw)
-            loglik, weight, entropy = unscaled_totals(e, *_criteria(gm, X, sw))
+                model.fit(X, sample_weight=sw)
+            loglik, weight, entropy = unscaled_totals(e, *criteria(model, X, sw))
         except (ValueError, ArithmeticError) as exc:
             msg = f"{type(exc).__name__}: {exc}"
-            failures.append(f"n_components={k}, covariance_type={ct!r}: {msg}")
+            failures.append(f"{where}: {msg}")
             row.update(bic=np.nan, aic=np.nan, icl=np.nan, log_likelihood=np.nan,
                        converged=False, n_iter=0, error=msg)
-            gm = None
+            model = None
         else:
+            row["n_parameters"] = count(k, ct, model)
             bic, aic = bic_aic(loglik, weight, row["n_parameters"])
-            row.update(bic=bic, aic=aic, icl=bic + 2.0 * entropy,
-                       log_likelihood=loglik, converged=bool(gm.converged_),
-                       n_iter=int(gm.n_iter_))
-            if not gm.converged_ and gm.max_iter > 0:
-                not_converged.append(f"(k={k}, {ct!r})")
+            row.update(bic=bic, aic=aic, icl=bic + 2.0 * entropy, log_likelihood=loglik,
+                       converged=bool(model.converged_), n_iter=int(model.n_iter_))
+            if not model.converged_ and model.max_iter > 0:
+                not_converged.append(f"(k={k}, {ct!r})" if ct else f"(k={k})")
             if feature_names is not None:  # as fit(DataFrame) would have set it
-                gm.feature_names_in_ = feature_names
+                model.feature_names_in_ = feature_names
         rows.append(row)
-        models.append(gm)
+        models.append(model)
         if progress is not None:
-            progress(len(rows), len(grid), k, ct)
-
-    return _result(rows, models, failures, not_converged, params, criterion, ks, types,
-                   "Try fewer components, a larger reg_covar (e.g. 1e-4), or scaling the data.")
+            progress(len(rows), len(grid), k, tag)
+    return rows, models, failures, not_converged
 
 
 def _result(rows, models, failures, not_converged, params, criterion, ks, types, advice,
@@ -618,33 +633,12 @@ def _select_family(fam, X, n_components, covariance_types, criterion, n_init, ra
         )
     sw, e = scaled_weights(check_sample_weight(sample_weight, n))
     ks = _check_components(n_components, n)
-    seeds = _seeds(random_state, len(ks))
-    rows, models, failures, not_converged = [], [], [], []
-    for k, seed in zip(ks, seeds):
-        row = {"n_components": k, "covariance_type": "", "n_parameters": 0, "error": ""}
-        est = cls(k, n_init=n_init, random_state=seed, **params)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                est.fit(X, sample_weight=sw)
-            loglik, weight, entropy = unscaled_totals(e, *_family_criteria(est, X, sw))
-        except (ValueError, ArithmeticError) as exc:
-            msg = f"{type(exc).__name__}: {exc}"
-            failures.append(f"n_components={k}: {msg}")
-            row.update(bic=np.nan, aic=np.nan, icl=np.nan, log_likelihood=np.nan,
-                       converged=False, n_iter=0, error=msg)
-            est = None
-        else:
-            row["n_parameters"] = int(est._n_parameters())
-            bic, aic = bic_aic(loglik, weight, row["n_parameters"])
-            row.update(bic=bic, aic=aic, icl=bic + 2.0 * entropy, log_likelihood=loglik,
-                       converged=bool(est.converged_), n_iter=int(est.n_iter_))
-            if not est.converged_ and est.max_iter > 0:
-                not_converged.append(f"(k={k})")
-        rows.append(row)
-        models.append(est)
-        if progress is not None:
-            progress(len(rows), len(ks), k, fam.name)
+    rows, models, failures, not_converged = _fit_grid(
+        [(k, "", fam.name) for k in ks], _seeds(random_state, len(ks)),
+        lambda k, ct, seed: cls(k, n_init=n_init, random_state=seed, **params),
+        _family_criteria,
+        lambda k, ct, model: 0 if model is None else int(model._n_parameters()),
+        X, sw, e, progress)
     return _result(rows, models, failures, not_converged, params, criterion, ks, [],
                    "Try fewer components, a pseudo-count (alpha=1.0), or check the data.",
                    family=fam.name)
