@@ -143,7 +143,10 @@ class _DiscreteMixture(BaseMixture):
                     f"shape {X.shape}. Convert it with X.toarray().")
             X = X.tocsr()
             _check_shape(X.shape, "X")
-            self._family.check_values(X.data, lambda i: _csr_where(X, i))
+            step = 1 << 20  # the checks' temporaries stay small next to X
+            for p0 in range(0, X.data.shape[0], step):
+                self._family.check_values(X.data[p0:p0 + step],
+                                          lambda i, p0=p0: _csr_where(X, p0 + i))
             return X
         X = _plain_ndarray(X, "X", name)
         if X.dtype.kind not in "biuf":

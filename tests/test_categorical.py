@@ -167,3 +167,16 @@ def test_every_start(init_params):
     m.fit(X)
     assert np.isfinite(m.lower_bound_)
     assert all(np.allclose(p.sum(axis=1), 1) for p in m.probabilities_)
+
+
+def test_starved_component_is_reseeded():
+    X, _ = problem(10, n=400)
+    start = [np.vstack([np.full((2, c), 1.0 / c), np.eye(c)[:1] * (1 - 1e-9 * c) + 1e-9])
+             for c in N_CATEGORIES]
+    X[:, 0] = 1  # no row has the third component's first category
+    m = fastem.CategoricalMixture(3, probabilities_init=start, weights_init=[.45, .45, .1],
+                                  max_iter=20, random_state=0)
+    with pytest.warns(fastem.CollapseWarning):
+        m.fit(X)
+    assert m.n_reseeds_ >= 1 and np.isfinite(m.lower_bound_)
+    assert all(np.allclose(p.sum(axis=1), 1) for p in m.probabilities_)

@@ -371,3 +371,26 @@ def test_sparse_starved_component_is_reseeded():
     with pytest.warns(fastem.CollapseWarning):
         m.fit(X)
     assert m.n_reseeds_ >= 1 and np.isfinite(m.lower_bound_)
+
+
+def test_scikit_learn_tools():
+    """clone, Pipeline and GridSearchCV over n_components (score: mean
+    log-likelihood)."""
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    rng = np.random.default_rng(17)
+    z = rng.integers(0, 2, 400)
+    X = (rng.random((400, 6)) < np.array([[.9, .8, .9, .1, .2, .1],
+                                          [.1, .2, .1, .9, .8, .9]])[z]).astype(int)
+    m = fastem.BernoulliMixture(2, random_state=0)
+    assert clone(m).get_params() == m.get_params()
+    pipe = make_pipeline(FunctionTransformer(lambda A: (A > 0).astype(np.uint8)),
+                         fastem.BernoulliMixture(2, random_state=0)).fit(X)
+    assert pipe.predict(X).shape == (400,)
+    search = GridSearchCV(fastem.BernoulliMixture(random_state=0),
+                          {"n_components": [1, 2, 3]}, cv=3).fit(X)
+    assert search.best_params_["n_components"] in (2, 3)
+    assert search.cv_results_["mean_test_score"][1] > search.cv_results_["mean_test_score"][0]

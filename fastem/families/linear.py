@@ -168,14 +168,26 @@ class LinearFamily:
         raise NotImplementedError
 
 
-def _row_sums(X, f):
+def _row_sums(X, f, chunk_nnz=1 << 20):
     """``sum_j f(x_ij)`` per row, for dense X or, over its non-zeros, CSR X
-    (``f(0) = 0`` for every ``f`` used here)."""
-    if sparse.issparse(X):
-        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
-        return np.bincount(rows, weights=f(np.asarray(X.data, dtype=np.float64)),
-                           minlength=X.shape[0])
-    return f(np.asarray(X, dtype=np.float64)).sum(axis=1)
+    (``f(0) = 0`` for every ``f`` used here); CSR rows are taken about
+    ``chunk_nnz`` non-zeros at a time, so the scratch does not grow with X."""
+    if not sparse.issparse(X):
+        return f(np.asarray(X, dtype=np.float64)).sum(axis=1)
+    X = X.tocsr()
+    n = X.shape[0]
+    out = np.zeros(n)
+    indptr = X.indptr
+    r0 = 0
+    while r0 < n:
+        r1 = int(np.searchsorted(indptr, indptr[r0] + chunk_nnz, side="right")) - 1
+        r1 = min(n, max(r1, r0 + 1))
+        p0, p1 = int(indptr[r0]), int(indptr[r1])
+        rows = np.repeat(np.arange(r1 - r0), np.diff(indptr[r0:r1 + 1]))
+        out[r0:r1] = np.bincount(rows, weights=f(np.asarray(X.data[p0:p1], dtype=np.float64)),
+                                 minlength=r1 - r0)
+        r0 = r1
+    return out
 
 
 def _clip_prob(p):
