@@ -373,6 +373,15 @@ class _Fitted:
                             f"'tied') to positive floats, but it is {_found(ridges)}")
 
 
+    def check_names(self):
+        m, d = self.model, self.d
+        if "feature_names_in_" in vars(m):
+            names = m.feature_names_in_
+            if not (isinstance(names, np.ndarray) and names.shape == (d,)
+                    and all(isinstance(s, str) for s in names.flat)):
+                raise InconsistentModel(f"feature_names_in_ should be an array of {d} str "
+                                        f"(n_features_in_={d}), but it is {_found(names)}")
+
 
 class _DiscreteFitted(_Fitted):
     """The checks of a fitted discrete mixture (a family without covariance
@@ -437,15 +446,6 @@ class _DiscreteFitted(_Fitted):
             raise InconsistentModel(f"categories_ should be a list of {self.d} arrays of "
                                     f"distinct values, one per feature (n_features_in_="
                                     f"{self.d}), but it is {_found(categories)}")
-
-    def check_names(self):
-        m, d = self.model, self.d
-        if "feature_names_in_" in vars(m):
-            names = m.feature_names_in_
-            if not (isinstance(names, np.ndarray) and names.shape == (d,)
-                    and all(isinstance(s, str) for s in names.flat)):
-                raise InconsistentModel(f"feature_names_in_ should be an array of {d} str "
-                                        f"(n_features_in_={d}), but it is {_found(names)}")
 
     def check_events(self, attr, events):
         """A list of (iteration, component, 'reseed')."""

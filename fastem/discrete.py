@@ -268,8 +268,7 @@ class _DiscreteMixture(BaseMixture):
         if isinstance(X, DaskSource):  # on the chunks, where they are
             check = not X.validated
             vec = X.reduce(_block_estep, (self._family, A, b, True, check), sw, check)
-            K, m = A.shape
-            return LinearStats(vec[:K], vec[K:K + K * m].reshape(K, m), vec[-2], vec[-1])
+            return LinearStats.from_vector(vec, *A.shape)
         S0, S1, ll, w = workspace.run(X, sw, A, b)
         if cache:
             h = self._row_constant_total(workspace, X, sw)
@@ -402,7 +401,7 @@ def _block_estep(block, weights, offset, payload):
     h = float(h.sum() if weights is None else np.asarray(weights) @ h)
     if do_stats:
         S0, S1, ll, w = out
-        return np.concatenate([S0, S1.ravel(), [ll + h, w]]), None
+        return LinearStats(S0, S1, ll + h, w).to_vector(), None
     return np.array([out[0] + h, out[1]]), None
 
 

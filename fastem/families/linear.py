@@ -58,6 +58,15 @@ class LinearStats:
         """``(1 - eta) * self + eta * other`` (stepwise EM)."""
         return self.scaled(1.0 - eta) + other.scaled(eta)
 
+    def to_vector(self):
+        """The wire format (Dask's tree sum): one float64 vector."""
+        return np.concatenate([self.S0, self.S1.ravel(), [self.loglik, self.weight]])
+
+    @classmethod
+    def from_vector(cls, vec, n_components, n_columns):
+        K, m = n_components, n_columns
+        return cls(vec[:K], vec[K:K + K * m].reshape(K, m), float(vec[-2]), float(vec[-1]))
+
 
 class LinearParams(NamedTuple):
     """Weights (K,) and the per-component parameters (K, d): probabilities
