@@ -27,12 +27,24 @@ from typing import NamedTuple
 import numpy as np
 from scipy import linalg
 
-from ._kernels.linalg import _precision_cholesky
+from ._kernels.linalg import _precision_cholesky as _precision_cholesky_kernel
+from ._small import SMALL_FACTOR_WORK
+from ._small import precision_cholesky as _precision_cholesky_small
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 _EPS = 10 * np.finfo(np.float64).eps
 _LOG_2PI = math.log(2 * math.pi)
+
+
+def _precision_cholesky(cov, out):
+    """The M-step's factorisation (``_kernels.linalg._precision_cholesky``):
+    tiny stacks in plain Python, bitwise the same and with nothing to
+    compile (see :mod:`fastem._small`)."""
+    K, d, _ = cov.shape
+    if K * d**3 <= SMALL_FACTOR_WORK:
+        return _precision_cholesky_small(cov, out)
+    return _precision_cholesky_kernel(cov, out)
 
 
 def n_parameters(n_components, covariance_type, n_features):

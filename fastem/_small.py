@@ -1,0 +1,186 @@
+"""NumPy versions of the kernels for small input, which compile nothing.
+
+The Numba kernels (``fastem._kernels``) are compiled on their first use: the
+full-covariance E-step alone takes about 8 s, and the first fit of a fresh
+install paid for it even on a few hundred rows, where the fastest code saves
+microseconds.  Input of at most :data:`SMALL_ROWS` rows runs these
+functions instead: the same arguments and the same results as the kernels
+(up to rounding: the sums run in another order; float32 input's quadratic
+forms are float32, as there; no slots are needed, so slot 0 holds the
+totals and the other slots zeros).  They do not depend on the
+number of threads.  Larger input, and the chunks of out-of-core input, use
+the kernels.
+
+:func:`precision_cholesky` is the M-step's factorisation in plain Python,
+operation for operation that of ``_kernels.linalg._precision_cholesky``
+(bitwise the same result, tested), used for tiny matrices whatever the
+number of rows.
+"""
+
+import math
+
+import numpy as np
+
+#: Rows up to which the E-step and the k-means passes run in NumPy.  A NumPy
+#: E-step on 512 rows costs tens of microseconds more than the kernel's: far
+#: less than the seconds its compilation costs on first use.
+SMALL_ROWS = 512
+
+#: Covariance stacks with ``K * d**3`` up to this are factorised in Python
+#: (a few microseconds a component) instead of by the Numba kernel.
+SMALL_FACTOR_WORK = 512
+
+#: Responsibilities below exp(-500) relative to the largest are 0, as in the
+#: kernels (``_kernels.gaussian._RESP_FLUSH``).
+_RESP_FLUSH = -500.0
+
+
+def _slot0(buf, value):
+    buf[...] = 0.0
+    buf[0] = value
+
+
+def estep(kernel_type, X, sw, means, prec_chol, base, shift, resp_in, do_stats,
+          out_lognorm, out_resp, out_label, S0s, S1s, S2s, lls, wsums):
+    """``_kernels.gaussian.ESTEP_KERNELS[kernel_type]`` in NumPy (same
+    arguments, less ``block``, ``vmc`` and ``ctrl``)."""
+    n, d = X.shape
+    K = means.shape[0]
+    center = np.add.reduce(shift, axis=0) / K  # the kernels' common centre
+    xt = np.asarray(X, dtype=np.float64) - center
+    shift_c = shift - center
+    means_c = means - center
+    weighted = sw.shape[0] > 0
+    if resp_in.shape[0] == 0:
+        # the quadratic forms in the input's precision, as in the kernels
+        lo = np.float32 if X.dtype == np.float32 else np.float64
+        xl = xt.astype(lo)
+        ml = means_c.astype(lo)
+        pl = prec_chol.astype(lo)
+        lp = np.empty((n, K))
+        if kernel_type == "full":
+            for k in range(K):
+                y = (xl - ml[k]) @ pl[k]
+                lp[:, k] = base[k] - 0.5 * np.einsum("ij,ij->i", y, y)
+        elif kernel_type == "tied":
+            xp = xl @ pl
+            mp = (means_c @ prec_chol).astype(lo)
+            for k in range(K):
+                y = xp - mp[k]
+                lp[:, k] = base[k] - 0.5 * np.einsum("ij,ij->i", y, y)
+        else:  # diag; spherical is prec_chol of shape (K, 1)
+            for k in range(K):
+                y = (xl - ml[k]) * np.abs(pl[k])
+                lp[:, k] = base[k] - 0.5 * np.einsum("ij,ij->i", y, y)
+        mx = lp.max(axis=1)
+        mx[mx == -np.inf] = 0.0  # no component has any density here
+        a = lp - mx[:, None]
+        resp = np.exp(a)
+        resp[a < _RESP_FLUSH] = 0.0
+        total = np.add.reduce(resp, axis=1)
+        with np.errstate(divide="ignore"):
+            lognorm = mx + np.log(total)
+            inv = np.where(total > 0.0, 1.0 / np.where(total > 0.0, total, 1.0), 0.0)
+    else:
+        resp = resp_in
+        lognorm = np.zeros(n)
+        inv = np.ones(n)
+    if out_lognorm.shape[0] > 0:
+        out_lognorm[:] = lognorm
+    if out_resp.shape[0] > 0:
+        out_resp[:] = resp * inv[:, None]
+    if out_label.shape[0] > 0:  # the largest before normalising, the first of ties
+        out_label[:] = np.argmax(resp, axis=1)
+    w = sw if weighted else np.ones(n)
+    _slot0(lls, float(w @ lognorm) if resp_in.shape[0] == 0 else 0.0)
+    _slot0(wsums, float(np.add.reduce(w)) if weighted else float(n))
+    if not do_stats:
+        return
+    wr = resp * (w * inv)[:, None]
+    S0 = np.add.reduce(wr, axis=0)
+    S1 = np.empty((K, d))
+    if kernel_type == "full":
+        S2 = np.empty((K, d, d))
+        for k in range(K):
+            diff = xt - shift_c[k]
+            rd = diff * wr[:, k, None]
+            S1[k] = np.add.reduce(rd, axis=0)
+            S2[k] = np.triu(rd.T @ diff)
+    elif kernel_type == "tied":
+        for k in range(K):
+            S1[k] = wr[:, k] @ (xt - shift_c[k])
+        diff = xt - shift_c[0]
+        S2 = np.triu((diff * np.add.reduce(wr, axis=1)[:, None]).T @ diff)
+    else:
+        S2 = np.empty((K, d))
+        for k in range(K):
+            diff = xt - shift_c[k]
+            S1[k] = wr[:, k] @ diff
+            S2[k] = wr[:, k] @ (diff * diff)
+    _slot0(S0s, S0)
+    _slot0(S1s, S1)
+    _slot0(S2s, S2)
+
+
+def sqdist_to_point(X, point, out, n_slots, block):
+    """``_kernels.kmeans._sqdist_to_point`` in NumPy."""
+    diff = X - point
+    out[:] = np.einsum("ij,ij->i", diff, diff)
+
+
+def lloyd_step(X, sw, centers, labels, sums, counts, inertia, block):
+    """``_kernels.kmeans._lloyd_step`` in NumPy."""
+    n = X.shape[0]
+    K = centers.shape[0]
+    dist = np.empty((n, K))
+    for k in range(K):
+        diff = X - centers[k]
+        dist[:, k] = np.einsum("ij,ij->i", diff, diff)
+    best = np.argmin(dist, axis=1)  # the first of ties, as the kernel
+    labels[:] = best
+    w = sw if sw.shape[0] > 0 else np.ones(n)
+    part = np.zeros(centers.shape)
+    for k in range(K):
+        rows = best == k
+        if rows.any():
+            part[k] = w[rows] @ (X[rows] - centers[k])
+    _slot0(sums, part)
+    _slot0(counts, np.bincount(best, weights=w, minlength=K).astype(np.float64))
+    _slot0(inertia, float(w @ dist[np.arange(n), best]))
+
+
+def precision_cholesky(cov, out):
+    """``_kernels.linalg._precision_cholesky`` in plain Python, the same
+    operations in the same order (bitwise the same result)."""
+    K, d, _ = cov.shape
+    c = cov.tolist()
+    for k in range(K):
+        ck = c[k]
+        L = [[0.0] * d for _ in range(d)]
+        for j in range(d):
+            s = ck[j][j]
+            Lj = L[j]
+            for p in range(j):
+                s -= Lj[p] * Lj[p]
+            if not (s > 0.0) or not math.isfinite(s):
+                return k
+            ljj = math.sqrt(s)
+            Lj[j] = ljj
+            for i in range(j + 1, d):
+                s = ck[i][j]
+                Li = L[i]
+                for p in range(j):
+                    s -= Li[p] * Lj[p]
+                Li[j] = s / ljj
+        o = [[0.0] * d for _ in range(d)]  # o[j][i] = out[k, j, i]
+        for j in range(d):
+            oj = o[j]
+            oj[j] = 1.0 / L[j][j]
+            for i in range(j + 1, d):
+                Li = L[i]
+                s = 0.0
+                for p in range(j, i):
+                    s += Li[p] * oj[p]
+                oj[i] = -s / Li[i]
+        out[k] = o
+    return -1
