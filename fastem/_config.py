@@ -3,8 +3,9 @@
 ``FASTEM_CACHE``       ``1`` (default) caches compiled kernels on disk
                        (Numba ``cache=True``); ``0`` turns caching off.
 ``FASTEM_BLOCK_SIZE``  rows per block in the fused kernels (default 256).
-``FASTEM_N_SLOTS``     number of partial-statistics slots (default 16).  The
-                       slot count, never the thread count, fixes the order of
+``FASTEM_N_SLOTS``     the most partial-statistics slots (default 256; fewer
+                       when the rows or the slot buffers' memory bound ask for
+                       fewer).  The slot count, never the thread count, fixes the order of
                        the floating-point reduction, so results are bitwise
                        identical for any number of threads.
 ``FASTEM_CHUNK_BYTES`` bytes of rows read at a time from out-of-core input
@@ -61,7 +62,9 @@ def _env_bool(name, default):
 
 #: Every setting: name -> (reader, environment variable, default[, minimum]).
 #: BLOCK_SIZE: rows per block processed by one slot at a time.  N_SLOTS:
-#: partial-statistics slots (independent of the thread count).  CHUNK_BYTES:
+#: the most partial-statistics slots (their number depends on the work and
+#: the statistics' size, never on the thread count: fastem._estep.n_slots_for).
+#: CHUNK_BYTES:
 #: bytes of rows per chunk read from out-of-core input (see fastem._data).
 #: SERIAL_WORK: E-steps (and k-means passes) with less work than this (see
 #: ``fastem._estep.estep_work``, about 0.3 ns a unit: ~150 us on one core)
@@ -70,7 +73,7 @@ def _env_bool(name, default):
 _SPECS = {
     "CACHE": (_env_bool, "FASTEM_CACHE", True),
     "BLOCK_SIZE": (_env_int, "FASTEM_BLOCK_SIZE", 256, 8),
-    "N_SLOTS": (_env_int, "FASTEM_N_SLOTS", 16, 1),
+    "N_SLOTS": (_env_int, "FASTEM_N_SLOTS", 256, 1),
     "CHUNK_BYTES": (_env_int, "FASTEM_CHUNK_BYTES", 32 * 2**20, 1),
     "SERIAL_WORK": (_env_int, "FASTEM_SERIAL_WORK", 1 << 19, 0),
 }

@@ -94,9 +94,9 @@ class _Workspace:
     per-component statistics per slot, the chunk loop and the checks of the
     per-row arguments."""
 
-    def __init__(self, n_components, n_rows):
+    def __init__(self, n_components, n_rows, stats_size, row_bytes):
         self.block = _config.BLOCK_SIZE
-        ns = n_slots_for(n_rows, self.block)
+        ns = n_slots_for(n_rows, self.block, 8 * (n_components + stats_size + 2), row_bytes)
         self.n_components = n_components
         self.S0s = np.zeros((ns, n_components))
         self.lls = np.zeros(ns)
@@ -181,7 +181,7 @@ class LinearWorkspace(_Workspace):
     x_i``, or ``(loglik, weight)`` without ``do_stats``."""
 
     def __init__(self, n_components, n_features, n_rows):
-        super().__init__(n_components, n_rows)
+        super().__init__(n_components, n_rows, n_components * n_features, 8 * n_features)
         self.n_features = n_features
 
     def run(self, X, sample_weight, A, b, *, do_stats=True, resp_in=None,
@@ -249,7 +249,8 @@ class CategoricalWorkspace(_Workspace):
                              f"whole numbers >= 1, got {n_categories!r}.")
         self.n_categories = C.astype(np.int64)
         self.off = np.concatenate(([0], np.cumsum(self.n_categories))).astype(np.int64)
-        super().__init__(n_components, n_rows)
+        super().__init__(n_components, n_rows, n_components * int(self.off[-1]),
+                         self.n_categories.shape[0])
         self._table_shape = (n_components, int(self.off[-1]))
 
     def run(self, X, sample_weight, logtheta, logw, *, do_stats=True, resp_in=None,

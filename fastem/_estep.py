@@ -88,11 +88,35 @@ def estep_work(n, K, d, covariance_type):
     return work
 
 
-def n_slots_for(n_rows, block=None):
-    """Number of partial-statistics slots: depends on n only, never on threads."""
+#: The slot rule (:func:`n_slots_for`): at least MIN_SLOTS slots (work
+#: permitting) whatever the statistics' size; more, up to
+#: ``_config.N_SLOTS``, while the slot buffers stay within SLOT_MEMORY bytes
+#: and SLOT_FRACTION of X's bytes (SLOT_MEMORY_FLOOR at least).
+MIN_SLOTS = 16
+SLOT_MEMORY = 64 * 2**20
+SLOT_MEMORY_FLOOR = 4 * 2**20
+SLOT_FRACTION = 0.08
+
+
+def n_slots_for(n_rows, block=None, slot_bytes=0, row_bytes=0):
+    """Number of partial-statistics slots: from the work and the size of the
+    statistics, never from the number of threads (results are bitwise
+    identical on any machine).
+
+    One slot per block of rows up to ``_config.N_SLOTS`` (default 256: 64
+    threads get 4 slots each, so a late or slow thread is balanced by the
+    others), as long as the slot buffers (``slot_bytes`` each) fit in
+    ``min(SLOT_MEMORY, max(SLOT_MEMORY_FLOOR, SLOT_FRACTION * n_rows *
+    row_bytes))``; never fewer than ``min(MIN_SLOTS, n_blocks)``.  The
+    buffers' sum, made by the calling thread after the kernel, reads those
+    bytes once per E-step."""
     block = _config.BLOCK_SIZE if block is None else block
     n_blocks = max(1, -(-n_rows // block))
-    return max(1, min(_config.N_SLOTS, n_blocks))
+    most = _config.N_SLOTS
+    if slot_bytes > 0:
+        budget = min(SLOT_MEMORY, max(SLOT_MEMORY_FLOOR, SLOT_FRACTION * n_rows * row_bytes))
+        most = min(most, max(MIN_SLOTS, int(budget // slot_bytes)))
+    return max(1, min(most, n_blocks))
 
 
 def rows_per_call(X):
@@ -135,8 +159,9 @@ class EStepWorkspace:
         kernel_type = KERNEL_TYPE[covariance_type]
         self.kernel = ESTEP_KERNELS[kernel_type]
         self.block = _config.BLOCK_SIZE
-        ns = n_slots_for(n_rows, self.block)
         K, d = n_components, n_features
+        stats2 = int(np.prod(covariance_shape(kernel_type, K, d)))
+        ns = n_slots_for(n_rows, self.block, 8 * (K + K * d + stats2 + 2), 8 * d)
         self.S0s = np.zeros((ns, K))
         self.S1s = np.zeros((ns, K, d))
         self.S2s = np.zeros((ns,) + covariance_shape(kernel_type, K, d))

@@ -29,7 +29,7 @@ def _kmeans_plusplus(X, n_clusters, random_state, sample_weight=None):
     X = kernel_array(X)
     n, d = X.shape
     block = _config.BLOCK_SIZE
-    ns = n_slots_for(n, block)
+    ns = n_slots_for(n, block, 8 * (n_clusters * (d + 1) + 2), 8 * d)
     w = np.ones(n) if sample_weight is None else sample_weight
     p_uniform = w / w.sum()
     n_trials = 2 + int(math.log(n_clusters))
@@ -79,7 +79,7 @@ def _kmeans(X, n_clusters, random_state, sample_weight=None, max_iter=300, tol=1
     X = kernel_array(X)
     n, d = X.shape
     block = _config.BLOCK_SIZE
-    ns = n_slots_for(n, block)
+    ns = n_slots_for(n, block, 8 * (n_clusters * (d + 1) + 2), 8 * d)
     sw = _EMPTY_W if sample_weight is None else sample_weight
     centers, _ = kmeans_plusplus(X, n_clusters, random_state, sample_weight)
     w = None if sample_weight is None else sample_weight
