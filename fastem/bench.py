@@ -408,6 +408,61 @@ def bench_threads(n=1_000_000, d=16, k=8, types=COVARIANCE_TYPES, repeats=5):
     return table, region_us
 
 
+#: The cases of the 16-core measurement (../shared/scripts/scale16.py):
+#: (covariance type, n, d, k).
+SCALING_CASES = (("full", 2_000_000, 16, 16), ("diag", 4_000_000, 2, 8),
+                 ("full", 500_000, 64, 8))
+
+
+def thread_counts(most=None):
+    """1, 2, 4, ... up to the machine's threads (``NUMBA_NUM_THREADS``),
+    that count included."""
+    most = numba.config.NUMBA_NUM_THREADS if most is None else most
+    counts = [1]
+    while counts[-1] * 2 < most:
+        counts.append(counts[-1] * 2)
+    if most > 1:
+        counts.append(most)
+    return counts
+
+
+def bench_scaling(cases=SCALING_CASES, threads=None, repeats=5):
+    """One fused E-step per case on 1, 2, 4, ... threads (medians): the
+    thread-scaling table, with the number of slots each case has."""
+    from ._estep import EStepWorkspace
+    from .datasets import make_mixture
+    from .mixture import GaussianMixture
+
+    threads = thread_counts() if threads is None else list(threads)
+    rows = []
+    previous = numba.get_num_threads()
+    try:
+        for ct, n, d, k in cases:
+            X, _, _ = make_mixture(n, d, k, random_state=5)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                gm = GaussianMixture(k, covariance_type=ct, max_iter=2,
+                                     random_state=0).fit(X[:20000])
+            params = gm._get_params_tuple()
+            ws = EStepWorkspace(ct, k, d, n)
+            times = []
+            for t in threads:
+                numba.set_num_threads(t)
+                ws.run(X, None, params)
+                ts = []
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    ws.run(X, None, params)
+                    ts.append(time.perf_counter() - t0)
+                times.append(float(np.median(ts)))
+            rows.append([f"{ct}, {n:,} x {d}, K = {k}", str(ws.S0s.shape[0])]
+                        + [f"{t * 1e3:.1f} ms ({times[0] / t:.1f}x)" for t in times])
+            del X
+    finally:
+        numba.set_num_threads(previous)
+    return _table(rows, ["case", "slots"] + [f"{t} threads" for t in threads])
+
+
 def bench_partial_fit(d=16, k=16, batch_size=1024, n_batches=200, types=COVARIANCE_TYPES,
                       repeats=3):
     """Rows per second of MiniBatchGaussianMixture.partial_fit (one stepwise
@@ -707,6 +762,10 @@ def run(full=False, grid=None, types=COVARIANCE_TYPES, repeats=3, out_dir=None, 
                f"{region_us[1]:.0f} us on 1 thread and {region_us[2]:.0f} us when half of its "
                f"slots are handed to the pool thread; fastem runs work this small on one "
                f"thread (`FASTEM_SERIAL_WORK`)."]
+        if numba.config.NUMBA_NUM_THREADS > 2:
+            log("thread scaling ...")
+            md += ["", f"## Thread scaling (one fused E-step, up to "
+                   f"{numba.config.NUMBA_NUM_THREADS} threads)", "", bench_scaling()]
     text = "\n".join(md) + "\n"
     if out_dir is not None:
         out_dir = Path(out_dir)

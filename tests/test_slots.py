@@ -96,3 +96,15 @@ def test_n_slots_setting_is_the_most(monkeypatch):
     monkeypatch.setattr(_config, "N_SLOTS", 4)
     assert n_slots_for(10**6, None, 100, 8) == 4
     assert n_slots_for(300, None, 100, 8) == 2  # fewer blocks than that
+
+
+def test_bench_scaling_table():
+    from fastem.bench import bench_scaling, thread_counts
+
+    assert thread_counts(16) == [1, 2, 4, 8, 16]
+    assert thread_counts(12) == [1, 2, 4, 8, 12]
+    assert thread_counts(1) == [1]
+    table = bench_scaling(cases=(("diag", 20_000, 2, 3),), threads=(1, 2), repeats=1)
+    assert "diag, 20,000 x 2, K = 3" in table and "2 threads" in table
+    slots = EStepWorkspace("diag", 3, 2, 20_000).S0s.shape[0]  # 79 blocks: 79 slots
+    assert slots == 79 and f" {slots} " in table
