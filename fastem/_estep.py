@@ -14,7 +14,7 @@ import contextlib
 import numba
 import numpy as np
 
-from . import _config
+from . import _config, _small
 from ._dask import DaskSource
 from ._data import RowSource, take_rows
 from ._kernels.gaussian import BLAS_MIN_FEATURES, ESTEP_KERNELS
@@ -202,7 +202,7 @@ class EStepWorkspace:
             rows = slice(i0, i0 + chunk.shape[0])
             part = self._call(chunk, _rows(sample_weight, rows), prepared, shift,
                               do_stats, _rows(resp_in, rows), _rows(out_lognorm, rows),
-                              _rows(out_resp, rows), _rows(out_label, rows))
+                              _rows(out_resp, rows), _rows(out_label, rows), small=False)
             if total is None:
                 total = part
             elif do_stats:
@@ -212,8 +212,11 @@ class EStepWorkspace:
         return total
 
     def _call(self, X, sample_weight, prepared, shift, do_stats, resp_in,
-              out_lognorm, out_resp, out_label):
-        """The kernel on one in-memory array, then the in-order slot reduction."""
+              out_lognorm, out_resp, out_label, small=True):
+        """The kernel on one in-memory array, then the in-order slot reduction.
+        With ``small``, an array of at most ``_small.SMALL_ROWS`` rows runs the
+        NumPy E-step instead (nothing to compile); the chunks of out-of-core
+        input always run the kernel, the last, shorter one too."""
         ct = self.covariance_type
         means, prec, base = prepared
         self._check_args(X, means, prec, base, shift, sample_weight, resp_in, out_lognorm,
@@ -230,12 +233,15 @@ class EStepWorkspace:
             self.S0s, self.S1s, self.S2s, self.lls, self.wsums, self.block, VM_CONSTS,
         )
         ns = self.S0s.shape[0]
-        with serial_if_small(estep_work(X.shape[0], K, X.shape[1], ct)):
-            if self.uses_blas:
-                with single_threaded_blas():
+        if small and X.shape[0] <= _small.SMALL_ROWS:  # NumPy: nothing to compile
+            _small.estep(KERNEL_TYPE[ct], *args[:-2])
+        else:
+            with serial_if_small(estep_work(X.shape[0], K, X.shape[1], ct)):
+                if self.uses_blas:
+                    with single_threaded_blas():
+                        run_slots(self.kernel, args, ns)
+                else:
                     run_slots(self.kernel, args, ns)
-            else:
-                run_slots(self.kernel, args, ns)
         # serial, in-order reduction over slots: thread-count independent
         loglik = float(np.add.reduce(self.lls))
         weight = float(np.add.reduce(self.wsums))

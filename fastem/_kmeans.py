@@ -6,10 +6,20 @@ import math
 
 import numpy as np
 
-from . import _config
+from . import _config, _small
 from ._estep import kernel_array, n_slots_for, serial_if_small
 from ._kernels.kmeans import _lloyd_step, _sqdist_to_point
 from ._parallel import run_slots
+
+
+def _run(kernel, small, args, ns):
+    """A k-means kernel on every thread, or its NumPy version (``small``, from
+    :mod:`fastem._small`: nothing to compile) on at most ``SMALL_ROWS`` rows."""
+    if args[0].shape[0] <= _small.SMALL_ROWS:
+        small(*args)
+    else:
+        run_slots(kernel, args, ns)
+
 
 _EMPTY_W = np.empty(0, dtype=np.float64)
 
@@ -38,7 +48,7 @@ def _kmeans_plusplus(X, n_clusters, random_state, sample_weight=None):
     indices[0] = random_state.choice(n, p=p_uniform)
     centers[0] = X[indices[0]]
     closest = np.empty(n)
-    run_slots(_sqdist_to_point, (X, centers[0], closest, ns, block), ns)
+    _run(_sqdist_to_point, _small.sqdist_to_point, (X, centers[0], closest, ns, block), ns)
     cand_dist = np.empty(n)
     for c in range(1, n_clusters):
         weighted = w * closest
@@ -51,8 +61,8 @@ def _kmeans_plusplus(X, n_clusters, random_state, sample_weight=None):
             cands = random_state.choice(n, size=n_trials, p=p_uniform)
         best_pot, best_idx, best_dist = np.inf, cands[0], None
         for idx in cands:
-            run_slots(_sqdist_to_point,
-                      (X, np.asarray(X[idx], dtype=np.float64), cand_dist, ns, block), ns)
+            _run(_sqdist_to_point, _small.sqdist_to_point,
+                 (X, np.asarray(X[idx], dtype=np.float64), cand_dist, ns, block), ns)
             np.minimum(cand_dist, closest, out=cand_dist)
             cand_pot = float(w @ cand_dist)
             if cand_pot < best_pot:
@@ -93,7 +103,8 @@ def _kmeans(X, n_clusters, random_state, sample_weight=None, max_iter=300, tol=1
     inertia = np.zeros(ns)
     for _ in range(max_iter):
         prev[:] = labels
-        run_slots(_lloyd_step, (X, sw, centers, labels, sums, counts, inertia, block), ns)
+        _run(_lloyd_step, _small.lloyd_step,
+             (X, sw, centers, labels, sums, counts, inertia, block), ns)
         tot = np.add.reduce(counts, axis=0)
         move = np.zeros_like(centers)
         nz = tot > 0
@@ -102,5 +113,6 @@ def _kmeans(X, n_clusters, random_state, sample_weight=None, max_iter=300, tol=1
         if np.array_equal(labels, prev) or float((move**2).sum()) <= tol_abs:
             break
     # labels consistent with the final centres
-    run_slots(_lloyd_step, (X, sw, centers, labels, sums, counts, inertia, block), ns)
+    _run(_lloyd_step, _small.lloyd_step,
+         (X, sw, centers, labels, sums, counts, inertia, block), ns)
     return centers, labels

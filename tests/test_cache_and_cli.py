@@ -22,6 +22,7 @@ import fastem
 from fastem._kernels.gaussian import _estep_stats_diag
 from fastem.datasets import load_faithful
 X, _ = load_faithful()
+X = np.vstack([X, X + 0.01, X - 0.01])  # more than fastem._small.SMALL_ROWS: the kernels
 gm = fastem.GaussianMixture(2, covariance_type="diag", random_state=0).fit(X)
 print(json.dumps({
     "means": gm.means_.tolist(),
