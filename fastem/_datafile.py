@@ -35,6 +35,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from . import _config
+
 HEADER_CHOICES = ("auto", "yes", "no")
 
 
@@ -91,20 +93,16 @@ def read_data(path, columns=None, header="auto"):
 
     ``columns`` is a comma-separated list of names or 0-based indices (only
     these columns are read); ``header`` is ``"auto"`` (the rule in the
-    module docstring), ``"yes"`` or ``"no"`` (text files only)."""
-    path, wanted, ext = _where(path, columns)
-    if ext == ".npy":
-        X = _read_npy(path)
-        idx = _pick(None, X.shape[1], wanted, path)
-        data = Data(X if idx is None else np.ascontiguousarray(X[:, idx]), None, "npy")
-    elif ext in (".parquet", ".pq"):
-        data = Data(*_read_parquet(path, wanted), "parquet")
+    module docstring), ``"yes"`` or ``"no"`` (text files only).  Text and
+    Parquet files are parsed by pyarrow's multi-threaded readers when
+    pyarrow is installed (NumPy's otherwise, with the same results and
+    errors)."""
+    stream = open_data(path, columns, header)
+    if stream.kind == "npy":
+        X = stream.array
     else:
-        data = Data(*_read_text(path, wanted, "\t" if ext == ".tsv" else None, header))
-    if data.X.shape[0] == 0 or data.X.shape[1] == 0:
-        raise DataFileError(f"{path} holds no data ({data.X.shape[0]} rows x "
-                            f"{data.X.shape[1]} columns); expected at least one row of numbers")
-    return data
+        X = stream.read_all()
+    return stream.data(X)
 
 
 def _pick(names, n_cols, wanted, path):
@@ -144,34 +142,6 @@ def _read_npy(path):
         raise DataFileError(f"{path} holds an array of shape {X.shape}; expected 2-D "
                             "(rows, features)")
     return np.asarray(X, dtype=np.float64)
-
-
-def _read_parquet(path, wanted):
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise DataFileError("reading Parquet files needs pyarrow: pip install pyarrow") \
-            from None
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises its own error classes
-        raise DataFileError(f"{path} is not a readable Parquet file ({exc})") from None
-    names = list(table.column_names)
-    idx = _pick(names, len(names), wanted, path) or range(len(names))
-    cols = []
-    for name, col in ((names[i], table.column(i)) for i in idx):
-        try:
-            values = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
-        except (TypeError, ValueError):
-            raise DataFileError(f"column {name!r} of {path} is not numeric (type "
-                                f"{col.type}); pick numeric columns with --columns") from None
-        if np.isnan(values).any():
-            row = int(np.flatnonzero(np.isnan(values))[0])
-            raise DataFileError(f"column {name!r} of {path} has a missing value at row {row}; "
-                                "missing values are not supported: impute or drop those rows")
-        cols.append(values)
-    X = np.column_stack(cols) if cols else np.empty((table.num_rows, 0))
-    return X, [names[i] for i in idx]
 
 
 # --------------------------------------------------------------------------
@@ -239,38 +209,6 @@ def _head(fh, path, delimiter, header, wanted, what):
     return rows, first_no, first, delimiter, cells, usecols
 
 
-def _read_text(path, wanted, delimiter, header):
-    with _readable(path), _open_text(path) as fh:
-        rows, first_no, first, delimiter, cells, usecols = _head(
-            fh, path, delimiter, header, wanted, "numbers")
-        picked = cells if usecols is None else [cells[i] for i in usecols]
-        is_header = _first_line_is_header(picked, header, first_no, path)
-        data_lines = (line for _, line in rows)
-        if not is_header:
-            _pick(None, len(cells), [w for w in wanted if not _is_index(w)], path)  # no names
-            data_lines = itertools.chain([first], data_lines)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "input contained no data"
-                X = np.loadtxt(data_lines, delimiter=delimiter, quotechar='"', usecols=usecols,
-                               comments=None, dtype=np.float64, ndmin=2)
-            reason = f"the data rows have {X.shape[1]} columns, the first row {len(cells)}"
-        except UnicodeDecodeError:
-            raise
-        except ValueError as exc:  # NumPy's message does not count lines right
-            X, reason = None, str(exc).splitlines()[0]
-    if X is not None and X.shape[0] == 0:
-        raise DataFileError(f"{path} has a header row (line {first_no}) but no data rows")
-    if X is None or X.shape[1] != len(picked):
-        with _readable(path):
-            _first_bad_line(path, delimiter, first_no + is_header, len(cells), usecols)
-        raise DataFileError(f"{path}: {reason}; {_NUMBERS_ONLY}")
-    if not is_header:
-        return X, None, "text"
-    names = [c or f"Unnamed: {j}" for j, c in enumerate(cells)]
-    return X, names if usecols is None else [names[i] for i in usecols], "text", first_no
-
-
 def _first_line_is_header(cells, header, line_no, path):
     """Whether the first non-blank line (its ``cells``) is a header row."""
     if header != "auto":
@@ -296,19 +234,348 @@ def _first_bad_line(path, delimiter, start, n_cols, usecols):
     (1-based) that does not hold ``n_cols`` cells (at least the ``usecols``
     ones, if given), all numbers; return if there is none."""
     with _open_text(path) as fh:
-        for no, line in _non_blank(itertools.islice(fh, start - 1, None), start):
-            cells = _cells(line, delimiter)
-            if len(cells) != n_cols and (usecols is None or len(cells) <= max(usecols)):
-                raise DataFileError(f"{path}: line {no} has {_count(len(cells), 'cell')}, but "
-                                    f"the first row has {n_cols}; every row needs the same "
-                                    "number of columns")
-            for j in range(len(cells)) if usecols is None else usecols:
-                if not _is_number(cells[j]):
-                    what = "empty cell" if cells[j] == "" else f"{cells[j]!r} is not a number"
-                    if re.fullmatch(r"[-+]?\d*,\d+", cells[j]):
-                        what += " (a decimal comma: write 1.5, not 1,5)"
-                    raise DataFileError(f"{path}: line {no}, column {j + 1}: {what}; "
-                                        f"{_NUMBERS_ONLY}")
+        _check_lines(_non_blank(itertools.islice(fh, start - 1, None), start), path,
+                     delimiter, n_cols, usecols)
+
+
+def _check_lines(numbered, path, delimiter, n_cols, usecols):
+    """Raise the error for the first of the ``(line number, line)`` pairs
+    that does not hold ``n_cols`` cells (at least the ``usecols`` ones),
+    all numbers; return if there is none."""
+    for no, line in numbered:
+        cells = _cells(line, delimiter)
+        if len(cells) != n_cols and (usecols is None or len(cells) <= max(usecols)):
+            raise DataFileError(f"{path}: line {no} has {_count(len(cells), 'cell')}, but "
+                                f"the first row has {n_cols}; every row needs the same "
+                                "number of columns")
+        for j in range(len(cells)) if usecols is None else usecols:
+            if not _is_number(cells[j]):
+                what = "empty cell" if cells[j] == "" else f"{cells[j]!r} is not a number"
+                if re.fullmatch(r"[-+]?\d*,\d+", cells[j]):
+                    what += " (a decimal comma: write 1.5, not 1,5)"
+                raise DataFileError(f"{path}: line {no}, column {j + 1}: {what}; "
+                                    f"{_NUMBERS_ONLY}")
+
+
+# --------------------------------------------------------------------------
+# streams: the rows of a file chunk by chunk
+# --------------------------------------------------------------------------
+
+def _pyarrow():
+    """pyarrow's modules (``pyarrow``, ``pyarrow.csv``), or None if it is not
+    installed: text files are then parsed by NumPy (slower, same results)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pc
+    except ImportError:
+        return None
+    return pa, pc
+
+
+class _Shape(NamedTuple):
+    """Stands for the rows of a file that were streamed, not kept: only
+    their shape, for :meth:`Data.describe` and :meth:`Data.to_json`."""
+
+    shape: tuple
+
+
+def open_data(path, columns=None, header="auto"):
+    """A :class:`DataStream` over a CSV/TSV, ``.npy`` or Parquet file: the
+    header, the columns and their names are read (and every error they can
+    cause raised) now; the rows as they are iterated."""
+    path, wanted, ext = _where(path, columns)
+    if ext == ".npy":
+        return _NpyStream(path, wanted)
+    if ext in (".parquet", ".pq"):
+        return _ParquetStream(path, wanted)
+    return _TextStream(path, wanted, "\t" if ext == ".tsv" else None, header)
+
+
+class DataStream:
+    """The picked columns of a data file, as float64 arrays of at most
+    :attr:`chunk_rows` rows (``FASTEM_CHUNK_BYTES`` worth) each: iterating
+    holds one chunk at a time (pyarrow's reader a block of text more).
+
+    Attributes: ``path``, ``kind`` (``"text"``, ``"npy"``, ``"parquet"``),
+    ``names`` (None without a header), ``header_line``, ``n_columns``,
+    ``n_rows`` (once iterated) and ``large`` (the file is larger than
+    ``FASTEM_CHUNK_BYTES``: the command line streams it rather than read it
+    whole).  A file that holds no rows is an error at the end of the
+    iteration, a bad cell at the chunk that holds it."""
+
+    names = None
+    header_line = None
+    n_rows = None
+
+    @property
+    def chunk_rows(self):
+        return max(1, _config.CHUNK_BYTES // (8 * max(1, self.n_columns)))
+
+    @property
+    def large(self):
+        return os.path.getsize(self.path) > _config.CHUNK_BYTES
+
+    def __iter__(self):
+        self.n_rows, step = 0, self.chunk_rows
+        for X in self._batches():
+            for i in range(0, X.shape[0], step):
+                chunk = X[i:i + step]
+                self.n_rows += chunk.shape[0]
+                yield chunk
+        if self.n_rows == 0:
+            self._no_data(0)
+
+    def read_all(self):
+        """Every row in one array (pyarrow: read by all its threads)."""
+        X = self._read_all()
+        if X.shape[0] == 0:
+            self._no_data(0)
+        self.n_rows = X.shape[0]
+        return X
+
+    def _read_all(self):
+        batches = list(self)
+        return np.concatenate(batches) if len(batches) > 1 else batches[0]
+
+    def data(self, X=None):
+        """:class:`Data` for the rows read: ``X``, or after an iteration
+        their shape only."""
+        if X is None:
+            X = _Shape((self.n_rows, self.n_columns))
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            self._no_data(X.shape[0])
+        return Data(X, self.names, self.kind, self.header_line)
+
+    def _no_data(self, n_rows):
+        if self.header_line is not None and n_rows == 0:
+            raise DataFileError(f"{self.path} has a header row (line {self.header_line}) but "
+                                "no data rows")
+        raise DataFileError(f"{self.path} holds no data ({n_rows} rows x {self.n_columns} "
+                            "columns); expected at least one row of numbers")
+
+
+def to_memmap(stream, folder):
+    """Write the rows of ``stream`` chunk by chunk to a float64 file in
+    ``folder`` and return it as a read-only ``np.memmap`` (which fastem
+    fits and scores out of core), so that a file larger than memory can be
+    fitted.  The caller deletes ``folder``."""
+    path = os.path.join(folder, "rows.f64")
+    with open(path, "wb") as out:
+        out.writelines(np.ascontiguousarray(X, dtype=np.float64).data for X in stream)
+    return np.memmap(path, dtype=np.float64, mode="r", shape=(stream.n_rows, stream.n_columns))
+
+
+class _NpyStream(DataStream):
+    kind = "npy"
+
+    def __init__(self, path, wanted):
+        self.path = path
+        X = _read_npy(path)
+        idx = _pick(None, X.shape[1], wanted, path)
+        self.array = X if idx is None else np.ascontiguousarray(X[:, idx])
+        self.n_columns = self.array.shape[1]
+
+    def _batches(self):
+        yield from (np.ascontiguousarray(self.array[i:i + self.chunk_rows])
+                    for i in range(0, self.array.shape[0], self.chunk_rows))
+
+    def _read_all(self):
+        return self.array
+
+
+class _ParquetStream(DataStream):
+    kind = "parquet"
+
+    def __init__(self, path, wanted):
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise DataFileError("reading Parquet files needs pyarrow: pip install pyarrow") \
+                from None
+        self.path, self._pq = path, pq
+        try:
+            self._file = pq.ParquetFile(path)
+            names = list(self._file.schema_arrow.names)
+        except Exception as exc:  # noqa: BLE001  (pyarrow raises its own error classes)
+            raise DataFileError(f"{path} is not a readable Parquet file ({exc})") from None
+        idx = _pick(names, len(names), wanted, path) or range(len(names))
+        self.names = [names[i] for i in idx]
+        self.n_columns = len(self.names)
+
+    def _batches(self):
+        row0 = 0
+        for batch in self._file.iter_batches(batch_size=self.chunk_rows,
+                                             columns=list(dict.fromkeys(self.names))):
+            yield self._array(batch, row0)
+            row0 += batch.num_rows
+
+    def _read_all(self):
+        try:
+            table = self._pq.read_table(self.path, columns=list(dict.fromkeys(self.names)))
+        except Exception as exc:  # noqa: BLE001
+            raise DataFileError(f"{self.path} is not a readable Parquet file ({exc})") from None
+        return self._array(table, 0)
+
+    def _array(self, part, row0):
+        """The picked columns of a batch or table (starting at row ``row0``
+        of the file) as one float64 array."""
+        X = np.empty((part.num_rows, self.n_columns))
+        for j, name in enumerate(self.names):
+            col = part.column(name)
+            try:
+                X[:, j] = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+            except (TypeError, ValueError):
+                raise DataFileError(f"column {name!r} of {self.path} is not numeric (type "
+                                    f"{col.type}); pick numeric columns with --columns") \
+                    from None
+            missing = np.isnan(X[:, j])
+            if missing.any():
+                row = row0 + int(np.flatnonzero(missing)[0])
+                raise DataFileError(f"column {name!r} of {self.path} has a missing value at "
+                                    f"row {row}; missing values are not supported: impute or "
+                                    "drop those rows")
+        return X
+
+
+class _ArrowGaveUp(Exception):
+    """pyarrow could not parse the file the way NumPy does: the NumPy path
+    takes over (and names the bad line, if there is one)."""
+
+
+class _TextStream(DataStream):
+    kind = "text"
+
+    def __init__(self, path, wanted, delimiter, header):
+        self.path = path
+        with _readable(path), _open_text(path) as fh:
+            _, first_no, _, delimiter, cells, usecols = _head(
+                fh, path, delimiter, header, wanted, "numbers")
+        picked = cells if usecols is None else [cells[i] for i in usecols]
+        is_header = _first_line_is_header(picked, header, first_no, path)
+        if not is_header:
+            _pick(None, len(cells), [w for w in wanted if not _is_index(w)], path)  # no names
+        else:
+            names = [c or f"Unnamed: {j}" for j, c in enumerate(cells)]
+            self.names = names if usecols is None else [names[i] for i in usecols]
+            self.header_line = first_no
+        self.delimiter, self.n_cells, self.usecols = delimiter, len(cells), usecols
+        self.n_columns = len(picked)
+        self.start = first_no + is_header  # the line the data rows start on
+
+    # pyarrow -----------------------------------------------------------
+
+    def _arrow_options(self, pc, pa, block_size=None):
+        names = [f"f{i}" for i in range(self.n_cells)]
+        picked = names if self.usecols is None else [names[i] for i in self.usecols]
+        read = pc.ReadOptions(autogenerate_column_names=True, use_threads=True,
+                              **({} if block_size is None else {"block_size": block_size}))
+        parse = pc.ParseOptions(delimiter=self.delimiter, quote_char='"')
+        convert = pc.ConvertOptions(
+            column_types={n: pa.float64() for n in picked}, null_values=[],
+            strings_can_be_null=False, quoted_strings_can_be_null=False,
+            include_columns=None if self.usecols is None else list(dict.fromkeys(picked)))
+        return picked, {"read_options": read, "parse_options": parse,
+                        "convert_options": convert}
+
+    def _arrow_file(self, pa):
+        f = pa.OSFile(self.path, "r")
+        f.seek(_line_offset(self.path, self.start))
+        return f
+
+    def _arrow_array(self, part, picked):
+        if self.usecols is None and part.num_columns != self.n_cells:
+            raise _ArrowGaveUp  # rows of another length than the first: NumPy's message
+        X = np.empty((part.num_rows, len(picked)))
+        for j, name in enumerate(picked):
+            X[:, j] = part.column(name).to_numpy(zero_copy_only=False)
+        return X
+
+    def _arrow_batches(self, arrow, done):
+        pa, pc = arrow
+        picked, options = self._arrow_options(pc, pa, max(_config.CHUNK_BYTES, 1 << 14))
+        try:
+            with self._arrow_file(pa) as f:
+                reader = pc.open_csv(f, **options)
+                for batch in reader:
+                    X = self._arrow_array(batch, picked)
+                    done[0] += X.shape[0]
+                    yield X
+        except pa.ArrowException:
+            raise _ArrowGaveUp from None
+
+    # NumPy -------------------------------------------------------------
+
+    def _numpy_batches(self, skip=0):
+        """The rows from line ``start`` on, ``skip`` data rows skipped, by
+        np.loadtxt a chunk of lines at a time; a bad chunk is scanned for its
+        first bad line."""
+        with _readable(self.path), _open_text(self.path) as fh:
+            lines = _non_blank(itertools.islice(fh, self.start - 1, None), self.start)
+            lines = itertools.islice(lines, skip, None)
+            while True:
+                group = list(itertools.islice(lines, self.chunk_rows))
+                if not group:
+                    return
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        X = np.loadtxt([line for _, line in group], delimiter=self.delimiter,
+                                       quotechar='"', usecols=self.usecols, comments=None,
+                                       dtype=np.float64, ndmin=2)
+                    reason = (f"the data rows have {X.shape[1]} columns, the first row "
+                              f"{self.n_cells}")
+                except ValueError as exc:  # NumPy's message does not count lines right
+                    X, reason = None, str(exc).splitlines()[0]
+                if X is None or X.shape[1] != self.n_columns:
+                    _check_lines(group, self.path, self.delimiter, self.n_cells, self.usecols)
+                    raise DataFileError(f"{self.path}: {reason}; {_NUMBERS_ONLY}")
+                yield X
+
+    def _batches(self):
+        arrow = _pyarrow() if self.delimiter is not None else None
+        done = [0]
+        if arrow is not None:
+            try:
+                yield from self._arrow_batches(arrow, done)
+                return
+            except _ArrowGaveUp:
+                pass
+        yield from self._numpy_batches(skip=done[0])
+
+    def _read_all(self):
+        arrow = _pyarrow() if self.delimiter is not None else None
+        if arrow is not None:
+            pa, pc = arrow
+            picked, options = self._arrow_options(pc, pa)
+            try:
+                with self._arrow_file(pa) as f:
+                    return self._arrow_array(pc.read_csv(f, **options), picked)
+            except (pa.ArrowException, _ArrowGaveUp):
+                pass
+        batches = list(self._numpy_batches())
+        if not batches:
+            return np.empty((0, self.n_columns))
+        return np.concatenate(batches) if len(batches) > 1 else batches[0]
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def _line_offset(path, line_no):
+    """The byte offset of the start of 1-based line ``line_no`` of a text
+    file, lines ending as Python's universal newlines end them."""
+    if line_no <= 1:
+        return 0
+    with open(path, "rb") as f:
+        buf = b""
+        while True:
+            more = f.read(1 << 16)
+            buf += more
+            ends = list(itertools.islice(_LINE_END.finditer(buf), line_no - 1))
+            if len(ends) == line_no - 1 and (ends[-1].end() < len(buf) or not more):
+                return ends[-1].end()
+            if not more:
+                return len(buf)
 
 
 # --------------------------------------------------------------------------

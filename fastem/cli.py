@@ -21,13 +21,23 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 import warnings
 
 import numpy as np
 
 from . import _config
-from ._datafile import HEADER_CHOICES, DataFileError, read_data, read_table
+from ._datafile import (
+    HEADER_CHOICES,
+    DataFileError,
+    _pyarrow,
+    _Shape,
+    open_data,
+    read_data,
+    read_table,
+    to_memmap,
+)
 from ._registry import FAMILIES, family_of, get_family
 
 __all__ = ["build_parser", "main", "read_data", "write_table"]
@@ -69,13 +79,64 @@ def _check_output(path, option):
 
 def write_table(path, header, columns):
     """Write columns (1-D arrays) as CSV to ``path`` (or stdout if None),
-    row by row."""
+    ``FASTEM_CHUNK_BYTES`` worth of rows at a time."""
     n = len(columns[0]) if columns else 0
-    with (contextlib.nullcontext(sys.stdout) if path is None
-          else open(path, "w", newline="")) as out:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows([_fmt(c[i]) for c in columns] for i in range(n))
+    step = max(1, _config.CHUNK_BYTES // (8 * max(1, len(columns))))
+    with _CsvOut(path, header) as out:
+        for i in range(0, n, step):
+            out.write([c[i:i + step] for c in columns])
+
+
+class _CsvOut:
+    """CSV written a chunk of rows at a time to ``path`` (stdout if None):
+    numbers through pyarrow's writer when it is installed (Python's csv
+    module otherwise, and for text columns).  A file left unfinished by an
+    error is removed."""
+
+    def __init__(self, path, header):
+        self.path = path
+        self.fh = open(path, "wb") if path is not None else None  # noqa: SIM115
+        head = io.StringIO()
+        csv.writer(head, lineterminator="\n").writerow(header)
+        self._put(head.getvalue().encode())
+
+    def _put(self, data):
+        if self.fh is not None:
+            self.fh.write(data)
+            return
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:  # a text stream (io.StringIO)
+            sys.stdout.write(data.decode())
+        else:
+            sys.stdout.flush()
+            buffer.write(data)
+            buffer.flush()
+
+    def write(self, columns):
+        """Append rows: one 1-D array per column."""
+        arrow = _pyarrow()
+        if arrow is not None and all(np.asarray(c).dtype.kind in "biuf" for c in columns):
+            pa, pc = arrow
+            table = pa.table({f"c{j}": np.asarray(c) for j, c in enumerate(columns)})
+            text = io.BytesIO()
+            pc.write_csv(table, text, write_options=pc.WriteOptions(include_header=False))
+            self._put(text.getvalue())
+            return
+        text = io.StringIO()
+        n = len(columns[0]) if columns else 0
+        csv.writer(text, lineterminator="\n").writerows(
+            [_fmt(c[i]) for c in columns] for i in range(n))
+        self._put(text.getvalue().encode())
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if self.fh is not None:
+            self.fh.close()
+            if kind is not None:
+                with contextlib.suppress(OSError):
+                    os.remove(self.path)
 
 
 def _fmt(v):
@@ -293,6 +354,17 @@ def _read(args, family=None):
     return read_data(args.data, args.columns, args.header)
 
 
+def _stream(args, family):
+    """A :class:`fastem._datafile.DataStream` over the command's data file
+    if it is a file of numbers larger than ``FASTEM_CHUNK_BYTES`` (not a
+    table of categories, not ``.npy``, which is memory-mapped as it is);
+    else None (read it whole with :func:`_read`)."""
+    if family.table:
+        return None
+    stream = open_data(args.data, args.columns, args.header)
+    return stream if stream.kind != "npy" and stream.large else None
+
+
 def _family(args):
     """The ``--family`` of ``fit``/``select`` and the estimator parameters
     its options give; options of other families are usage errors."""
@@ -356,6 +428,11 @@ def _physical_memory():
 # --------------------------------------------------------------------------
 
 def _cmd_fit(args):
+    with contextlib.ExitStack() as cleanup:
+        return _fit(args, cleanup)
+
+
+def _fit(args, cleanup):
     family, common = _family(args)
     if args.online and args.n_init != 1:
         raise CliError("--online runs one initialisation; drop --n-init")
@@ -363,7 +440,12 @@ def _cmd_fit(args):
         cls = family.estimator_class(online=args.online)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    data = _read(args, family)
+    stream = _stream(args, family)
+    if stream is None:
+        data = _read(args, family)
+    else:  # parsed chunk by chunk into a memory-mapped copy, fitted out of core
+        folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="fastem-"))
+        data = stream.data(to_memmap(stream, folder))
     X, names = data.X, data.names
     _check_k(args.k, X.shape[0], args.data)
     common.update(max_iter=args.max_iter, random_state=args.seed)
@@ -397,7 +479,12 @@ def _cmd_fit(args):
 
 def _cmd_predict(args):
     model = _load_model(args.model)
-    data = _read(args, family_of(model))
+    family = family_of(model)
+    stream = None if args.json else _stream(args, family)
+    if stream is not None:
+        _stream_out(args, model, stream)
+        return 0
+    data = _read(args, family)
     X = _check_features(model, data.X, args.data)
     if args.proba:
         P = model.predict_proba(X)
@@ -413,11 +500,49 @@ def _cmd_predict(args):
     return 0
 
 
+def _stream_out(args, model, stream):
+    """predict, or score without --anomalies: one chunk of rows at a time
+    in, its results out, so that memory holds a chunk whatever the size of
+    the file.  (A bad line is found when its chunk is read: the rows before
+    it have been written to stdout by then; an -o file is removed.)"""
+    _check_features(model, _Shape((0, stream.n_columns)), args.data)
+    if args.command == "score":
+        header = ["log_density"]
+    elif args.proba:
+        header = [f"p{j}" for j in range(model.n_components)]
+    else:
+        header = ["label"]
+    total = 0.0
+    with _CsvOut(args.output, header) as out:
+        for X in stream:
+            if args.command == "score":
+                logp = model.score_samples(X)
+                total += float(np.sum(logp))
+                out.write([logp])
+            elif args.proba:
+                out.write(list(model.predict_proba(X).T))
+            else:
+                out.write([model.predict(X)])
+    data = stream.data()
+    _note(args, data.describe(args.data))
+    return data, total
+
+
 def _cmd_score(args):
     model = _load_model(args.model)
-    data = _read(args, family_of(model))
-    X = _check_features(model, data.X, args.data)
-    logp = model.score_samples(X)
+    family = family_of(model)
+    stream = None if args.json or args.plot else _stream(args, family)
+    if stream is not None and args.anomalies is None:
+        _stream_out(args, model, stream)
+        return 0
+    if stream is not None:  # --anomalies: the scores of every row, then the quantile
+        _check_features(model, _Shape((0, stream.n_columns)), args.data)
+        logp = np.concatenate([model.score_samples(X) for X in stream])
+        data, X = stream.data(), None
+    else:
+        data = _read(args, family)
+        X = _check_features(model, data.X, args.data)
+        logp = model.score_samples(X)
     out = {"mean_log_density": float(np.mean(logp)), "data": data.to_json(args.data)}
     columns, header, notes = [logp], ["log_density"], [data.describe(args.data)]
     if args.anomalies is not None:

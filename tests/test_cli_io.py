@@ -1,0 +1,241 @@
+"""Command-line I/O: CSV/TSV/Parquet read by pyarrow (NumPy without it),
+files larger than ``FASTEM_CHUNK_BYTES`` streamed chunk by chunk (predict,
+score) or copied to a memory map and fitted out of core (fit), output
+written chunk by chunk; the results and the one-line errors are those of
+the in-memory path."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastem
+from fastem import _config, _datafile, cli
+from fastem._datafile import DataFileError, open_data, read_data
+from fastem.cli import main, write_table
+
+SMALL = 2048  # FASTEM_CHUNK_BYTES for the streaming runs: files here are larger
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    d = tmp_path_factory.mktemp("io")
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(300, 3)), rng.normal(size=(300, 3)) + 5]).round(6)
+    np.savetxt(d / "d.csv", X, delimiter=",", header="a,b,c", comments="", fmt="%.6f")
+    np.savetxt(d / "d.tsv", X, delimiter="\t", header="a\tb\tc", comments="", fmt="%.6f")
+    np.save(d / "d.npy", X)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2]}), d / "d.parquet",
+                   row_group_size=100)
+    fastem.GaussianMixture(2, random_state=0).fit(X).save(d / "m.fem")
+    # larger than pyarrow's smallest block (16 KiB): bad lines in a later block
+    big = np.tile(X, (4, 1))
+    lines = ["a,b,c"] + [",".join(f"{v:.6f}" for v in row) for row in big]
+    (d / "big.csv").write_text("\n".join(lines) + "\n")
+    for name, line_no, text in [("bad_cell", 2000, "1.0,x,2.0"), ("ragged", 2100, "1,2"),
+                                ("empty_cell", 2200, "1.0,,2.0"),
+                                ("comma", 2300, '1.0,"1,5",2.0')]:
+        bad = list(lines)
+        bad[line_no - 1] = text
+        (d / f"{name}.csv").write_text("\n".join(bad) + "\n")
+    spaced = list(lines)
+    spaced[1500] = "   "  # a whitespace-only line: skipped (pyarrow would not)
+    (d / "spaced.csv").write_text("\r\n".join(spaced) + "\r\n")
+    (d / "bom_cr.csv").write_bytes(b"\xef\xbb\xbf\r\n" + "\r".join(lines).encode() + b"\r")
+    (d / "header_only.csv").write_text("a,b,c\n\n")
+    (d / "empty.csv").write_text("")
+    pq.write_table(pa.table({"a": np.r_[X[:, 0], np.nan], "b": np.r_[X[:, 1], 0.0],
+                             "c": np.r_[X[:, 2], 0.0], "s": ["x"] * (len(X) + 1)}),
+                   d / "holes.parquet", row_group_size=100)
+    return d
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(_config, "CHUNK_BYTES", SMALL, raising=False)
+
+
+def _run(capsys, *argv):
+    rc = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def _both(capsys, monkeypatch, *argv):
+    """The output of a command line run in memory and streamed."""
+    rc, whole, _ = _run(capsys, *argv)
+    assert rc == 0
+    monkeypatch.setattr(_config, "CHUNK_BYTES", SMALL, raising=False)
+    rc, streamed, err = _run(capsys, *argv)
+    monkeypatch.undo()
+    assert rc == 0
+    return whole, streamed, err
+
+
+def test_the_small_files_stream(d, small_chunks):
+    stream = open_data(d / "d.csv")
+    assert stream.large and stream.chunk_rows == SMALL // 24
+    chunks = list(stream)
+    assert len(chunks) > 5 and sum(len(c) for c in chunks) == stream.n_rows == 600
+    np.testing.assert_array_equal(np.concatenate(chunks), np.load(d / "d.npy"))
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.tsv", "d.parquet", "big.csv", "spaced.csv",
+                                  "bom_cr.csv"])
+@pytest.mark.parametrize("what", [("predict",), ("predict", "--proba"), ("score",),
+                                  ("score", "--anomalies", "0.05")])
+def test_streamed_output_is_the_in_memory_output(d, capsys, monkeypatch, name, what):
+    whole, streamed, err = _both(capsys, monkeypatch, what[0], d / "m.fem", d / name, *what[1:])
+    assert streamed == whole and len(whole.splitlines()) == 1 + len(read_data(d / name).X)
+    assert f"{len(whole.splitlines()) - 1} rows x 3 columns read from" in err
+
+
+def test_formats_agree_and_the_output_reads_back(d, capsys):
+    outs = {name: _run(capsys, "score", d / "m.fem", d / name)[1]
+            for name in ("d.csv", "d.tsv", "d.parquet", "d.npy")}
+    assert len(set(outs.values())) == 1
+    logp = fastem.load(d / "m.fem").score_samples(np.load(d / "d.npy"))
+    np.testing.assert_array_equal(np.loadtxt(outs["d.csv"].splitlines()[1:]), logp)
+
+
+def test_write_table_round_trips_every_float(tmp_path):
+    rng = np.random.default_rng(1)
+    v = np.r_[rng.normal(size=500) * 10.0 ** rng.integers(-300, 300, 500), 0.0, -0.0, 1.0,
+              1e-5, 2.5e-300, 1.7976931348623157e308]
+    write_table(str(tmp_path / "v.csv"), ["v", "i"], [v, np.arange(len(v))])
+    back = read_data(tmp_path / "v.csv")
+    assert back.names == ["v", "i"]
+    np.testing.assert_array_equal(back.X[:, 0], v)
+    np.testing.assert_array_equal(back.X[:, 1], np.arange(len(v)))
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.parquet"])
+def test_fit_through_the_memory_map_is_the_in_memory_fit(d, tmp_path, monkeypatch, capsys,
+                                                         name):
+    argv = ["fit", d / name, "-k", 2, "--covariance", "full", "--seed", 0, "--n-init", 2]
+    assert _run(capsys, *argv, "-o", tmp_path / "a.fem")[0] == 0
+    copies = []
+    monkeypatch.setattr(cli, "to_memmap",
+                        lambda s, f: copies.append(_datafile.to_memmap(s, f)) or copies[-1])
+    monkeypatch.setattr(_config, "CHUNK_BYTES", SMALL, raising=False)
+    rc, out, _ = _run(capsys, *argv, "-o", tmp_path / "b.fem")
+    assert rc == 0 and "600 rows x 3 columns read from" in out
+    assert len(copies) == 1 and isinstance(copies[0], np.memmap)
+    assert not os.path.exists(copies[0].filename)  # the temporary copy is gone
+    a, b = fastem.load(tmp_path / "a.fem"), fastem.load(tmp_path / "b.fem")
+    for attr in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(b, attr), getattr(a, attr), rtol=0, atol=1e-10)
+    assert list(b.feature_names_in_) == ["a", "b", "c"]
+
+
+def test_fit_streamed_json_and_online(d, capsys, small_chunks):
+    rc, out, _ = _run(capsys, "fit", d / "big.csv", "-k", 2, "--json", "--seed", 0)
+    assert rc == 0 and '"rows": 2400' in out
+    rc, out, _ = _run(capsys, "fit", d / "big.csv", "-k", 2, "--online", "--seed", 0, "-q")
+    assert rc == 0 and "2400 rows x 3 features" in out
+
+
+def test_columns_stream(d, capsys, monkeypatch):
+    argv = ("predict", d / "m.fem", d / "big.csv", "--columns", "c,0,b")
+    whole, streamed, _ = _both(capsys, monkeypatch, *argv)
+    assert whole == streamed
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_config, "CHUNK_BYTES", SMALL, raising=False)
+        X = read_data(d / "big.csv", "c,0,b").X
+    np.testing.assert_array_equal(X, np.tile(np.load(d / "d.npy"), (4, 1))[:, [2, 0, 1]])
+
+
+def test_without_pyarrow_the_same(d, capsys, monkeypatch):
+    expected = {n: _run(capsys, "predict", d / "m.fem", d / n)[1]
+                for n in ("big.csv", "spaced.csv")}
+    monkeypatch.setattr(_datafile, "_pyarrow", lambda: None)
+    monkeypatch.setattr(cli, "_pyarrow", lambda: None)
+    for chunk in (None, SMALL):
+        if chunk:
+            monkeypatch.setattr(_config, "CHUNK_BYTES", chunk, raising=False)
+        for name, out in expected.items():
+            assert _run(capsys, "predict", d / "m.fem", d / name)[1] == out
+
+
+#: (file, the error); each for fit, predict and score, in memory and streamed
+ERRORS = [
+    ("bad_cell.csv", "{d}/bad_cell.csv: line 2000, column 2: 'x' is not a number; expected "
+     "numbers only"),
+    ("ragged.csv", "{d}/ragged.csv: line 2100 has 2 cells, but the first row has 3; every "
+     "row needs the same number of columns"),
+    ("empty_cell.csv", "{d}/empty_cell.csv: line 2200, column 2: empty cell; expected"),
+    ("comma.csv", "line 2300, column 2: '1,5' is not a number (a decimal comma: write 1.5"),
+    ("header_only.csv", "{d}/header_only.csv has a header row (line 1) but no data rows"),
+    ("empty.csv", "{d}/empty.csv is empty (no line holds anything but whitespace)"),
+    ("missing.csv", "data file '{d}/missing.csv' not found"),
+    ("holes.parquet", "column 'a' of {d}/holes.parquet has a missing value at row 600; "
+     "missing values are not supported"),
+]
+
+
+@pytest.mark.parametrize("chunk", [None, SMALL])
+@pytest.mark.parametrize("command", ["fit", "predict", "score"])
+@pytest.mark.parametrize("name,message", ERRORS)
+def test_errors_are_the_same_one_line(d, capsys, monkeypatch, tmp_path, chunk, command, name,
+                                      message):
+    if chunk:
+        monkeypatch.setattr(_config, "CHUNK_BYTES", chunk, raising=False)
+    argv = (["fit", d / name, "-k", 2] if command == "fit" else
+            [command, d / "m.fem", d / name, "-o", tmp_path / "out.csv"])
+    if name == "holes.parquet":
+        argv += ["--columns", "a,b,c"]
+    rc, out, err = _run(capsys, *argv)
+    assert rc == 2 and out == "" and len(err.splitlines()) == 1, err
+    assert message.format(d=d) in err, err
+    assert not (tmp_path / "out.csv").exists()  # no partial output left behind
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--columns", "zz"], "column 'zz' not found in {d}/big.csv; its columns are: a, b, c"),
+    (["--columns", "5"], "column index 5 is out of range for {d}/big.csv, which has 3"),
+    (["--columns", "a,b"], "{d}/big.csv has 2 columns, but the model was fitted on 3"),
+])
+def test_column_errors_streamed(d, capsys, small_chunks, argv, message):
+    rc, out, err = _run(capsys, "predict", d / "m.fem", d / "big.csv", *argv)
+    assert rc == 2 and out == "" and len(err.splitlines()) == 1
+    assert message.format(d=d) in err, err
+
+
+def test_parquet_non_numeric_column(d, capsys, small_chunks):
+    rc, _, err = _run(capsys, "predict", d / "m.fem", d / "holes.parquet", "--columns", "a,b,s")
+    assert rc == 2 and "column 's' of" in err and "is not numeric (type string)" in err
+
+
+def test_a_bad_line_streamed_to_stdout(d, capsys, small_chunks):
+    """Streamed to stdout, the rows before a bad line are out before it is
+    found (documented); the error is the same one line."""
+    rc, out, err = _run(capsys, "predict", d / "m.fem", d / "bad_cell.csv")
+    assert rc == 2 and "line 2000, column 2: 'x' is not a number" in err
+    assert 1 < len(out.splitlines()) < 2000
+
+
+def test_streaming_in_a_subprocess(d, tmp_path):
+    """FASTEM_CHUNK_BYTES from the environment: the command line as run."""
+    env = {**os.environ, "FASTEM_CHUNK_BYTES": str(SMALL)}
+    cmd = [sys.executable, "-m", "fastem.cli"]
+    run = subprocess.run(cmd + ["predict", str(d / "m.fem"), str(d / "big.csv"), "-o",
+                                str(tmp_path / "p.csv")], env=env, capture_output=True,
+                         text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    labels = np.loadtxt(tmp_path / "p.csv", skiprows=1)
+    X = np.tile(np.load(d / "d.npy"), (4, 1))
+    np.testing.assert_array_equal(labels, fastem.load(d / "m.fem").predict(X))
+    run = subprocess.run(cmd + ["fit", str(d / "bad_cell.csv"), "-k", "2"], env=env,
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1
+    assert "line 2000, column 2: 'x' is not a number" in run.stderr
+
+
+def test_read_data_errors_unchanged(d):
+    with pytest.raises(DataFileError, match="line 2000, column 2: 'x' is not a number"):
+        read_data(d / "bad_cell.csv")
