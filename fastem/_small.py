@@ -44,7 +44,7 @@ def estep(kernel_type, X, sw, means, prec_chol, base, shift, resp_in, do_stats,
           out_lognorm, out_resp, out_label, S0s, S1s, S2s, lls, wsums):
     """``_kernels.gaussian.ESTEP_KERNELS[kernel_type]`` in NumPy (same
     arguments, less ``block``, ``vmc`` and ``ctrl``)."""
-    n, d = X.shape
+    n = X.shape[0]
     K = means.shape[0]
     center = np.add.reduce(shift, axis=0) / K  # the kernels' common centre
     xt = np.asarray(X, dtype=np.float64) - center
@@ -52,35 +52,32 @@ def estep(kernel_type, X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     means_c = means - center
     weighted = sw.shape[0] > 0
     if resp_in.shape[0] == 0:
-        # the quadratic forms in the input's precision, as in the kernels
+        # the quadratic forms in the input's precision, as in the kernels;
+        # y (K, n, d): per component U^T (x - mu_k), (x - mu_k) / sigma_k
         lo = np.float32 if X.dtype == np.float32 else np.float64
-        xl = xt.astype(lo)
-        ml = means_c.astype(lo)
-        pl = prec_chol.astype(lo)
-        lp = np.empty((n, K))
-        if kernel_type == "full":
-            for k in range(K):
-                y = (xl - ml[k]) @ pl[k]
-                lp[:, k] = base[k] - 0.5 * np.einsum("ij,ij->i", y, y)
-        elif kernel_type == "tied":
-            xp = xl @ pl
-            mp = (means_c @ prec_chol).astype(lo)
-            for k in range(K):
-                y = xp - mp[k]
-                lp[:, k] = base[k] - 0.5 * np.einsum("ij,ij->i", y, y)
-        else:  # diag; spherical is prec_chol of shape (K, 1)
-            for k in range(K):
-                y = (xl - ml[k]) * np.abs(pl[k])
-                lp[:, k] = base[k] - 0.5 * np.einsum("ij,ij->i", y, y)
+        xl = xt.astype(lo, copy=False)
+        if kernel_type == "tied":
+            y = (xl @ prec_chol.astype(lo))[None] - (means_c @ prec_chol).astype(lo)[:, None]
+        else:
+            y = xl[None] - means_c.astype(lo)[:, None]
+            if kernel_type == "full":
+                y = np.matmul(y, prec_chol.astype(lo))
+            else:  # diag; spherical is prec_chol of shape (K, 1)
+                y *= np.abs(prec_chol.astype(lo))[:, None]
+        y *= y
+        lp = base - 0.5 * np.matmul(y, np.ones(y.shape[2], dtype=lo)).T  # (n, K)
         mx = lp.max(axis=1)
         mx[mx == -np.inf] = 0.0  # no component has any density here
         a = lp - mx[:, None]
         resp = np.exp(a)
         resp[a < _RESP_FLUSH] = 0.0
         total = np.add.reduce(resp, axis=1)
-        with np.errstate(divide="ignore"):
-            lognorm = mx + np.log(total)
-            inv = np.where(total > 0.0, 1.0 / np.where(total > 0.0, total, 1.0), 0.0)
+        some = total > 0.0
+        lognorm = np.full(n, -np.inf)
+        np.log(total, out=lognorm, where=some)
+        lognorm += mx
+        inv = np.zeros(n)
+        np.divide(1.0, total, out=inv, where=some)
     else:
         resp = resp_in
         lognorm = np.zeros(n)
@@ -88,35 +85,32 @@ def estep(kernel_type, X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     if out_lognorm.shape[0] > 0:
         out_lognorm[:] = lognorm
     if out_resp.shape[0] > 0:
-        out_resp[:] = resp * inv[:, None]
+        np.multiply(resp, inv[:, None], out=out_resp)
     if out_label.shape[0] > 0:  # the largest before normalising, the first of ties
         out_label[:] = np.argmax(resp, axis=1)
-    w = sw if weighted else np.ones(n)
-    _slot0(lls, float(w @ lognorm) if resp_in.shape[0] == 0 else 0.0)
+    w = sw if weighted else None
+    if resp_in.shape[0] > 0:
+        ll = 0.0
+    else:
+        ll = float(np.add.reduce(lognorm) if w is None else w @ lognorm)
+    _slot0(lls, ll)
     _slot0(wsums, float(np.add.reduce(w)) if weighted else float(n))
     if not do_stats:
         return
-    wr = resp * (w * inv)[:, None]
+    wr = resp * (inv if w is None else w * inv)[:, None]
     S0 = np.add.reduce(wr, axis=0)
-    S1 = np.empty((K, d))
-    if kernel_type == "full":
-        S2 = np.empty((K, d, d))
-        for k in range(K):
-            diff = xt - shift_c[k]
-            rd = diff * wr[:, k, None]
-            S1[k] = np.add.reduce(rd, axis=0)
-            S2[k] = np.triu(rd.T @ diff)
-    elif kernel_type == "tied":
-        for k in range(K):
-            S1[k] = wr[:, k] @ (xt - shift_c[k])
+    if kernel_type == "tied":  # one common shift
         diff = xt - shift_c[0]
+        S1 = wr.T @ diff
         S2 = np.triu((diff * np.add.reduce(wr, axis=1)[:, None]).T @ diff)
     else:
-        S2 = np.empty((K, d))
-        for k in range(K):
-            diff = xt - shift_c[k]
-            S1[k] = wr[:, k] @ diff
-            S2[k] = wr[:, k] @ (diff * diff)
+        diff = xt[None] - shift_c[:, None]  # (K, n, d)
+        wrk = wr.T[:, None, :]  # (K, 1, n): sums over rows as products
+        S1 = np.matmul(wrk, diff)[:, 0]
+        if kernel_type == "full":
+            S2 = np.triu(np.matmul(diff.transpose(0, 2, 1) * wrk, diff))
+        else:
+            S2 = np.matmul(wrk, diff * diff)[:, 0]
     _slot0(S0s, S0)
     _slot0(S1s, S1)
     _slot0(S2s, S2)
