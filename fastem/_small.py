@@ -17,6 +17,7 @@ operation for operation that of ``_kernels.linalg._precision_cholesky``
 number of rows.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -33,6 +34,19 @@ SMALL_FACTOR_WORK = 512
 #: Responsibilities below exp(-500) relative to the largest are 0, as in the
 #: kernels (``_kernels.gaussian._RESP_FLUSH``).
 _RESP_FLUSH = -500.0
+
+
+@functools.lru_cache(maxsize=64)
+def _lower_indices(d):
+    return np.tril_indices(d, -1)
+
+
+def _upper(S):
+    """S with the lower triangles (of its last two axes) zeroed, in place: the
+    kernels fill only the upper triangle."""
+    rows, cols = _lower_indices(S.shape[-1])
+    S[..., rows, cols] = 0.0
+    return S
 
 
 def _slot0(buf, value):
@@ -102,13 +116,13 @@ def estep(kernel_type, X, sw, means, prec_chol, base, shift, resp_in, do_stats,
     if kernel_type == "tied":  # one common shift
         diff = xt - shift_c[0]
         S1 = wr.T @ diff
-        S2 = np.triu((diff * np.add.reduce(wr, axis=1)[:, None]).T @ diff)
+        S2 = _upper((diff * np.add.reduce(wr, axis=1)[:, None]).T @ diff)
     else:
         diff = xt[None] - shift_c[:, None]  # (K, n, d)
         wrk = wr.T[:, None, :]  # (K, 1, n): sums over rows as products
         S1 = np.matmul(wrk, diff)[:, 0]
         if kernel_type == "full":
-            S2 = np.triu(np.matmul(diff.transpose(0, 2, 1) * wrk, diff))
+            S2 = _upper(np.matmul(diff.transpose(0, 2, 1) * wrk, diff))
         else:
             S2 = np.matmul(wrk, diff * diff)[:, 0]
     _slot0(S0s, S0)
@@ -119,28 +133,24 @@ def estep(kernel_type, X, sw, means, prec_chol, base, shift, resp_in, do_stats,
 def sqdist_to_point(X, point, out, n_slots, block):
     """``_kernels.kmeans._sqdist_to_point`` in NumPy."""
     diff = X - point
-    out[:] = np.einsum("ij,ij->i", diff, diff)
+    diff *= diff
+    np.matmul(diff, np.ones(diff.shape[1]), out=out)
 
 
 def lloyd_step(X, sw, centers, labels, sums, counts, inertia, block):
     """``_kernels.kmeans._lloyd_step`` in NumPy."""
     n = X.shape[0]
-    K = centers.shape[0]
-    dist = np.empty((n, K))
-    for k in range(K):
-        diff = X - centers[k]
-        dist[:, k] = np.einsum("ij,ij->i", diff, diff)
-    best = np.argmin(dist, axis=1)  # the first of ties, as the kernel
+    K, d = centers.shape
+    diff = X[None] - centers[:, None]  # (K, n, d), float64
+    dist = np.matmul(diff * diff, np.ones(d))  # (K, n)
+    best = np.argmin(dist, axis=0)  # the first of ties, as the kernel
     labels[:] = best
     w = sw if sw.shape[0] > 0 else np.ones(n)
-    part = np.zeros(centers.shape)
-    for k in range(K):
-        rows = best == k
-        if rows.any():
-            part[k] = w[rows] @ (X[rows] - centers[k])
-    _slot0(sums, part)
-    _slot0(counts, np.bincount(best, weights=w, minlength=K).astype(np.float64))
-    _slot0(inertia, float(w @ dist[np.arange(n), best]))
+    member = np.zeros((K, 1, n))  # w_i where row i is nearest centre k, else 0
+    member[best, 0, np.arange(n)] = w
+    _slot0(sums, np.matmul(member, diff)[:, 0])
+    _slot0(counts, np.add.reduce(member[:, 0], axis=1))
+    _slot0(inertia, float(w @ dist[best, np.arange(n)]))
 
 
 def precision_cholesky(cov, out):
