@@ -491,15 +491,31 @@ class _TextStream(DataStream):
         return X
 
     def _arrow_batches(self, arrow, done):
+        """Pieces of about ``FASTEM_CHUNK_BYTES`` of text cut at a line end,
+        each parsed by pyarrow's multi-threaded reader (its streaming reader
+        parses on one thread)."""
         pa, pc = arrow
-        picked, options = self._arrow_options(pc, pa, max(_config.CHUNK_BYTES, 1 << 14))
+        picked, options = self._arrow_options(pc, pa)
+        piece = max(_config.CHUNK_BYTES, 1 << 14)
         try:
-            with self._arrow_file(pa) as f:
-                reader = pc.open_csv(f, **options)
-                for batch in reader:
-                    X = self._arrow_array(batch, picked)
-                    done[0] += X.shape[0]
-                    yield X
+            with open(self.path, "rb") as f:
+                f.seek(_line_offset(self.path, self.start))
+                rest = b""
+                while True:
+                    more = f.read(piece)
+                    buf = rest + more
+                    cut = len(buf) if not more else max(buf.rfind(b"\n"), buf.rfind(b"\r")) + 1
+                    if cut == 0 and more:  # a line longer than a piece: read on
+                        rest = buf
+                        continue
+                    body, rest = memoryview(buf)[:cut], buf[cut:]
+                    if len(body) > 64 or bytes(body).strip():
+                        table = pc.read_csv(pa.BufferReader(pa.py_buffer(body)), **options)
+                        X = self._arrow_array(table, picked)
+                        done[0] += X.shape[0]
+                        yield X
+                    if not more:
+                        return
         except pa.ArrowException:
             raise _ArrowGaveUp from None
 

@@ -354,6 +354,19 @@ def _read(args, family=None):
     return read_data(args.data, args.columns, args.header)
 
 
+#: fit reads a data file of numbers whole if it is no larger than this many
+#: bytes (None: a quarter of the physical memory), else parses it chunk by
+#: chunk into a temporary memory-mapped copy and fits that out of core.
+FIT_IN_MEMORY_BYTES = None
+
+
+def _fit_in_memory_bytes():
+    if FIT_IN_MEMORY_BYTES is not None:
+        return FIT_IN_MEMORY_BYTES
+    memory = _physical_memory()
+    return memory // 4 if memory else 2**31
+
+
 def _stream(args, family):
     """A :class:`fastem._datafile.DataStream` over the command's data file
     if it is a file of numbers larger than ``FASTEM_CHUNK_BYTES`` (not a
@@ -441,7 +454,7 @@ def _fit(args, cleanup):
     except ValueError as exc:
         raise CliError(str(exc)) from None
     stream = _stream(args, family)
-    if stream is None:
+    if stream is None or os.path.getsize(stream.path) <= _fit_in_memory_bytes():
         data = _read(args, family)
     else:  # parsed chunk by chunk into a memory-mapped copy, fitted out of core
         folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="fastem-"))

@@ -123,6 +123,9 @@ def test_fit_through_the_memory_map_is_the_in_memory_fit(d, tmp_path, monkeypatc
     monkeypatch.setattr(cli, "to_memmap",
                         lambda s, f: copies.append(_datafile.to_memmap(s, f)) or copies[-1])
     monkeypatch.setattr(_config, "CHUNK_BYTES", SMALL, raising=False)
+    rc, out, _ = _run(capsys, *argv, "-o", tmp_path / "c.fem")
+    assert rc == 0 and not copies  # smaller than FIT_IN_MEMORY_BYTES: read whole
+    monkeypatch.setattr(cli, "FIT_IN_MEMORY_BYTES", 0)
     rc, out, _ = _run(capsys, *argv, "-o", tmp_path / "b.fem")
     assert rc == 0 and "600 rows x 3 columns read from" in out
     assert len(copies) == 1 and isinstance(copies[0], np.memmap)
@@ -133,7 +136,8 @@ def test_fit_through_the_memory_map_is_the_in_memory_fit(d, tmp_path, monkeypatc
     assert list(b.feature_names_in_) == ["a", "b", "c"]
 
 
-def test_fit_streamed_json_and_online(d, capsys, small_chunks):
+def test_fit_streamed_json_and_online(d, capsys, small_chunks, monkeypatch):
+    monkeypatch.setattr(cli, "FIT_IN_MEMORY_BYTES", 0)
     rc, out, _ = _run(capsys, "fit", d / "big.csv", "-k", 2, "--json", "--seed", 0)
     assert rc == 0 and '"rows": 2400' in out
     rc, out, _ = _run(capsys, "fit", d / "big.csv", "-k", 2, "--online", "--seed", 0, "-q")
@@ -164,17 +168,17 @@ def test_without_pyarrow_the_same(d, capsys, monkeypatch):
 
 #: (file, the error); each for fit, predict and score, in memory and streamed
 ERRORS = [
-    ("bad_cell.csv", "{d}/bad_cell.csv: line 2000, column 2: 'x' is not a number; expected "
-     "numbers only"),
-    ("ragged.csv", "{d}/ragged.csv: line 2100 has 2 cells, but the first row has 3; every "
-     "row needs the same number of columns"),
+    ("bad_cell.csv", ("{d}/bad_cell.csv: line 2000, column 2: 'x' is not a number; "
+                      "expected numbers only")),
+    ("ragged.csv", ("{d}/ragged.csv: line 2100 has 2 cells, but the first row has 3; "
+                    "every row needs the same number of columns")),
     ("empty_cell.csv", "{d}/empty_cell.csv: line 2200, column 2: empty cell; expected"),
     ("comma.csv", "line 2300, column 2: '1,5' is not a number (a decimal comma: write 1.5"),
     ("header_only.csv", "{d}/header_only.csv has a header row (line 1) but no data rows"),
     ("empty.csv", "{d}/empty.csv is empty (no line holds anything but whitespace)"),
     ("missing.csv", "data file '{d}/missing.csv' not found"),
-    ("holes.parquet", "column 'a' of {d}/holes.parquet has a missing value at row 600; "
-     "missing values are not supported"),
+    ("holes.parquet", ("column 'a' of {d}/holes.parquet has a missing value at row 600; "
+                       "missing values are not supported")),
 ]
 
 
@@ -185,6 +189,7 @@ def test_errors_are_the_same_one_line(d, capsys, monkeypatch, tmp_path, chunk, c
                                       message):
     if chunk:
         monkeypatch.setattr(_config, "CHUNK_BYTES", chunk, raising=False)
+        monkeypatch.setattr(cli, "FIT_IN_MEMORY_BYTES", 0)
     argv = (["fit", d / name, "-k", 2] if command == "fit" else
             [command, d / "m.fem", d / name, "-o", tmp_path / "out.csv"])
     if name == "holes.parquet":
