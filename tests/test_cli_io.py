@@ -255,3 +255,19 @@ def test_streaming_in_a_subprocess(d, tmp_path):
 def test_read_data_errors_unchanged(d):
     with pytest.raises(DataFileError, match="line 2000, column 2: 'x' is not a number"):
         read_data(d / "bad_cell.csv")
+
+
+@pytest.mark.parametrize("argv", [("predict", "{d}/m.fem", "{d}/big.csv"),
+                                  ("predict", "{d}/m.fem", "{d}/d.parquet", "--proba"),
+                                  ("score", "{d}/m.fem", "{d}/big.csv"),
+                                  ("score", "{d}/m.fem", "{d}/big.csv", "--anomalies", "0.1"),
+                                  ("fit", "{d}/big.csv", "-k", "2")])
+def test_streamed_commands_never_read_a_file_whole(d, capsys, small_chunks, monkeypatch, argv):
+    def whole(*_):
+        raise AssertionError("read whole")
+
+    monkeypatch.setattr(_datafile.DataStream, "read_all", whole)
+    monkeypatch.setattr(cli, "read_data", whole)
+    monkeypatch.setattr(cli, "FIT_IN_MEMORY_BYTES", 0)
+    rc, _, err = _run(capsys, *(a.format(d=d) for a in argv))
+    assert rc == 0, err
