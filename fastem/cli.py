@@ -525,20 +525,15 @@ def _stream_out(args, model, stream):
         header = [f"p{j}" for j in range(model.n_components)]
     else:
         header = ["label"]
-    total = 0.0
     with _CsvOut(args.output, header) as out:
         for X in stream:
             if args.command == "score":
-                logp = model.score_samples(X)
-                total += float(np.sum(logp))
-                out.write([logp])
+                out.write([model.score_samples(X)])
             elif args.proba:
                 out.write(list(model.predict_proba(X).T))
             else:
                 out.write([model.predict(X)])
-    data = stream.data()
-    _note(args, data.describe(args.data))
-    return data, total
+    _note(args, stream.data().describe(args.data))
 
 
 def _cmd_score(args):
