@@ -18,6 +18,14 @@ Text files (CSV, TSV, anything else that is not ``.npy`` or Parquet):
   first that does not is an error naming its 1-based line (blank lines
   counted) and column.
 
+pyarrow, when installed, parses text (and always Parquet) with its
+multi-threaded reader; a file it reads differently from the rules above
+(whitespace-only lines, runs of spaces, a bad cell) is read, or its error
+found, by NumPy from the row pyarrow stopped at, so results and messages do
+not depend on it.  :func:`open_data` streams a file as float64 chunks of
+``FASTEM_CHUNK_BYTES`` (:class:`DataStream`); :func:`to_memmap` copies a
+stream to a temporary memory map.
+
 :func:`read_table` reads the same files for a family whose estimator codes
 categories itself (``--family categorical``): every cell is kept as text (a
 column of whole numbers only becomes integers), into a pandas DataFrame; the
