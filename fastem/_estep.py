@@ -215,11 +215,10 @@ class EStepWorkspace:
               out_lognorm, out_resp, out_label, small=True):
         """The kernel on one in-memory array, then the in-order slot reduction.
         With ``small``, an array of at most ``_small.SMALL_ROWS`` rows runs the
-        NumPy E-step instead (nothing to compile), unless per-row outputs are
-        asked for: a row's label, probabilities and log-density are then the
-        same bits whatever rows come with it (predicting a file in pieces
-        gives the whole file's output).  The chunks of out-of-core input
-        always run the kernel, the last, shorter one too."""
+        NumPy E-step instead (nothing to compile; per-row outputs too, so a
+        row's output may differ in the last bits with the number of rows that
+        come with it).  The chunks of out-of-core input always run the
+        kernel, the last, shorter one too."""
         ct = self.covariance_type
         means, prec, base = prepared
         self._check_args(X, means, prec, base, shift, sample_weight, resp_in, out_lognorm,
@@ -236,8 +235,7 @@ class EStepWorkspace:
             self.S0s, self.S1s, self.S2s, self.lls, self.wsums, self.block, VM_CONSTS,
         )
         ns = self.S0s.shape[0]
-        if small and X.shape[0] <= _small.SMALL_ROWS and out_lognorm is None \
-                and out_resp is None and out_label is None:  # NumPy: nothing to compile
+        if small and X.shape[0] <= _small.SMALL_ROWS:  # NumPy: nothing to compile
             _small.estep(KERNEL_TYPE[ct], *args[:-2])
         else:
             with serial_if_small(estep_work(X.shape[0], K, X.shape[1], ct)):

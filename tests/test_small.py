@@ -12,7 +12,7 @@ import reference as ref
 from conftest import blobs, random_params
 
 from fastem import _small
-from fastem._estep import KERNEL_TYPE, EStepWorkspace, _prepare_params, evaluate
+from fastem._estep import EStepWorkspace, evaluate
 from fastem._kernels.linalg import _precision_cholesky
 from fastem._kmeans import kmeans, kmeans_plusplus
 from fastem._stats import GaussianParams, precisions_cholesky_from_covariances
@@ -59,18 +59,16 @@ def test_small_estep_matches_reference_and_kernel(covariance_type, dtype, weight
         stats = ws.run(X, sw, params, shift=shift)
         ll = evaluate(X, params, covariance_type, sample_weight=sw)
         runs[rows] = stats, ll
-    # per-row outputs always run the kernel (the same bits whatever rows come
-    # with a row): the NumPy version's, called directly
-    lognorm, resp, label = np.empty(n), np.empty((n, k)), np.empty(n, dtype=np.int64)
-    means, prec, base = _prepare_params(params, covariance_type)
-    ws = EStepWorkspace(covariance_type, k, d, n)
-    _small.estep(KERNEL_TYPE[covariance_type], X, np.empty(0) if sw is None else sw, means,
-                 prec, base, np.ascontiguousarray(shift), np.empty((0, k)), False, lognorm,
-                 resp, label, ws.S0s, ws.S1s, ws.S2s, ws.lls, ws.wsums)
-    klognorm, kresp = np.empty(n), np.empty((n, k))
-    klabel = np.empty(n, dtype=np.int64)
-    evaluate(X, params, covariance_type, out_lognorm=klognorm, out_resp=kresp,
-             out_label=klabel)
+    # per-row outputs, NumPy (rows = n) and kernel (rows = 0)
+    outs = {}
+    for rows in (n, 0):
+        small_rows(rows)
+        lognorm, resp, label = np.empty(n), np.empty((n, k)), np.empty(n, dtype=np.int64)
+        evaluate(X, params, covariance_type, out_lognorm=lognorm, out_resp=resp,
+                 out_label=label)
+        outs[rows] = lognorm, resp, label
+    lognorm, resp, label = outs[n]
+    klognorm, kresp, klabel = outs[0]
     stats, ll = runs[n]
     X64 = X.astype(np.float64)
     exp_norm, exp_resp = ref.estep(X64, params.weights, params.means, params.covariances,
@@ -161,14 +159,12 @@ from fastem.datasets import load_faithful
 X, _ = load_faithful()
 for ct in ("full", "tied", "diag", "spherical"):
     gm = fastem.GaussianMixture(2, covariance_type=ct, random_state=0).fit(X)
-    gm.score(X), gm.bic(X), gm.aic(X)
+    gm.predict(X), gm.predict_proba(X), gm.score_samples(X), gm.score(X), gm.bic(X)
 print(compiled)
 """
 
 
 def test_first_fit_on_small_data_compiles_nothing(tmp_path):
-    """fit, score, bic and aic; the per-row outputs (predict, predict_proba,
-    score_samples) run the kernels."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", _FIRST_FIT], env=env, capture_output=True,
                          text=True, check=True)
