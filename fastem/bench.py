@@ -31,7 +31,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from . import _config
+from . import _config, _small
 from ._stats import COVARIANCE_TYPES
 
 #: Pause after scikit-learn's fits (see em_iteration_seconds).
@@ -336,13 +336,14 @@ def bench_cold_start():
     kernels = cold["kernels"]
     compile_total = cold["first_fit"] + sum(kernels.values())
     lines = [
-        f"- empty cache: import {cold['import']:.2f} s + first fit (compiles the full-covariance "
-        f"and k-means kernels) {cold['first_fit']:.2f} s = {cold['total']:.2f} s",
+        f"- empty cache: import {cold['import']:.2f} s + first fit ({_small.SMALL_ROWS} rows "
+        f"or fewer run the NumPy E-step and k-means: nothing to compile) "
+        f"{cold['first_fit']:.2f} s = {cold['total']:.2f} s",
         f"- warm cache (median of 3 fresh processes): {warm_total:.2f} s, of which import "
         f"{warm_import:.2f} s",
         "- first fit per kernel variant with an empty cache (compile + run on 2,000 rows, "
-        "in the process of the empty-cache fit above, which already compiled full/float64 "
-        "and the k-means kernels; spherical runs the diag kernel): "
+        "in the process of the empty-cache fit above, so the first variant also compiles "
+        "the k-means kernels; spherical runs the diag kernel): "
         + ", ".join(f"{k} {v:.1f} s" for k, v in kernels.items()),
         f"- all kernels compiled in this process: about {compile_total:.0f} s",
     ]
