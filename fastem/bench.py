@@ -351,6 +351,19 @@ def bench_cold_start():
                               "compile_total": compile_total}
 
 
+def _estep_setup(X, covariance_type, k):
+    """Parameters from a short fit on X's first 20,000 rows, and the E-step
+    workspace for all of X."""
+    from ._estep import EStepWorkspace
+    from .mixture import GaussianMixture
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm = GaussianMixture(k, covariance_type=covariance_type, max_iter=2,
+                             random_state=0).fit(X[:20000])
+    return gm._get_params_tuple(), EStepWorkspace(covariance_type, k, X.shape[1], X.shape[0])
+
+
 def bench_threads(n=1_000_000, d=16, k=8, types=COVARIANCE_TYPES, repeats=5):
     """Kernel time (one fused E-step) with 1 and with 2 threads; and a whole
     E-step on 1,024 rows on 1 and on 2 threads (what handing work to the pool
@@ -364,12 +377,7 @@ def bench_threads(n=1_000_000, d=16, k=8, types=COVARIANCE_TYPES, repeats=5):
     previous = numba.get_num_threads()
     try:
         for ct in types:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                gm = GaussianMixture(k, covariance_type=ct, max_iter=2,
-                                     random_state=0).fit(X[:20000])
-            params = gm._get_params_tuple()
-            ws = EStepWorkspace(ct, k, d, n)
+            params, ws = _estep_setup(X, ct, k)
             times = {}
             for threads in (1, 2):
                 numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
@@ -430,9 +438,7 @@ def thread_counts(most=None):
 def bench_scaling(cases=SCALING_CASES, threads=None, repeats=5):
     """One fused E-step per case on 1, 2, 4, ... threads (medians): the
     thread-scaling table, with the number of slots each case has."""
-    from ._estep import EStepWorkspace
     from .datasets import make_mixture
-    from .mixture import GaussianMixture
 
     threads = thread_counts() if threads is None else list(threads)
     rows = []
@@ -440,12 +446,7 @@ def bench_scaling(cases=SCALING_CASES, threads=None, repeats=5):
     try:
         for ct, n, d, k in cases:
             X, _, _ = make_mixture(n, d, k, random_state=5)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                gm = GaussianMixture(k, covariance_type=ct, max_iter=2,
-                                     random_state=0).fit(X[:20000])
-            params = gm._get_params_tuple()
-            ws = EStepWorkspace(ct, k, d, n)
+            params, ws = _estep_setup(X, ct, k)
             times = []
             for t in threads:
                 numba.set_num_threads(t)

@@ -9,28 +9,15 @@ import sys
 import numpy as np
 import pytest
 import reference as ref
-from conftest import blobs, random_params
+from conftest import blobs
+from test_kernels import _setup  # data, parameters, shift and weights
 
 from fastem import _small
 from fastem._estep import EStepWorkspace, evaluate
 from fastem._kernels.linalg import _precision_cholesky
 from fastem._kmeans import kmeans, kmeans_plusplus
-from fastem._stats import GaussianParams, precisions_cholesky_from_covariances
 
 RTOL = {np.float64: 1e-10, np.float32: 1e-5}
-
-
-def _setup(covariance_type, dtype, n, d=4, k=3, seed=0):
-    X = blobs(n=n, d=d, k=k, seed=seed).astype(dtype)
-    w, m, c = random_params(X, k, covariance_type, seed=seed)
-    params = GaussianParams(w, m, c, precisions_cholesky_from_covariances(c, covariance_type))
-    rng = np.random.default_rng(seed + 1)
-    if covariance_type == "tied":
-        shift = np.broadcast_to(rng.normal(size=d), (k, d)).copy()
-    else:
-        shift = m + rng.normal(scale=0.5, size=(k, d))
-    sw = rng.uniform(0.0, 3.0, size=n)
-    return X, sw, params, shift
 
 
 def _close(actual, expected, rtol):
