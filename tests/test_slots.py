@@ -26,17 +26,22 @@ def slot_bytes(ct, K, d):
     return 8 * (K + K * d + stats2 + 2)
 
 
-@pytest.mark.parametrize("n, d, K, ct", [
-    (2_000_000, 16, 16, "full"), (4_000_000, 2, 8, "diag"), (500_000, 64, 8, "full"),
-    (100_000, 512, 16, "full"), (272, 2, 2, "full"), (5_000, 3, 3, "diag"),
-    (10**8, 1000, 64, "full"),
+@pytest.mark.parametrize("n, d, K, ct, expected", [
+    (2_000_000, 16, 16, "full", 256),  # many blocks, small statistics: N_SLOTS
+    (4_000_000, 2, 8, "diag", 256),
+    (500_000, 64, 8, "full", 76),      # 8% of X (20.5 MB) / 266 KB a slot
+    (100_000, 512, 16, "full", 16),    # 33.6 MB a slot: the floor of 16
+    (272, 2, 2, "full", 2),            # two blocks
+    (5_000, 3, 3, "diag", 20),         # one slot per block
+    (10**8, 1000, 64, "full", 16),     # 512 MB a slot: the floor
+    (3_000_000, 100, 10, "full", 83),  # 64 MiB / 808 KB a slot
 ])
-def test_slot_rule(n, d, K, ct):
+def test_slot_rule(n, d, K, ct, expected):
     block = _config.BLOCK_SIZE
     n_blocks = -(-n // block)
     sb = slot_bytes(ct, K, d)
     ns = n_slots_for(n, block, sb, 8 * d)
-    assert 1 <= ns <= min(n_blocks, _config.N_SLOTS)
+    assert ns == expected
     assert ns >= min(MIN_SLOTS, n_blocks)  # never fewer than the old fixed 16
     budget = min(SLOT_MEMORY, max(SLOT_MEMORY_FLOOR, SLOT_FRACTION * n * 8 * d))
     assert ns * sb <= max(budget, MIN_SLOTS * sb)  # the buffers' memory bound
