@@ -668,10 +668,7 @@ def _cmd_sample(args):
                        "different --seed values are independent draws)")
     if args.seed is not None:
         model.random_state = args.seed
-    try:
-        X, y = model.sample(args.n)
-    except NotImplementedError as exc:  # a family that cannot draw rows (yet)
-        raise CliError(f"cannot sample from this {type(model).__name__}: {exc}") from None
+    X, y = model.sample(args.n)
     if not family_of(model).covariance and X.dtype.kind == "f" and \
             np.array_equal(X, np.floor(X)):
         X = X.astype(np.int64)  # counts and codes as whole numbers

@@ -11,6 +11,7 @@ Work in progress (issue 15): in-memory dense and CSR input, sample weights,
 and Dask input, online EM, saving, ``select`` and the command line come next.
 """
 
+from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -94,7 +95,7 @@ class DiscreteSpace:
         return LinearParams(w, self.family.theta_from_vector(theta[K - 1:], self.shape))
 
 
-class _DiscreteMixture(BaseMixture):
+class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
     """What the discrete mixtures share; a subclass names its family (an
     object of :mod:`fastem.families`)."""
 
@@ -118,8 +119,9 @@ class _DiscreteMixture(BaseMixture):
     }
 
     @property
+    @abstractmethod
     def _family(self):
-        raise NotImplementedError
+        """The family (:mod:`fastem.families`) the subclass fits."""
 
     @property
     def _theta_attr(self):
@@ -371,8 +373,13 @@ class _DiscreteMixture(BaseMixture):
 
     def _sample_components(self, rng, counts):
         theta = getattr(self, self._theta_attr)
-        return np.vstack([self._family.sample(theta[k], int(c), rng)
+        options = self._sample_options()
+        return np.vstack([self._family.sample(theta[k], int(c), rng, **options)
                           for k, c in enumerate(counts)])
+
+    def _sample_options(self):
+        """What the family's ``sample`` needs besides the parameters."""
+        return {}
 
 
 def _row_constants(family, X):
@@ -601,16 +608,10 @@ class MultinomialMixture(_DiscreteMixture):
             None, None, X, sample_weight, 1.0)
         return X
 
-    def _sample_components(self, rng, counts):
+    def _sample_options(self):
         """Each row's number of draws comes from the training rows' totals
         (``row_totals_``, with probabilities ``row_total_weights_``)."""
-        theta = self.probabilities_
-        out = []
-        for k, c in enumerate(counts):
-            totals = rng.choice(self.row_totals_, size=int(c), p=self.row_total_weights_)
-            rows = [rng.multinomial(t, theta[k] / theta[k].sum()) for t in totals]
-            out.append(np.array(rows, dtype=np.float64).reshape(int(c), theta.shape[1]))
-        return np.vstack(out)
+        return {"totals": (self.row_totals_, self.row_total_weights_)}
 
 
 def _merge_totals(values, weights, X, sample_weight, eta):

@@ -124,7 +124,7 @@ class Categorical(LinearFamily):
     def codes(self, X):
         return category_codes(X)
 
-    def sample(self, theta, count, rng):
+    def sample(self, theta, count, rng, **options):
         out = np.empty((count, self.n_categories.shape[0]))
         for j, (a, b) in enumerate(zip(self.off[:-1], self.off[1:])):
             p = theta[a:b] / theta[a:b].sum()

@@ -26,6 +26,7 @@ that every log stays finite; the weights are ``S0 / sum S0`` (never smoothed)
 unless they are fixed.
 """
 
+from abc import ABC, abstractmethod
 from typing import NamedTuple
 
 import numpy as np
@@ -81,7 +82,7 @@ def _log_weights(weights):
         return np.log(np.asarray(weights, dtype=np.float64))
 
 
-class LinearFamily:
+class LinearFamily(ABC):
     """What a linear family is: its natural parameters, row constant,
     M-step, domain check, parameter count and sampler.  ``theta_name`` is
     the estimator's attribute stem ('probabilities' or 'rates')."""
@@ -90,16 +91,18 @@ class LinearFamily:
     theta_name = "probabilities"
     accepts_sparse = True
 
+    @abstractmethod
     def natural(self, params):
         """``(A (K, d), b (K,))`` with ``log w_k + log p(x|k) = x . a_k + b_k + h(x)``."""
-        raise NotImplementedError
 
     def row_constant(self, X):
         """``h(x)`` per row (zeros when the family has none)."""
         return np.zeros(X.shape[0])
 
+    @abstractmethod
     def theta_from_stats(self, S0, S1, alpha):
-        raise NotImplementedError
+        """The component parameters (K, .) from ``S0``, ``S1`` and the
+        pseudo-count, kept inside their bounds."""
 
     def m_step(self, S0, S1, alpha=0.0, fixed_weights=None):
         """:class:`LinearParams` from the statistics."""
@@ -168,13 +171,15 @@ class LinearFamily:
             raise ValueError(f"{what} should hold probabilities strictly between 0 and 1, "
                              f"but holds min {theta.min()}, max {theta.max()}.")
 
+    @abstractmethod
     def check_values(self, values, where):
         """Raise a ValueError naming the first value outside the domain;
         ``where(i)`` turns a flat index into '(row r, column c)'."""
-        raise NotImplementedError
 
-    def sample(self, theta, count, rng):
-        raise NotImplementedError
+    @abstractmethod
+    def sample(self, theta, count, rng, **options):
+        """``count`` rows (float64) drawn from one component's parameters
+        ``theta``; ``options`` are the estimator's ``_sample_options()``."""
 
 
 def _row_sums(X, f, chunk_nnz=1 << 20):
@@ -259,7 +264,7 @@ class Bernoulli(LinearFamily):
                       "Binarise the data (e.g. X > 0), or use BinomialMixture or "
                       "PoissonMixture for counts.")
 
-    def sample(self, theta, count, rng):
+    def sample(self, theta, count, rng, **options):
         return (rng.random_sample((count, theta.shape[0])) < theta).astype(np.float64)
 
 
@@ -297,7 +302,7 @@ class Binomial(LinearFamily):
             if np.ndim(values) == 2 else self.n_trials
         _check_counts(values, where, "BinomialMixture", upper)
 
-    def sample(self, theta, count, rng):
+    def sample(self, theta, count, rng, **options):
         m = np.broadcast_to(self.n_trials, theta.shape).astype(np.int64)
         return rng.binomial(m, theta, size=(count, theta.shape[0])).astype(np.float64)
 
@@ -338,7 +343,7 @@ class Poisson(LinearFamily):
     def check_values(self, values, where):
         _check_counts(values, where, "PoissonMixture")
 
-    def sample(self, theta, count, rng):
+    def sample(self, theta, count, rng, **options):
         return rng.poisson(theta, size=(count, theta.shape[0])).astype(np.float64)
 
 
@@ -386,3 +391,12 @@ class Multinomial(LinearFamily):
 
     def check_values(self, values, where):
         _check_counts(values, where, "MultinomialMixture")
+
+    def sample(self, theta, count, rng, totals=None):
+        """Each row's number of draws from ``totals = (values, probabilities)``
+        (the training rows' totals), then the counts."""
+        values, probabilities = totals
+        draws = rng.choice(values, size=count, p=probabilities)
+        p = theta / theta.sum()
+        rows = [rng.multinomial(int(t), p) for t in draws]
+        return np.array(rows, dtype=np.float64).reshape(count, theta.shape[0])
