@@ -15,8 +15,10 @@ import numpy as np
 from scipy import sparse
 from sklearn.utils._param_validation import Interval
 
+from ._base import INIT_SAMPLE_SIZE
 from ._dask import is_dask_collection
 from ._data import RowSource, is_out_of_core
+from ._validation import check_allocation
 from .discrete import _COMMON_DOC, _DiscreteMixture, _store
 from .families.categorical import Categorical
 from .families.linear import LinearParams
@@ -90,7 +92,7 @@ class CategoricalMixture(_DiscreteMixture):
         else:
             found = np.ones(d, dtype=np.int64)  # the family's check names the problem
         if self.n_categories is None:
-            return found
+            return self._affordable(found)
         given = np.asarray(self.n_categories)
         if given.ndim > 1 or (given.ndim == 1 and given.shape[0] != d) or \
                 given.dtype.kind not in "iu" or (given < 1).any():
@@ -103,7 +105,20 @@ class CategoricalMixture(_DiscreteMixture):
             raise ValueError(f"Column {j} of X holds {found[j]} categories (codes up to "
                              f"{found[j] - 1}), but n_categories gives {given[j]}. Pass a "
                              f"larger n_categories, or None to take it from the data.")
-        return given
+        return self._affordable(given)
+
+    def _affordable(self, n_categories):
+        """Refuse, before any table is made, more categories in all than the
+        tables (components x categories, per slot) and the one-hot start
+        sample (rows x categories) fit in memory."""
+        total = int(n_categories.sum()) if n_categories.size else 0
+        check_allocation(
+            8 * total * (16 * self.n_components + INIT_SAMPLE_SIZE),
+            f"{type(self).__name__} with {total:,} categories in all (n_categories "
+            f"{_brief(n_categories)})",
+            "Codes must be 0 .. C_j - 1 with C_j the number of categories of column j: "
+            "recode the columns (or pass a DataFrame, which is coded for you).")
+        return n_categories
 
     def _coded(self, X, fit):
         """The codes of a DataFrame (or array of strings); at fit, the
@@ -116,6 +131,10 @@ class CategoricalMixture(_DiscreteMixture):
                              f"at row {i}, column {j}. Drop or impute those rows.")
         if fit:
             self.categories_ = [_levels(c, j) for j, c in enumerate(columns)]
+        elif not hasattr(self, "categories_"):
+            raise ValueError(f"{type(self).__name__} was fitted on integer codes, so it cannot "
+                             f"code labelled data (a DataFrame of text or category columns, or "
+                             f"strings); pass the codes, or fit on the labelled data.")
         elif len(columns) != len(self.categories_):
             raise ValueError(f"X has {len(columns)} features, but {type(self).__name__} was "
                              f"fitted with {len(self.categories_)} features.")
@@ -186,6 +205,11 @@ class CategoricalMixture(_DiscreteMixture):
 
 
 # -- coding helpers ----------------------------------------------------------
+
+def _brief(values, most=6):
+    v = [int(x) for x in np.ravel(values)[:most]]
+    return f"{v}{' ...' if np.size(values) > most else ''}"
+
 
 def _column_max(X):
     """The largest value of each column (NaN if any), reading out-of-core

@@ -50,10 +50,10 @@ class DiscreteRecovery(BaseRecovery):
 
     def m_step(self, stats, iteration, X, sample_weight=None, count_scale=1.0):
         est = self.estimator
-        params = est._plain_m_step(stats, X)
+        params = est._raw_m_step(stats)
         reseed = self.to_reseed(stats, count_scale)
         if not reseed:
-            return params, False
+            return est._defined(params), False
         others = [k for k in range(self.K) if k not in reseed]
         w = params.weights[others] / params.weights[others].sum()
         po = LinearParams(w, params.theta[others])
@@ -68,7 +68,7 @@ class DiscreteRecovery(BaseRecovery):
             self.events.append((iteration, k, "reseed"))
         weights = params.weights if est.fixed_weights else \
             self.reseeded_weights(params.weights, reseed)
-        return LinearParams(weights, theta), True
+        return est._defined(LinearParams(weights, theta)), True
 
 
 class DiscreteSpace:
@@ -145,6 +145,12 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
                     f"shape {X.shape}. Convert it with X.toarray().")
             X = X.tocsr()
             _check_shape(X.shape, "X")
+            try:  # indices and row pointers, before anything reads by them
+                X.check_format(full_check=True)
+            except ValueError as exc:
+                raise ValueError(f"The sparse matrix X is malformed ({exc}); rebuild it with "
+                                 "scipy.sparse.csr_matrix((data, indices, indptr), "
+                                 "shape=...).") from None
             step = 1 << 20  # the checks' temporaries stay small next to X
             for p0 in range(0, X.data.shape[0], step):
                 self._family.check_values(X.data[p0:p0 + step],
@@ -183,6 +189,11 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
         weights = self._checked_weights_init()
         if weights is None and self.fixed_weights:
             weights = np.full(k, 1.0 / k)
+        if self.fixed_weights and (weights == 0).any():
+            raise ValueError(
+                f"With fixed_weights=True, component {int(np.flatnonzero(weights == 0)[0])} "
+                f"has weight 0 in weights_init and could never be given any data. Give it "
+                f"a positive weight, or use fewer components.")
         if theta_given and self._theta_init is not None:
             theta = np.asarray(self._theta_init, dtype=np.float64)
             name = self._family.theta_name + "_init"
@@ -280,7 +291,16 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
         return LinearStats(S0, S1, ll + h, w)
 
     def _plain_m_step(self, stats, X):
-        params = self._family.m_step(stats.S0, stats.S1, self.alpha, self._fixed())
+        return self._defined(self._raw_m_step(stats))
+
+    def _raw_m_step(self, stats):
+        """The family's M-step; a component without data (S0 = 0, alpha = 0)
+        has NaN parameters (0 / 0), which collapse recovery replaces."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self._family.m_step(stats.S0, stats.S1, self.alpha, self._fixed())
+
+    def _defined(self, params):
+        """``params``, or a CollapseError naming a component without data."""
         if not np.isfinite(params.theta).all():  # 0 / 0: a component without data
             k = int(np.flatnonzero(~np.isfinite(params.theta).all(axis=1))[0])
             raise CollapseError(

@@ -394,3 +394,59 @@ def test_scikit_learn_tools():
                           {"n_components": [1, 2, 3]}, cv=3).fit(X)
     assert search.best_params_["n_components"] in (2, 3)
     assert search.cv_results_["mean_test_score"][1] > search.cv_results_["mean_test_score"][0]
+
+
+# --------------------------------------------------------------------------
+# Hostile input on the discrete paths
+# --------------------------------------------------------------------------
+
+def test_malformed_csr_is_refused_before_it_is_read():
+    X = sp.csr_matrix((np.ones(2), np.array([0, 9]), np.array([0, 1, 2])), shape=(2, 3))
+    with pytest.raises(ValueError, match="sparse matrix X is malformed"):
+        fastem.BernoulliMixture().fit(X)
+
+
+@pytest.mark.parametrize("kwargs, X", [
+    ({"n_categories": 10**9}, np.array([[0, 1], [1, 2], [2, 0]])),
+    ({}, np.array([[0, 10**12], [1, 0], [0, 1]])),  # one absurd code
+])
+def test_absurd_numbers_of_categories_are_refused(kwargs, X):
+    with pytest.raises(ValueError, match="categories in all.*more than this machine"):
+        fastem.CategoricalMixture(2, **kwargs).fit(X)
+
+
+def test_code_fitted_model_refuses_labelled_data():
+    m = fastem.CategoricalMixture(2, random_state=0).fit(np.arange(30).reshape(-1, 1) % 3)
+    with pytest.raises(ValueError, match="fitted on integer codes"):
+        m.predict(np.array([["x"]]))
+
+
+def test_fixed_zero_weight_is_refused():
+    with pytest.raises(ValueError, match="component 1 has weight 0"):
+        fastem.BernoulliMixture(2, fixed_weights=True, weights_init=[1.0, 0.0]).fit(
+            np.array([[0, 1], [1, 1], [1, 0]]))
+
+
+def test_multinomial_rows_without_counts():
+    """A component that explains only empty rows gets uniform probabilities
+    (any p fits them); all-empty data has log-likelihood 0."""
+    X = np.vstack([np.zeros((20, 3), int), np.random.default_rng(0).multinomial(5, [.2, .3, .5],
+                                                                               size=20)])
+    m = fastem.MultinomialMixture(2, probabilities_init=[[.98, .01, .01], [.2, .3, .5]],
+                                  weights_init=[.5, .5], max_iter=5, tol=0).fit(X)
+    assert np.all(np.isfinite(m.probabilities_))
+    empty = fastem.MultinomialMixture(2, random_state=0).fit(np.zeros((10, 3), int))
+    assert empty.lower_bound_ == 0.0
+
+
+def test_a_component_with_no_data_is_reseeded_not_raised():
+    X = np.repeat(np.eye(3, dtype=int), 30, axis=0)
+    start = np.array([[.9, .05, .05], [.05, .9, .05], [1e-10] * 3])
+    m = fastem.BernoulliMixture(3, probabilities_init=start, weights_init=[.5, .5, 1e-300],
+                                max_iter=10, random_state=0)
+    with pytest.warns(fastem.CollapseWarning):
+        m.fit(X)
+    assert np.all(np.isfinite(m.probabilities_)) and m.n_reseeds_ >= 1
+    with pytest.raises(ValueError, match="lost all its data"):
+        fastem.BernoulliMixture(3, probabilities_init=start, weights_init=[.5, .5, 0.0],
+                                max_iter=10, on_collapse="raise").fit(X)

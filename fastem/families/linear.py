@@ -360,7 +360,13 @@ class Multinomial(LinearFamily):
 
     def theta_from_stats(self, S0, S1, alpha):
         d = S1.shape[1]
-        return _clip_prob((S1 + alpha) / (S1.sum(axis=1, keepdims=True) + d * alpha))
+        total = S1.sum(axis=1, keepdims=True) + d * alpha
+        # a component that explains only rows without counts: any p fits them
+        # equally; uniform (a component with S0 = 0 stays NaN: re-seeded)
+        empty = (total == 0) & (np.asarray(S0)[:, None] > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = np.where(empty, 1.0 / d, (S1 + alpha) / total)
+        return _clip_prob(p)
 
     def n_free_theta(self, n_components, n_features):
         return n_components * (n_features - 1)
