@@ -20,6 +20,7 @@ import pytest
 from conftest import blobs
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from test_cli_hostile import _assert_one_line_error
+from test_model_files_hostile import _arr, _obj, _param, _state  # edits of a saved file
 from test_save_load import _rewrite
 
 import fastem
@@ -285,20 +286,6 @@ def files(tmp_path_factory):
     return out
 
 
-def _arr(name, f):
-    return {"arrays": lambda e: e.update({name: f(e[name].copy())})}
-
-
-def _state(f):
-    return {"meta": lambda m: f(m["state"])}
-
-
-def _obj(attr, f):
-    return _state(lambda s: f(s[attr]["__object__"][1]))
-
-
-def _param(**kw):
-    return {"meta": lambda m: m["params"].update(kw)}
 
 
 def _set(a, index, v):
