@@ -280,6 +280,52 @@ def _pyarrow():
     return pa, pc
 
 
+def _arrow_pool():
+    """The memory pool pyarrow reads into: the system allocator, because
+    with pyarrow's default (mimalloc) the first pass over each freshly
+    allocated NumPy array after a large read costs ~2 ms per MB."""
+    import pyarrow as pa
+
+    return pa.system_memory_pool()
+
+
+def _arrow_to_array(part, names, check=None):
+    """The columns ``names`` of a pyarrow Table or RecordBatch as one
+    C-ordered float64 array, filled a record batch at a time (cache-sized
+    pieces).  A float64 chunk without nulls is read in place (``to_numpy``
+    costs ~90 us a chunk, more than the copy); other types are converted
+    by ``to_numpy``.  ``check(j, values, row0)`` sees each column piece
+    (values as converted, before the copy)."""
+    import pyarrow as pa
+
+    X = np.empty((part.num_rows, len(names)))
+    batches = part.to_batches() if isinstance(part, pa.Table) else [part]
+    r = 0
+    for batch in batches:
+        n = batch.num_rows
+        for j, name in enumerate(names):
+            c = batch.column(name)
+            if pa.types.is_float64(c.type) and c.null_count == 0:
+                values = np.frombuffer(c.buffers()[1], dtype=np.float64, count=n,
+                                       offset=c.offset * 8)
+            else:
+                values = c.to_numpy(zero_copy_only=False)
+            if check is not None:
+                values = check(j, values, r)
+            X[r:r + n, j] = values
+        r += n
+    return X
+
+
+def _block_size(path):
+    """Bytes of text per block of pyarrow's multi-threaded reader for a
+    whole file: about four blocks a core, within 1-4 MiB.  pyarrow's 1 MiB
+    default makes a batch of ~7,000 rows, each a round of calls holding the
+    GIL when the table becomes one array; larger blocks cost memory."""
+    per_core = os.path.getsize(path) // (4 * max(1, os.cpu_count() or 1))
+    return int(min(max(per_core, 1 << 20), 4 << 20))
+
+
 class _Shape(NamedTuple):
     """Stands for the rows of a file that were streamed, not kept: only
     their shape, for :meth:`Data.describe` and :meth:`Data.to_json`."""
@@ -427,22 +473,23 @@ class _ParquetStream(DataStream):
     def _array(self, part, row0):
         """The picked columns of a batch or table (starting at row ``row0``
         of the file) as one float64 array."""
-        X = np.empty((part.num_rows, self.n_columns))
-        for j, name in enumerate(self.names):
-            col = part.column(name)
+        def check(j, values, r):
+            name = self.names[j]
             try:
-                X[:, j] = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+                values = np.asarray(values, dtype=np.float64)
             except (TypeError, ValueError):
                 raise DataFileError(f"column {name!r} of {self.path} is not numeric (type "
-                                    f"{col.type}); pick numeric columns with --columns") \
-                    from None
-            missing = np.isnan(X[:, j])
+                                    f"{part.schema.field(name).type}); pick numeric columns "
+                                    "with --columns") from None
+            missing = np.isnan(values)
             if missing.any():
-                row = row0 + int(np.flatnonzero(missing)[0])
+                row = row0 + r + int(np.flatnonzero(missing)[0])
                 raise DataFileError(f"column {name!r} of {self.path} has a missing value at "
                                     f"row {row}; missing values are not supported: impute or "
                                     "drop those rows")
-        return X
+            return values
+
+        return _arrow_to_array(part, self.names, check)
 
 
 class _ArrowGaveUp(Exception):
@@ -483,7 +530,7 @@ class _TextStream(DataStream):
             strings_can_be_null=False, quoted_strings_can_be_null=False,
             include_columns=None if self.usecols is None else list(dict.fromkeys(picked)))
         return picked, {"read_options": read, "parse_options": parse,
-                        "convert_options": convert}
+                        "convert_options": convert, "memory_pool": _arrow_pool()}
 
     def _arrow_file(self, pa):
         f = pa.OSFile(self.path, "r")
@@ -493,10 +540,7 @@ class _TextStream(DataStream):
     def _arrow_array(self, part, picked):
         if self.usecols is None and part.num_columns != self.n_cells:
             raise _ArrowGaveUp  # rows of another length than the first: NumPy's message
-        X = np.empty((part.num_rows, len(picked)))
-        for j, name in enumerate(picked):
-            X[:, j] = part.column(name).to_numpy(zero_copy_only=False)
-        return X
+        return _arrow_to_array(part, picked)
 
     def _arrow_batches(self, arrow, done):
         """Pieces of about ``FASTEM_CHUNK_BYTES`` of text cut at a line end,
@@ -570,7 +614,7 @@ class _TextStream(DataStream):
         arrow = _pyarrow() if self.delimiter is not None else None
         if arrow is not None:
             pa, pc = arrow
-            picked, options = self._arrow_options(pc, pa)
+            picked, options = self._arrow_options(pc, pa, _block_size(self.path))
             try:
                 with self._arrow_file(pa) as f:
                     return self._arrow_array(pc.read_csv(f, **options), picked)

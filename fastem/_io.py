@@ -241,11 +241,25 @@ def load(path):
     FileNotFoundError
         If ``path`` does not exist.
     """
+    return decode_model(read_model_file(path))
+
+
+def read_model_file(path):
+    """The first half of :func:`load`: the file read, its metadata parsed
+    and its checksum verified, without importing any estimator.  Returns
+    what :func:`decode_model` builds the model from (the command line reads
+    its data file while another thread decodes)."""
     name = _describe_source(path)
     arrays = _read_archive(path, name)
     meta = _read_metadata(arrays, name)
     _check_checksum(meta, arrays, name)
-    return _decode_model(meta, arrays, name)
+    return meta, arrays, name
+
+
+def decode_model(contents):
+    """The second half of :func:`load`: the model built and checked from
+    what :func:`read_model_file` returned."""
+    return _decode_model(*contents)
 
 
 class SaveLoadMixin:

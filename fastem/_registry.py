@@ -19,8 +19,8 @@ the file.
 import importlib
 from dataclasses import dataclass
 
-__all__ = ["FAMILIES", "Family", "family_names", "family_of", "get_family", "model_classes",
-           "state_classes"]
+__all__ = ["FAMILIES", "Family", "family_named", "family_names", "family_of", "get_family",
+           "model_classes", "state_classes"]
 
 #: Private attributes of every online (stepwise EM) estimator that
 #: ``partial_fit`` continues from (fastem.online.BaseMiniBatchMixture): the
@@ -210,6 +210,17 @@ def family_of(model):
     for family in FAMILIES.values():
         if cls in (family.batch_class(), family.online_class()):
             return family
+    return None
+
+
+def family_named(class_name):
+    """The :class:`Family` one of whose estimators is called
+    ``class_name`` (the class a model file names), found without importing
+    any estimator; None if there is none."""
+    for family in FAMILIES.values():
+        for spec in (family.batch, family.online):
+            if spec is not None and spec.rpartition(":")[2] == class_name:
+                return family
     return None
 
 

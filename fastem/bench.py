@@ -798,32 +798,10 @@ def main(argv=None):
                                            results/benchmarks_bernoulli.md
         """),
     )
-    add_arguments(parser)
+    from .cli import add_bench_arguments
+
+    add_bench_arguments(parser)
     return run_from_args(parser.parse_args(argv))
-
-
-def add_arguments(parser):
-    parser.add_argument("--full", action="store_true", help="run the whole grid and more")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (median)")
-    parser.add_argument("--out", default=None,
-                        help="folder for benchmarks.md and the chart (default with --full: docs)")
-    parser.add_argument("--grid", default=None,
-                        help="sizes as n,d,k;n,d,k (e.g. '20000,2,3;5000,8,4')")
-    parser.add_argument("--family", default=None,
-                        choices=("bernoulli", "categorical", "poisson", "multinomial",
-                                 "binomial"),
-                        help="time a discrete family instead of the Gaussian grid: fastem's "
-                             "time per EM iteration, GFLOP/s and GB/s read against the "
-                             "machine's rates, and the peers installed side by side (--full: "
-                             "the sizes of the speed issue and the CSR fit's memory)")
-    parser.add_argument("--peers", default="auto",
-                        help="with --family: 'auto' (those installed), 'none', or some of "
-                             "stepmix,pomegranate,polca")
-    parser.add_argument("--levels", type=int, default=None,
-                        help="with --family categorical: levels per column (default 5)")
-    parser.add_argument("--density", type=float, default=None,
-                        help="with --family bernoulli or multinomial: CSR data with this "
-                             "fraction of non-zeros (multinomial default 0.005)")
 
 
 def run_from_args(args, records=None):

@@ -20,8 +20,10 @@ import io
 import json
 import math
 import os
+import queue
 import sys
 import tempfile
+import threading
 import time
 import warnings
 
@@ -38,7 +40,7 @@ from ._datafile import (
     read_table,
     to_memmap,
 )
-from ._registry import FAMILIES, family_of, get_family
+from ._registry import FAMILIES, family_named, family_of, get_family
 
 __all__ = ["build_parser", "main", "read_data", "write_table"]
 
@@ -345,6 +347,99 @@ def _load_model(path):
     return load(path)
 
 
+class _Meanwhile:
+    """``fn(*args)`` run on a helper thread while the command reads its data
+    file: the work that imports the estimators (scikit-learn, SciPy and
+    Numba, about a second) then overlaps pyarrow's parsing, which runs on
+    threads of its own.  pyarrow is imported first, on this thread, so that
+    the two threads never import one module at once (a module imported by
+    two threads together can be seen half-initialised).  With ``at_once``
+    (a reader that imports pandas, which scikit-learn imports too) ``fn``
+    runs here and now, and its error is raised at once."""
+
+    def __init__(self, fn, *args, at_once=False):
+        self._thread = self._error = None
+        if at_once:
+            self._value = fn(*args)
+            return
+        if _pyarrow() is not None:
+            with contextlib.suppress(ImportError):
+                import pyarrow.parquet  # noqa: F401
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True,
+                                        name="fastem-setup")
+        self._thread.start()
+
+    def _run(self, fn, args):
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # noqa: BLE001  (raised by result(), on the main thread)
+            self._error = exc
+
+    def result(self):
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def then_read(self, read, *args):
+        """``(fn's value, read(*args))``; fn's error is raised before
+        read's, the order in which one after the other would meet them."""
+        try:
+            data = read(*args)
+        except BaseException:
+            self.result()
+            raise
+        return self.result(), data
+
+
+class _Ahead:
+    """The items of ``items`` (chunks of a streamed file), produced on a
+    helper thread up to ``depth`` ahead of their use: the next chunk is
+    parsed while this one is predicted and written.  An error is raised
+    where its item would have been; :meth:`close` stops the helper."""
+
+    _END = object()
+
+    def __init__(self, items, depth=2):
+        self._queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, args=(items,), daemon=True,
+                                        name="fastem-read")
+        self._thread.start()
+
+    def _put(self, item):
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _fill(self, items):
+        try:
+            for item in items:
+                if not self._put((True, item)):
+                    return
+            self._put((True, self._END))
+        except BaseException as exc:  # noqa: BLE001  (raised where its item would be)
+            self._put((False, exc))
+
+    def __iter__(self):
+        while True:
+            ok, item = self._queue.get()
+            if not ok:
+                raise item
+            if item is self._END:
+                return
+            yield item
+
+    def close(self):
+        self._stop.set()
+        self._thread.join()
+
+
 def _read(args, family=None):
     """The command's data file, as :class:`fastem._datafile.Data`: numbers,
     or for a family that codes categories itself (``Family.table``) a
@@ -445,7 +540,8 @@ def _cmd_fit(args):
         return _fit(args, cleanup)
 
 
-def _fit(args, cleanup):
+def _fit_setup(args):
+    """The family, its estimator's parameters and class (imported here)."""
     family, common = _family(args)
     if args.online and args.n_init != 1:
         raise CliError("--online runs one initialisation; drop --n-init")
@@ -453,12 +549,22 @@ def _fit(args, cleanup):
         cls = family.estimator_class(online=args.online)
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    return family, common, cls
+
+
+def _fit_data(args, family, cleanup):
     stream = _stream(args, family)
     if stream is None or os.path.getsize(stream.path) <= _fit_in_memory_bytes():
-        data = _read(args, family)
-    else:  # parsed chunk by chunk into a memory-mapped copy, fitted out of core
-        folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="fastem-"))
-        data = stream.data(to_memmap(stream, folder))
+        return _read(args, family)
+    # parsed chunk by chunk into a memory-mapped copy, fitted out of core
+    folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="fastem-"))
+    return stream.data(to_memmap(stream, folder))
+
+
+def _fit(args, cleanup):
+    family = FAMILIES[args.family]
+    setup = _Meanwhile(_fit_setup, args, at_once=family.table)
+    (family, common, cls), data = setup.then_read(_fit_data, args, family, cleanup)
     X, names = data.X, data.names
     _check_k(args.k, X.shape[0], args.data)
     common.update(max_iter=args.max_iter, random_state=args.seed)
@@ -490,14 +596,44 @@ def _fit(args, cleanup):
     return 0
 
 
+def _model_and_data(args, stream_ok):
+    """The command's model and its data: ``(model, stream, data)``
+    with a :class:`_Ahead` over the chunks of a file to stream (already
+    being parsed) or the data read whole.  The model file is read and
+    checked here, the model built on a helper thread (which imports its
+    estimator) while the data is read."""
+    from ._io import decode_model, read_model_file
+
+    if not os.path.isfile(args.model):
+        _load_model(args.model)  # says what is wrong with the path
+    contents = read_model_file(args.model)
+    named = contents[0].get("class") if isinstance(contents[0], dict) else None
+    family = family_named(named) if isinstance(named, str) else None
+    loading = _Meanwhile(decode_model, contents, at_once=family is None or family.table)
+
+    started = []
+
+    def read():
+        stream = _stream(args, family) if stream_ok else None
+        if stream is None:
+            return None, _read(args, family)
+        started.append(_Ahead(stream))
+        return stream, started[0]
+
+    try:
+        model, (stream, data) = loading.then_read(read)
+    except BaseException:
+        for chunks in started:
+            chunks.close()
+        raise
+    return model, stream, data
+
+
 def _cmd_predict(args):
-    model = _load_model(args.model)
-    family = family_of(model)
-    stream = None if args.json else _stream(args, family)
+    model, stream, data = _model_and_data(args, stream_ok=not args.json)
     if stream is not None:
-        _stream_out(args, model, stream)
+        _stream_out(args, model, stream, data)
         return 0
-    data = _read(args, family)
     X = _check_features(model, data.X, args.data)
     if args.proba:
         P = model.predict_proba(X)
@@ -513,42 +649,41 @@ def _cmd_predict(args):
     return 0
 
 
-def _stream_out(args, model, stream):
+def _stream_out(args, model, stream, chunks):
     """predict, or score without --anomalies: one chunk of rows at a time
     in, its results out, so that memory holds a chunk whatever the size of
     the file.  (A bad line is found when its chunk is read: the rows before
     it have been written to stdout by then; an -o file is removed.)"""
-    _check_features(model, _Shape((0, stream.n_columns)), args.data)
-    if args.command == "score":
-        header = ["log_density"]
-    elif args.proba:
-        header = [f"p{j}" for j in range(model.n_components)]
-    else:
-        header = ["label"]
-    with _CsvOut(args.output, header) as out:
-        for X in stream:
-            if args.command == "score":
-                out.write([model.score_samples(X)])
-            elif args.proba:
-                out.write(list(model.predict_proba(X).T))
-            else:
-                out.write([model.predict(X)])
+    with contextlib.closing(chunks):
+        _check_features(model, _Shape((0, stream.n_columns)), args.data)
+        if args.command == "score":
+            header = ["log_density"]
+        elif args.proba:
+            header = [f"p{j}" for j in range(model.n_components)]
+        else:
+            header = ["label"]
+        with _CsvOut(args.output, header) as out:
+            for X in chunks:
+                if args.command == "score":
+                    out.write([model.score_samples(X)])
+                elif args.proba:
+                    out.write(list(model.predict_proba(X).T))
+                else:
+                    out.write([model.predict(X)])
     _note(args, stream.data().describe(args.data))
 
 
 def _cmd_score(args):
-    model = _load_model(args.model)
-    family = family_of(model)
-    stream = None if args.json or args.plot else _stream(args, family)
+    model, stream, data = _model_and_data(args, stream_ok=not (args.json or args.plot))
     if stream is not None and args.anomalies is None:
-        _stream_out(args, model, stream)
+        _stream_out(args, model, stream, data)
         return 0
     if stream is not None:  # --anomalies: the scores of every row, then the quantile
-        _check_features(model, _Shape((0, stream.n_columns)), args.data)
-        logp = np.concatenate([model.score_samples(X) for X in stream])
+        with contextlib.closing(data):
+            _check_features(model, _Shape((0, stream.n_columns)), args.data)
+            logp = np.concatenate([model.score_samples(X) for X in data])
         data, X = stream.data(), None
     else:
-        data = _read(args, family)
         X = _check_features(model, data.X, args.data)
         logp = model.score_samples(X)
     out = {"mean_log_density": float(np.mean(logp)), "data": data.to_json(args.data)}
@@ -839,6 +974,32 @@ def _add_seed(p):
     p.add_argument("--seed", type=_SEED, default=None, help="random seed")
 
 
+def add_bench_arguments(parser):
+    """The options of ``fastem bench`` (here, not in :mod:`fastem.bench`, which
+    imports Numba: building the parser stays light)."""
+    parser.add_argument("--full", action="store_true", help="run the whole grid and more")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (median)")
+    parser.add_argument("--out", default=None,
+                        help="folder for benchmarks.md and the chart (default with --full: docs)")
+    parser.add_argument("--grid", default=None,
+                        help="sizes as n,d,k;n,d,k (e.g. '20000,2,3;5000,8,4')")
+    parser.add_argument("--family", default=None,
+                        choices=("bernoulli", "categorical", "poisson", "multinomial",
+                                 "binomial"),
+                        help="time a discrete family instead of the Gaussian grid: fastem's "
+                             "time per EM iteration, GFLOP/s and GB/s read against the "
+                             "machine's rates, and the peers installed side by side (--full: "
+                             "the sizes of the speed issue and the CSR fit's memory)")
+    parser.add_argument("--peers", default="auto",
+                        help="with --family: 'auto' (those installed), 'none', or some of "
+                             "stepmix,pomegranate,polca")
+    parser.add_argument("--levels", type=int, default=None,
+                        help="with --family categorical: levels per column (default 5)")
+    parser.add_argument("--density", type=float, default=None,
+                        help="with --family bernoulli or multinomial: CSR data with this "
+                             "fraction of non-zeros (multinomial default 0.005)")
+
+
 def _checked(kind, expected, ok):
     """An argparse type: ``kind(text)``, finite, for which ``ok`` holds;
     anything else is a one-line usage error saying what was expected."""
@@ -975,9 +1136,7 @@ def build_parser():
                 "Time EM iterations of fastem and scikit-learn from identical parameters "
                 "(medians of interleaved repeats); --full runs the whole grid, float32, "
                 "memory, cold start and thread scaling and writes docs/benchmarks.md.")
-    from .bench import add_arguments
-
-    add_arguments(p)
+    add_bench_arguments(p)
     _add_common(p)
     p.set_defaults(func=_cmd_bench)
     return parser
@@ -1032,5 +1191,23 @@ def main(argv=None):
                      "FASTEM_DEBUG=1 for the traceback", EXIT_FAILURE)
 
 
+def run():
+    """The ``fastem`` command (and ``python -m fastem``): :func:`main`, its
+    output flushed, then the process ended at once with ``os._exit``.  A
+    finished command needs nothing of Python's teardown of the modules it
+    imported, which takes 0.4-0.5 s after scikit-learn and a large pyarrow
+    read; temporary files are removed and model files closed before
+    :func:`main` returns."""
+    code = main()
+    code = code if isinstance(code, int) else EXIT_FAILURE
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        code = code or EXIT_BROKEN_PIPE
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

@@ -137,6 +137,7 @@ def test_bench_cli_family_json(capsys):
 
 def test_categorical_is_skipped_with_a_message_while_fastem_lacks_it(monkeypatch, capsys):
     monkeypatch.delattr(fastem, "CategoricalMixture", raising=False)
+    monkeypatch.delitem(fastem._EXPORTS, "CategoricalMixture")  # not resolved on first use
     rc = main(["bench", "--family", "categorical", "--grid", "2000,4,2", "--repeats", "1",
                "--peers", "none"])
     assert rc == 0

@@ -62,6 +62,7 @@ def test_fit_runs_on_its_own_pool_and_sets_no_environment():
     would add its own) and sets no environment variable."""
     code = textwrap.dedent("""
         import os, json, threading, numba, numpy as np, fastem
+        fastem.GaussianMixture  # imported (scikit-learn's import sets KMP_* variables)
         before = dict(os.environ)
         numba.set_num_threads(2)
         tasks = lambda: len(os.listdir("/proc/self/task"))
@@ -136,3 +137,62 @@ def test_cli_reports_errors_without_traceback():
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.splitlines() == ["fastem demo: error: argument --n: expected a whole "
                                        "number >= 1, got 'nope' (see fastem demo --help)"]
+
+
+def test_import_is_lazy_and_the_names_are_all_there():
+    """``import fastem`` and the command line's parser load neither
+    scikit-learn, SciPy nor Numba (the command line reads its file while
+    they load); every public name resolves on first use, ``fastem.select``
+    stays the function when the module of that name is imported, and an
+    unknown name is an AttributeError."""
+    code = textwrap.dedent("""
+        import json, sys, types
+        import fastem, fastem.cli
+        fastem.cli.build_parser()
+        heavy = sorted(m for m in ("sklearn", "scipy", "numba", "pandas") if m in sys.modules)
+        import fastem.select
+        from fastem.select import SelectionResult
+        names = {}
+        exec("from fastem import *", names)
+        try:
+            fastem.no_such_name
+            missing = "no error"
+        except AttributeError as exc:
+            missing = str(exc)
+        print(json.dumps({
+            "heavy": heavy,
+            "select": type(fastem.select).__name__,
+            "same": fastem.SelectionResult is SelectionResult,
+            "star": sorted(k for k in names if not k.startswith("__")),
+            "all": sorted(fastem.__all__),
+            "dir": all(n in dir(fastem) for n in fastem.__all__),
+            "missing": missing,
+            "module": isinstance(fastem.datasets, types.ModuleType),
+            "gm": fastem.GaussianMixture.__module__,
+        }))
+    """)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=ROOT)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["heavy"] == []
+    assert got["select"] == "function" and got["same"] and got["dir"]
+    assert got["star"] == sorted(n for n in got["all"] if not n.startswith("__"))
+    assert len(got["all"]) == 17
+    assert got["missing"] == "module 'fastem' has no attribute 'no_such_name'"
+    assert got["module"] and got["gm"] == "fastem.mixture"
+
+
+def test_the_names_type_checkers_see_are_the_lazy_ones():
+    """The ``if TYPE_CHECKING:`` imports of ``fastem/__init__.py`` (what the
+    API docs and type checkers read) name exactly ``fastem._EXPORTS``."""
+    import ast
+
+    import fastem
+
+    tree = ast.parse((ROOT / "fastem" / "__init__.py").read_text())
+    block = next(node for node in tree.body if isinstance(node, ast.If)
+                 and getattr(node.test, "id", None) == "TYPE_CHECKING")
+    seen = {alias.name: node.module.lstrip(".") for node in block.body
+            for alias in node.names}
+    assert seen == fastem._EXPORTS

@@ -276,3 +276,146 @@ def test_streamed_commands_never_read_a_file_whole(d, capsys, small_chunks, monk
     monkeypatch.setattr(cli, "FIT_IN_MEMORY_BYTES", 0)
     rc, _, err = _run(capsys, *(a.format(d=d) for a in argv))
     assert rc == 0, err
+
+
+# ----------------------------------------------------------------------
+# the estimators imported while the data is read (cli._Meanwhile, _Ahead)
+# ----------------------------------------------------------------------
+
+
+def _threads(prefix="fastem-"):
+    import threading
+
+    return [t.name for t in threading.enumerate()
+            if t.name.startswith(prefix) and t.name[len(prefix):].isalpha()]
+
+
+@pytest.mark.parametrize("chunk", [None, SMALL])
+def test_an_option_error_comes_before_a_data_error(d, capsys, monkeypatch, chunk):
+    """fit checks its options on a helper thread while the file is read:
+    a bad option and a bad file report the option, as one after the other
+    would; a bad file alone reports the file."""
+    if chunk:
+        monkeypatch.setattr(_config, "CHUNK_BYTES", chunk, raising=False)
+    rc, _, err = _run(capsys, "fit", d / "bad_cell.csv", "-k", "2", "--online", "--n-init", "3")
+    assert rc == 2 and "--online runs one initialisation" in err
+    rc, _, err = _run(capsys, "fit", d / "bad_cell.csv", "-k", "2", "--family", "poisson",
+                      "--covariance", "diag")
+    assert rc == 2 and "--covariance is for --family gaussian only" in err
+    rc, _, err = _run(capsys, "fit", d / "bad_cell.csv", "-k", "2")
+    assert rc == 2 and "line 2000, column 2: 'x' is not a number" in err
+    assert _threads() == []
+
+
+@pytest.mark.parametrize("command", ["predict", "score"])
+@pytest.mark.parametrize("chunk", [None, SMALL])
+def test_a_model_error_comes_before_a_data_error(d, capsys, monkeypatch, tmp_path, command,
+                                                 chunk):
+    """The model is built on a helper thread while the data is read (or its
+    first chunks parsed ahead): a model that fails only when built (its
+    file intact) is reported before a bad data file, and the reader thread
+    is stopped."""
+    from test_save_load import _rewrite
+
+    bad_model = _rewrite(d / "m.fem", tmp_path / "bad.fem", resign=True,
+                         meta=lambda m: m["params"].update(no_such_parameter=1))
+    if chunk:
+        monkeypatch.setattr(_config, "CHUNK_BYTES", chunk, raising=False)
+    for data in ("bad_cell.csv", "d.csv"):
+        rc, out, err = _run(capsys, command, bad_model, d / data)
+        assert rc == 2 and "no_such_parameter" in err and out == ""
+    rc, _, err = _run(capsys, command, d / "m.fem", d / "bad_cell.csv")
+    assert rc == 2 and "line 2000, column 2: 'x' is not a number" in err
+    assert _threads() == []
+
+
+def test_the_reader_thread_stops_when_the_output_fails(d, capsys, small_chunks, monkeypatch):
+    """A streamed predict that fails after its first chunk (here the pipe
+    closed) stops the helper that parses ahead."""
+    calls = []
+    real = cli._CsvOut.write
+
+    def write(self, columns):
+        calls.append(1)
+        if len(calls) == 2:
+            raise BrokenPipeError
+        return real(self, columns)
+
+    monkeypatch.setattr(cli._CsvOut, "write", write)
+    rc, _, _ = _run(capsys, "predict", d / "m.fem", d / "big.csv")
+    assert rc == 141 and len(calls) == 2
+    assert _threads() == []
+
+
+def test_ahead_keeps_order_and_raises_in_place():
+    items = []
+
+    def produce():
+        for i in range(5):
+            items.append(i)
+            yield i
+        raise DataFileError("bad line")
+
+    got = []
+    with pytest.raises(DataFileError, match="bad line"):
+        for x in cli._Ahead(produce(), depth=2):
+            got.append(x)
+    assert got == [0, 1, 2, 3, 4]
+    ahead = cli._Ahead(iter(range(100)), depth=2)
+    assert next(iter(ahead)) == 0
+    ahead.close()  # a consumer that stops early: the producer ends
+    assert not ahead._thread.is_alive()
+
+
+def test_arrow_columns_to_one_array():
+    """Chunks read in place (float64 without nulls, sliced at any offset)
+    or converted (other types), a record batch at a time."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(50, 3))
+    ints = np.arange(50)
+    table = pa.Table.from_batches([pa.record_batch({"a": X[:20, 0], "b": ints[:20],
+                                                    "c": X[:20, 2]}),
+                                   pa.record_batch({"a": X[20:, 0], "b": ints[20:],
+                                                    "c": X[20:, 2]})])
+    sliced = table.slice(7, 31)  # chunks with non-zero offsets
+    got = _datafile._arrow_to_array(sliced, ["c", "a", "b", "a"])
+    want = np.column_stack([X[7:38, 2], X[7:38, 0], ints[7:38], X[7:38, 0]])
+    assert got.flags.c_contiguous and got.dtype == np.float64
+    np.testing.assert_array_equal(got, want)
+    seen = []
+    _datafile._arrow_to_array(sliced, ["a"], lambda j, v, r: seen.append((j, r, len(v))) or v)
+    assert seen == [(0, 0, 13), (0, 13, 18)]
+    with_null = pa.table({"a": pa.array([1.0, None, 3.0])})
+    np.testing.assert_array_equal(_datafile._arrow_to_array(with_null, ["a"]).ravel(),
+                                  [1.0, np.nan, 3.0])
+
+
+def test_the_command_exits_with_its_output_flushed(d, tmp_path):
+    """``fastem`` ends its process with os._exit after flushing: the output
+    is whole, the exit code the command's."""
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(fastem.__file__))}
+    run = [sys.executable, "-m", "fastem"]
+    out = subprocess.run([*run, "predict", d / "m.fem", d / "big.csv", "-q"], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and out.stderr == ""
+    assert out.stdout.splitlines()[0] == "label" and len(out.stdout.splitlines()) == 2401
+    bad = subprocess.run([*run, "fit", d / "bad_cell.csv", "-k", "2"], env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "line 2000" in bad.stderr
+    head = subprocess.run(f"{sys.executable} -m fastem predict {d / 'm.fem'} {d / 'big.csv'} "
+                          "| head -1", shell=True, env=env, capture_output=True, text=True)
+    assert head.stdout == "label\n" and head.stderr == ""
+
+
+def test_the_cli_io_benchmark_runs(capsys):
+    """benchmarks/cli_io.py (the table of docs/cli.md) at a smoke size."""
+    import runpy
+
+    script = os.path.join(os.path.dirname(os.path.dirname(fastem.__file__)), "benchmarks",
+                          "cli_io.py")
+    m = runpy.run_path(script)["main"](["--rows", "3000", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "| fit -k 8 diag |" in out and "| predict |" in out
+    assert all(v > 0 for v in m.values()) and m["cli_fit"] > m["fit"]
