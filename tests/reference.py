@@ -1,6 +1,7 @@
 """Slow, readable reference implementation of EM for Gaussian mixtures
-(and, in the last section, for Bernoulli, Binomial, Poisson, Multinomial and
-Categorical mixtures).
+(and, in the next section, for Bernoulli, Binomial, Poisson, Multinomial and
+Categorical mixtures; the last section repeats both, Multinomial aside, for
+data with entries missing at random, NaN = missing).
 
 This module is the ground truth the tests compare ``fastem`` against.  It is
 written for clarity, not speed: every quantity is computed straight from its
@@ -809,3 +810,541 @@ def discrete_log_prior(family, theta, alpha):
     if family == "poisson":
         return float(alpha * np.sum(np.log(theta) - theta))
     raise ValueError(f"unknown family {family!r}")
+
+
+# ==========================================================================
+# Incomplete data: EM with entries missing at random (NaN = missing)
+# ==========================================================================
+#
+# Ghahramani, Z. and Jordan, M. I. (1994), "Supervised learning from
+# incomplete data via an EM approach", NIPS 6; Little, R. J. A. and Rubin,
+# D. B., Statistical Analysis with Missing Data, chapters 7 and 8.
+#
+# ``X`` is a float array in which ``NaN`` marks a missing entry; the data are
+# assumed missing at random, so the observed-data likelihood of row i is
+# ``sum_k w_k p(x_io | k)`` with ``o`` the row's observed columns (the missing
+# ones are integrated out).  A row with every entry missing carries no
+# information and is refused with ``ValueError`` everywhere below.
+#
+# Gaussian mixtures.  For row i, observed set o, missing set m and component
+# k (always through the component's FULL covariance from
+# ``full_covariances``, so the four covariance types share one code path):
+#
+# * ``log N(x_o; mu_o, Sigma_oo)`` from an explicit Cholesky factor of
+#   ``Sigma_oo`` (never through a precision matrix);
+# * the conditional mean ``xhat_m = mu_m + Sigma_mo Sigma_oo^-1 (x_o - mu_o)``
+#   (``xhat_o = x_o``);
+# * the conditional covariance ``C = Sigma_mm - Sigma_mo Sigma_oo^-1 Sigma_om``
+#   in the mm block of a d x d zero matrix.
+#
+# The M-step uses the expected complete-data sufficient statistics:
+# ``Sigma_k = sum_i r_ik [(xhat_ik - mu_k)(xhat_ik - mu_k)^T + C_ik] / nk``;
+# leaving ``C`` out (impute, then fit) underestimates the covariance.
+#
+# Discrete families.  A missing entry's factor in ``p(x_i | k)`` is one (it is
+# skipped), and the statistics of column j use only the rows where column j
+# is observed: besides ``S0`` (for the weights) and ``S1`` / ``counts`` (in
+# which missing entries count zero) the E-step returns ``S0_observed`` (K, d),
+# ``S0_observed[k, j] = sum_{i: x_ij observed} r_ik``, and the M-steps use it
+# where the complete-data M-steps use ``S0_k``.
+
+
+def _missing_mask(X):
+    """``(X as float64, missing mask)``; refuses rows with no observed entry."""
+    X = np.asarray(X, dtype=np.float64)
+    missing = np.isnan(X)
+    all_missing = np.flatnonzero(missing.all(axis=1))
+    if all_missing.size:
+        raise ValueError(
+            f"row {all_missing[0]} has every entry missing "
+            f"({all_missing.size} such rows); drop it"
+        )
+    return X, missing
+
+
+def _conditional_gaussian(x, missing, mean, cov):
+    """Observed-part log density and conditional moments of one row.
+
+    Parameters
+    ----------
+    x : ndarray of shape (d,), NaN where missing
+    missing : ndarray of shape (d,), bool
+    mean : ndarray of shape (d,)
+    cov : ndarray of shape (d, d), full
+
+    Returns
+    -------
+    log_density : float
+        ``log N(x_o; mu_o, Sigma_oo)``.
+    xhat : ndarray of shape (d,)
+        ``x_o`` on o, ``mu_m + Sigma_mo Sigma_oo^-1 (x_o - mu_o)`` on m.
+    cond_cov : ndarray of shape (d, d)
+        ``Sigma_mm - Sigma_mo Sigma_oo^-1 Sigma_om`` in the mm block, zero
+        elsewhere.
+    """
+    o = np.flatnonzero(~missing)
+    m = np.flatnonzero(missing)
+    n_features = x.shape[0]
+    # Sigma_oo = L L^T; z = L^-1 (x_o - mu_o), so the Mahalanobis term is z.z.
+    lower = scipy.linalg.cholesky(cov[np.ix_(o, o)], lower=True)
+    z = scipy.linalg.solve_triangular(lower, x[o] - mean[o], lower=True)
+    log_det = 2.0 * np.sum(np.log(np.diag(lower)))
+    log_density = -0.5 * (o.size * np.log(2.0 * np.pi) + log_det + z @ z)
+
+    xhat = x.copy()
+    cond_cov = np.zeros((n_features, n_features))
+    if m.size:
+        # B = L^-1 Sigma_om, so Sigma_mo Sigma_oo^-1 = B^T L^-1 and
+        # Sigma_mo Sigma_oo^-1 Sigma_om = B^T B.
+        B = scipy.linalg.solve_triangular(lower, cov[np.ix_(o, m)], lower=True)
+        xhat[m] = mean[m] + B.T @ z
+        cond_cov[np.ix_(m, m)] = cov[np.ix_(m, m)] - B.T @ B
+    return float(log_density), xhat, cond_cov
+
+
+def estep_missing(X, weights, means, covariances, covariance_type):
+    """Expectation step on data with missing entries (NaN).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d), NaN where missing
+    weights : ndarray of shape (k,)
+    means : ndarray of shape (k, d)
+    covariances : ndarray
+        scikit-learn's shape for ``covariance_type``.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    log_norm : ndarray of shape (n,)
+        ``log sum_k w_k N(x_io | mu_ko, Sigma_koo)`` (log-sum-exp).
+    resp : ndarray of shape (n, k)
+    xhat : ndarray of shape (n, k, d)
+        ``E[x_i | x_io, component k]``: the observed entries themselves and
+        the conditional mean of the missing ones.
+    cond_cov : ndarray of shape (n, k, d, d)
+        ``Cov[x_i | x_io, component k]``: zero except the mm block.
+
+    Raises
+    ------
+    ValueError
+        If a row has every entry missing.
+    """
+    X, missing = _missing_mask(X)
+    means = np.asarray(means, dtype=np.float64)
+    n_samples, n_features = X.shape
+    n_components = means.shape[0]
+    full = full_covariances(covariances, covariance_type, n_components, n_features)
+    log_weights = np.log(np.asarray(weights, dtype=np.float64))
+
+    weighted = np.empty((n_samples, n_components))
+    xhat = np.empty((n_samples, n_components, n_features))
+    cond_cov = np.empty((n_samples, n_components, n_features, n_features))
+    for i in range(n_samples):
+        for k in range(n_components):
+            log_density, xhat[i, k], cond_cov[i, k] = _conditional_gaussian(
+                X[i], missing[i], means[k], full[k]
+            )
+            weighted[i, k] = log_weights[k] + log_density
+    log_norm = scipy.special.logsumexp(weighted, axis=1)
+    resp = np.exp(weighted - log_norm[:, np.newaxis])
+    return log_norm, resp, xhat, cond_cov
+
+
+def _regularised_covariances(unregularised, nk, reg_covar, covariance_type):
+    """From per-component full matrices to ``covariance_type``, as ``m_step`` does.
+
+    full: ``+ reg I``; tied: pooled with weights ``nk / sum nk``, ``+ reg I``;
+    diag: the diagonals ``+ reg``; spherical: the mean over features of
+    ``diag + reg``.
+    """
+    n_components, n_features, _ = unregularised.shape
+    identity = np.eye(n_features)
+    if covariance_type == "full":
+        return unregularised + reg_covar * identity
+    if covariance_type == "tied":
+        pooled = sum(nk[k] * unregularised[k] for k in range(n_components))
+        return pooled / nk.sum() + reg_covar * identity
+    diag = np.stack([np.diag(unregularised[k]) for k in range(n_components)])
+    if covariance_type == "diag":
+        return diag + reg_covar
+    return (diag + reg_covar).mean(axis=1)
+
+
+def m_step_missing(xhat, cond_cov, resp, reg_covar, covariance_type, sample_weight=None):
+    """Maximisation step from the expected complete-data statistics.
+
+    With ``r_ik = sample_weight_i * resp_ik``: ``nk = sum_i r_ik + NK_EPS``,
+    ``w = nk / sum nk``, ``mu_k = sum_i r_ik xhat_ik / nk``,
+    ``Sigma_k = sum_i r_ik [(xhat_ik - mu_k)(xhat_ik - mu_k)^T + C_ik] / nk``,
+    then regularised per ``covariance_type`` exactly as ``m_step`` does.
+
+    Parameters
+    ----------
+    xhat : ndarray of shape (n, k, d)
+    cond_cov : ndarray of shape (n, k, d, d)
+    resp : ndarray of shape (n, k)
+    reg_covar : float
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    sample_weight : ndarray of shape (n,), optional
+
+    Returns
+    -------
+    weights : ndarray of shape (k,)
+    means : ndarray of shape (k, d)
+    covariances : ndarray
+        scikit-learn's shape for ``covariance_type``.
+    """
+    _check_covariance_type(covariance_type)
+    xhat = np.asarray(xhat, dtype=np.float64)
+    cond_cov = np.asarray(cond_cov, dtype=np.float64)
+    resp = np.asarray(resp, dtype=np.float64)
+    n_samples, n_components, n_features = xhat.shape
+    sample_weight = _as_sample_weight(sample_weight, n_samples)
+    r = sample_weight[:, np.newaxis] * resp
+
+    nk = r.sum(axis=0) + NK_EPS
+    weights = nk / nk.sum()
+    means = np.stack([(r[:, k] @ xhat[:, k]) / nk[k] for k in range(n_components)])
+
+    unregularised = np.zeros((n_components, n_features, n_features))
+    for k in range(n_components):
+        diff = xhat[:, k] - means[k]
+        for i in range(n_samples):
+            unregularised[k] += r[i, k] * (np.outer(diff[i], diff[i]) + cond_cov[i, k])
+        unregularised[k] /= nk[k]
+
+    covariances = _regularised_covariances(unregularised, nk, reg_covar, covariance_type)
+    return weights, means, covariances
+
+
+def em_step_missing(X, weights, means, covariances, covariance_type, reg_covar,
+                    sample_weight=None):
+    """One EM iteration on data with missing entries; see ``em_step``.
+
+    Returns
+    -------
+    mean_log_likelihood : float
+        Sample-weighted mean observed-data log-likelihood of the parameters
+        *before* the step.
+    weights, means, covariances : ndarray
+        Parameters after the step.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    sw = _as_sample_weight(sample_weight, X.shape[0])
+    log_norm, resp, xhat, cond_cov = estep_missing(
+        X, weights, means, covariances, covariance_type
+    )
+    log_likelihood = float(np.sum(sw * log_norm) / np.sum(sw))
+    new_weights, new_means, new_covariances = m_step_missing(
+        xhat, cond_cov, resp, reg_covar, covariance_type, sample_weight=sw
+    )
+    return log_likelihood, new_weights, new_means, new_covariances
+
+
+def em_missing(X, params, n_iter, covariance_type, reg_covar, sample_weight=None):
+    """``n_iter`` EM iterations of a Gaussian mixture on incomplete data.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d), NaN where missing
+    params : (weights, means, covariances)
+    n_iter : int
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    reg_covar : float
+    sample_weight : ndarray of shape (n,), optional
+
+    Returns
+    -------
+    params : (weights, means, covariances) after ``n_iter`` M-steps
+    mean_log_likelihoods : list of ``n_iter`` floats
+        Observed-data mean log-likelihood before each M-step.
+    """
+    weights, means, covariances = params
+    mean_log_likelihoods = []
+    for _ in range(n_iter):
+        log_likelihood, weights, means, covariances = em_step_missing(
+            X, weights, means, covariances, covariance_type, reg_covar, sample_weight
+        )
+        mean_log_likelihoods.append(log_likelihood)
+    return (weights, means, covariances), mean_log_likelihoods
+
+
+def impute_missing(X, weights, means, covariances, covariance_type):
+    """Replace each missing entry by its conditional mean under the mixture.
+
+    ``x_im <- sum_k r_ik xhat_ikm`` with the responsibilities given the
+    observed entries; observed entries are returned unchanged.
+
+    Returns
+    -------
+    ndarray of shape (n, d)
+    """
+    X, missing = _missing_mask(X)
+    _, resp, xhat, _ = estep_missing(X, weights, means, covariances, covariance_type)
+    imputed = X.copy()
+    for i in range(X.shape[0]):
+        m = missing[i]
+        imputed[i, m] = resp[i] @ xhat[i][:, m]
+    return imputed
+
+
+def monotone_normal_mle(X):
+    """Closed-form MLE of one multivariate normal under monotone missingness.
+
+    The pattern must be monotone in the given column order: if column j is
+    missing in a row, every later column is missing too.  The columns fall
+    into blocks by where the rows stop being observed.  The factored
+    likelihood (Anderson 1957; Little & Rubin section 7.2) then gives:
+
+    * the first block (observed in every row): sample mean and covariance
+      with divisor n;
+    * each later block: the least-squares regression (with intercept) on all
+      earlier columns over the rows where the block is observed, residual
+      covariance with divisor the number of those rows;
+    * the joint parameters rebuilt from the regressions (the sweep operator
+      run backwards): with ``y = a + B^T x_prev + e``, ``mu_y = a + B^T
+      mu_prev``, ``Cov(x_prev, y) = Sigma_prev B`` and ``Cov(y) = Sigma_e +
+      B^T Sigma_prev B``.
+
+    Unweighted, no regularisation.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d), NaN where missing
+
+    Returns
+    -------
+    mean : ndarray of shape (d,)
+    covariance : ndarray of shape (d, d)
+
+    Raises
+    ------
+    ValueError
+        If the pattern is not monotone, a row or a column is entirely
+        missing, or a regression is not identified.
+    """
+    X, missing = _missing_mask(X)
+    n_samples, n_features = X.shape
+    n_observed = n_features - missing.sum(axis=1)
+    prefix = np.arange(n_features)[np.newaxis, :] < n_observed[:, np.newaxis]
+    if not np.array_equal(~missing, prefix):
+        raise ValueError("the missingness pattern is not monotone in this column order")
+    ends = np.unique(n_observed)
+    if ends[-1] < n_features:
+        raise ValueError(f"column {ends[-1]} is never observed")
+
+    mean = np.zeros(n_features)
+    covariance = np.zeros((n_features, n_features))
+    first = ends[0]
+    block = X[:, :first]
+    mean[:first] = block.mean(axis=0)
+    diff = block - mean[:first]
+    covariance[:first, :first] = diff.T @ diff / n_samples
+
+    start = first
+    for end in ends[1:]:
+        rows = n_observed >= end
+        design = np.column_stack([np.ones(rows.sum()), X[rows, :start]])
+        if np.linalg.matrix_rank(design) < design.shape[1]:
+            raise ValueError(
+                f"columns {start}..{end - 1}: the regression on the earlier "
+                "columns is not identified"
+            )
+        y = X[rows, start:end]
+        coef, _, _, _ = np.linalg.lstsq(design, y, rcond=None)
+        intercept, slopes = coef[0], coef[1:]        # slopes: (start, end - start)
+        residual = y - design @ coef
+        residual_cov = residual.T @ residual / rows.sum()
+
+        prev_cov = covariance[:start, :start]
+        mean[start:end] = intercept + slopes.T @ mean[:start]
+        covariance[:start, start:end] = prev_cov @ slopes
+        covariance[start:end, :start] = covariance[:start, start:end].T
+        covariance[start:end, start:end] = residual_cov + slopes.T @ prev_cov @ slopes
+        start = end
+    return mean, covariance
+
+
+# --- discrete families with missing entries --------------------------------
+
+
+def binomial_log_joint_missing(X, params, *, n_trials):
+    """``binomial_log_joint`` with the missing entries' terms left out.
+
+    Parameters
+    ----------
+    X : float ndarray of shape (n, d), entries 0..m_j or NaN
+    params : (weights (K,), p (K, d))
+    n_trials : int or ndarray of shape (d,)
+
+    Returns
+    -------
+    ndarray of shape (n, K)
+    """
+    weights, p = params
+    X, missing = _missing_mask(X)
+    X0 = np.where(missing, 0.0, X)
+    m = np.broadcast_to(np.asarray(n_trials, dtype=np.float64), X.shape[1:])
+    log_coef = (scipy.special.gammaln(m + 1) - scipy.special.gammaln(X0 + 1)
+                - scipy.special.gammaln(m - X0 + 1))
+    log_prob = np.empty((X.shape[0], len(weights)))
+    for k in range(len(weights)):
+        terms = (log_coef + scipy.special.xlogy(X0, p[k])
+                 + scipy.special.xlogy(m - X0, 1.0 - p[k]))
+        log_prob[:, k] = np.sum(np.where(missing, 0.0, terms), axis=1)
+    return _mixture_log_joint(np.log(weights), log_prob)
+
+
+def bernoulli_log_joint_missing(X, params):
+    """``binomial_log_joint_missing`` with ``n_trials=1``."""
+    return binomial_log_joint_missing(X, params, n_trials=1)
+
+
+def poisson_log_joint_missing(X, params):
+    """``poisson_log_joint`` with the missing entries' terms left out."""
+    weights, rates = params
+    X, missing = _missing_mask(X)
+    X0 = np.where(missing, 0.0, X)
+    log_prob = np.empty((X.shape[0], len(weights)))
+    for k in range(len(weights)):
+        terms = scipy.special.xlogy(X0, rates[k]) - rates[k] - scipy.special.gammaln(X0 + 1)
+        log_prob[:, k] = np.sum(np.where(missing, 0.0, terms), axis=1)
+    return _mixture_log_joint(np.log(weights), log_prob)
+
+
+def categorical_log_joint_missing(X, params):
+    """``categorical_log_joint`` with the missing entries' terms left out.
+
+    ``X`` holds the integer codes as floats, NaN where missing.
+    """
+    weights, probs = params
+    X, missing = _missing_mask(X)
+    codes = np.where(missing, 0.0, X).astype(np.intp)
+    log_prob = np.zeros((X.shape[0], len(weights)))
+    for j, a in enumerate(probs):
+        log_a = np.log(a[:, codes[:, j]]).T                 # (n, K)
+        log_prob += np.where(missing[:, j, np.newaxis], 0.0, log_a)
+    return _mixture_log_joint(np.log(weights), log_prob)
+
+
+def _observed_weight(X, r):
+    """``S0_observed[k, j] = sum_{i: x_ij observed} r_ik``, shape (K, d)."""
+    observed = ~np.isnan(np.asarray(X, dtype=np.float64))
+    return np.stack([r[:, k] @ observed for k in range(r.shape[1])])
+
+
+def _linear_statistics_missing(X, r, params):
+    """``S0_k = sum_i r_ik``, ``S1_kj = sum_{i: x_ij observed} r_ik x_ij``, ``S0_observed``."""
+    X = np.asarray(X, dtype=np.float64)
+    X0 = np.where(np.isnan(X), 0.0, X)
+    stats = _linear_statistics(X0, r, params)
+    stats["S0_observed"] = _observed_weight(X, r)
+    return stats
+
+
+def _categorical_statistics_missing(X, r, params):
+    """``S0``, ``counts[j][k, c] = sum_i r_ik [x_ij == c]`` and ``S0_observed``.
+
+    A NaN equals no code, so a missing entry counts in no category.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    stats = _categorical_statistics(X, r, params)
+    stats["S0_observed"] = _observed_weight(X, r)
+    return stats
+
+
+def bernoulli_estep_missing(X, params, sample_weight=None):
+    """E-step: ``(resp, total log-likelihood, {'S0', 'S1', 'S0_observed', 'weight'})``."""
+    return _discrete_estep(bernoulli_log_joint_missing, _linear_statistics_missing,
+                           X, params, sample_weight)
+
+
+def binomial_estep_missing(X, params, sample_weight=None, *, n_trials):
+    """E-step: ``(resp, total log-likelihood, {'S0', 'S1', 'S0_observed', 'weight'})``."""
+    def log_joint(X, params):
+        return binomial_log_joint_missing(X, params, n_trials=n_trials)
+    return _discrete_estep(log_joint, _linear_statistics_missing, X, params, sample_weight)
+
+
+def poisson_estep_missing(X, params, sample_weight=None):
+    """E-step: ``(resp, total log-likelihood, {'S0', 'S1', 'S0_observed', 'weight'})``."""
+    return _discrete_estep(poisson_log_joint_missing, _linear_statistics_missing,
+                           X, params, sample_weight)
+
+
+def categorical_estep_missing(X, params, sample_weight=None):
+    """E-step: ``(resp, total log-likelihood, {'S0', 'counts', 'S0_observed', 'weight'})``."""
+    return _discrete_estep(categorical_log_joint_missing, _categorical_statistics_missing,
+                           X, params, sample_weight)
+
+
+def bernoulli_mstep_missing(stats, alpha=0.0):
+    """``p_kj = (S1_kj + alpha) / (S0_observed_kj + 2 alpha)``, clipped; ``w = S0 / sum S0``."""
+    return binomial_mstep_missing(stats, alpha, n_trials=1)
+
+
+def binomial_mstep_missing(stats, alpha=0.0, *, n_trials):
+    """``p_kj = (S1_kj + alpha) / (S0_observed_kj m_j + 2 alpha)``, clipped; ``w = S0 / sum S0``."""
+    S0, S1, observed = stats["S0"], stats["S1"], stats["S0_observed"]
+    m = np.broadcast_to(np.asarray(n_trials, dtype=np.float64), S1.shape[1:])
+    trials = observed * m[np.newaxis, :]
+    p = (S1 + alpha) / (trials + 2.0 * alpha)
+    return _weights_from_counts(S0), _clip_probabilities(p)
+
+
+def poisson_mstep_missing(stats, alpha=0.0):
+    """``rate_kj = max((S1_kj + alpha) / (S0_observed_kj + alpha), RATE_FLOOR)``.
+
+    ``w = S0 / sum S0``.
+    """
+    S0, S1, observed = stats["S0"], stats["S1"], stats["S0_observed"]
+    rates = (S1 + alpha) / (observed + alpha)
+    return _weights_from_counts(S0), np.maximum(rates, RATE_FLOOR)
+
+
+def categorical_mstep_missing(stats, alpha=0.0):
+    """``a_j[k, c] = (counts_j[k, c] + alpha) / (S0_observed_kj + C_j alpha)``, clipped.
+
+    ``w = S0 / sum S0``; no renormalisation after the clip.
+    """
+    S0, observed = stats["S0"], stats["S0_observed"]
+    probs = []
+    for j, counts in enumerate(stats["counts"]):
+        n_categories = counts.shape[1]
+        a = (counts + alpha) / (observed[:, j, np.newaxis] + n_categories * alpha)
+        probs.append(_clip_probabilities(a))
+    return _weights_from_counts(S0), probs
+
+
+def em_bernoulli_missing(X, params, n_iter, sample_weight=None, alpha=0.0,
+                         fixed_weights=False):
+    """``n_iter`` EM iterations of a Bernoulli mixture on incomplete data."""
+    return _discrete_em(bernoulli_estep_missing, bernoulli_mstep_missing, X, params,
+                        n_iter, sample_weight, alpha, fixed_weights)
+
+
+def em_binomial_missing(X, params, n_iter, sample_weight=None, alpha=0.0,
+                        fixed_weights=False, *, n_trials):
+    """``n_iter`` EM iterations of a Binomial mixture on incomplete data."""
+    def estep(X, params, sample_weight):
+        return binomial_estep_missing(X, params, sample_weight, n_trials=n_trials)
+
+    def mstep(stats, alpha):
+        return binomial_mstep_missing(stats, alpha, n_trials=n_trials)
+
+    return _discrete_em(estep, mstep, X, params, n_iter, sample_weight, alpha, fixed_weights)
+
+
+def em_poisson_missing(X, params, n_iter, sample_weight=None, alpha=0.0,
+                       fixed_weights=False):
+    """``n_iter`` EM iterations of a Poisson mixture on incomplete data."""
+    return _discrete_em(poisson_estep_missing, poisson_mstep_missing, X, params,
+                        n_iter, sample_weight, alpha, fixed_weights)
+
+
+def em_categorical_missing(X, params, n_iter, sample_weight=None, alpha=0.0,
+                           fixed_weights=False):
+    """``n_iter`` EM iterations of a Categorical mixture on incomplete data."""
+    return _discrete_em(categorical_estep_missing, categorical_mstep_missing, X, params,
+                        n_iter, sample_weight, alpha, fixed_weights)
