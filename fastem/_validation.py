@@ -14,7 +14,7 @@ def _describe(X):
     return f"{type(X).__name__} of shape {getattr(X, 'shape', '?')}"
 
 
-def check_array_2d(X, *, name="X", estimator_name="GaussianMixture"):
+def check_array_2d(X, *, name="X", estimator_name="GaussianMixture", allow_nan=False):
     """Return X as a 2-D float32/float64 array-like without copying when the
     input already is one (C or Fortran order and strided views are kept as
     they are).
@@ -26,6 +26,9 @@ def check_array_2d(X, *, name="X", estimator_name="GaussianMixture"):
     block by block and checked for NaN and inf on its first pass.  A dask
     array comes back as a :class:`fastem._dask.DaskSource`, whose E-step runs
     on its chunks where they are.
+
+    ``allow_nan`` (``missing='em'``) accepts NaN entries (inf and values
+    too large in magnitude are still refused) in an in-memory array.
     """
     if sparse.issparse(X):
         raise ValueError(
@@ -35,6 +38,11 @@ def check_array_2d(X, *, name="X", estimator_name="GaussianMixture"):
     from ._dask import DaskSource, is_dask_array, is_dask_collection
     from ._data import RowSource, is_out_of_core
 
+    if allow_nan and (isinstance(X, RowSource) or is_dask_array(X) or is_out_of_core(X)):
+        raise ValueError(
+            f"{estimator_name} with missing='em' reads an in-memory array for {name}; got "
+            f"a {type(X).__name__}. Load it into memory (np.asarray), or fit with "
+            "missing='raise' on data without NaN.")
     if isinstance(X, RowSource):
         return X
     if is_dask_array(X):
@@ -65,7 +73,11 @@ def check_array_2d(X, *, name="X", estimator_name="GaussianMixture"):
     elif dtype.kind in "biu" or (dtype.kind == "f" and dtype not in (np.float32, np.float64)):
         X = X.astype(np.float64)
     _check_shape(X.shape, name)
-    check_finite(X, name)
+    if allow_nan and X.dtype.kind == "f":
+        nan = np.isnan(X)
+        check_finite(np.where(nan, 0, X) if nan.any() else X, name)
+    else:
+        check_finite(X, name)
     return X
 
 

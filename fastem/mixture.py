@@ -15,6 +15,7 @@ from ._base import INIT_CHUNK, BaseMixture
 from ._collapse import Recovery
 from ._dask import DaskSource
 from ._estep import EStepWorkspace, evaluate, evaluate_rows
+from ._missing import MissingWorkspace, Patterns, column_fill, observed_mean_fill
 from ._squarem import GaussianSpace, run_squarem
 from ._stats import (
     COVARIANCE_TYPES,
@@ -90,6 +91,15 @@ class GaussianMixture(BaseMixture):
         (:class:`fastem.CollapseWarning`) and goes on; with ``reg_covar=0`` a
         covariance that cannot be factorised still raises.  'raise' raises
         scikit-learn's error and advice, as scikit-learn does.
+    missing : {'raise', 'em'}, default='raise'
+        NaN entries of X.  'raise' refuses them (scikit-learn's behaviour).
+        'em' takes them as missing at random: EM maximises the likelihood of
+        the observed entries (each row's marginal over its observed
+        features, Ghahramani & Jordan 1994; ``docs/missing.md``), and
+        ``score_samples``, ``score``, ``predict``, ``predict_proba``,
+        ``bic`` and ``aic`` use that marginal too.  A row with every value
+        missing is an error.  Input without NaN gives the fit of 'raise',
+        bitwise.
     accelerate : {'squarem'} or None, default=None
         None runs plain EM.  'squarem' accelerates it with SQUAREM (the SqS3
         scheme of Varadhan & Roland 2008, docs/squarem.md): each iteration is
@@ -164,6 +174,7 @@ class GaussianMixture(BaseMixture):
         "verbose_interval": [Interval(Integral, 1, None, closed="left")],
         "on_collapse": [StrOptions({"reseed", "raise"})],
         "accelerate": [StrOptions({"squarem"}), None],
+        "missing": [StrOptions({"raise", "em"})],
     }
 
     def __init__(
@@ -185,6 +196,7 @@ class GaussianMixture(BaseMixture):
         verbose_interval=10,
         on_collapse="reseed",
         accelerate=None,
+        missing="raise",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -202,6 +214,7 @@ class GaussianMixture(BaseMixture):
         self.verbose_interval = verbose_interval
         self.on_collapse = on_collapse
         self.accelerate = accelerate
+        self.missing = missing
 
     # ------------------------------------------------------------------
     # the family's hooks (see fastem._base)
@@ -210,7 +223,23 @@ class GaussianMixture(BaseMixture):
     _collapse_advice = "Fewer components, a larger reg_covar or scaled data may fit better"
 
     def _validate_data(self, X):
-        return check_array_2d(X, estimator_name=type(self).__name__)
+        return check_array_2d(X, estimator_name=type(self).__name__,
+                              allow_nan=getattr(self, "missing", "raise") == "em")
+
+    def _workspace(self, X):
+        if isinstance(X, np.ndarray) and getattr(self, "missing", "raise") == "em":
+            patterns = Patterns(X)
+            if patterns.incomplete:
+                return MissingWorkspace(X, patterns, self.covariance_type, self.n_components)
+        return super()._workspace(X)
+
+    def _em_map(self, X, sw, workspace, recovery):
+        if isinstance(workspace, MissingWorkspace):  # re-seeds draw from complete rows
+            X = workspace.filled
+        return super()._em_map(X, sw, workspace, recovery)
+
+    def _kmeans_input(self, Xs):
+        return observed_mean_fill(Xs)
 
     def _family_changes(self):
         ct_fit = fitted_covariance_type(self.precisions_cholesky_, self.means_.shape[1])
@@ -268,13 +297,14 @@ class GaussianMixture(BaseMixture):
         # around a rough centre of the sample, with placeholder parameters:
         # only resp_in matters
         ct, k, d = self.covariance_type, self.n_components, Xs.shape[1]
-        shift = np.broadcast_to(_rough_center(Xs), (k, d))
+        fill = column_fill(Xs)  # missing='em': NaN read as the column's mean
+        shift = np.broadcast_to(_rough_center(fill(Xs)), (k, d))
         dummy = GaussianParams(np.full(k, 1.0 / k), np.zeros((k, d)), None,
                                _identity_cholesky(ct, k, d))
         ws = EStepWorkspace(ct, k, d, min(Xs.shape[0], INIT_CHUNK))
 
         def statistics(Xc, swc, resp):
-            return ws.run(Xc, swc, dummy, shift=shift, resp_in=resp)
+            return ws.run(fill(Xc), swc, dummy, shift=shift, resp_in=resp)
 
         return statistics
 
@@ -334,7 +364,25 @@ class GaussianMixture(BaseMixture):
         dask X, a lazy dask array."""
         if isinstance(X, DaskSource):
             return X.map_rows(kind, self._get_params_tuple(), self.covariance_type)
+        missing = self._missing_workspace(X)
+        if missing is not None:
+            n, K = X.shape[0], self.n_components
+            out = np.empty((n, K)) if kind == "resp" else np.empty(
+                n, dtype=np.int64 if kind == "label" else np.float64)
+            missing.run(X, None, self._get_params_tuple(), do_stats=False,
+                        **{"out_" + kind: out})
+            return out
         return evaluate_rows(X, self._get_params_tuple(), self.covariance_type, kind)
+
+    def _missing_workspace(self, X):
+        """A :class:`fastem._missing.MissingWorkspace` for an X with NaN
+        entries (``missing='em'``), else None."""
+        if getattr(self, "missing", "raise") != "em" or not isinstance(X, np.ndarray):
+            return None
+        patterns = Patterns(X)
+        if not patterns.incomplete:
+            return None
+        return MissingWorkspace(X, patterns, self.covariance_type, self.n_components)
 
     def _sample_components(self, rng, counts):
         n_features = self.means_.shape[1]
@@ -349,6 +397,9 @@ class GaussianMixture(BaseMixture):
                           for m, c, s in zip(self.means_, self.covariances_, counts)])
 
     def _loglik(self, X, sw):
+        missing = self._missing_workspace(X)
+        if missing is not None:
+            return missing.run(X, sw, self._get_params_tuple(), do_stats=False)
         return evaluate(X, self._get_params_tuple(), self.covariance_type, sample_weight=sw)
 
     def _n_parameters(self):

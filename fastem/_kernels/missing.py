@@ -1,0 +1,266 @@
+"""The Gaussian E-step over rows with missing entries (``missing='em'``).
+
+One serial slot kernel (run on every thread by :func:`fastem._parallel.
+run_slots`, like the complete-data kernels) over the incomplete rows of X,
+copied in float64 and sorted by missingness pattern.  For a row with
+observed set o and missing set m, and each component k with precision
+``P = U U^T``:
+
+    z_o = x_o - mu_o,   z_m = -A z_o  with  A = P_mm^-1 P_mo
+    log p(x_o | k) = log w_k + log det U - 1/2 log det P_mm
+                     - |o|/2 log 2 pi - 1/2 ||U^T z||^2
+
+(``z_m`` minimises the quadratic form over the missing coordinates, so
+``||U^T z||^2`` is the marginal's ``z_o^T Sigma_oo^-1 z_o``; ``det
+Sigma_oo = det Sigma det P_mm``).  ``mu + z`` is the row completed with its
+conditional mean E[x | x_o, k]; the statistics add it as a complete row,
+plus the conditional covariance ``C = P_mm^-1`` in the mm block of S2.
+Diagonal precisions decouple the coordinates: ``z_m = 0`` and C is the
+variances of the missing coordinates.
+
+A, C and ``log det P_mm`` depend on (pattern, component) only: a slot
+computes them when the pattern changes along its rows (rows are sorted by
+pattern, so once per pattern and slot), in its own scratch.  Slots cover
+fixed rows and are summed in order: bitwise the same for any thread count.
+
+Arguments (m incomplete rows, d features, K components, S slots):
+
+=========== ================ ============================================
+Xs          (m, d) float64   the rows, NaN where missing
+sws         (m,) or (0,)     sample weights (``(0,)``: all ones)
+pid         (m,) int64       each row's pattern, non-decreasing
+miss        (npat, d) uint8  1 where the pattern's feature is missing
+means       (K, d)
+U           (KU, d, d)       upper precision factors (full: K, tied: 1;
+                             diag: (0, d, d))
+P           (KU, d, d)       the precisions U U^T (diag: (0, d, d))
+pdiag       (K, d)           1/sigma (diag and spherical; else (0, d))
+logw        (K,)             log w_k + log det U_k (diag: log w_k)
+shift       (K, d)           shift of the statistics (tied: all rows equal)
+resp_in     (m, K) or (0, K) responsibilities for the statistics
+S2s         (S, KS, DA, d)   per slot, upper triangles: full (S, K, d, d),
+                             tied (S, 1, d, d); diag (S, K, 1, d) holds
+                             the diagonal
+out_fill    (m, d) or (0, d) sum_k r_ik (mu_k + z_ik): the conditional mean
+=========== ================ ============================================
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .._config import JIT_OPTIONS
+from .sync import claim_slot, finish_slot
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@njit(**JIT_OPTIONS)
+def _pattern_factors(p, miss, P, L, C, A, halfdet, oi, mi):
+    """For pattern p: observed and missing feature indices (``oi``, ``mi``;
+    returns their counts) and, per precision u, ``A[u] = P_mm^-1 P_mo``
+    (nm x no), ``C[u] = P_mm^-1`` (nm x nm) and ``halfdet[u] = 1/2 log det
+    P_mm`` (L: scratch for the Cholesky factor)."""
+    d = miss.shape[1]
+    no = 0
+    nm = 0
+    for j in range(d):
+        if miss[p, j]:
+            mi[nm] = j
+            nm += 1
+        else:
+            oi[no] = j
+            no += 1
+    for u in range(P.shape[0]):
+        # Cholesky P_mm = L L^T (lower)
+        logdet = 0.0
+        for a in range(nm):
+            for b in range(a + 1):
+                acc = P[u, mi[a], mi[b]]
+                for c in range(b):
+                    acc -= L[u, a, c] * L[u, b, c]
+                if a == b:
+                    acc = math.sqrt(acc) if acc > 0.0 else math.nan
+                    L[u, a, a] = acc
+                    logdet += 2.0 * math.log(acc)
+                else:
+                    L[u, a, b] = acc / L[u, b, b]
+        halfdet[u] = 0.5 * logdet
+        # C = P_mm^-1 = L^-T L^-1: columns of L^-1 by forward substitution
+        for e in range(nm):
+            for a in range(nm):
+                acc = 1.0 if a == e else 0.0
+                for c in range(a):
+                    acc -= L[u, a, c] * C[u, c, e]
+                C[u, a, e] = acc / L[u, a, a]  # C holds L^-1 for now
+        for a in range(nm):  # (L^-T L^-1)[a, b] = sum_c Linv[c, a] Linv[c, b]
+            for b in range(a, nm):
+                acc = 0.0
+                for c in range(b, nm):
+                    acc += C[u, c, a] * C[u, c, b]
+                A[u, a, b] = acc  # A as scratch for the product
+        for a in range(nm):
+            for b in range(a, nm):
+                C[u, a, b] = A[u, a, b]
+                C[u, b, a] = A[u, a, b]
+        for a in range(nm):
+            for j in range(no):
+                acc = 0.0
+                for b in range(nm):
+                    acc += C[u, a, b] * P[u, mi[b], oi[j]]
+                A[u, a, j] = acc
+    return no, nm
+
+
+@njit(**JIT_OPTIONS)
+def _estep_missing(Xs, sws, pid, miss, means, U, P, pdiag, logw, shift, resp_in, do_stats,
+                   out_lognorm, out_resp, out_label, out_fill, S0s, S1s, S2s, lls, wsums,
+                   block, ctrl):
+    m, d = Xs.shape
+    K = means.shape[0]
+    KU = U.shape[0]
+    diag = pdiag.shape[0] > 0
+    tied = (not diag) and KU == 1 and K > 1
+    n_slots = S0s.shape[0]
+    n_blocks = (m + block - 1) // block
+    L = np.zeros((KU, d, d))
+    C = np.zeros((KU, d, d))
+    A = np.zeros((KU, d, d))
+    halfdet = np.zeros(KU)
+    oi = np.zeros(d, dtype=np.int64)
+    mi = np.zeros(d, dtype=np.int64)
+    basep = np.zeros(K)
+    z = np.zeros((K, d))
+    lp = np.zeros(K)
+    zc = np.zeros(d)
+    while True:
+        s = claim_slot(ctrl)
+        if s >= n_slots:
+            break
+        S0s[s, :] = 0.0
+        S1s[s, :, :] = 0.0
+        S2s[s, :, :, :] = 0.0
+        ll = 0.0
+        ws = 0.0
+        i0 = ((s * n_blocks) // n_slots) * block
+        i1 = min(m, (((s + 1) * n_blocks) // n_slots) * block)
+        current = -1
+        no = 0
+        nm = 0
+        for i in range(i0, i1):
+            p = pid[i]
+            if p != current:
+                current = p
+                if diag:
+                    no = 0
+                    nm = 0
+                    for j in range(d):
+                        if miss[p, j]:
+                            mi[nm] = j
+                            nm += 1
+                        else:
+                            oi[no] = j
+                            no += 1
+                    for k in range(K):
+                        acc = logw[k] - 0.5 * no * _LOG_2PI
+                        for jj in range(no):
+                            acc += math.log(pdiag[k, oi[jj]])
+                        basep[k] = acc
+                else:
+                    no, nm = _pattern_factors(p, miss, P, L, C, A, halfdet, oi, mi)
+                    for k in range(K):
+                        u = 0 if KU == 1 else k
+                        basep[k] = logw[k] - halfdet[u] - 0.5 * no * _LOG_2PI
+            w = sws[i] if sws.shape[0] > 0 else 1.0
+            mx = -math.inf
+            for k in range(K):
+                for jj in range(no):
+                    j = oi[jj]
+                    z[k, j] = Xs[i, j] - means[k, j]
+                q = 0.0
+                if diag:
+                    for jj in range(nm):
+                        z[k, mi[jj]] = 0.0
+                    for jj in range(no):
+                        j = oi[jj]
+                        y = z[k, j] * pdiag[k, j]
+                        q += y * y
+                else:
+                    u = 0 if KU == 1 else k
+                    for a in range(nm):
+                        acc = 0.0
+                        for jj in range(no):
+                            acc -= A[u, a, jj] * z[k, oi[jj]]
+                        z[k, mi[a]] = acc
+                    for b in range(d):
+                        y = 0.0
+                        for a in range(b + 1):
+                            y += z[k, a] * U[u, a, b]
+                        q += y * y
+                lp[k] = basep[k] - 0.5 * q
+                mx = max(mx, lp[k])
+            best = 0
+            for k in range(1, K):
+                if lp[k] > lp[best]:
+                    best = k
+            if mx == -math.inf:  # beyond every component's reach: the nearest
+                lognorm = -math.inf
+                for k in range(K):
+                    lp[k] = 0.0
+                lp[best] = 1.0
+            else:
+                tot = 0.0
+                for k in range(K):
+                    tot += math.exp(lp[k] - mx)
+                lognorm = mx + math.log(tot)
+                for k in range(K):
+                    lp[k] = math.exp(lp[k] - lognorm)
+            # lp now holds the responsibilities
+            if out_lognorm.shape[0] > 0:
+                out_lognorm[i] = lognorm
+            if out_resp.shape[0] > 0:
+                for k in range(K):
+                    out_resp[i, k] = lp[k]
+            if out_label.shape[0] > 0:
+                out_label[i] = best
+            if out_fill.shape[0] > 0:
+                for jj in range(nm):
+                    j = mi[jj]
+                    acc = 0.0
+                    for k in range(K):
+                        acc += lp[k] * (means[k, j] + z[k, j])
+                    out_fill[i, j] = acc
+            ll += w * lognorm
+            ws += w
+            if not do_stats:
+                continue
+            for k in range(K):
+                r = resp_in[i, k] if resp_in.shape[0] > 0 else lp[k]
+                rk = w * r
+                if rk == 0.0:
+                    continue
+                for j in range(d):
+                    zc[j] = z[k, j] + means[k, j] - shift[k, j]
+                S0s[s, k] += rk
+                for j in range(d):
+                    S1s[s, k, j] += rk * zc[j]
+                if diag:
+                    for j in range(d):
+                        S2s[s, k, 0, j] += rk * zc[j] * zc[j]
+                    for jj in range(nm):
+                        j = mi[jj]
+                        S2s[s, k, 0, j] += rk / (pdiag[k, j] * pdiag[k, j])
+                    continue
+                kk = 0 if tied else k
+                u = 0 if KU == 1 else k
+                for a in range(d):
+                    ra = rk * zc[a]
+                    for b in range(a, d):
+                        S2s[s, kk, a, b] += ra * zc[b]
+                for a in range(nm):
+                    for b in range(a, nm):
+                        S2s[s, kk, mi[a], mi[b]] += rk * C[u, a, b]
+        lls[s] = ll
+        wsums[s] = ws
+        finish_slot(ctrl)

@@ -1,0 +1,235 @@
+"""EM on incomplete data (``missing='em'``): the Gaussian E-step over the
+observed entries of each row (Ghahramani & Jordan 1994).
+
+NaN entries are missing at random.  A row with observed set o and missing
+set m contributes, for each component k, the marginal density of its
+observed part and the expected statistics of the complete row:
+
+    log p(x_o | k) = log N(x_o; mu_o, Sigma_oo)
+    x_hat_m        = E[x_m | x_o, k] = mu_m - P_mm^-1 P_mo (x_o - mu_o)
+    C              = Cov[x_m | x_o, k] = P_mm^-1
+
+with ``P = Sigma^-1`` the component's precision (what the model holds as
+``precisions_cholesky_``: ``P = U U^T``).  The quadratic form of the
+marginal is that of the completed row ``(x_o, x_hat_m)`` under P (x_hat_m
+minimises it over x_m), and ``log det Sigma_oo = log det Sigma + log det
+P_mm``: one Cholesky factor of the |m| x |m| block per (pattern, component),
+computed once per E-step for all the rows of that pattern.  The statistics
+are those of :mod:`fastem._stats` with the completed rows, plus C in the
+mm block of S2 (full, tied) or on the diagonal (diag, spherical, whose
+missing coordinates are independent of the observed ones: x_hat_m = mu_m
+and C their variances).
+
+Rows without NaN run the fused kernels unchanged, so input without NaN
+gives bitwise the fit of ``missing='raise'``.
+"""
+
+import numpy as np
+
+from . import _config
+from ._estep import EStepWorkspace, kernel_array, n_slots_for
+from ._kernels.missing import _estep_missing
+from ._parallel import run_slots
+from ._stats import GaussianStats, default_shift
+
+_NO_F = np.empty(0)
+_NO_I = np.empty(0, dtype=np.int64)
+
+
+def all_missing_message(rows, name="X"):
+    shown = ", ".join(str(int(r)) for r in rows[:10])
+    more = f" and {rows.size - 10} more" if rows.size > 10 else ""
+    return (f"{name} has {rows.size} row{'s' if rows.size > 1 else ''} with every value "
+            f"missing (NaN): row{'s' if rows.size > 1 else ''} {shown}{more}. Such a row "
+            "says nothing about the mixture and has no likelihood; drop it.")
+
+
+class Patterns:
+    """The rows of X grouped by the set of features missing from them.
+
+    ``complete``: indices of the rows without NaN; ``groups``: a list of
+    ``(missing, rows)``, ``missing`` a boolean mask of the features, ``rows``
+    the increasing indices of the rows with exactly that pattern.  A row
+    with every value missing is a ValueError that names it."""
+
+    def __init__(self, X, name="X"):
+        nan = np.isnan(X)
+        has = nan.any(axis=1)
+        self.n_rows, self.n_features = X.shape
+        self.complete = np.flatnonzero(~has)
+        rows = np.flatnonzero(has)
+        self.groups = []
+        if rows.size == 0:
+            return
+        empty = rows[nan[rows].all(axis=1)]
+        if empty.size:
+            raise ValueError(all_missing_message(empty, name))
+        keys = np.packbits(nan[rows], axis=1)
+        _, inverse = np.unique(keys, axis=0, return_inverse=True)
+        inverse = np.asarray(inverse).ravel()
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.flatnonzero(np.diff(inverse[order])) + 1
+        for part in np.split(rows[order], bounds):
+            self.groups.append((nan[part[0]].copy(), part))
+
+    @property
+    def incomplete(self):
+        return bool(self.groups)
+
+
+def _log_weights(weights):
+    with np.errstate(divide="ignore"):
+        return np.log(weights)
+
+
+class MissingWorkspace:
+    """:class:`fastem._estep.EStepWorkspace` for an X with NaN entries: the
+    fused kernel on its complete rows, the kernel of
+    :mod:`fastem._kernels.missing` on the others (copied once, in float64,
+    sorted by pattern); statistics summed, per-row outputs put in place.
+    Same ``run`` signature; it serves the X it was made for."""
+
+    def __init__(self, X, patterns, covariance_type, n_components):
+        self.covariance_type = covariance_type
+        self.patterns = patterns
+        self._X = X
+        self._filled = None
+        K, d = n_components, X.shape[1]
+        self.complete = patterns.complete
+        self.X_complete = np.ascontiguousarray(kernel_array(X)[self.complete])
+        self.kernel = EStepWorkspace(covariance_type, K, d, max(1, self.complete.size))
+        self.rows = np.concatenate([rows for _, rows in patterns.groups])
+        self.Xs = np.ascontiguousarray(X[self.rows], dtype=np.float64)
+        self.pid = np.repeat(np.arange(len(patterns.groups)),
+                             [rows.size for _, rows in patterns.groups])
+        self.miss = np.array([miss for miss, _ in patterns.groups], dtype=np.uint8)
+        da = 1 if covariance_type in ("diag", "spherical") else d
+        ks2 = K if covariance_type != "tied" else 1
+        ns = n_slots_for(self.rows.size, _config.BLOCK_SIZE,
+                         8 * (K + K * d + ks2 * da * d + 2), 8 * d)
+        self.S0s = np.zeros((ns, K))
+        self.S1s = np.zeros((ns, K, d))
+        self.S2s = np.zeros((ns, ks2, da, d))
+        self.lls = np.zeros(ns)
+        self.wsums = np.zeros(ns)
+
+    @property
+    def filled(self):
+        """X with its missing entries at their columns' observed means, made
+        on first use (collapse re-seeding draws rows from it)."""
+        if self._filled is None:
+            self._filled = observed_mean_fill(self._X)
+        return self._filled
+
+    def _kernel_params(self, params):
+        ct = self.covariance_type
+        K, d = params.means.shape
+        means = np.ascontiguousarray(params.means, dtype=np.float64)
+        logw = _log_weights(params.weights)
+        prec = params.precisions_cholesky
+        if ct in ("full", "tied"):
+            U = np.ascontiguousarray(prec if ct == "full" else prec[None], dtype=np.float64)
+            P = np.einsum("kab,kcb->kac", U, U)
+            logw = logw + np.log(np.diagonal(U, axis1=1, axis2=2)).sum(axis=1)
+            return means, U, P, np.empty((0, d)), np.ascontiguousarray(logw)
+        pdiag = prec if ct == "diag" else np.broadcast_to(prec[:, None], (K, d))
+        none = np.empty((0, d, d))
+        return means, none, none, np.ascontiguousarray(pdiag, dtype=np.float64), logw
+
+    def _incomplete(self, params, sample_weight, shift, do_stats, resp_in, outs):
+        """The kernel over the incomplete rows; GaussianStats or (ll, w)."""
+        ct = self.covariance_type
+        K, d = params.means.shape
+        rows = self.rows
+        means, U, P, pdiag, logw = self._kernel_params(params)
+        m = rows.size
+        lognorm = np.empty(m) if outs["out_lognorm"] is not None else _NO_F
+        resp = np.empty((m, K)) if outs["out_resp"] is not None else np.empty((0, K))
+        label = np.empty(m, dtype=np.int64) if outs["out_label"] is not None else _NO_I
+        fill = np.empty((m, d)) if outs["out_fill"] is not None else np.empty((0, d))
+        args = (self.Xs, _NO_F if sample_weight is None else
+                np.ascontiguousarray(sample_weight[rows], dtype=np.float64),
+                self.pid, self.miss, means, U, P, pdiag, logw,
+                np.ascontiguousarray(shift, dtype=np.float64),
+                np.empty((0, K)) if resp_in is None else np.ascontiguousarray(resp_in[rows]),
+                do_stats, lognorm, resp, label, fill,
+                self.S0s, self.S1s, self.S2s, self.lls, self.wsums, _config.BLOCK_SIZE)
+        run_slots(_estep_missing, args, self.S0s.shape[0])
+        for name, a in (("out_lognorm", lognorm), ("out_resp", resp), ("out_label", label)):
+            if outs[name] is not None:
+                outs[name][rows] = a
+        if outs["out_fill"] is not None:
+            outs["out_fill"][rows] = np.where(np.isnan(self.Xs), fill, self.Xs)
+        loglik = float(np.add.reduce(self.lls))
+        weight = float(np.add.reduce(self.wsums))
+        if not do_stats:
+            return loglik, weight
+        S2 = np.add.reduce(self.S2s, axis=0)
+        if ct == "tied":
+            S2 = S2[0]
+        elif ct == "diag":
+            S2 = S2[:, 0, :]
+        elif ct == "spherical":
+            S2 = S2[:, 0, :].sum(axis=1)
+        return GaussianStats(ct, shift, np.add.reduce(self.S0s, axis=0),
+                             np.add.reduce(self.S1s, axis=0), S2, loglik, weight)
+
+    def run(self, X, sample_weight, params, *, shift=None, do_stats=True, resp_in=None,
+            out_lognorm=None, out_resp=None, out_label=None, out_fill=None):
+        ct = self.covariance_type
+        if shift is None:
+            shift = default_shift(params, ct)
+        shift = np.ascontiguousarray(shift, dtype=np.float64)
+        c = self.complete
+        outs = {"out_lognorm": out_lognorm, "out_resp": out_resp, "out_label": out_label,
+                "out_fill": out_fill}
+        part = None
+        if c.size:
+            sub = {name: (None if a is None else np.empty_like(a[c])) for name, a in
+                   outs.items() if name != "out_fill"}
+            part = self.kernel.run(
+                self.X_complete, None if sample_weight is None else sample_weight[c], params,
+                shift=shift, do_stats=do_stats,
+                resp_in=None if resp_in is None else np.ascontiguousarray(resp_in[c]), **sub)
+            for name, a in sub.items():
+                if a is not None:
+                    outs[name][c] = a
+            if out_fill is not None:
+                out_fill[c] = self.X_complete
+        rest = self._incomplete(params, sample_weight, shift, do_stats, resp_in, outs)
+        if part is None:
+            return rest
+        if do_stats:
+            return part + rest
+        return part[0] + rest[0], part[1] + rest[1]
+
+
+def column_fill(X):
+    """A function that replaces the NaN entries of an array by the means of
+    X's columns over their observed entries (the start that k-means and
+    the initial statistics see); the identity for an X without NaN."""
+    if not isinstance(X, np.ndarray) or X.dtype.kind != "f" or not np.isnan(X).any():
+        return lambda A: A
+    nan = np.isnan(X)
+    counts = np.maximum((~nan).sum(axis=0), 1)
+    means = (np.where(nan, 0.0, X).sum(axis=0, dtype=np.float64) / counts).astype(X.dtype)
+
+    def fill(A):
+        return np.where(np.isnan(A), means, A) if np.isnan(A).any() else A
+
+    return fill
+
+
+def observed_mean_fill(X):
+    """X with each NaN replaced by its column's mean over the observed
+    entries."""
+    return column_fill(X)(X)
+
+
+def conditional_means(X, patterns, params, covariance_type):
+    """A copy of X with each missing entry replaced by ``sum_k r_ik E[x_m |
+    x_o, k]``; observed entries unchanged."""
+    ws = MissingWorkspace(X, patterns, covariance_type, params.means.shape[0])
+    out = np.empty(X.shape, dtype=np.float64)
+    ws.run(X, None, params, do_stats=False, out_fill=out)
+    return out.astype(X.dtype, copy=False)

@@ -1,0 +1,205 @@
+"""``missing='em'``: Gaussian mixtures fitted on incomplete data (NaN =
+missing at random), checked against the reference of ``tests/reference.py``
+(Ghahramani & Jordan 1994, computed through Sigma_oo; fastem goes through
+the precision), the closed-form maximum likelihood of monotone data, and
+the complete-data fit."""
+
+import numba
+import numpy as np
+import pytest
+import reference as ref
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.exceptions import ConvergenceWarning
+
+import fastem
+from fastem import _config
+from fastem._stats import precisions_cholesky_from_covariances
+
+TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def _blobs(n=300, d=4, K=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = 4 * rng.normal(size=(K, d))
+    return rng.normal(size=(n, d)) + centres[rng.integers(K, size=n)]
+
+
+def _holes(X, kind, seed=1):
+    """X with NaN: MCAR at 5% or 30%, a column mostly missing, monotone."""
+    rng = np.random.default_rng(seed)
+    X = X.copy()
+    n, d = X.shape
+    if kind.startswith("mcar"):
+        X[rng.random(X.shape) < float(kind[4:]) / 100] = np.nan
+    elif kind == "column":
+        X[rng.random(n) < 0.85, d - 1] = np.nan
+    elif kind == "monotone":  # column j missing => every later column missing
+        first = rng.choice([d, d, d - 1, d - 2, 1], size=n)
+        X[np.arange(d)[None, :] >= first[:, None]] = np.nan
+    full = np.isnan(X).all(axis=1)
+    X[full, 0] = 0.0  # no row without an observed value
+    return X
+
+
+PATTERNS = ["mcar5", "mcar30", "column", "monotone"]
+
+
+def _start(X, K, ct, seed=0):
+    """Parameters to start both implementations from: a short fastem fit."""
+    m = fastem.GaussianMixture(K, covariance_type=ct, max_iter=2, random_state=seed,
+                               missing="em").fit(X)
+    return m.weights_, m.means_, m.covariances_
+
+
+def _from(params, ct, **kw):
+    w, mu, cov = params
+    prec = precisions_cholesky_from_covariances(cov, ct)
+    precisions = {"full": lambda: np.einsum("kab,kcb->kac", prec, prec),
+                  "tied": lambda: prec @ prec.T}.get(ct, lambda: prec**2)()
+    return fastem.GaussianMixture(len(w), covariance_type=ct, weights_init=w, means_init=mu,
+                                  precisions_init=precisions, missing="em", tol=0, **kw)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", PATTERNS)
+@pytest.mark.parametrize("ct", TYPES)
+def test_em_matches_the_reference_after_1_and_25_iterations(ct, kind):
+    X = _holes(_blobs(), kind)
+    start = _start(X, 3, ct)
+    for n_iter in (1, 25):
+        m = _from(start, ct, max_iter=n_iter).fit(X)
+        (w, mu, cov), lls = ref.em_missing(X, start, n_iter, ct, 1e-6)
+        assert_allclose(m.weights_, w, rtol=1e-10, atol=1e-13)
+        assert_allclose(m.means_, mu, rtol=1e-10, atol=1e-12)
+        assert_allclose(m.covariances_, cov, rtol=1e-10, atol=1e-12)
+        assert_allclose(m.lower_bounds_, lls, rtol=1e-10)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_per_row_outputs_are_the_observed_data_marginals(ct):
+    X = _holes(_blobs(seed=3), "mcar30", seed=4)
+    m = fastem.GaussianMixture(3, covariance_type=ct, random_state=0, missing="em").fit(X)
+    log_norm, resp, _, _ = ref.estep_missing(X, m.weights_, m.means_, m.covariances_, ct)
+    assert_allclose(m.score_samples(X), log_norm, rtol=1e-11)
+    assert_allclose(m.predict_proba(X), resp, rtol=1e-9, atol=1e-12)
+    assert_array_equal(m.predict(X), resp.argmax(axis=1))
+    assert m.score(X) == pytest.approx(log_norm.mean(), rel=1e-12)
+    p = m._n_parameters()
+    assert m.bic(X) == pytest.approx(-2 * log_norm.sum() + p * np.log(len(X)), rel=1e-12)
+    assert m.aic(X) == pytest.approx(-2 * log_norm.sum() + 2 * p, rel=1e-12)
+    filled = fastem._missing.conditional_means(
+        X, fastem._missing.Patterns(X), m._get_params_tuple(), ct)
+    want = ref.impute_missing(X, m.weights_, m.means_, m.covariances_, ct)
+    assert_array_equal(filled[~np.isnan(X)], X[~np.isnan(X)])
+    assert_allclose(filled, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_without_nan_the_fit_of_raise_bitwise(ct):
+    X = _blobs(2000, 3, 3, seed=5)
+    a = fastem.GaussianMixture(3, covariance_type=ct, random_state=0).fit(X)
+    b = fastem.GaussianMixture(3, covariance_type=ct, random_state=0, missing="em").fit(X)
+    for attr in ("weights_", "means_", "covariances_", "lower_bounds_"):
+        assert_array_equal(np.asarray(getattr(a, attr)), np.asarray(getattr(b, attr)))
+    assert_array_equal(a.score_samples(X), b.score_samples(X))
+
+
+def test_monotone_data_reach_the_closed_form_maximum():
+    """One component, full covariance, monotone missingness: EM converges
+    to the factored-likelihood MLE (Anderson 1957)."""
+    rng = np.random.default_rng(7)
+    cov = np.array([[2.0, 0.8, 0.3], [0.8, 1.5, 0.5], [0.3, 0.5, 1.0]])
+    X = rng.multivariate_normal([1.0, -2.0, 0.5], cov, size=400)
+    X[200:, 2] = np.nan
+    X[320:, 1:] = np.nan
+    mu, sigma = ref.monotone_normal_mle(X)
+    m = fastem.GaussianMixture(1, reg_covar=0.0, tol=0, max_iter=3000, missing="em")
+    with pytest.warns(ConvergenceWarning):  # tol=0: EM's linear rate, run out
+        m.fit(X)
+    assert_allclose(m.means_[0], mu, rtol=1e-8, atol=1e-10)
+    assert_allclose(m.covariances_[0], sigma, rtol=1e-8, atol=1e-10)
+
+
+def test_dropping_the_conditional_covariance_would_show():
+    """Impute-then-fit (the conditional means as data, no C) shrinks the
+    variances; missing='em' keeps them."""
+    rng = np.random.default_rng(8)
+    X = rng.multivariate_normal([0, 0, 0], [[1, .6, .3], [.6, 1, .4], [.3, .4, 1]], 4000)
+    Xm = _holes(X, "mcar30", seed=9)
+    em = fastem.GaussianMixture(1, missing="em", tol=1e-10, max_iter=1000).fit(Xm)
+    filled = fastem._missing.conditional_means(
+        Xm, fastem._missing.Patterns(Xm), em._get_params_tuple(), "full")
+    naive = fastem.GaussianMixture(1).fit(filled)
+    truth = np.cov(X.T, bias=True)
+    assert np.all(np.diag(naive.covariances_[0]) < 0.9 * np.diag(em.covariances_[0]))
+    assert_allclose(np.diag(em.covariances_[0]), np.diag(truth), rtol=0.1)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10**6), rate=st.floats(0.05, 0.5),
+       ct=st.sampled_from(TYPES))
+def test_the_observed_likelihood_never_decreases(seed, rate, ct):
+    rng = np.random.default_rng(seed)
+    X = _blobs(150, 3, 2, seed=seed)
+    X[rng.random(X.shape) < rate] = np.nan
+    X[np.isnan(X).all(axis=1), 0] = 0.0
+    m = fastem.GaussianMixture(2, covariance_type=ct, tol=0, max_iter=30, random_state=seed,
+                               missing="em", on_collapse="raise")
+    try:
+        m.fit(X)
+    except ValueError as exc:  # a collapse on a tiny random sample is not the point
+        assert "ill-defined empirical covariance" in str(exc)
+        return
+    lb = np.asarray(m.lower_bounds_)
+    assert np.all(np.diff(lb) >= -1e-10 * np.abs(lb[1:]))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("ct", TYPES)
+def test_bitwise_identical_for_1_2_5_64_threads(ct, monkeypatch):
+    X = _holes(_blobs(30_000, 3, 3, seed=11), "mcar30", seed=12)
+    fits = []
+    for threads in (1, 2, 5, 64):
+        monkeypatch.setattr(numba, "get_num_threads", lambda t=threads: t)
+        monkeypatch.setattr(_config, "SERIAL_WORK", 0)
+        fits.append(fastem.GaussianMixture(3, covariance_type=ct, max_iter=4, tol=0,
+                                           random_state=0, missing="em").fit(X))
+        monkeypatch.undo()
+    for m in fits[1:]:
+        for attr in ("weights_", "means_", "covariances_", "lower_bounds_"):
+            assert_array_equal(np.asarray(getattr(m, attr)),
+                               np.asarray(getattr(fits[0], attr)))
+
+
+def test_rows_without_any_value_are_named():
+    X = _blobs(50)
+    X[[3, 17], :] = np.nan
+    with pytest.raises(ValueError, match=r"2 rows with every value missing.*rows 3, 17"):
+        fastem.GaussianMixture(2, missing="em").fit(X)
+    m = fastem.GaussianMixture(2, missing="em", random_state=0).fit(_blobs(50))
+    for method in (m.predict, m.predict_proba, m.score_samples, m.score, m.bic):
+        with pytest.raises(ValueError, match="rows 3, 17"):
+            method(X)
+    with pytest.raises(ValueError, match="1 row with every value missing.*row 2"):
+        m.score(X[15:18])
+
+
+def test_nan_is_refused_by_default_and_inf_always():
+    X = _holes(_blobs(50), "mcar5")
+    with pytest.raises(ValueError, match="non-finite"):
+        fastem.GaussianMixture(2).fit(X)
+    X[0, 0] = np.inf
+    with pytest.raises(ValueError, match="inf: 1"):
+        fastem.GaussianMixture(2, missing="em").fit(X)
+    with pytest.raises(ValueError, match="missing"):
+        fastem.GaussianMixture(2, missing="maybe").fit(_blobs(50))
+
+
+def test_float32_input():
+    X = _holes(_blobs(400, seed=13), "mcar30", seed=14)
+    a = fastem.GaussianMixture(3, random_state=0, missing="em").fit(X)
+    b = fastem.GaussianMixture(3, random_state=0, missing="em").fit(X.astype(np.float32))
+    assert_allclose(b.means_, a.means_, rtol=1e-4, atol=1e-4)
