@@ -6,6 +6,7 @@ Dask's work stealing is off here, so that the bytes counted are fastem's
 own traffic; with it on, the scheduler may also copy whole chunks to a less
 loaded worker (docs/dask.md measures both)."""
 
+import numpy as np
 import pytest
 
 pytest.importorskip("distributed")
@@ -32,4 +33,6 @@ def test_distributed_iteration_overhead(benchmark):
     assert out["stats_vector_bytes"] < 40_000
     assert out["worker_bytes_per_iteration"] <= \
         1.5 * (out["chunks"] + 1) * out["stats_vector_bytes"] + 8192
-    assert out["dask_seconds"] > 0 and out["memory_seconds"] > 0
+    # timings are reported, not asserted: at smoke sizes the difference of two
+    # fits' times is within the noise of a busy machine (and may be negative)
+    assert np.isfinite(out["dask_seconds"]) and np.isfinite(out["memory_seconds"])
