@@ -65,7 +65,13 @@ class Patterns:
         if empty.size:
             raise ValueError(all_missing_message(empty, name))
         keys = np.packbits(nan[rows], axis=1)
-        _, inverse = np.unique(keys, axis=0, return_inverse=True)
+        if keys.shape[1] <= 8:  # one integer a row: a 1-d unique, ~10x faster
+            wide = np.zeros((keys.shape[0], 8), dtype=np.uint8)
+            wide[:, :keys.shape[1]] = keys
+            keys = wide.view(np.uint64).ravel()
+            _, inverse = np.unique(keys, return_inverse=True)
+        else:
+            _, inverse = np.unique(keys, axis=0, return_inverse=True)
         inverse = np.asarray(inverse).ravel()
         order = np.argsort(inverse, kind="stable")
         bounds = np.flatnonzero(np.diff(inverse[order])) + 1

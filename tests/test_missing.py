@@ -203,3 +203,28 @@ def test_float32_input():
     a = fastem.GaussianMixture(3, random_state=0, missing="em").fit(X)
     b = fastem.GaussianMixture(3, random_state=0, missing="em").fit(X.astype(np.float32))
     assert_allclose(b.means_, a.means_, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("d", [5, 70])
+def test_patterns_group_the_rows(d):
+    """Rows grouped by missingness pattern, one integer key a row up to 64
+    features and the rows' bytes beyond."""
+    from fastem._missing import Patterns
+
+    rng = np.random.default_rng(d)
+    X = rng.normal(size=(200, d))
+    masks = rng.random((4, d)) < 0.3
+    masks[:, 0] = False
+    which = rng.integers(-1, 4, size=200)  # -1: complete
+    for i, w in enumerate(which):
+        if w >= 0:
+            X[i, masks[w]] = np.nan
+    p = Patterns(X)
+    assert_array_equal(p.complete, np.flatnonzero(~np.isnan(X).any(axis=1)))
+    seen = np.concatenate([p.complete] + [rows for _, rows in p.groups])
+    assert_array_equal(np.sort(seen), np.arange(200))
+    for miss, rows in p.groups:
+        assert miss.any() and np.all(np.isnan(X[rows]) == miss)
+        assert np.all(np.diff(rows) > 0)
+    assert len(p.groups) == len({tuple(m) for m in masks[np.unique(which[which >= 0])]
+                                 if m.any()})

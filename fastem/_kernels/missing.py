@@ -114,6 +114,77 @@ def _pattern_factors(p, miss, P, L, C, A, halfdet, oi, mi):
 
 
 @njit(**JIT_OPTIONS)
+def _diag_pattern(p, miss, pdiag, logw, oi, mi, basep):
+    """Observed and missing indices of pattern p and, per component, the
+    log weight plus the observed part's normalising constant."""
+    d = miss.shape[1]
+    no = 0
+    nm = 0
+    for j in range(d):
+        if miss[p, j]:
+            mi[nm] = j
+            nm += 1
+        else:
+            oi[no] = j
+            no += 1
+    for k in range(logw.shape[0]):
+        acc = logw[k] - 0.5 * no * _LOG_2PI
+        for jj in range(no):
+            acc += math.log(pdiag[k, oi[jj]])
+        basep[k] = acc
+    return no, nm
+
+
+@njit(**JIT_OPTIONS)
+def _complete_block(zt, k, u, nb, xt, means, A, oi, mi, no, nm, diag):
+    """``zt[k] = x - mu_k`` on the observed rows of the block, the missing
+    coordinates at their conditional deviation (diag: 0)."""
+    for jj in range(no):
+        j = oi[jj]
+        mk = means[k, j]
+        for t in range(nb):
+            zt[k, j, t] = xt[j, t] - mk
+    for a in range(nm):
+        row = zt[k, mi[a]]
+        for t in range(nb):
+            row[t] = 0.0
+        if diag:
+            continue
+        for jj in range(no):
+            coef = A[u, a, jj]
+            src = zt[k, oi[jj]]
+            for t in range(nb):
+                row[t] -= coef * src[t]
+
+
+@njit(**JIT_OPTIONS)
+def _quad_block(zt, k, u, nb, U, pdiag, oi, no, diag, q, y):
+    """q[t] = ||U^T z_t||^2 (diag: over the observed coordinates)."""
+    d = zt.shape[1]
+    for t in range(nb):
+        q[t] = 0.0
+    if diag:
+        for jj in range(no):
+            j = oi[jj]
+            pk = pdiag[k, j]
+            src = zt[k, j]
+            for t in range(nb):
+                v = src[t] * pk
+                q[t] += v * v
+        return
+    for b in range(d):
+        for t in range(nb):
+            y[t] = 0.0
+        for a in range(b + 1):
+            coef = U[u, a, b]
+            src = zt[k, a]
+            for t in range(nb):
+                y[t] += coef * src[t]
+        for t in range(nb):
+            q[t] += y[t] * y[t]
+
+
+@njit(**JIT_OPTIONS)
 def _estep_missing(Xs, sws, pid, miss, means, U, P, pdiag, logw, shift, resp_in, do_stats,
                    out_lognorm, out_resp, out_label, out_fill, S0s, S1s, S2s, lls, wsums,
                    block, ctrl):
@@ -121,7 +192,7 @@ def _estep_missing(Xs, sws, pid, miss, means, U, P, pdiag, logw, shift, resp_in,
     K = means.shape[0]
     KU = U.shape[0]
     diag = pdiag.shape[0] > 0
-    tied = (not diag) and KU == 1 and K > 1
+    tied = (not diag) and KU == 1
     n_slots = S0s.shape[0]
     n_blocks = (m + block - 1) // block
     L = np.zeros((KU, d, d))
@@ -131,9 +202,14 @@ def _estep_missing(Xs, sws, pid, miss, means, U, P, pdiag, logw, shift, resp_in,
     oi = np.zeros(d, dtype=np.int64)
     mi = np.zeros(d, dtype=np.int64)
     basep = np.zeros(K)
-    z = np.zeros((K, d))
-    lp = np.zeros(K)
-    zc = np.zeros(d)
+    xt = np.zeros((d, block))
+    zt = np.zeros((K, d, block))
+    lp = np.zeros((K, block))
+    q = np.zeros(block)
+    y = np.zeros(block)
+    w = np.zeros(block)
+    rk = np.zeros(block)
+    rd = np.zeros((d, block))
     while True:
         s = claim_slot(ctrl)
         if s >= n_slots:
@@ -143,124 +219,127 @@ def _estep_missing(Xs, sws, pid, miss, means, U, P, pdiag, logw, shift, resp_in,
         S2s[s, :, :, :] = 0.0
         ll = 0.0
         ws = 0.0
-        i0 = ((s * n_blocks) // n_slots) * block
+        i = ((s * n_blocks) // n_slots) * block
         i1 = min(m, (((s + 1) * n_blocks) // n_slots) * block)
         current = -1
         no = 0
         nm = 0
-        for i in range(i0, i1):
+        while i < i1:
             p = pid[i]
+            nb = 1  # the run of rows of pattern p, at most a block
+            while i + nb < i1 and nb < block and pid[i + nb] == p:
+                nb += 1
             if p != current:
                 current = p
                 if diag:
-                    no = 0
-                    nm = 0
-                    for j in range(d):
-                        if miss[p, j]:
-                            mi[nm] = j
-                            nm += 1
-                        else:
-                            oi[no] = j
-                            no += 1
-                    for k in range(K):
-                        acc = logw[k] - 0.5 * no * _LOG_2PI
-                        for jj in range(no):
-                            acc += math.log(pdiag[k, oi[jj]])
-                        basep[k] = acc
+                    no, nm = _diag_pattern(p, miss, pdiag, logw, oi, mi, basep)
                 else:
                     no, nm = _pattern_factors(p, miss, P, L, C, A, halfdet, oi, mi)
                     for k in range(K):
-                        u = 0 if KU == 1 else k
-                        basep[k] = logw[k] - halfdet[u] - 0.5 * no * _LOG_2PI
-            w = sws[i] if sws.shape[0] > 0 else 1.0
-            mx = -math.inf
+                        basep[k] = logw[k] - halfdet[0 if KU == 1 else k] \
+                            - 0.5 * no * _LOG_2PI
+            for jj in range(no):
+                j = oi[jj]
+                for t in range(nb):
+                    xt[j, t] = Xs[i + t, j]
+            for t in range(nb):
+                w[t] = sws[i + t] if sws.shape[0] > 0 else 1.0
             for k in range(K):
-                for jj in range(no):
-                    j = oi[jj]
-                    z[k, j] = Xs[i, j] - means[k, j]
-                q = 0.0
-                if diag:
-                    for jj in range(nm):
-                        z[k, mi[jj]] = 0.0
-                    for jj in range(no):
-                        j = oi[jj]
-                        y = z[k, j] * pdiag[k, j]
-                        q += y * y
+                u = 0 if KU == 1 else k
+                _complete_block(zt, k, u, nb, xt, means, A, oi, mi, no, nm, diag)
+                _quad_block(zt, k, u, nb, U, pdiag, oi, no, diag, q, y)
+                for t in range(nb):
+                    lp[k, t] = basep[k] - 0.5 * q[t]
+            for t in range(nb):  # log-sum-exp; lp becomes the responsibilities
+                mx = -math.inf
+                best = 0
+                for k in range(K):
+                    if lp[k, t] > mx:
+                        mx = lp[k, t]
+                        best = k
+                if mx == -math.inf:  # beyond every component's reach: the nearest
+                    lognorm = -math.inf
+                    for k in range(K):
+                        lp[k, t] = 0.0
+                    lp[best, t] = 1.0
                 else:
-                    u = 0 if KU == 1 else k
-                    for a in range(nm):
-                        acc = 0.0
-                        for jj in range(no):
-                            acc -= A[u, a, jj] * z[k, oi[jj]]
-                        z[k, mi[a]] = acc
-                    for b in range(d):
-                        y = 0.0
-                        for a in range(b + 1):
-                            y += z[k, a] * U[u, a, b]
-                        q += y * y
-                lp[k] = basep[k] - 0.5 * q
-                mx = max(mx, lp[k])
-            best = 0
-            for k in range(1, K):
-                if lp[k] > lp[best]:
-                    best = k
-            if mx == -math.inf:  # beyond every component's reach: the nearest
-                lognorm = -math.inf
-                for k in range(K):
-                    lp[k] = 0.0
-                lp[best] = 1.0
-            else:
-                tot = 0.0
-                for k in range(K):
-                    tot += math.exp(lp[k] - mx)
-                lognorm = mx + math.log(tot)
-                for k in range(K):
-                    lp[k] = math.exp(lp[k] - lognorm)
-            # lp now holds the responsibilities
-            if out_lognorm.shape[0] > 0:
-                out_lognorm[i] = lognorm
-            if out_resp.shape[0] > 0:
-                for k in range(K):
-                    out_resp[i, k] = lp[k]
-            if out_label.shape[0] > 0:
-                out_label[i] = best
+                    tot = 0.0
+                    for k in range(K):
+                        tot += math.exp(lp[k, t] - mx)
+                    lognorm = mx + math.log(tot)
+                    for k in range(K):
+                        lp[k, t] = math.exp(lp[k, t] - lognorm)
+                if out_lognorm.shape[0] > 0:
+                    out_lognorm[i + t] = lognorm
+                if out_resp.shape[0] > 0:
+                    for k in range(K):
+                        out_resp[i + t, k] = lp[k, t]
+                if out_label.shape[0] > 0:
+                    out_label[i + t] = best
+                ll += w[t] * lognorm
+                ws += w[t]
             if out_fill.shape[0] > 0:
                 for jj in range(nm):
                     j = mi[jj]
-                    acc = 0.0
-                    for k in range(K):
-                        acc += lp[k] * (means[k, j] + z[k, j])
-                    out_fill[i, j] = acc
-            ll += w * lognorm
-            ws += w
-            if not do_stats:
-                continue
-            for k in range(K):
-                r = resp_in[i, k] if resp_in.shape[0] > 0 else lp[k]
-                rk = w * r
-                if rk == 0.0:
-                    continue
-                for j in range(d):
-                    zc[j] = z[k, j] + means[k, j] - shift[k, j]
-                S0s[s, k] += rk
-                for j in range(d):
-                    S1s[s, k, j] += rk * zc[j]
-                if diag:
-                    for j in range(d):
-                        S2s[s, k, 0, j] += rk * zc[j] * zc[j]
-                    for jj in range(nm):
-                        j = mi[jj]
-                        S2s[s, k, 0, j] += rk / (pdiag[k, j] * pdiag[k, j])
-                    continue
-                kk = 0 if tied else k
-                u = 0 if KU == 1 else k
-                for a in range(d):
-                    ra = rk * zc[a]
-                    for b in range(a, d):
-                        S2s[s, kk, a, b] += ra * zc[b]
-                for a in range(nm):
-                    for b in range(a, nm):
-                        S2s[s, kk, mi[a], mi[b]] += rk * C[u, a, b]
+                    for t in range(nb):
+                        acc = 0.0
+                        for k in range(K):
+                            acc += lp[k, t] * (means[k, j] + zt[k, j, t])
+                        out_fill[i + t, j] = acc
+            if do_stats:
+                _stats_block(zt, nb, w, lp, resp_in, i, means, shift, C, pdiag, mi, nm, diag,
+                             tied, KU, rk, rd, S0s[s], S1s[s], S2s[s])
+            i += nb
         lls[s] = ll
         wsums[s] = ws
         finish_slot(ctrl)
+
+
+@njit(**JIT_OPTIONS)
+def _stats_block(zt, nb, w, resp, resp_in, i, means, shift, C, pdiag, mi, nm, diag, tied, KU,
+                 rk, rd, S0, S1, S2):
+    """Adds the block's completed rows (``zt[k] + mu_k``, around the shift)
+    and the conditional covariance to the slot's statistics."""
+    K, d = means.shape
+    for k in range(K):
+        tot = 0.0
+        for t in range(nb):
+            r = resp_in[i + t, k] if resp_in.shape[0] > 0 else resp[k, t]
+            rk[t] = w[t] * r
+            tot += rk[t]
+        if tot == 0.0:
+            continue
+        for j in range(d):
+            off = means[k, j] - shift[k, j]
+            src = zt[k, j]
+            acc = 0.0
+            for t in range(nb):
+                src[t] += off
+                rd[j, t] = rk[t] * src[t]
+                acc += rd[j, t]
+            S1[k, j] += acc
+        S0[k] += tot
+        if diag:
+            for j in range(d):
+                src = zt[k, j]
+                acc = 0.0
+                for t in range(nb):
+                    acc += rd[j, t] * src[t]
+                S2[k, 0, j] += acc
+            for jj in range(nm):
+                j = mi[jj]
+                S2[k, 0, j] += tot / (pdiag[k, j] * pdiag[k, j])
+            continue
+        kk = 0 if tied else k
+        u = 0 if KU == 1 else k
+        for a in range(d):
+            ra = rd[a]
+            for b in range(a, d):
+                src = zt[k, b]
+                acc = 0.0
+                for t in range(nb):
+                    acc += ra[t] * src[t]
+                S2[kk, a, b] += acc
+        for a in range(nm):
+            for b in range(a, nm):
+                S2[kk, mi[a], mi[b]] += tot * C[u, a, b]
