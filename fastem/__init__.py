@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # what type checkers and the API docs read; at run time, __ge
         MiniBatchMultinomialMixture,
         MiniBatchPoissonMixture,
     )
+    from .impute import MixtureImputer
     from .mixture import GaussianMixture
     from .online import MiniBatchGaussianMixture
     from .select import SelectionResult, select
@@ -47,6 +48,7 @@ _EXPORTS = {
     "MiniBatchMultinomialMixture": "discrete_online",
     "MiniBatchPoissonMixture": "discrete_online",
     "MiniBatchGaussianMixture": "online",
+    "MixtureImputer": "impute",
     "SelectionResult": "select", "select": "select",
     "load": "_io",
 }
@@ -54,7 +56,8 @@ _EXPORTS = {
 __all__ = ["BernoulliMixture", "BinomialMixture", "CategoricalMixture", "CollapseWarning",
            "GaussianMixture", "MiniBatchBernoulliMixture", "MiniBatchBinomialMixture",
            "MiniBatchCategoricalMixture", "MiniBatchGaussianMixture", "MiniBatchMultinomialMixture",
-           "MiniBatchPoissonMixture", "MultinomialMixture", "PoissonMixture", "SelectionResult",
+           "MiniBatchPoissonMixture", "MixtureImputer", "MultinomialMixture", "PoissonMixture",
+           "SelectionResult",
            "__version__", "load", "select"]
 assert sorted(__all__) == sorted([*_EXPORTS, "__version__"])
 

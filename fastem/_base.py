@@ -94,16 +94,17 @@ class BaseMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
     # validation
     # ------------------------------------------------------------------
 
-    def _check_X(self, X, reset, continuing=None):
+    def _check_X(self, X, reset, continuing=None, nan=False):
         """Feature names and count (scikit-learn's rules), then the family's
         checks (:meth:`_validate_data`).
 
         Returns an ndarray, or for out-of-core input (np.memmap, h5py/zarr-like
         arrays) a :class:`fastem._data.RowSource` that reads it in chunks.
         ``continuing`` ('warm_start', 'partial_fit') names a call that goes on
-        from the fitted model: its shape must match."""
+        from the fitted model: its shape must match.  ``nan`` accepts NaN
+        entries whatever ``missing`` is (:meth:`impute`)."""
         _check_feature_names(self, X, reset=reset)
-        X = self._validate_data(X)
+        X = self._validate_data(X, allow_nan=True) if nan else self._validate_data(X)
         if continuing is not None:
             self._check_continuation(X.shape[1], continuing)
         if reset:

@@ -50,9 +50,11 @@ class Patterns:
     ``complete``: indices of the rows without NaN; ``groups``: a list of
     ``(missing, rows)``, ``missing`` a boolean mask of the features, ``rows``
     the increasing indices of the rows with exactly that pattern.  A row
-    with every value missing is a ValueError that names it."""
+    with every value missing is a ValueError that names it, unless
+    ``allow_empty`` (imputation: such a row's expectation is the mixture's
+    mean, its posterior the weights)."""
 
-    def __init__(self, X, name="X"):
+    def __init__(self, X, name="X", allow_empty=False):
         nan = np.isnan(X)
         has = nan.any(axis=1)
         self.n_rows, self.n_features = X.shape
@@ -62,7 +64,7 @@ class Patterns:
         if rows.size == 0:
             return
         empty = rows[nan[rows].all(axis=1)]
-        if empty.size:
+        if empty.size and not allow_empty:
             raise ValueError(all_missing_message(empty, name))
         keys = np.packbits(nan[rows], axis=1)
         if keys.shape[1] <= 8:  # one integer a row: a 1-d unique, ~10x faster
@@ -239,3 +241,45 @@ def conditional_means(X, patterns, params, covariance_type):
     out = np.empty(X.shape, dtype=np.float64)
     ws.run(X, None, params, do_stats=False, out_fill=out)
     return out.astype(X.dtype, copy=False)
+
+
+def conditional_draws(X, patterns, params, covariance_type, random_state):
+    """A copy of X (float64, float32 kept) with each row's missing entries
+    drawn from their conditional distribution given its observed ones: the
+    component from the row's posterior, then ``N(E[x_m | x_o, k], Cov[x_m |
+    x_o, k])``.  The uniform and normal numbers are drawn in row order, so
+    the draws do not depend on how rows group into patterns."""
+    K, d = params.means.shape
+    resp = np.empty((X.shape[0], K))
+    MissingWorkspace(X, patterns, covariance_type, K).run(X, None, params, do_stats=False,
+                                                          out_resp=resp)
+    incomplete = np.sort(np.concatenate([rows for _, rows in patterns.groups]))
+    u = random_state.uniform(size=incomplete.size)
+    normals = random_state.standard_normal(size=(incomplete.size, d))
+    cum = np.cumsum(resp[incomplete], axis=1)
+    component = np.minimum((cum < u[:, None] * cum[:, -1:]).sum(axis=1), K - 1)
+    where = np.empty(X.shape[0], dtype=np.int64)
+    where[incomplete] = np.arange(incomplete.size)
+    out = np.array(X, dtype=np.float64 if X.dtype != np.float32 else X.dtype, copy=True)
+    means, prec = params.means, params.precisions_cholesky
+    for miss, rows in patterns.groups:
+        obs = ~miss
+        idx = where[rows]
+        for k in range(K):
+            pick = component[idx] == k
+            if not pick.any():
+                continue
+            r, z = rows[pick], normals[idx[pick]][:, :int(miss.sum())]
+            if covariance_type in ("full", "tied"):
+                U = prec[k] if covariance_type == "full" else prec
+                P = U @ U.T
+                C = np.linalg.inv(P[np.ix_(miss, miss)])
+                A = C @ P[np.ix_(miss, obs)]
+                centre = means[k, miss] - (np.asarray(X[np.ix_(r, np.flatnonzero(obs))],
+                                                      dtype=np.float64) - means[k, obs]) @ A.T
+                draw = centre + z @ np.linalg.cholesky(C).T
+            else:
+                sd = 1.0 / (prec[k] if covariance_type == "diag" else np.full(d, prec[k]))
+                draw = means[k, miss] + z * sd[miss]
+            out[np.ix_(r, np.flatnonzero(miss))] = draw
+    return out

@@ -10,12 +10,19 @@ from numbers import Integral, Real
 import numpy as np
 from scipy import linalg
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import INIT_CHUNK, BaseMixture
 from ._collapse import Recovery
 from ._dask import DaskSource
 from ._estep import EStepWorkspace, evaluate, evaluate_rows
-from ._missing import MissingWorkspace, Patterns, column_fill, observed_mean_fill
+from ._missing import (
+    MissingWorkspace,
+    Patterns,
+    column_fill,
+    conditional_means,
+    observed_mean_fill,
+)
 from ._squarem import GaussianSpace, run_squarem
 from ._stats import (
     COVARIANCE_TYPES,
@@ -222,9 +229,34 @@ class GaussianMixture(BaseMixture):
 
     _collapse_advice = "Fewer components, a larger reg_covar or scaled data may fit better"
 
-    def _validate_data(self, X):
-        return check_array_2d(X, estimator_name=type(self).__name__,
-                              allow_nan=getattr(self, "missing", "raise") == "em")
+    def _validate_data(self, X, allow_nan=None):
+        if allow_nan is None:
+            allow_nan = getattr(self, "missing", "raise") == "em"
+        return check_array_2d(X, estimator_name=type(self).__name__, allow_nan=allow_nan)
+
+    def impute(self, X):
+        """X with each missing entry (NaN) replaced by its expectation given
+        the row's observed entries under the fitted mixture, ``sum_k r_ik
+        E[x_m | x_o, k]`` (r_ik the posterior of component k given x_o);
+        observed entries are returned unchanged, bitwise.  Works whatever
+        ``missing`` the model was fitted with.  A row with every value
+        missing gets the mixture's mean ``sum_k w_k mu_k``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), NaN where missing
+
+        Returns
+        -------
+        X_filled : ndarray of shape (n_samples, n_features)
+            float32 input gives float32, other input float64.
+        """
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False, nan=True)
+        patterns = Patterns(X, allow_empty=True)
+        if not patterns.incomplete:
+            return np.array(X, dtype=X.dtype, copy=True)
+        return conditional_means(X, patterns, self._get_params_tuple(), self.covariance_type)
 
     def _workspace(self, X):
         if isinstance(X, np.ndarray) and getattr(self, "missing", "raise") == "em":

@@ -228,3 +228,69 @@ def test_patterns_group_the_rows(d):
         assert np.all(np.diff(rows) > 0)
     assert len(p.groups) == len({tuple(m) for m in masks[np.unique(which[which >= 0])]
                                  if m.any()})
+
+
+# ----------------------------------------------------------------------
+# impute and MixtureImputer
+# ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_impute_fills_only_the_holes(dtype):
+    X = _holes(_blobs(300, seed=15), "mcar30", seed=16).astype(dtype)
+    X[7] = np.nan  # nothing observed: the mixture's mean
+    m = fastem.GaussianMixture(3, random_state=0).fit(_blobs(300, seed=15))  # fitted whole
+    filled = m.impute(X)
+    assert filled.dtype == dtype and not np.isnan(filled).any()
+    holes = np.isnan(X)
+    assert_array_equal(filled[~holes], X[~holes])
+    want = ref.impute_missing(np.delete(X, 7, axis=0).astype(np.float64), m.weights_,
+                              m.means_, m.covariances_, "full")
+    tol = 1e-10 if dtype == np.float64 else 1e-5
+    assert_allclose(np.delete(filled, 7, axis=0), want, rtol=tol, atol=tol)
+    assert_allclose(filled[7], m.weights_ @ m.means_, rtol=tol)
+    assert_array_equal(m.impute(_blobs(20)), _blobs(20))  # nothing to fill
+
+
+def test_the_imputer_is_a_transformer():
+    from sklearn.base import clone
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(17)
+    X = rng.multivariate_normal([0, 1, 2], [[1, .8, .2], [.8, 1, .3], [.2, .3, 1]], 3000)
+    Xm = _holes(X, "mcar30", seed=18)
+    frame = pd.DataFrame(Xm, columns=["a", "b", "c"])
+    imp = fastem.MixtureImputer(random_state=0)
+    filled = imp.fit_transform(frame)
+    assert_array_equal(filled, imp.mixture_.impute(frame))
+    assert list(imp.get_feature_names_out()) == ["a", "b", "c"]
+    assert imp.mixture_.missing == "em" and imp.n_features_in_ == 3
+    rmse = np.sqrt(np.mean((filled - X)[np.isnan(Xm)] ** 2))
+    mean_rmse = np.sqrt(np.mean((np.nanmean(Xm, axis=0) - X)[np.isnan(Xm)] ** 2))
+    assert rmse < 0.85 * mean_rmse  # correlated columns: better than the column means
+    model = make_pipeline(clone(imp), LinearRegression()).fit(Xm, X[:, 0])
+    assert model.score(Xm, X[:, 0]) > 0.5
+    with pytest.raises(ValueError, match="n_components"):
+        fastem.MixtureImputer(n_components=0).fit(Xm)
+
+
+def test_posterior_draws_are_reproducible_and_centred():
+    rng = np.random.default_rng(19)
+    X = rng.multivariate_normal([0, 0], [[1, .9], [.9, 1]], 2000)
+    Xm = X.copy()
+    Xm[:1000, 1] = np.nan
+    a = fastem.MixtureImputer(sample_posterior=True, random_state=3).fit(Xm)
+    b = fastem.MixtureImputer(sample_posterior=True, random_state=3).fit(Xm)
+    before = a.mixture_.means_.copy()
+    draws = np.stack([a.transform(Xm) for _ in range(400)])
+    assert_array_equal(draws[0], b.transform(Xm))  # the same seed, the same draws
+    assert_array_equal(a.mixture_.means_, before)  # the fit is not touched
+    assert_array_equal(draws[:, 1000:], np.broadcast_to(Xm[1000:], (400, 1000, 2)))
+    mean = a.mixture_.impute(Xm)[:1000, 1]
+    # the average of 400 draws: within 5 standard errors of the conditional mean
+    sd = np.sqrt(a.mixture_.covariances_[0, 1, 1] * (1 - 0.9**2))
+    assert np.abs(draws[:, :1000, 1].mean(axis=0) - mean).max() < 5 * 1.1 * sd / np.sqrt(400)
+    spread = draws[:, :1000, 1].std(axis=0).mean()
+    assert 0.8 * sd < spread < 1.2 * sd
