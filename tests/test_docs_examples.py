@@ -6,7 +6,7 @@ from conftest import run_doc_page
 #: Pages whose ``python`` blocks are complete programs (run in order, one
 #: namespace per page).
 PAGES = ["index.md", "online.md", "out_of_core.md", "select.md", "squarem.md", "dask.md",
-         "discrete.md", "latent_class.md"]
+         "discrete.md", "latent_class.md", "missing.md"]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -21,6 +21,9 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
         for line in ("[0.7967 0.5197]\n10 [0.5 0.5]\n", "[0.7899 0.5089]\n[0.5376 0.4624]\n",
                      "[0.3599 0.6401]\n[1.2561 2.6634]\n-1989.946\n", "{'n_components': 2}\n"):
             assert line in printed, printed
+    if page == "missing.md":  # the outputs the page shows
+        assert "[[ 2.  54.7]\n [ 4.3 80.1]]\n-3.478\nTrue\nTrue\nTrue\nTrue True\n" in printed, \
+            printed
     if page == "latent_class.md":  # poLCA's maxima: carcinoma, gss82 (codes and strings)
         for line in ("2 -317.2568 ", "3 -293.705 ", "\n-2754.545\n[(3, 3)",
                      "interested']\n-2754.545\n"):
