@@ -104,7 +104,7 @@ class BaseMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
         from the fitted model: its shape must match.  ``nan`` accepts NaN
         entries whatever ``missing`` is (:meth:`impute`)."""
         _check_feature_names(self, X, reset=reset)
-        X = self._validate_data(X, allow_nan=True) if nan else self._validate_data(X)
+        X = self._validate_data(X, allow_nan="impute") if nan else self._validate_data(X)
         if continuing is not None:
             self._check_continuation(X.shape[1], continuing)
         if reset:

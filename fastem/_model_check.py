@@ -478,13 +478,18 @@ class _DiscreteFitted(_Fitted):
         m, K = self.model, self.K
         run = self.helper("_running")
         attrs = vars(run)
-        if set(attrs) != {"S0", "S1", "loglik", "weight"}:
+        if set(attrs) - {"observed"} != {"S0", "S1", "loglik", "weight"}:
             raise InconsistentModel(f"_running should be statistics with the attributes "
-                                    f"['S0', 'S1', 'loglik', 'weight'], but it has "
-                                    f"{sorted(attrs)}")
+                                    f"['S0', 'S1', 'loglik', 'weight'] (and 'observed' after "
+                                    f"missing entries), but it has {sorted(attrs)}")
         S0 = self.array("_running.S0", (K,), run.S0)
         theta = np.asarray(m._get_params_tuple().theta)  # the family's flat parameters
         self.array("_running.S1", theta.shape, run.S1)
+        if "observed" in attrs:
+            observed = self.array("_running.observed", theta.shape, run.observed)
+            if (observed < 0).any():
+                raise InconsistentModel("_running.observed should hold non-negative "
+                                        f"weights, but has minimum {observed.min():.6g}")
         weight = run.weight
         if (S0 < 0).any() or not (_is_float(run.loglik) and not math.isnan(run.loglik)) or not (
                 _is_float(weight) and math.isfinite(weight) and weight >= 0):

@@ -8,6 +8,7 @@ a ``category`` column, else the sorted distinct values, kept in
 ``categories_`` and used again by ``predict``, ``score_samples`` and the rest.
 """
 
+import warnings
 from numbers import Integral
 from typing import ClassVar
 
@@ -49,7 +50,8 @@ class CategoricalMixture(_DiscreteMixture):
     def __init__(self, n_components=1, *, n_categories=None, tol=1e-3, max_iter=100,
                  n_init=1, init_params="kmeans", weights_init=None, probabilities_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10,
-                 on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
+                 on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0,
+                 missing="raise"):
         _store(self, locals())
 
     @property
@@ -58,11 +60,11 @@ class CategoricalMixture(_DiscreteMixture):
 
     # -- data: coding and the number of categories -----------------------
 
-    def _check_X(self, X, reset, continuing=None):
+    def _check_X(self, X, reset, continuing=None, nan=False):
         self._coding = reset and continuing is None
-        return super()._check_X(X, reset, continuing)
+        return super()._check_X(X, reset, continuing, nan)
 
-    def _validate_data(self, X):
+    def _validate_data(self, X, allow_nan=None):
         name = type(self).__name__
         if sparse.issparse(X):
             raise ValueError(f"{name} needs a dense array of category codes, but got a "
@@ -78,7 +80,7 @@ class CategoricalMixture(_DiscreteMixture):
                              f"see categories_); pass data of the same kind, not codes.")
         if coding:
             self.n_categories_ = self._categories_from(X)
-        return super()._validate_data(X)
+        return super()._validate_data(X, allow_nan)
 
     def _categories_from(self, X):
         """n_categories_ at fit: the parameter, else from the data (one pass
@@ -225,6 +227,11 @@ def _column_max(X):
     X = np.asarray(X)
     if X.ndim != 2 or X.dtype.kind not in "biuf":
         return None
+    if X.dtype.kind == "f" and X.shape[0] and np.isnan(X).any():  # missing='em'
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column
+            top = np.nanmax(X, axis=0)
+        return np.where(np.isnan(top), 0.0, top).astype(np.float64)
     return X.max(axis=0).astype(np.float64)
 
 

@@ -18,11 +18,18 @@ from typing import ClassVar
 import numpy as np
 from scipy import sparse
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import INIT_CHUNK, BaseMixture
 from ._collapse import BaseRecovery
 from ._dask import DaskSource, is_dask_collection
 from ._data import RowSource, is_out_of_core
+from ._discrete_missing import (
+    MissingDiscrete,
+    checked_holes,
+    expected_values,
+    filled_for_start,
+)
 from ._squarem import run_squarem
 from ._stats import CollapseError
 from ._validation import _check_shape, _plain_ndarray, check_array_2d, count_scale
@@ -116,6 +123,7 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
         "accelerate": [StrOptions({"squarem"}), None],
         "fixed_weights": ["boolean"],
         "alpha": [Interval(Real, 0.0, None, closed="left")],
+        "missing": [StrOptions({"raise", "em"})],
     }
 
     @property
@@ -133,10 +141,14 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
 
     # -- data ------------------------------------------------------------
 
-    def _validate_data(self, X):
+    def _validate_data(self, X, allow_nan=None):
         name = type(self).__name__
+        if allow_nan is None:
+            allow_nan = getattr(self, "missing", "raise") == "em"
         if not sparse.issparse(X) and (is_dask_collection(X) or is_out_of_core(X)
                                        or isinstance(X, RowSource)):
+            if allow_nan:
+                check_array_2d(X, estimator_name=name, allow_nan=True)  # says: in memory
             return self._validate_source(X)
         if sparse.issparse(X):
             if not self._family.accepts_sparse:
@@ -162,8 +174,10 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
                 f"{name} needs numeric data (bool, integers or floats), but got dtype "
                 f"{X.dtype}. Encode the columns as numbers first.")
         _check_shape(X.shape, "X")
-        self._family.check_values(X, lambda i: f"row {i // X.shape[1]}, column "
-                                               f"{i % X.shape[1]}")
+        where = lambda i: f"row {i // X.shape[1]}, column {i % X.shape[1]}"
+        if allow_nan and X.dtype.kind == "f" and np.isnan(X).any():
+            return checked_holes(self._family, X, where, strict=allow_nan != "impute")
+        self._family.check_values(X, where)
         return self._family.codes(X)
 
     def _validate_source(self, X):
@@ -274,9 +288,57 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
             cache[key] = float(h.sum() if sw is None else sw @ h)
         return cache[key]
 
+    def impute(self, X):
+        """X with each missing entry (NaN) replaced by its expectation given
+        the row's observed entries under the fitted mixture: ``sum_k r_ik
+        E[x_j | k]`` (a probability, ``n_trials`` times a probability, a
+        rate); for categorical codes the most probable category,
+        ``argmax_c sum_k r_ik p_kjc``.  Observed entries are returned
+        unchanged.  Works whatever ``missing`` the model was fitted with; a
+        row with nothing observed gets the expectation under the weights.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), NaN where missing
+
+        Returns
+        -------
+        X_filled : ndarray of shape (n_samples, n_features), float64
+        """
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False, nan=True)
+        holes = self._missing_workspace(X)
+        if holes is None:
+            return np.array(X.toarray() if sparse.issparse(X) else X, dtype=np.float64)
+        resp = np.empty((X.shape[0], self.n_components))
+        params = self._get_params_tuple()
+        holes.run(None, params, do_stats=False, out_resp=resp)
+        return expected_values(self._family, X, resp, params.theta)
+
+    def _workspace(self, X):
+        holes = self._missing_workspace(X)
+        return holes if holes is not None else super()._workspace(X)
+
+    def _missing_workspace(self, X):
+        """A :class:`fastem._discrete_missing.MissingDiscrete` for an X with
+        NaN entries (validated with ``missing='em'`` or by ``impute``), else
+        None."""
+        if isinstance(X, np.ndarray) and X.dtype.kind == "f" and np.isnan(X).any():
+            return MissingDiscrete(self._family, X, self.n_components)
+        return None
+
+    def _em_map(self, X, sw, workspace, recovery):
+        if isinstance(workspace, MissingDiscrete):  # re-seeds read filled rows
+            X = workspace.filled
+        return super()._em_map(X, sw, workspace, recovery)
+
     def _estep(self, workspace, X, sw, params, cache=True):
         """``cache``: X and sw are the same every call (batch EM), so their
         row-constant total is computed once per workspace."""
+        if isinstance(workspace, MissingDiscrete):
+            stats = workspace.run(sw, params)
+            stats.loglik += self._row_constant_total(workspace, workspace.X0, sw)
+            return stats
         A, b = self._family.natural(params)
         if isinstance(X, DaskSource):  # on the chunks, where they are
             check = not X.validated
@@ -297,7 +359,8 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
         """The family's M-step; a component without data (S0 = 0, alpha = 0)
         has NaN parameters (0 / 0), which collapse recovery replaces."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            return self._family.m_step(stats.S0, stats.S1, self.alpha, self._fixed())
+            return self._family.m_step(stats.S0, stats.S1, self.alpha, self._fixed(),
+                                       stats.observed)
 
     def _defined(self, params):
         """``params``, or a CollapseError naming a component without data."""
@@ -318,12 +381,37 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
         # unused with given responsibilities
         A, b = np.zeros((K, self._family.theta_cols(Xs.shape[1]))), np.zeros(K)
 
+        holes = not sparse.issparse(Xs) and Xs.dtype.kind == "f" and np.isnan(Xs).any()
+        if not holes:
+            def statistics(Xc, swc, resp):
+                return LinearStats(*ws.run(Xc, swc, A, b, resp_in=resp))
+
+            return statistics
+        # missing='em': the start reads the sample filled with its columns' means
+        # (categorical: modes), and each component gets one pseudo-row of the
+        # sample's mean, so that a start from single rows (k-means++,
+        # random_from_data) has no probability at its bounds beside a filled
+        # column at its mean (EM could not leave such a start)
+        categorical = self._family.name == "categorical"
+        filled = self._family.codes(filled_for_start(Xs, categorical))
+        prior = self._family.kmeans_input(filled).mean(axis=0) if categorical else \
+            np.nanmean(Xs, axis=0)
+        first = [True]
+
         def statistics(Xc, swc, resp):
-            return LinearStats(*ws.run(Xc, swc, A, b, resp_in=resp))
+            stats = LinearStats(*ws.run(self._family.codes(
+                filled_for_start(Xc, categorical)), swc, A, b, resp_in=resp))
+            if first[0]:
+                first[0] = False
+                stats.S0 = stats.S0 + 1.0
+                stats.S1 = stats.S1 + prior[None, :]
+            return stats
 
         return statistics
 
     def _kmeans_input(self, Xs):
+        if not sparse.issparse(Xs) and Xs.dtype.kind == "f" and np.isnan(Xs).any():
+            Xs = self._family.codes(filled_for_start(Xs, self._family.name == "categorical"))
         return self._family.kmeans_input(Xs)
 
     def _kmeans_labels(self, Xs, k, random_state, sws):
@@ -359,6 +447,9 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
     # -- per-row outputs ---------------------------------------------------
 
     def _evaluate(self, X, params, sw=None, **outputs):
+        holes = self._missing_workspace(X)
+        if holes is not None:
+            return holes.run(sw, params, do_stats=False, **outputs)
         n = X.chunk_rows if isinstance(X, RowSource) else X.shape[0]
         ws = self._family.workspace(len(params.weights), X.shape[1], n)
         A, b = self._family.natural(params)
@@ -403,8 +494,11 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
 
 
 def _row_constants(family, X):
-    """``h(x_i)`` per row; out-of-core X chunk by chunk."""
+    """``h(x_i)`` per row (over the observed entries); out-of-core X chunk by
+    chunk."""
     if not isinstance(X, RowSource):
+        if isinstance(X, np.ndarray) and X.dtype.kind == "f" and np.isnan(X).any():
+            X = np.where(np.isnan(X), 0.0, X)  # h of a skipped entry: that of 0, 0
         return family.row_constant(X)
     return np.concatenate([family.row_constant(c) for _, c in X.chunks()] or [np.zeros(0)])
 
@@ -506,6 +600,14 @@ _COMMON_DOC = """
         Symmetric pseudo-count added to the parameter statistics (0: maximum
         likelihood); probabilities stay inside [1e-10, 1 - 1e-10] and rates
         above 1e-10 in any case.  The weights are never smoothed.
+    missing : {{'raise', 'em'}}, default='raise'
+        NaN entries of X.  'raise' refuses them.  'em' takes them as missing
+        at random: a missing entry is skipped in its row's density, and each
+        column's parameters are estimated from the rows where it is observed
+        (``docs/missing.md``); ``score_samples``, ``predict`` and the
+        criteria use the observed entries.  A row with every value missing,
+        or a column never observed, is an error.  (Multinomial counts refuse
+        'em': a missing count leaves the row's total unknown.)
 {extra}
     Attributes
     ----------
@@ -544,7 +646,8 @@ class BernoulliMixture(_DiscreteMixture):
     def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1,
                  init_params="kmeans", weights_init=None, probabilities_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10,
-                 on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
+                 on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0,
+                 missing="raise"):
         _store(self, locals())
 
     _family = Bernoulli()
@@ -566,7 +669,8 @@ class BinomialMixture(_DiscreteMixture):
     def __init__(self, n_components=1, *, n_trials=1, tol=1e-3, max_iter=100, n_init=1,
                  init_params="kmeans", weights_init=None, probabilities_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10,
-                 on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
+                 on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0,
+                 missing="raise"):
         _store(self, locals())
 
     @property
@@ -591,7 +695,8 @@ class PoissonMixture(_DiscreteMixture):
     def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1,
                  init_params="kmeans", weights_init=None, rates_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10,
-                 on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
+                 on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0,
+                 missing="raise"):
         _store(self, locals())
 
     _family = Poisson()
@@ -607,7 +712,8 @@ class MultinomialMixture(_DiscreteMixture):
     def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1,
                  init_params="kmeans", weights_init=None, probabilities_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10,
-                 on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0):
+                 on_collapse="reseed", accelerate=None, fixed_weights=False, alpha=0.0,
+                 missing="raise"):
         _store(self, locals())
 
     _family = Multinomial()

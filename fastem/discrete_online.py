@@ -65,12 +65,15 @@ class _MiniBatchDiscrete(BaseMiniBatchMixture):
         """Re-seeded components restart with 1 / K of the running weight and
         the statistics their new parameters expect."""
         S0, S1 = running.S0.copy(), running.S1.copy()
+        observed = None if running.observed is None else running.observed.copy()
         w = S0.sum() / len(S0)
         mean = self._family.mean(np.asarray(params.theta))
         for k in comps:
             S0[k] = w
             S1[k] = w * mean[k]
-        return LinearStats(S0, S1, running.loglik, running.weight)
+            if observed is not None:
+                observed[k] = w
+        return LinearStats(S0, S1, running.loglik, running.weight, observed)
 
 
 def _constraints(batch):
@@ -89,7 +92,8 @@ class MiniBatchBernoulliMixture(_MiniBatchDiscrete, BernoulliMixture):
                  learning_offset=2.0, max_iter=100, tol=0.0, max_no_improvement=10, n_init=1,
                  init_params="k-means++", n_warmup_iter=5, weights_init=None,
                  probabilities_init=None, random_state=None, warm_start=False, verbose=0,
-                 verbose_interval=10, on_collapse="reseed", fixed_weights=False, alpha=0.0):
+                 verbose_interval=10, on_collapse="reseed", fixed_weights=False, alpha=0.0,
+                 missing="raise"):
         _store(self, locals())
 
 
@@ -103,7 +107,8 @@ class MiniBatchBinomialMixture(_MiniBatchDiscrete, BinomialMixture):
                  learning_offset=2.0, max_iter=100, tol=0.0, max_no_improvement=10, n_init=1,
                  init_params="k-means++", n_warmup_iter=5, weights_init=None,
                  probabilities_init=None, random_state=None, warm_start=False, verbose=0,
-                 verbose_interval=10, on_collapse="reseed", fixed_weights=False, alpha=0.0):
+                 verbose_interval=10, on_collapse="reseed", fixed_weights=False, alpha=0.0,
+                 missing="raise"):
         _store(self, locals())
 
 
@@ -117,7 +122,7 @@ class MiniBatchPoissonMixture(_MiniBatchDiscrete, PoissonMixture):
                  learning_offset=2.0, max_iter=100, tol=0.0, max_no_improvement=10, n_init=1,
                  init_params="k-means++", n_warmup_iter=5, weights_init=None, rates_init=None,
                  random_state=None, warm_start=False, verbose=0, verbose_interval=10,
-                 on_collapse="reseed", fixed_weights=False, alpha=0.0):
+                 on_collapse="reseed", fixed_weights=False, alpha=0.0, missing="raise"):
         _store(self, locals())
 
 
@@ -138,7 +143,8 @@ class MiniBatchMultinomialMixture(_MiniBatchDiscrete, MultinomialMixture):
                  learning_offset=2.0, max_iter=100, tol=0.0, max_no_improvement=10, n_init=1,
                  init_params="k-means++", n_warmup_iter=5, weights_init=None,
                  probabilities_init=None, random_state=None, warm_start=False, verbose=0,
-                 verbose_interval=10, on_collapse="reseed", fixed_weights=False, alpha=0.0):
+                 verbose_interval=10, on_collapse="reseed", fixed_weights=False, alpha=0.0,
+                 missing="raise"):
         _store(self, locals())
 
 
@@ -155,5 +161,5 @@ class MiniBatchCategoricalMixture(_MiniBatchDiscrete, CategoricalMixture):
                  max_no_improvement=10, n_init=1, init_params="k-means++", n_warmup_iter=5,
                  weights_init=None, probabilities_init=None, random_state=None,
                  warm_start=False, verbose=0, verbose_interval=10, on_collapse="reseed",
-                 fixed_weights=False, alpha=0.0):
+                 fixed_weights=False, alpha=0.0, missing="raise"):
         _store(self, locals())

@@ -232,7 +232,7 @@ class GaussianMixture(BaseMixture):
     def _validate_data(self, X, allow_nan=None):
         if allow_nan is None:
             allow_nan = getattr(self, "missing", "raise") == "em"
-        return check_array_2d(X, estimator_name=type(self).__name__, allow_nan=allow_nan)
+        return check_array_2d(X, estimator_name=type(self).__name__, allow_nan=bool(allow_nan))
 
     def impute(self, X):
         """X with each missing entry (NaN) replaced by its expectation given

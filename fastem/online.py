@@ -82,7 +82,11 @@ class BaseMiniBatchMixture:
         whole update succeeds.  Returns the batch's mean log-likelihood under
         the parameters before the update."""
         params = self._get_params_tuple()
-        ws = self._batch_workspace(X.shape[0], X.shape[1])
+        ws = self._missing_workspace(X)  # missing='em': a batch with NaN entries
+        if ws is None:
+            ws = self._batch_workspace(X.shape[0], X.shape[1])
+        else:
+            X = ws.filled  # what collapse recovery re-seeds from
         stats = self._online_estep(ws, X, sw, params)
         if not stats.weight > 0:
             raise ValueError(
@@ -134,8 +138,9 @@ class BaseMiniBatchMixture:
         initialisation plus ``n_warmup_iter`` batch EM iterations on X (the
         best of ``n_init``); then the statistics' fixed shift."""
         inits = self._checked_inits(X.shape[1])
-        em = self._em_map(X, sw, self._batch_workspace(X.shape[0], X.shape[1]),
-                          self._collapse)
+        ws = self._missing_workspace(X)
+        em = self._em_map(X, sw, self._batch_workspace(X.shape[0], X.shape[1])
+                          if ws is None else ws, self._collapse)
         given = all(v is not None for v in inits)
         best, best_ll = None, -np.inf
         for _ in range(1 if given else self.n_init):
@@ -424,6 +429,7 @@ class MiniBatchGaussianMixture(BaseMiniBatchMixture, GaussianMixture):
         verbose=0,
         verbose_interval=10,
         on_collapse="reseed",
+        missing="raise",
     ):
         super().__init__(
             n_components=n_components, covariance_type=covariance_type, tol=tol,
@@ -431,7 +437,7 @@ class MiniBatchGaussianMixture(BaseMiniBatchMixture, GaussianMixture):
             init_params=init_params, weights_init=weights_init, means_init=means_init,
             precisions_init=precisions_init, random_state=random_state,
             warm_start=warm_start, verbose=verbose, verbose_interval=verbose_interval,
-            on_collapse=on_collapse,
+            on_collapse=on_collapse, missing=missing,
         )
         self.batch_size = batch_size
         self.learning_decay = learning_decay

@@ -294,3 +294,23 @@ def test_posterior_draws_are_reproducible_and_centred():
     assert np.abs(draws[:, :1000, 1].mean(axis=0) - mean).max() < 5 * 1.1 * sd / np.sqrt(400)
     spread = draws[:, :1000, 1].std(axis=0).mean()
     assert 0.8 * sd < spread < 1.2 * sd
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("ct", ["full", "diag"])
+def test_the_online_estimator_takes_nan(ct):
+    X = _holes(_blobs(8000, 3, 2, seed=21), "mcar30", seed=22)
+    batch = fastem.GaussianMixture(2, covariance_type=ct, random_state=0, missing="em").fit(X)
+    online = fastem.MiniBatchGaussianMixture(2, covariance_type=ct, random_state=0,
+                                             missing="em", batch_size=500).fit(X)
+    order = np.argsort(batch.means_[:, 0]), np.argsort(online.means_[:, 0])
+    assert_allclose(online.means_[order[1]], batch.means_[order[0]], atol=0.1)
+    assert online.score(X) == pytest.approx(batch.score(X), abs=0.02)
+    stream = fastem.MiniBatchGaussianMixture(2, covariance_type=ct, random_state=0,
+                                             missing="em")
+    for i in range(0, 4000, 500):
+        stream.partial_fit(X[i:i + 500])
+    stream.partial_fit(_blobs(500, 3, 2, seed=21))  # a batch without NaN
+    assert stream.n_steps_ == 9 and np.isfinite(stream.score(X))
+    with pytest.raises(ValueError, match="non-finite"):
+        fastem.MiniBatchGaussianMixture(2).fit(X)

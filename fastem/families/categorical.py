@@ -24,6 +24,7 @@ class Categorical(LinearFamily):
 
     name = "categorical"
     accepts_sparse = False
+    skips_missing = True
 
     def __init__(self, n_categories):
         self.n_categories = np.asarray(n_categories, dtype=np.int64)

@@ -42,18 +42,32 @@ RATE_FLOOR = 1e-10
 
 class LinearStats:
     """Additive statistics of a linear family: ``S0`` (K,), ``S1`` (K, d),
-    the total (weighted) log-likelihood and weight."""
+    the total (weighted) log-likelihood and weight; with missing entries
+    (``missing='em'``) also ``observed`` (K, d), each column's observed
+    weight ``sum_{i: x_ij observed} w_i r_ik`` (None: every entry observed,
+    ``S0`` for every column)."""
 
-    def __init__(self, S0, S1, loglik, weight):
+    observed = None  # an attribute of the instance only when there are missing entries
+
+    def __init__(self, S0, S1, loglik, weight, observed=None):
         self.S0, self.S1, self.loglik, self.weight = S0, S1, loglik, weight
+        if observed is not None:
+            self.observed = observed
+
+    def _observed(self):
+        return self.S0[:, None] * np.ones_like(self.S1) if self.observed is None \
+            else self.observed
 
     def __add__(self, other):
+        observed = None if self.observed is None and other.observed is None else \
+            self._observed() + other._observed()
         return LinearStats(self.S0 + other.S0, self.S1 + other.S1,
-                           self.loglik + other.loglik, self.weight + other.weight)
+                           self.loglik + other.loglik, self.weight + other.weight, observed)
 
     def scaled(self, factor):
         return LinearStats(self.S0 * factor, self.S1 * factor, self.loglik * factor,
-                           self.weight * factor)
+                           self.weight * factor,
+                           None if self.observed is None else self.observed * factor)
 
     def blend(self, other, eta):
         """``(1 - eta) * self + eta * other`` (stepwise EM)."""
@@ -90,6 +104,8 @@ class LinearFamily(ABC):
     name = ""
     theta_name = "probabilities"
     accepts_sparse = True
+    #: missing='em' can skip a missing entry (see fastem._discrete_missing)
+    skips_missing = False
 
     @abstractmethod
     def natural(self, params):
@@ -104,12 +120,23 @@ class LinearFamily(ABC):
         """The component parameters (K, .) from ``S0``, ``S1`` and the
         pseudo-count, kept inside their bounds."""
 
-    def m_step(self, S0, S1, alpha=0.0, fixed_weights=None):
-        """:class:`LinearParams` from the statistics."""
+    def m_step(self, S0, S1, alpha=0.0, fixed_weights=None, observed=None):
+        """:class:`LinearParams` from the statistics; ``observed`` (K, d),
+        the columns' own observed weights, replaces ``S0`` in the
+        parameters' denominators (missing entries)."""
         S0 = np.asarray(S0, dtype=np.float64)
         weights = (np.array(fixed_weights, dtype=np.float64) if fixed_weights is not None
                    else S0 / S0.sum())
-        return LinearParams(weights, self.theta_from_stats(S0, S1, alpha))
+        return LinearParams(weights, self.theta_from_stats(
+            S0 if observed is None else observed, S1, alpha))
+
+    def column_constants(self, params):
+        """``c`` (K, d) with ``b_k = log w_k + sum_j c_kj``: what an observed
+        entry of column j adds to the log-joint besides ``x_j a_kj``."""
+        raise ValueError(
+            f"A {self.name} mixture cannot skip missing entries: a missing count leaves "
+            "the row's total unknown. Impute or drop the rows with missing values, or "
+            "use missing='raise'.")
 
     def n_free_theta(self, n_components, n_features):
         return n_components * n_features
@@ -242,16 +269,25 @@ def _first_bad_if(values, bad, where, what, fix):
         _first_bad(values, bad, where, what, fix)
 
 
+def _per_column(S0):
+    """The denominators' weights, (K, 1) or the columns' own (K, d)."""
+    return S0[:, None] if S0.ndim == 1 else S0
+
+
 class Bernoulli(LinearFamily):
     name = "bernoulli"
+    skips_missing = True
 
     def natural(self, params):
         p = np.asarray(params.theta, dtype=np.float64)
         log1m = np.log1p(-p)
         return np.log(p) - log1m, _log_weights(params.weights) + log1m.sum(axis=1)
 
+    def column_constants(self, params):
+        return np.log1p(-np.asarray(params.theta, dtype=np.float64))
+
     def theta_from_stats(self, S0, S1, alpha):
-        return _clip_prob((S1 + alpha) / (S0[:, None] + 2.0 * alpha))
+        return _clip_prob((S1 + alpha) / (_per_column(S0) + 2.0 * alpha))
 
     def check_values(self, values, where):
         values = np.asarray(values)
@@ -270,6 +306,7 @@ class Bernoulli(LinearFamily):
 
 class Binomial(LinearFamily):
     name = "binomial"
+    skips_missing = True
     accepts_sparse = False
 
     def __init__(self, n_trials):
@@ -286,9 +323,13 @@ class Binomial(LinearFamily):
         m = np.broadcast_to(self.n_trials, X.shape[1:])
         return (gammaln(m + 1) - gammaln(X + 1) - gammaln(m - X + 1)).sum(axis=1)
 
+    def column_constants(self, params):
+        p = np.asarray(params.theta, dtype=np.float64)
+        return np.log1p(-p) * np.broadcast_to(self.n_trials, p.shape[1:])
+
     def theta_from_stats(self, S0, S1, alpha):
         m = np.broadcast_to(self.n_trials, S1.shape[1:])
-        return _clip_prob((S1 + alpha) / (S0[:, None] * m + 2.0 * alpha))
+        return _clip_prob((S1 + alpha) / (_per_column(S0) * m + 2.0 * alpha))
 
     def _trials(self, d):
         return np.broadcast_to(self.n_trials, (d,))
@@ -309,6 +350,7 @@ class Binomial(LinearFamily):
 
 class Poisson(LinearFamily):
     name = "poisson"
+    skips_missing = True
     theta_name = "rates"
 
     def natural(self, params):
@@ -318,8 +360,11 @@ class Poisson(LinearFamily):
     def row_constant(self, X):
         return -_row_sums(X, lambda v: gammaln(v + 1))
 
+    def column_constants(self, params):
+        return -np.asarray(params.theta, dtype=np.float64)
+
     def theta_from_stats(self, S0, S1, alpha):
-        return np.maximum((S1 + alpha) / (S0[:, None] + alpha), RATE_FLOOR)
+        return np.maximum((S1 + alpha) / (_per_column(S0) + alpha), RATE_FLOOR)
 
     def theta_to_vector(self, theta):
         return np.log(theta).ravel()
