@@ -243,9 +243,9 @@ class FiniteCheck:
             raise ValueError(
                 f"{name} contains {total} non-finite {rows} (NaN: {self.n_nan}, inf: "
                 f"{self.n_inf}); the first is {first[2]} at row {first[0]}, column "
-                f"{first[1]}. Expected finite numbers only: missing values are not "
-                "supported by this estimator yet. Impute them (e.g. "
-                "sklearn.impute.SimpleImputer) or drop those rows."
+                f"{first[1]}. Expected finite numbers only: pass missing='em' to fit on "
+                "the observed entries (NaN taken as missing at random), or impute them "
+                "(fastem.MixtureImputer, sklearn.impute.SimpleImputer) or drop those rows."
             )
         if self.first_large is not None:
             row, col, value = self.first_large

@@ -71,8 +71,10 @@ class CategoricalMixture(_DiscreteMixture):
                              f"sparse {X.format} matrix of shape {X.shape}. Convert it "
                              f"with X.toarray().")
         coding = self._coding
+        if allow_nan is None:
+            allow_nan = getattr(self, "missing", "raise") == "em"
         if _is_frame(X) or _holds_strings(X):
-            X = self._coded(X, fit=coding)
+            X = self._coded(X, fit=coding, allow_nan=bool(allow_nan))
         elif coding and hasattr(self, "categories_"):
             del self.categories_
         elif not coding and hasattr(self, "categories_"):
@@ -122,17 +124,23 @@ class CategoricalMixture(_DiscreteMixture):
             "recode the columns (or pass a DataFrame, which is coded for you).")
         return n_categories
 
-    def _coded(self, X, fit):
+    def _coded(self, X, fit, allow_nan=False):
         """The codes of a DataFrame (or array of strings); at fit, the
-        categories are learnt (``categories_``)."""
+        categories are learnt (``categories_``).  A missing cell (None, NaN,
+        pandas NA) is a ValueError, or with ``allow_nan`` the code NaN (the
+        codes are then floats)."""
         columns, missing = _columns(X)
-        if missing is not None:
-            i, j = missing
+        first = next(((int(m.nonzero()[0][0]), j) for j, m in enumerate(missing) if m.any()),
+                     None)
+        if first is not None and not allow_nan:
+            i, j = first
             raise ValueError(f"{type(self).__name__} needs a category in every cell; "
-                             f"missing values (nan) are not supported yet, but X holds one "
-                             f"at row {i}, column {j}. Drop or impute those rows.")
+                             f"missing values (None, nan) are refused by default, but X holds one at row "
+                             f"{i}, column {j}. Pass missing='em' to fit on the observed "
+                             "cells, or drop or impute those rows.")
         if fit:
-            self.categories_ = [_levels(c, j) for j, c in enumerate(columns)]
+            self.categories_ = [_levels(_observed(c, m), j)
+                                for j, (c, m) in enumerate(zip(columns, missing))]
         elif not hasattr(self, "categories_"):
             raise ValueError(f"{type(self).__name__} was fitted on integer codes, so it cannot "
                              f"code labelled data (a DataFrame of text or category columns, or "
@@ -140,10 +148,27 @@ class CategoricalMixture(_DiscreteMixture):
         elif len(columns) != len(self.categories_):
             raise ValueError(f"X has {len(columns)} features, but {type(self).__name__} was "
                              f"fitted with {len(self.categories_)} features.")
-        codes = np.empty((len(columns[0]) if columns else 0, len(columns)), dtype=np.int64)
-        for j, (values, levels) in enumerate(zip(columns, self.categories_)):
-            codes[:, j] = _code(values, levels, j)
+        n = len(columns[0]) if columns else 0
+        codes = np.empty((n, len(columns)), dtype=np.int64 if first is None else np.float64)
+        for j, (values, levels, m) in enumerate(zip(columns, self.categories_, missing)):
+            if m.any():
+                codes[:, j] = np.nan
+                codes[~m, j] = _code(_observed(values, m), levels, j, np.flatnonzero(~m))
+            else:
+                codes[:, j] = _code(values, levels, j)
         return codes
+
+    def impute(self, X):
+        """X with each missing cell replaced by its most probable category
+        given the row's observed cells (``argmax_c sum_k r_ik p_kjc``);
+        observed cells unchanged.  Codes give float codes; labelled data (a
+        DataFrame or strings, fitted on such) gives an object array of the
+        labels of ``categories_``."""
+        filled = super().impute(X)
+        if not hasattr(self, "categories_"):
+            return filled
+        return np.column_stack([np.asarray(levels, dtype=object)[filled[:, j].astype(np.int64)]
+                                for j, levels in enumerate(self.categories_)])
 
     # -- parameters ------------------------------------------------------
 
@@ -245,11 +270,11 @@ def _holds_strings(X):
 
 
 def _columns(X):
-    """The columns of X as 1-D arrays, and (row, column) of the first
-    missing cell (or None)."""
+    """The columns of X as 1-D arrays, and per column a boolean mask of its
+    missing cells."""
     if _is_frame(X):
         cols = [X.iloc[:, j] for j in range(X.shape[1])]
-        missing = [np.flatnonzero(c.isna().to_numpy()) for c in cols]
+        missing = [np.asarray(c.isna().to_numpy(), dtype=bool) for c in cols]
         arrays = [c.cat.codes.to_numpy() if str(c.dtype) == "category" else
                   c.to_numpy() for c in cols]
         levels = [list(c.cat.categories) if str(c.dtype) == "category" else None
@@ -260,11 +285,18 @@ def _columns(X):
         if A.ndim != 2:
             raise ValueError(f"Expected a 2-D array of categories, got {A.ndim} dimensions.")
         arrays = [A[:, j] for j in range(A.shape[1])]
-        missing = [np.flatnonzero([_is_missing(v) for v in a]) for a in arrays]
-    for j, m in enumerate(missing):
-        if m.size:
-            return arrays, (int(m[0]), j)
-    return arrays, None
+        missing = [np.array([_is_missing(v) for v in a], dtype=bool) for a in arrays]
+    return arrays, missing
+
+
+def _observed(values, mask):
+    """The column's values where ``mask`` is False (a category column keeps
+    its levels)."""
+    if not mask.any():
+        return values
+    if isinstance(values, _Categorical):
+        return _Categorical(np.asarray(values)[~mask], values.levels)
+    return values[~mask]
 
 
 class _Categorical(np.ndarray):
@@ -291,7 +323,9 @@ def _levels(values, j):
                          f"ordered; make each column one type (e.g. all strings).") from None
 
 
-def _code(values, levels, j):
+def _code(values, levels, j, rows=None):
+    """Codes of ``values`` in ``levels``; ``rows`` their row numbers in X
+    (for the message; default 0, 1, ...)."""
     if isinstance(values, _Categorical):
         values = np.asarray(values.levels, dtype=object)[np.asarray(values)]
     index = {v: c for c, v in enumerate(levels.tolist())}
@@ -299,6 +333,7 @@ def _code(values, levels, j):
     for i, v in enumerate(values.tolist()):
         c = index.get(v)
         if c is None:
+            i = i if rows is None else int(rows[i])
             raise ValueError(f"X holds the category {v!r} at row {i}, column {j}, which was "
                              f"not seen at fit (categories_[{j}] lists those seen). Map it "
                              f"to a known category, or refit with data that has it.")

@@ -221,3 +221,36 @@ def test_online_estimators_take_nan(family):
     assert stream.n_steps_ == 7 and np.isfinite(stream.score(X))
     with pytest.raises(ValueError, match="missing values"):
         online_cls(2).fit(X)
+
+
+def test_labelled_categories_with_missing_cells():
+    """A DataFrame with missing cells (NaN, None, pandas NA in a category
+    column): learnt levels exclude them, the fit is the one of the codes
+    with NaN, and impute gives labels."""
+    pd = pytest.importorskip("pandas")
+    from fastem.datasets import load_gss82
+
+    X = load_gss82()[0] - 1
+    rng = np.random.default_rng(5)
+    holes = rng.random(X.shape) < 0.1
+    holes[holes.all(axis=1), 0] = False
+    names = [["good", "depends", "waste"], ["true", "not"], ["good", "fair"],
+             ["interested", "cooperative", "hostile"]]
+    frame = pd.DataFrame({f"c{j}": [None if holes[i, j] else names[j][int(X[i, j])]
+                                    for i in range(len(X))] for j in range(4)})
+    codes = np.where(holes, np.nan, X.astype(float))
+    m = fastem.CategoricalMixture(2, random_state=0, missing="em").fit(frame)
+    assert all(len(c) == len(n) for c, n in zip(m.categories_, names))
+    # the same fit as from codes in the learnt (sorted) order of the levels
+    order = [np.argsort(np.argsort(n)) for n in names]
+    recoded = np.column_stack([np.where(holes[:, j], np.nan, order[j][X[:, j]])
+                               for j in range(4)])
+    c = fastem.CategoricalMixture(2, random_state=0, missing="em").fit(recoded)
+    assert_allclose(m.weights_, c.weights_, rtol=1e-12)
+    filled = m.impute(frame)
+    assert filled.dtype == object and not pd.isna(filled).any()
+    assert all(filled[i, j] == frame.iloc[i, j] for i, j in zip(*np.nonzero(~holes[:50])))
+    assert np.isfinite(m.score(frame.astype("category")))
+    with pytest.raises(ValueError, match="Pass missing='em'"):
+        fastem.CategoricalMixture(2).fit(frame)
+    assert np.isfinite(fastem.CategoricalMixture(2, missing="em").fit(codes).lower_bound_)

@@ -107,8 +107,8 @@ class Categorical(LinearFamily):
             if nan.any():
                 _first_bad(values, nan, where,
                            "CategoricalMixture needs category codes; missing values (nan) "
-                           "are not supported yet", "Drop or impute the rows with missing "
-                           "values.")
+                           "are refused by default", "Pass missing='em' to fit on the observed "
+                           "entries, or drop or impute the rows with missing values.")
             _first_bad_if(values, values != np.floor(values), where,
                           "CategoricalMixture needs whole-number category codes 0, 1, 2, ...",
                           "Encode the categories as integers, or pass a pandas DataFrame.")

@@ -250,8 +250,9 @@ def _check_counts(values, where, name, upper=None):
         nan = np.isnan(values)
         if nan.any():
             _first_bad(values, nan, where,
-                       f"{name} needs counts; missing values (nan) are not supported yet",
-                       "Drop or impute the rows with missing values.")
+                       f"{name} needs counts; missing values (nan) are refused by default",
+                       "Pass missing='em' to fit on the observed entries (not for "
+                       "MultinomialMixture), or drop or impute the rows with missing values.")
         _first_bad_if(values, (values != np.floor(values)) | ~np.isfinite(values), where,
                       f"{name} needs whole-number counts",
                       "Round the data, or use GaussianMixture for continuous data.")
@@ -294,7 +295,8 @@ class Bernoulli(LinearFamily):
         if values.dtype.kind == "f" and np.isnan(values).any():
             _first_bad(values, np.isnan(values), where,
                        "BernoulliMixture needs values 0 or 1; missing values (nan) are "
-                       "not supported yet", "Drop or impute the rows with missing values.")
+                       "refused by default", "Pass missing='em' to fit on the observed "
+                       "entries, or drop or impute the rows with missing values.")
         _first_bad_if(values, (values != 0) & (values != 1), where,
                       "BernoulliMixture needs binary data, values 0 or 1",
                       "Binarise the data (e.g. X > 0), or use BinomialMixture or "
