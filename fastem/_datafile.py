@@ -17,6 +17,12 @@ Text files (CSV, TSV, anything else that is not ``.npy`` or Parquet):
 * Every other line must have as many cells as the first, all numbers; the
   first that does not is an error naming its 1-based line (blank lines
   counted) and column.
+* Missing values: with ``missing=True`` an empty cell (a Parquet null) is
+  read as NaN, and so is a cell ``NaN``/``nan`` (always a number to
+  Python's float syntax); nothing else (``NA``, ``null``, ``-``) is.  A
+  first line of numbers and empty cells is then data.  Without it, an empty
+  cell, a null or a NaN is an error naming where it is, which ends with
+  ``hint`` (what the command line's user can do: ``--missing em``).
 
 pyarrow, when installed, parses text (and always Parquet) with its
 multi-threaded reader; a file it reads differently from the rules above
@@ -30,7 +36,7 @@ stream to a temporary memory map.
 categories itself (``--family categorical``): every cell is kept as text (a
 column of whole numbers only becomes integers), into a pandas DataFrame; the
 first line is a header unless all of its picked cells are numbers; an empty
-cell is an error naming its line and column.
+cell is an error naming its line and column (``missing=True``: NaN).
 """
 
 import contextlib
@@ -96,7 +102,18 @@ def _where(path, columns):
     return path, wanted, os.path.splitext(path)[1].lower()
 
 
-def read_data(path, columns=None, header="auto"):
+#: How an error about an empty cell or a missing value ends, unless the
+#: caller gives its own: what to do on the command line.
+MISSING_HINT = "pass --missing em to fit on the observed entries"
+
+
+def _no_missing(hint):
+    """The end of an error about a missing value."""
+    return ("missing values are not supported by default: impute or drop those rows, or "
+            f"{hint or MISSING_HINT}")
+
+
+def read_data(path, columns=None, header="auto", missing=False, hint=None):
     """Read a CSV/TSV, ``.npy`` or Parquet file as :class:`Data`.
 
     ``columns`` is a comma-separated list of names or 0-based indices (only
@@ -104,10 +121,12 @@ def read_data(path, columns=None, header="auto"):
     module docstring), ``"yes"`` or ``"no"`` (text files only).  Text and
     Parquet files are parsed by pyarrow's multi-threaded readers when
     pyarrow is installed (NumPy's otherwise, with the same results and
-    errors)."""
-    stream = open_data(path, columns, header)
+    errors).  ``missing=True`` reads empty cells and nulls as NaN; else a
+    missing value is an error ending with ``hint``."""
+    stream = open_data(path, columns, header, missing, hint)
     if stream.kind == "npy":
         X = stream.array
+        stream._check_nan(X, 0)
     else:
         X = stream.read_all()
     return stream.data(X)
@@ -156,8 +175,13 @@ def _read_npy(path):
 # text files
 # --------------------------------------------------------------------------
 
-_NUMBERS_ONLY = ("expected numbers only (missing values are not supported: impute or drop "
-                 "those rows; pick numeric columns with --columns)")
+_NUMBERS_ONLY = "expected numbers only (pick numeric columns with --columns)"
+_NUMBERS_OR_MISSING = ("expected numbers only, or an empty cell or NaN for a missing value "
+                       "(pick numeric columns with --columns)")
+
+
+def _numbers_only(missing):
+    return _NUMBERS_OR_MISSING if missing else _NUMBERS_ONLY
 
 
 def _is_number(cell):
@@ -217,22 +241,29 @@ def _head(fh, path, delimiter, header, wanted, what):
     return rows, first_no, first, delimiter, cells, usecols
 
 
-def _first_line_is_header(cells, header, line_no, path):
-    """Whether the first non-blank line (its ``cells``) is a header row."""
+def _first_line_is_header(cells, header, line_no, path, missing=False, hint=None):
+    """Whether the first non-blank line (its ``cells``) is a header row
+    (``missing``: a row of numbers and empty cells is data)."""
     if header != "auto":
         return header == "yes"
     numbers = [_is_number(c) for c in cells]
     if all(numbers):
+        return False
+    if missing and any(numbers) and all(num or c == "" for c, num in zip(cells, numbers)):
         return False
     if not any(numbers) and any(cells):
         return True
     if any(numbers):
         j = next(j for j, (c, num) in enumerate(zip(cells, numbers), 1) if not num)
         what = "an empty cell" if cells[j - 1] == "" else f"the name {cells[j - 1]!r}"
+        if cells[j - 1] == "" and not missing:
+            end = f"; if the empty cells are missing values, {hint or MISSING_HINT}"
+        else:
+            end = ""
         raise DataFileError(f"{path}: line {line_no}, column {j}: {what} in a first row whose "
                             "other cells hold numbers; a data row needs a number in every "
                             "column, a header row a name in every column (fix the line, pick "
-                            "columns with --columns, or pass --header yes or --header no)")
+                            f"columns with --columns, or pass --header yes or --header no){end}")
     raise DataFileError(f"{path}: line {line_no}: the first row has only empty cells; "
                         "expected a header row of names or a data row of numbers")
 
@@ -246,10 +277,10 @@ def _first_bad_line(path, delimiter, start, n_cols, usecols):
                      delimiter, n_cols, usecols)
 
 
-def _check_lines(numbered, path, delimiter, n_cols, usecols):
+def _check_lines(numbered, path, delimiter, n_cols, usecols, missing=False, hint=None):
     """Raise the error for the first of the ``(line number, line)`` pairs
     that does not hold ``n_cols`` cells (at least the ``usecols`` ones),
-    all numbers; return if there is none."""
+    all numbers (``missing``: or empty); return if there is none."""
     for no, line in numbered:
         cells = _cells(line, delimiter)
         if len(cells) != n_cols and (usecols is None or len(cells) <= max(usecols)):
@@ -258,11 +289,44 @@ def _check_lines(numbered, path, delimiter, n_cols, usecols):
                                 "number of columns")
         for j in range(len(cells)) if usecols is None else usecols:
             if not _is_number(cells[j]):
-                what = "empty cell" if cells[j] == "" else f"{cells[j]!r} is not a number"
+                if cells[j] == "":
+                    if missing:
+                        continue
+                    raise DataFileError(f"{path}: line {no}, column {j + 1}: empty cell; "
+                                        "expected numbers only, and "
+                                        f"{_no_missing(hint)}")
+                what = f"{cells[j]!r} is not a number"
                 if re.fullmatch(r"[-+]?\d*,\d+", cells[j]):
                     what += " (a decimal comma: write 1.5, not 1,5)"
                 raise DataFileError(f"{path}: line {no}, column {j + 1}: {what}; "
-                                    f"{_NUMBERS_ONLY}")
+                                    f"{_numbers_only(missing)}")
+
+
+def _parse_cell(text):
+    """One cell as NumPy's fallback reads it with missing values: empty is
+    NaN, else a number as :func:`_is_number` takes it."""
+    text = text.strip()
+    if not text:
+        return np.nan
+    if not _is_number(text):
+        raise ValueError(f"could not convert string {text!r} to float64")
+    return float(text)
+
+
+def _nan_at(path, row, j, hint):
+    """The error for a NaN at (0-based) row ``row`` and column ``j``."""
+    return f"{path}: row {row}, column {j}: NaN, a missing value; {_no_missing(hint)}"
+
+
+def _first_nan(X, step):
+    """``(row, column)`` of the first NaN of X (row-major), looked for ``step``
+    rows at a time; None if there is none."""
+    for i in range(0, X.shape[0], step):
+        nan = np.isnan(X[i:i + step])
+        if nan.any():
+            r, j = np.argwhere(nan)[0]
+            return i + int(r), int(j)
+    return None
 
 
 # --------------------------------------------------------------------------
@@ -333,16 +397,18 @@ class _Shape(NamedTuple):
     shape: tuple
 
 
-def open_data(path, columns=None, header="auto"):
+def open_data(path, columns=None, header="auto", missing=False, hint=None):
     """A :class:`DataStream` over a CSV/TSV, ``.npy`` or Parquet file: the
     header, the columns and their names are read (and every error they can
-    cause raised) now; the rows as they are iterated."""
+    cause raised) now; the rows as they are iterated.  ``missing=True``:
+    empty cells and nulls are NaN; else a missing value (an empty cell, a
+    null or NaN) is an error whose message ends with ``hint``."""
     path, wanted, ext = _where(path, columns)
     if ext == ".npy":
-        return _NpyStream(path, wanted)
+        return _NpyStream(path, wanted, missing, hint)
     if ext in (".parquet", ".pq"):
-        return _ParquetStream(path, wanted)
-    return _TextStream(path, wanted, "\t" if ext == ".tsv" else None, header)
+        return _ParquetStream(path, wanted, missing, hint)
+    return _TextStream(path, wanted, "\t" if ext == ".tsv" else None, header, missing, hint)
 
 
 class DataStream:
@@ -360,6 +426,8 @@ class DataStream:
     names = None
     header_line = None
     n_rows = None
+    missing = False  # empty cells and nulls read as NaN
+    hint = None  # how an error about a missing value ends (None: MISSING_HINT)
 
     @property
     def chunk_rows(self):
@@ -374,6 +442,7 @@ class DataStream:
         for X in self._batches():
             for i in range(0, X.shape[0], step):
                 chunk = X[i:i + step]
+                self._check_nan(chunk, self.n_rows)
                 self.n_rows += chunk.shape[0]
                 yield chunk
         if self.n_rows == 0:
@@ -384,12 +453,25 @@ class DataStream:
         X = self._read_all()
         if X.shape[0] == 0:
             self._no_data(0)
+        self._check_nan(X, 0)
         self.n_rows = X.shape[0]
         return X
 
     def _read_all(self):
         batches = list(self)
         return np.concatenate(batches) if len(batches) > 1 else batches[0]
+
+    def _check_nan(self, X, row0):
+        """Without ``missing``: the error for the first NaN of the rows X
+        (the first of them row ``row0`` of the file)."""
+        if self.missing or X.shape[0] == 0:
+            return
+        at = _first_nan(X, self.chunk_rows)
+        if at is not None:
+            raise DataFileError(self._nan_message(row0 + at[0], at[1]))
+
+    def _nan_message(self, row, j):
+        return _nan_at(self.path, row, j, self.hint)
 
     def data(self, X=None):
         """:class:`Data` for the rows read: ``X``, or after an iteration
@@ -422,8 +504,8 @@ def to_memmap(stream, folder):
 class _NpyStream(DataStream):
     kind = "npy"
 
-    def __init__(self, path, wanted):
-        self.path = path
+    def __init__(self, path, wanted, missing=False, hint=None):
+        self.path, self.missing, self.hint = path, bool(missing), hint
         X = _read_npy(path)
         idx = _pick(None, X.shape[1], wanted, path)
         self.array = X if idx is None else np.ascontiguousarray(X[:, idx])
@@ -440,7 +522,8 @@ class _NpyStream(DataStream):
 class _ParquetStream(DataStream):
     kind = "parquet"
 
-    def __init__(self, path, wanted):
+    def __init__(self, path, wanted, missing=False, hint=None):
+        self.missing, self.hint = bool(missing), hint
         try:
             import pyarrow.parquet as pq
         except ImportError:
@@ -481,15 +564,21 @@ class _ParquetStream(DataStream):
                 raise DataFileError(f"column {name!r} of {self.path} is not numeric (type "
                                     f"{part.schema.field(name).type}); pick numeric columns "
                                     "with --columns") from None
-            missing = np.isnan(values)
-            if missing.any():
-                row = row0 + r + int(np.flatnonzero(missing)[0])
-                raise DataFileError(f"column {name!r} of {self.path} has a missing value at "
-                                    f"row {row}; missing values are not supported: impute or "
-                                    "drop those rows")
+            if not self.missing:
+                nan = np.isnan(values)
+                if nan.any():
+                    raise DataFileError(self._nan_message(
+                        row0 + r + int(np.flatnonzero(nan)[0]), j))
             return values
 
         return _arrow_to_array(part, self.names, check)
+
+    def _check_nan(self, X, row0):
+        pass  # checked column by column as read (a null is NaN by then)
+
+    def _nan_message(self, row, j):
+        return (f"column {self.names[j]!r} of {self.path} has a missing value at row {row}; "
+                f"{_no_missing(self.hint)}")
 
 
 class _ArrowGaveUp(Exception):
@@ -500,13 +589,14 @@ class _ArrowGaveUp(Exception):
 class _TextStream(DataStream):
     kind = "text"
 
-    def __init__(self, path, wanted, delimiter, header):
-        self.path = path
+    def __init__(self, path, wanted, delimiter, header, missing=False, hint=None):
+        self.path, self.missing, self.hint = path, bool(missing), hint
         with _readable(path), _open_text(path) as fh:
             _, first_no, _, delimiter, cells, usecols = _head(
                 fh, path, delimiter, header, wanted, "numbers")
         picked = cells if usecols is None else [cells[i] for i in usecols]
-        is_header = _first_line_is_header(picked, header, first_no, path)
+        is_header = _first_line_is_header(picked, header, first_no, path, self.missing,
+                                          self.hint)
         if not is_header:
             _pick(None, len(cells), [w for w in wanted if not _is_index(w)], path)  # no names
         else:
@@ -526,7 +616,8 @@ class _TextStream(DataStream):
                               **({} if block_size is None else {"block_size": block_size}))
         parse = pc.ParseOptions(delimiter=self.delimiter, quote_char='"')
         convert = pc.ConvertOptions(
-            column_types={n: pa.float64() for n in picked}, null_values=[],
+            column_types={n: pa.float64() for n in picked},
+            null_values=[""] if self.missing else [],
             strings_can_be_null=False, quoted_strings_can_be_null=False,
             include_columns=None if self.usecols is None else list(dict.fromkeys(picked)))
         return picked, {"read_options": read, "parse_options": parse,
@@ -585,19 +676,48 @@ class _TextStream(DataStream):
                 if not group:
                     return
                 try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        X = np.loadtxt([line for _, line in group], delimiter=self.delimiter,
-                                       quotechar='"', usecols=self.usecols, comments=None,
-                                       dtype=np.float64, ndmin=2)
+                    X = self._loadtxt(group)
                     reason = (f"the data rows have {X.shape[1]} columns, the first row "
                               f"{self.n_cells}")
                 except ValueError as exc:  # NumPy's message does not count lines right
                     X, reason = None, str(exc).splitlines()[0]
                 if X is None or X.shape[1] != self.n_columns:
-                    _check_lines(group, self.path, self.delimiter, self.n_cells, self.usecols)
-                    raise DataFileError(f"{self.path}: {reason}; {_NUMBERS_ONLY}")
+                    _check_lines(group, self.path, self.delimiter, self.n_cells, self.usecols,
+                                 self.missing, self.hint)
+                    raise DataFileError(f"{self.path}: {reason}; "
+                                        f"{_numbers_only(self.missing)}")
                 yield X
+
+    def _loadtxt(self, group):
+        """np.loadtxt of the lines of ``group``; with ``missing``, a chunk
+        that holds an empty cell is parsed again cell by cell in Python
+        (empty: NaN)."""
+        lines = [line for _, line in group]
+        kwargs = {"delimiter": self.delimiter, "quotechar": '"', "usecols": self.usecols,
+                  "comments": None, "dtype": np.float64, "ndmin": 2}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return np.loadtxt(lines, **kwargs)
+            except ValueError:
+                if not self.missing:
+                    raise
+            return np.loadtxt(lines, converters=_parse_cell, **kwargs)
+
+    def _nan_message(self, row, j):
+        """The error for a NaN cell (data row ``row``, picked column ``j``):
+        its line and column."""
+        col = j if self.usecols is None else self.usecols[j]
+        line_no, cell = None, "NaN"
+        with contextlib.suppress(OSError, UnicodeDecodeError), _open_text(self.path) as fh:
+            lines = _non_blank(itertools.islice(fh, self.start - 1, None), self.start)
+            line_no, line = next(itertools.islice(lines, row, None), (None, None))
+            if line is not None:
+                cell = _cells(line, self.delimiter)[col]
+        if line_no is None:
+            return super()._nan_message(row, j)
+        return (f"{self.path}: line {line_no}, column {col + 1}: {cell!r} is a missing value "
+                f"(NaN); {_no_missing(self.hint)}")
 
     def _batches(self):
         arrow = _pyarrow() if self.delimiter is not None else None
@@ -653,17 +773,24 @@ def _line_offset(path, line_no):
 _INTEGER = re.compile(r"[-+]?\d+")
 
 
-def read_table(path, columns=None, header="auto"):
+def read_table(path, columns=None, header="auto", missing=False, hint=None):
     """Read a CSV/TSV, ``.npy`` or Parquet file of categories as
     :class:`Data` whose ``X`` is a pandas DataFrame (a ``.npy`` file: its
     array of codes): text cells stay text, a column of whole numbers only
     becomes int64.  ``header="auto"``: the first line is a header unless
-    every picked cell of it is a number.  Needs pandas (not for ``.npy``)."""
+    every picked cell of it is a number.  Needs pandas (not for ``.npy``).
+    ``missing=True``: an empty cell or a null is NaN (a column of whole
+    numbers with one becomes float64, as in pandas); else an error ending
+    with ``hint``."""
     path, wanted, ext = _where(path, columns)
     if ext == ".npy":
         X = _read_npy(path)
         idx = _pick(None, X.shape[1], wanted, path)
-        data = Data(X if idx is None else np.ascontiguousarray(X[:, idx]), None, "npy")
+        X = X if idx is None else np.ascontiguousarray(X[:, idx])
+        at = None if missing else _first_nan(X, 1 << 16)
+        if at is not None:
+            raise DataFileError(_nan_at(path, *at, hint))
+        data = Data(X, None, "npy")
     else:
         try:
             import pandas as pd
@@ -671,17 +798,17 @@ def read_table(path, columns=None, header="auto"):
             raise DataFileError("reading a table of categories needs pandas: pip install "
                                 "pandas (or pass integer codes in a .npy file)") from None
         if ext in (".parquet", ".pq"):
-            data = Data(*_read_parquet_table(path, wanted, pd), "parquet")
+            data = Data(*_read_parquet_table(path, wanted, pd, missing, hint), "parquet")
         else:
             data = Data(*_read_text_table(path, wanted, "\t" if ext == ".tsv" else None,
-                                          header, pd))
+                                          header, pd, missing, hint))
     if data.X.shape[0] == 0 or data.X.shape[1] == 0:
         raise DataFileError(f"{path} holds no data ({data.X.shape[0]} rows x "
                             f"{data.X.shape[1]} columns); expected at least one row")
     return data
 
 
-def _read_parquet_table(path, wanted, pd):
+def _read_parquet_table(path, wanted, pd, missing=False, hint=None):
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -694,16 +821,15 @@ def _read_parquet_table(path, wanted, pd):
     names = [str(c) for c in frame.columns]
     idx = _pick(names, len(names), wanted, path) or range(len(names))
     frame = frame.iloc[:, list(idx)]
-    missing = frame.isna().to_numpy()
-    if missing.any():
-        row, j = (int(v[0]) for v in np.nonzero(missing))
+    nan = frame.isna().to_numpy()
+    if nan.any() and not missing:
+        row, j = (int(v[0]) for v in np.nonzero(nan))
         raise DataFileError(f"column {names[idx[j]]!r} of {path} has a missing value at row "
-                            f"{row}; missing values are not supported: impute or drop those "
-                            "rows")
+                            f"{row}; {_no_missing(hint)}")
     return frame, [names[i] for i in idx]
 
 
-def _read_text_table(path, wanted, delimiter, header, pd):
+def _read_text_table(path, wanted, delimiter, header, pd, missing=False, hint=None):
     with _readable(path), _open_text(path) as fh:
         rows, first_no, first, delimiter, cells, usecols = _head(
             fh, path, delimiter, header, wanted, "categories")
@@ -721,10 +847,10 @@ def _read_text_table(path, wanted, delimiter, header, pd):
                                     f"the first row has {len(cells)}; every row needs the "
                                     "same number of columns")
             for out, j in zip(values, picked):
-                if row[j] == "":
+                if row[j] == "" and not missing:
                     raise DataFileError(f"{path}: line {no}, column {j + 1}: empty cell; "
-                                        "every cell needs a category (missing values are not "
-                                        "supported: impute or drop those rows)")
+                                        "every cell needs a category, and "
+                                        f"{_no_missing(hint)}")
                 out.append(row[j])
     if not values[0]:
         raise DataFileError(f"{path} has a header row (line {first_no}) but no data rows")
@@ -737,7 +863,14 @@ def _read_text_table(path, wanted, delimiter, header, pd):
 
 
 def _column_values(cells):
-    """A column's cells: int64 if every one is a whole number, else text."""
+    """A column's cells: int64 if every one is a whole number, else text;
+    an empty cell (read with ``missing``) is NaN, and a column of whole
+    numbers with one is float64."""
+    empty = [c == "" for c in cells]
+    if any(empty):
+        if all(e or _INTEGER.fullmatch(c) for c, e in zip(cells, empty)):
+            return np.array([np.nan if e else float(int(c)) for c, e in zip(cells, empty)])
+        return np.array([np.nan if e else c for c, e in zip(cells, empty)], dtype=object)
     if all(_INTEGER.fullmatch(c) for c in cells):
         try:
             return np.array([int(c) for c in cells], dtype=np.int64)

@@ -1,8 +1,11 @@
 """The ``fastem`` command line.
 
-Commands: ``fit``, ``predict``, ``score``, ``select``, ``sample``, ``demo``
-and ``bench`` (``fastem COMMAND --help`` shows each one's options and
-examples).  ``fit`` and ``select`` take ``--family`` (any family of
+Commands: ``fit``, ``predict``, ``score``, ``impute``, ``select``,
+``sample``, ``demo`` and ``bench`` (``fastem COMMAND --help`` shows each
+one's options and examples).  ``fit --missing em`` reads empty cells (and
+Parquet nulls) as missing values and fits on the observed entries;
+``predict`` and ``score`` read them so for a model fitted that way, and
+``impute`` fills them in.  ``fit`` and ``select`` take ``--family`` (any family of
 :mod:`fastem._registry`; Gaussian by default); ``predict``, ``score`` and
 ``sample`` work on a saved model of any family.  Every command takes
 ``--json`` (machine-readable output on stdout) and ``--quiet``; long work
@@ -51,6 +54,7 @@ EXIT_FAILURE = 1
 EXIT_BROKEN_PIPE = 141
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+MISSING_CHOICES = ("raise", "em")
 
 
 class CliError(Exception):
@@ -81,7 +85,8 @@ def _check_output(path, option):
 
 def write_table(path, header, columns):
     """Write columns (1-D arrays) as CSV to ``path`` (or stdout if None),
-    ``FASTEM_CHUNK_BYTES`` worth of rows at a time."""
+    ``FASTEM_CHUNK_BYTES`` worth of rows at a time; ``header`` None writes
+    no header row."""
     n = len(columns[0]) if columns else 0
     step = max(1, _config.CHUNK_BYTES // (8 * max(1, len(columns))))
     with _CsvOut(path, header) as out:
@@ -98,9 +103,10 @@ class _CsvOut:
     def __init__(self, path, header):
         self.path = path
         self.fh = open(path, "wb") if path is not None else None  # noqa: SIM115
-        head = io.StringIO()
-        csv.writer(head, lineterminator="\n").writerow(header)
-        self._put(head.getvalue().encode())
+        if header is not None:  # None: no header row
+            head = io.StringIO()
+            csv.writer(head, lineterminator="\n").writerow(header)
+            self._put(head.getvalue().encode())
 
     def _put(self, data):
         if self.fh is not None:
@@ -298,6 +304,11 @@ def _summary_text(s, names, data_line):
              f"  iterations {s['n_iter']}, converged {s['converged']}",
              (f"  log-likelihood {s['log_likelihood']:.6g} (mean {s['mean_log_likelihood']:.6g}"
              f" per row), BIC {s['bic']:.6g}, AIC {s['aic']:.6g}")]
+    if s.get("missing") == "em":
+        cells = s["n_samples"] * s["n_features"]
+        lines.insert(2, f"  missing values: {s['n_missing_values']} of {cells} cells "
+                     f"({100 * s['n_missing_values'] / max(cells, 1):.3g}%), EM on the observed "
+                     "entries (--missing em)")
     cols = names or [f"x{j}" for j in range(s["n_features"])]
     if "means" in s:
         for j, (w, m) in enumerate(zip(s["weights"], s["means"])):
@@ -440,13 +451,14 @@ class _Ahead:
         self._thread.join()
 
 
-def _read(args, family=None):
+def _read(args, family=None, missing=False, hint=None):
     """The command's data file, as :class:`fastem._datafile.Data`: numbers,
     or for a family that codes categories itself (``Family.table``) a
-    DataFrame of text and integer columns."""
+    DataFrame of text and integer columns.  ``missing``: empty cells and
+    nulls are NaN; else an error about one ends with ``hint``."""
     if family is not None and family.table:
-        return read_table(args.data, args.columns, args.header)
-    return read_data(args.data, args.columns, args.header)
+        return read_table(args.data, args.columns, args.header, missing, hint)
+    return read_data(args.data, args.columns, args.header, missing, hint)
 
 
 #: fit reads a data file of numbers whole if it is no larger than this many
@@ -462,14 +474,14 @@ def _fit_in_memory_bytes():
     return memory // 4 if memory else 2**31
 
 
-def _stream(args, family):
+def _stream(args, family, missing=False, hint=None):
     """A :class:`fastem._datafile.DataStream` over the command's data file
     if it is a file of numbers larger than ``FASTEM_CHUNK_BYTES`` (not a
     table of categories, not ``.npy``, which is memory-mapped as it is);
     else None (read it whole with :func:`_read`)."""
-    if family.table:
+    if family is not None and family.table:
         return None
-    stream = open_data(args.data, args.columns, args.header)
+    stream = open_data(args.data, args.columns, args.header, missing, hint)
     return stream if stream.kind != "npy" and stream.large else None
 
 
@@ -549,13 +561,22 @@ def _fit_setup(args):
         cls = family.estimator_class(online=args.online)
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    if args.missing == "em":
+        if "missing" not in cls._get_param_names():
+            how = f"--family {family.name}" + (" --online" if args.online else "")
+            raise CliError(f"--missing em is not available for {how} ({cls.__name__}) yet; "
+                           "impute or drop the rows with missing values"
+                           + (", or fit without --online" if args.online else ""))
+        common["missing"] = "em"
     return family, common, cls
 
 
 def _fit_data(args, family, cleanup):
-    stream = _stream(args, family)
-    if stream is None or os.path.getsize(stream.path) <= _fit_in_memory_bytes():
-        return _read(args, family)
+    missing = args.missing == "em"
+    stream = _stream(args, family, missing)
+    if stream is None or missing or os.path.getsize(stream.path) <= _fit_in_memory_bytes():
+        # --missing em: read whole (the missing-data fit runs on an in-memory array)
+        return _read(args, family, missing)
     # parsed chunk by chunk into a memory-mapped copy, fitted out of core
     folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="fastem-"))
     return stream.data(to_memmap(stream, folder))
@@ -580,8 +601,12 @@ def _fit(args, cleanup):
     with _collected_warnings(args.quiet):
         _fit_with_progress(model, X, args.quiet)
     summary = _model_summary(model, X)
+    if args.missing == "em":
+        summary["missing"] = "em"
+        summary["n_missing_values"] = _count_missing(X)
     if family.covariance:
-        _plot("components", args.plot, model, X)
+        _plot("components", args.plot, model,
+              _complete_rows(X) if args.missing == "em" and args.plot else X)
     else:
         _plot("profiles", args.plot, model, feature_names=names)
     if names and not hasattr(X, "columns"):  # saved with the model (a table sets them)
@@ -596,12 +621,37 @@ def _fit(args, cleanup):
     return 0
 
 
+def _count_missing(X):
+    """The number of NaN cells of X (a table: of missing cells), a block of
+    rows at a time."""
+    if hasattr(X, "isna"):
+        return int(X.isna().to_numpy().sum())
+    step = max(1, _config.CHUNK_BYTES // (8 * max(1, X.shape[1])))
+    return int(sum(np.count_nonzero(np.isnan(X[i:i + step]))
+                   for i in range(0, X.shape[0], step)))
+
+
+def _complete_rows(X):
+    """The rows of X without a missing value (what --plot draws)."""
+    if hasattr(X, "isna"):
+        return X[~X.isna().any(axis=1)]
+    return np.asarray(X)[~np.isnan(X).any(axis=1)]
+
+
+def _missing_em(model):
+    """Whether ``model`` was fitted with ``missing='em'``."""
+    return getattr(model, "missing", "raise") == "em"
+
+
 def _model_and_data(args, stream_ok):
     """The command's model and its data: ``(model, stream, data)``
     with a :class:`_Ahead` over the chunks of a file to stream (already
     being parsed) or the data read whole.  The model file is read and
     checked here, the model built on a helper thread (which imports its
-    estimator) while the data is read."""
+    estimator) while the data is read.  Empty cells and nulls are read as
+    missing (NaN) for ``impute`` and for a model saved with
+    ``missing='em'`` (its saved parameters say so); otherwise one is an
+    error that points to ``fit --missing em``."""
     from ._io import decode_model, read_model_file
 
     if not os.path.isfile(args.model):
@@ -609,14 +659,18 @@ def _model_and_data(args, stream_ok):
     contents = read_model_file(args.model)
     named = contents[0].get("class") if isinstance(contents[0], dict) else None
     family = family_named(named) if isinstance(named, str) else None
+    params = contents[0].get("params") if isinstance(contents[0], dict) else None
+    missing = args.command == "impute" or (isinstance(params, dict)
+                                           and params.get("missing") == "em")
+    hint = None if missing else f"{args.command} with a model fitted with --missing em"
     loading = _Meanwhile(decode_model, contents, at_once=family is None or family.table)
 
     started = []
 
     def read():
-        stream = _stream(args, family) if stream_ok else None
+        stream = _stream(args, family, missing, hint) if stream_ok else None
         if stream is None:
-            return None, _read(args, family)
+            return None, _read(args, family, missing, hint)
         started.append(_Ahead(stream))
         return stream, started[0]
 
@@ -663,7 +717,7 @@ def _stream_out(args, model, stream, chunks):
         else:
             header = ["label"]
         with _CsvOut(args.output, header) as out:
-            for X in chunks:
+            for X in _rows_checked(model, chunks):
                 if args.command == "score":
                     out.write([model.score_samples(X)])
                 elif args.proba:
@@ -671,6 +725,81 @@ def _stream_out(args, model, stream, chunks):
                 else:
                     out.write([model.predict(X)])
     _note(args, stream.data().describe(args.data))
+
+
+def _rows_checked(model, chunks):
+    """The chunks of a streamed file, for a model fitted with
+    ``missing='em'`` each checked for rows with every value missing: the
+    library's error, the rows numbered in the whole file (not the chunk)."""
+    if not _missing_em(model):
+        yield from chunks
+        return
+    row0 = 0
+    for X in chunks:
+        empty = np.flatnonzero(np.isnan(X).all(axis=1))
+        if empty.size:
+            from ._missing import all_missing_message
+
+            raise CliError(all_missing_message(empty + row0))
+        row0 += X.shape[0]
+        yield X
+
+
+def _cmd_impute(args):
+    model, stream, data = _model_and_data(args, stream_ok=not args.json)
+    if not callable(getattr(type(model), "impute", None)):
+        if stream is not None:
+            data.close()
+        family = family_of(model)
+        raise CliError(f"a {family.name} mixture ({type(model).__name__}) cannot impute "
+                       "missing values yet; fit a Gaussian mixture (fastem fit --missing em) "
+                       "to impute with")
+    if stream is not None:
+        with contextlib.closing(data):
+            _check_features(model, _Shape((0, stream.n_columns)), args.data)
+            header = _impute_header(stream)
+            n_missing = 0
+            with _CsvOut(args.output, header) as out:
+                for X in data:
+                    n_missing += int(np.count_nonzero(np.isnan(X)))
+                    out.write(_table_columns(model.impute(X), model))
+        data = stream.data()
+    else:
+        X = _check_features(model, data.X, args.data)
+        n_missing = _count_missing(X)
+        filled = model.impute(X)
+        if args.json:
+            _emit_json({"columns": data.names, "n_missing_values": n_missing,
+                        "X": filled.to_numpy() if hasattr(filled, "to_numpy") else filled,
+                        "data": data.to_json(args.data)})
+        else:
+            write_table(args.output, _impute_header(data), _table_columns(filled, model))
+    _note(args, f"{data.describe(args.data)}; {n_missing} missing "
+          f"value{'' if n_missing == 1 else 's'} filled")
+    return 0
+
+
+def _impute_header(data):
+    """The header row of imputed data: the input's (None if it had none)."""
+    if data.names is None or (data.kind == "text" and data.header_line is None):
+        return None
+    return [str(c) for c in data.names]
+
+
+def _table_columns(X, model=None):
+    """The columns of an array or DataFrame, as 1-D arrays; codes of a model
+    that codes categories itself (``categories_``) as its categories."""
+    if hasattr(X, "iloc"):
+        return [X.iloc[:, j].to_numpy() for j in range(X.shape[1])]
+    X = np.asarray(X)
+    columns = list(X.T)
+    categories = getattr(model, "categories_", None)
+    if categories is not None and X.dtype.kind in "iuf" and len(categories) == len(columns) \
+            and any(np.asarray(c).dtype.kind not in "biuf" for c in categories):
+        columns = [np.asarray(c)[np.asarray(v, dtype=np.int64)] if
+                   np.asarray(c).dtype.kind not in "biuf" else v
+                   for c, v in zip(categories, columns)]
+    return columns
 
 
 def _cmd_score(args):
@@ -681,7 +810,8 @@ def _cmd_score(args):
     if stream is not None:  # --anomalies: the scores of every row, then the quantile
         with contextlib.closing(data):
             _check_features(model, _Shape((0, stream.n_columns)), args.data)
-            logp = np.concatenate([model.score_samples(X) for X in data])
+            logp = np.concatenate([model.score_samples(X)
+                                   for X in _rows_checked(model, data)])
         data, X = stream.data(), None
     else:
         X = _check_features(model, data.X, args.data)
@@ -735,7 +865,8 @@ def _cmd_select(args):
     from .select import select
 
     family, params = _family(args)
-    data = _read(args, family)
+    data = _read(args, family, hint="since select does not take missing values yet, fit one k "
+                 "at a time with fastem fit --missing em")
     X, names = data.X, data.names
     ks = _parse_k(args.k or f"1-{min(10, X.shape[0])}", X.shape[0], args.data)
     if family.covariance:
@@ -904,7 +1035,17 @@ _EXAMPLES = {
   fastem fit big.npy -k 8 --online --batch-size 4096 -o model.fem
   fastem fit answers.csv -k 3 --family bernoulli --plot profiles.png -o lca.fem
   fastem fit scores.csv -k 2 --family binomial --n-trials 10
-  fastem fit survey.csv -k 4 --family categorical -o survey.fem""",
+  fastem fit survey.csv -k 4 --family categorical -o survey.fem
+  fastem fit holes.csv -k 3 --missing em -o model.fem  empty cells are missing values""",
+    "impute": """examples:
+  fastem impute model.fem holes.csv -o filled.csv    each empty cell filled in
+  fastem impute model.fem holes.parquet --json
+
+Empty cells (and Parquet nulls, and cells NaN) are read as missing values,
+whatever the model was fitted with; each is replaced by its expectation given
+the row's observed cells under the mixture (a row with nothing observed gets
+the mixture's mean).  Observed cells are written back unchanged, in the same
+columns, under the input's header row if it had one.""",
     "predict": """examples:
   fastem predict model.fem data.csv                  labels on stdout, one per row
   fastem predict model.fem data.csv --proba -o p.csv posterior probabilities""",
@@ -1062,6 +1203,11 @@ def build_parser():
                    help="rows per mini-batch with --online (default 1024)")
     p.add_argument("--reg-covar", type=_NON_NEGATIVE, default=None,
                    help="added to the diagonal (--family gaussian only; default 1e-6)")
+    p.add_argument("--missing", choices=MISSING_CHOICES, default="raise",
+                   help="'em': read empty cells (and cells NaN, and Parquet nulls) as missing "
+                   "at random and fit by EM on the observed entries; the saved model's "
+                   "predict and score read them so too (default raise: a missing value is "
+                   "an error)")
     _add_output(p, "save the model (e.g. model.fem)")
     p.add_argument("--plot", default=None, help="draw the components (discrete families: "
                    "the component profiles) to this PNG")
@@ -1089,6 +1235,15 @@ def build_parser():
     p.add_argument("--plot", default=None, help="draw the log-density histogram to this PNG")
     _add_common(p)
     p.set_defaults(func=_cmd_score)
+
+    p = command("impute", "fill in the missing values of a data file with a saved model",
+                "Write the data with each missing value (an empty cell, NaN, or a Parquet "
+                "null) replaced by its conditional expectation under the model.")
+    _add_model(p)
+    _add_data(p)
+    _add_output(p)
+    _add_common(p)
+    p.set_defaults(func=_cmd_impute)
 
     p = command("select", "choose k (and the covariance type) by BIC/AIC/ICL",
                 "Fit every (k, covariance type) -- with --family, every k of that family's "
