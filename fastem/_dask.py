@@ -54,9 +54,9 @@ def is_dask_collection(X):
 # what a chunk task runs (on a worker)
 # --------------------------------------------------------------------------
 
-def _finite_part(block, offset):
+def _finite_part(block, offset, allow_nan=False):
     """The NaN/inf check of a block whose first row is row ``offset``."""
-    check = FiniteCheck()
+    check = FiniteCheck(allow_nan)
     check.update(offset, np.asarray(block))
     return check
 
@@ -70,10 +70,11 @@ def wire_params(params):
                           np.asarray(params.precisions_cholesky, dtype=np.float64))
 
 
-def payload(covariance_type, params, shift, do_stats, check):
+def payload(covariance_type, params, shift, do_stats, check, allow_nan=False):
     """What every chunk task of one E-step receives (one shared task)."""
     return (covariance_type, wire_params(params),
-            np.ascontiguousarray(shift, dtype=np.float64), bool(do_stats), bool(check))
+            np.ascontiguousarray(shift, dtype=np.float64), bool(do_stats), bool(check),
+            bool(allow_nan))
 
 
 def _block_estep(block, weights, offset, payload):
@@ -81,17 +82,22 @@ def _block_estep(block, weights, offset, payload):
     NaN/inf check when ``check`` is set (else None)."""
     from ._estep import EStepWorkspace, one_thread
 
-    ct, params, shift, do_stats, check = payload
+    ct, params, shift, do_stats, check, allow_nan = payload
     block = np.asarray(block)
     finite = None
     if check:
-        finite = _finite_part(block, offset)
+        finite = _finite_part(block, offset, allow_nan)
         if finite.failed:  # no E-step on non-finite or too large rows
             return np.zeros(0), finite
     K, d = params.means.shape
     with one_thread():
-        ws = EStepWorkspace(ct, K, d, block.shape[0])
-        out = ws.run(block, weights, params, shift=shift, do_stats=do_stats)
+        if allow_nan and np.isnan(block).any():  # missing='em'
+            from ._missing import chunk_estep
+
+            out = chunk_estep(block, weights, params, ct, shift, do_stats, offset)
+        else:
+            ws = EStepWorkspace(ct, K, d, block.shape[0])
+            out = ws.run(block, weights, params, shift=shift, do_stats=do_stats)
     vec = out.to_vector() if do_stats else np.array(out, dtype=np.float64)
     return vec, finite
 
@@ -108,19 +114,27 @@ def _combine(*parts):
     return (np.zeros(0) if vec is None else vec), finite
 
 
-def _block_finite(block, offset):
-    return np.zeros(0), _finite_part(block, offset)
+def _block_finite(block, offset, allow_nan=False):
+    return np.zeros(0), _finite_part(block, offset, allow_nan)
 
 
 def _block_rows(block, kind, payload, block_info=None):
     """Per-row outputs of one chunk: labels, log-densities or responsibilities."""
     from ._estep import evaluate_rows, one_thread
 
-    ct, params, name = payload
+    ct, params, name, allow_nan = payload
     block = np.asarray(block)
     offset = block_info[0]["array-location"][0][0] if block_info else 0
-    _finite_part(block, offset).raise_if_any(name)
+    _finite_part(block, offset, allow_nan).raise_if_any(name)
     with one_thread():
+        if allow_nan and np.isnan(block).any():  # missing='em'
+            from ._missing import chunk_estep
+
+            K = params.means.shape[0]
+            out = np.empty((block.shape[0], K)) if kind == "resp" else np.empty(
+                block.shape[0], dtype=np.int64 if kind == "label" else np.float64)
+            chunk_estep(block, None, params, ct, None, False, offset, **{"out_" + kind: out})
+            return out
         return evaluate_rows(block, params, ct, kind)
 
 
@@ -152,7 +166,7 @@ class DaskSource(RowSource):
         How X and the estimator are called in error messages.
     """
 
-    def __init__(self, X, *, name="X", estimator_name="GaussianMixture"):
+    def __init__(self, X, *, name="X", estimator_name="GaussianMixture", allow_nan=False):
         shape = X.shape
         if any(math.isnan(s) for s in shape):  # unknown chunk sizes
             raise ValueError(
@@ -174,6 +188,7 @@ class DaskSource(RowSource):
         if dtype != target:
             X = X.astype(target)
         super().__init__(X, name=name)
+        self.allow_nan = allow_nan
         self.estimator_name = estimator_name
         self.array = self._lazy = X
         self.row_chunks = tuple(int(c) for c in X.chunks[0])
@@ -237,8 +252,8 @@ class DaskSource(RowSource):
         from ._stats import GaussianStats
 
         check = not self.validated
-        vec = self.reduce(_block_estep, payload(covariance_type, params, shift, do_stats, check),
-                          sample_weight, check)
+        vec = self.reduce(_block_estep, payload(covariance_type, params, shift, do_stats, check,
+                                                self.allow_nan), sample_weight, check)
         if not do_stats:
             return float(vec[0]), float(vec[1])
         K, d = params.means.shape
@@ -302,7 +317,7 @@ class DaskSource(RowSource):
         import dask
 
         task = dask.delayed(_block_finite, pure=False)
-        parts = [task(b, int(o)) for b, o in
+        parts = [task(b, int(o), self.allow_nan) for b, o in
                  zip(self.array.to_delayed().ravel(), self.offsets[:-1])]
         _, finite = _tree_sum(parts).compute()
         finite.raise_if_any(self.name)
@@ -325,5 +340,5 @@ class DaskSource(RowSource):
         """Lazy per-row outputs: ``kind`` 'label' (int64, (n,)), 'lognorm'
         ((n,)) or 'resp' ((n, K)); a chunk with NaN or inf raises when it is
         computed."""
-        return self.map_rows_with(_block_rows, (covariance_type, wire_params(params), self.name),
-                                  kind, params.means.shape[0])
+        return self.map_rows_with(_block_rows, (covariance_type, wire_params(params), self.name,
+                                                self.allow_nan), kind, params.means.shape[0])

@@ -149,6 +149,7 @@ class RowSource:
         self.chunk_rows = max(1, min(n, max(MIN_CHUNK_ROWS, _config.CHUNK_BYTES // row_bytes)))
         self._row_bytes = row_bytes
         self.validated = False
+        self.allow_nan = False  # missing='em': NaN entries are missing, not errors
         self._is_memmap = isinstance(X, np.memmap)
         # the memmap as a plain ndarray view: slicing it makes no memmap objects
         self._nd = X.view(np.ndarray) if self._is_memmap else None
@@ -203,7 +204,7 @@ class RowSource:
         ValueError in-memory input gets (all non-finite values counted)."""
         n = self.shape[0]
         rows = self.chunk_rows if rows is None else max(1, int(rows))
-        check = None if self.validated else FiniteCheck()
+        check = None if self.validated else FiniteCheck(self.allow_nan)
         for i0 in range(0, n, rows):
             i1 = min(n, i0 + rows)
             raw, chunk = self._read(i0, i1)
@@ -236,10 +237,10 @@ class RowSource:
     def _check_read(self, rows):
         """Rows read outside a complete pass: if any is non-finite or too
         large, count them all over X and raise."""
-        if self.validated or FiniteCheck().update(0, rows):
+        if self.validated or FiniteCheck(self.allow_nan).update(0, rows):
             return
         self.validate()
-        check = FiniteCheck()  # reached only if X changed since: report the rows
+        check = FiniteCheck(self.allow_nan)  # reached only if X changed since: report the rows
         check.update(0, rows)
         check.raise_if_any(self.name)
 

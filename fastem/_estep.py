@@ -200,9 +200,18 @@ class EStepWorkspace:
         total = None
         for i0, chunk in X.chunks():
             rows = slice(i0, i0 + chunk.shape[0])
-            part = self._call(chunk, _rows(sample_weight, rows), prepared, shift,
-                              do_stats, _rows(resp_in, rows), _rows(out_lognorm, rows),
-                              _rows(out_resp, rows), _rows(out_label, rows), small=False)
+            if X.allow_nan and np.isnan(chunk).any():  # missing='em'
+                from ._missing import chunk_estep
+
+                part = chunk_estep(chunk, _rows(sample_weight, rows), params, ct, shift,
+                                   do_stats, i0, resp_in=_rows(resp_in, rows),
+                                   out_lognorm=_rows(out_lognorm, rows),
+                                   out_resp=_rows(out_resp, rows),
+                                   out_label=_rows(out_label, rows))
+            else:
+                part = self._call(chunk, _rows(sample_weight, rows), prepared, shift,
+                                  do_stats, _rows(resp_in, rows), _rows(out_lognorm, rows),
+                                  _rows(out_resp, rows), _rows(out_label, rows), small=False)
             if total is None:
                 total = part
             elif do_stats:

@@ -36,11 +36,14 @@ _NO_F = np.empty(0)
 _NO_I = np.empty(0, dtype=np.int64)
 
 
-def all_missing_message(rows, name="X"):
+def all_missing_message(rows, name="X", total=None):
+    """The error for rows with every value missing (``rows``: some or all of
+    them, ``total`` their number)."""
+    total = rows.size if total is None else total
     shown = ", ".join(str(int(r)) for r in rows[:10])
-    more = f" and {rows.size - 10} more" if rows.size > 10 else ""
-    return (f"{name} has {rows.size} row{'s' if rows.size > 1 else ''} with every value "
-            f"missing (NaN): row{'s' if rows.size > 1 else ''} {shown}{more}. Such a row "
+    more = f" and {total - min(10, rows.size)} more" if total > min(10, rows.size) else ""
+    return (f"{name} has {total} row{'s' if total > 1 else ''} with every value "
+            f"missing (NaN): row{'s' if total > 1 else ''} {shown}{more}. Such a row "
             "says nothing about the mixture and has no likelihood; drop it.")
 
 
@@ -52,9 +55,10 @@ class Patterns:
     the increasing indices of the rows with exactly that pattern.  A row
     with every value missing is a ValueError that names it, unless
     ``allow_empty`` (imputation: such a row's expectation is the mixture's
-    mean, its posterior the weights)."""
+    mean, its posterior the weights); ``offset`` is X's first row in the
+    whole data (a chunk), for the message."""
 
-    def __init__(self, X, name="X", allow_empty=False):
+    def __init__(self, X, name="X", allow_empty=False, offset=0):
         nan = np.isnan(X)
         has = nan.any(axis=1)
         self.n_rows, self.n_features = X.shape
@@ -65,7 +69,7 @@ class Patterns:
             return
         empty = rows[nan[rows].all(axis=1)]
         if empty.size and not allow_empty:
-            raise ValueError(all_missing_message(empty, name))
+            raise ValueError(all_missing_message(empty + offset, name))
         keys = np.packbits(nan[rows], axis=1)
         if keys.shape[1] <= 8:  # one integer a row: a 1-d unique, ~10x faster
             wide = np.zeros((keys.shape[0], 8), dtype=np.uint8)
@@ -283,3 +287,13 @@ def conditional_draws(X, patterns, params, covariance_type, random_state):
                 draw = means[k, miss] + z * sd[miss]
             out[np.ix_(r, np.flatnonzero(miss))] = draw
     return out
+
+
+def chunk_estep(X, sample_weight, params, covariance_type, shift, do_stats=True, offset=0,
+                **outputs):
+    """The E-step of one chunk with NaN entries (rows ``offset ...`` of
+    out-of-core or dask data): :class:`MissingWorkspace` over it.  Same
+    results as :meth:`EStepWorkspace.run`."""
+    ws = MissingWorkspace(X, Patterns(X, offset=offset), covariance_type,
+                          params.means.shape[0])
+    return ws.run(X, sample_weight, params, shift=shift, do_stats=do_stats, **outputs)

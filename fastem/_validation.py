@@ -28,7 +28,8 @@ def check_array_2d(X, *, name="X", estimator_name="GaussianMixture", allow_nan=F
     on its chunks where they are.
 
     ``allow_nan`` (``missing='em'``) accepts NaN entries (inf and values
-    too large in magnitude are still refused) in an in-memory array.
+    too large in magnitude are still refused); a source then checks its
+    chunks the same way.
     """
     if sparse.issparse(X):
         raise ValueError(
@@ -38,15 +39,11 @@ def check_array_2d(X, *, name="X", estimator_name="GaussianMixture", allow_nan=F
     from ._dask import DaskSource, is_dask_array, is_dask_collection
     from ._data import RowSource, is_out_of_core
 
-    if allow_nan and (isinstance(X, RowSource) or is_dask_array(X) or is_out_of_core(X)):
-        raise ValueError(
-            f"{estimator_name} with missing='em' reads an in-memory array for {name}; got "
-            f"a {type(X).__name__}. Load it into memory (np.asarray), or fit with "
-            "missing='raise' on data without NaN.")
     if isinstance(X, RowSource):
+        X.allow_nan = allow_nan
         return X
     if is_dask_array(X):
-        return DaskSource(X, name=name, estimator_name=estimator_name)
+        return DaskSource(X, name=name, estimator_name=estimator_name, allow_nan=allow_nan)
     if is_dask_collection(X):
         raise ValueError(
             f"{estimator_name} accepts a 2-D dask array for {name}, but got a "
@@ -54,7 +51,9 @@ def check_array_2d(X, *, name="X", estimator_name="GaussianMixture", allow_nan=F
             f"{name}.to_dask_array(lengths=True)."
         )
     if is_out_of_core(X):
-        return _check_out_of_core(X, name, estimator_name)
+        source = _check_out_of_core(X, name, estimator_name)
+        source.allow_nan = allow_nan
+        return source
     X = _plain_ndarray(X, name, estimator_name)
     dtype = X.dtype
     if dtype.kind == "c":
@@ -181,9 +180,14 @@ MAX_ABS_VALUE = 1e140
 class FiniteCheck:
     """Counts and locates NaN and inf values, and values too large in
     magnitude (>= :data:`MAX_ABS_VALUE`), over row chunks of one array, so
-    that the error reports all of them, whether X is read whole or in chunks."""
+    that the error reports all of them, whether X is read whole or in chunks.
+    With ``allow_nan`` (missing='em') a NaN is a missing entry, not an error,
+    but a row with every value missing is (``empty``: the rows found)."""
 
-    def __init__(self):
+    def __init__(self, allow_nan=False):
+        self.allow_nan = allow_nan
+        self.empty = []
+        self.n_empty = 0
         self.n_nan = 0
         self.n_inf = 0
         self.first = None
@@ -201,16 +205,23 @@ class FiniteCheck:
         if -MAX_ABS_VALUE < lo and hi < MAX_ABS_VALUE:
             return True
         finite = np.isfinite(chunk)
+        if self.allow_nan:
+            nan = np.isnan(chunk)
+            finite |= nan
+            empty = np.flatnonzero(nan.all(axis=1)) if chunk.ndim == 2 else np.zeros(0, int)
+            self.n_empty += empty.size
+            self.empty.extend(int(i0 + r) for r in empty[:max(0, 10 - len(self.empty))])
         if not finite.all():
             bad = ~finite
             n_bad = int(bad.sum())
-            n_nan = int(np.isnan(chunk).sum())
+            n_nan = 0 if self.allow_nan else int(np.isnan(chunk).sum())
             self.n_nan += n_nan
             self.n_inf += n_bad - n_nan
             if self.first is None:
                 r, c = np.argwhere(bad)[0]
                 self.first = (i0 + int(r), int(c), chunk[r, c])
-        large = finite & (np.abs(chunk) >= MAX_ABS_VALUE)
+        with np.errstate(invalid="ignore"):
+            large = finite & (np.abs(chunk) >= MAX_ABS_VALUE)
         n_large = int(large.sum())
         if n_large:
             self.n_large += n_large
@@ -221,14 +232,17 @@ class FiniteCheck:
 
     @property
     def failed(self):
-        """True once a non-finite or too large value was seen."""
-        return self.first is not None or self.first_large is not None
+        """True once a non-finite or too large value (or a row without any
+        value, with ``allow_nan``) was seen."""
+        return self.first is not None or self.first_large is not None or self.n_empty > 0
 
     def merge(self, other):
         """Add the counts of ``other``, a check of rows after this one's."""
         self.n_nan += other.n_nan
         self.n_inf += other.n_inf
         self.n_large += other.n_large
+        self.empty.extend(other.empty[:max(0, 10 - len(self.empty))])
+        self.n_empty += other.n_empty
         if self.first is None:
             self.first = other.first
         if self.first_large is None:
@@ -236,6 +250,11 @@ class FiniteCheck:
         return self
 
     def raise_if_any(self, name="X"):
+        if self.n_empty:
+            from ._missing import all_missing_message
+
+            raise ValueError(all_missing_message(np.asarray(self.empty), name,
+                                                 total=self.n_empty))
         if self.first is not None:
             total = self.n_nan + self.n_inf
             rows = "value" if total == 1 else "values"

@@ -242,13 +242,23 @@ def _column_max(X):
     """The largest value of each column (NaN if any), reading out-of-core
     X chunk by chunk and a dask array on its chunks; None for non-numbers."""
     if is_dask_collection(X):
-        return np.asarray(X.max(axis=0).compute(), dtype=np.float64) \
-            if np.dtype(X.dtype).kind in "biuf" else None
+        if np.dtype(X.dtype).kind not in "biuf":
+            return None
+        import dask.array as da
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column
+            top = np.asarray(da.nanmax(X, axis=0).compute(), dtype=np.float64)
+        return np.where(np.isnan(top), 0.0, top)
     if is_out_of_core(X) or isinstance(X, RowSource):
-        source = X if isinstance(X, RowSource) else RowSource(X)
+        source = RowSource(X.source if isinstance(X, RowSource) else X)
         if np.dtype(source.dtype).kind not in "biuf":
             return None
-        return np.max([c.max(axis=0) for _, c in source.chunks()], axis=0)
+        source.allow_nan = True  # a reading of its own: the values are checked later
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            top = np.nanmax([np.nanmax(c, axis=0) for _, c in source.chunks()], axis=0)
+        return np.where(np.isnan(top), 0.0, top).astype(np.float64)
     X = np.asarray(X)
     if X.ndim != 2 or X.dtype.kind not in "biuf":
         return None

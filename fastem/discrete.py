@@ -147,9 +147,7 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
             allow_nan = getattr(self, "missing", "raise") == "em"
         if not sparse.issparse(X) and (is_dask_collection(X) or is_out_of_core(X)
                                        or isinstance(X, RowSource)):
-            if allow_nan:
-                check_array_2d(X, estimator_name=name, allow_nan=True)  # says: in memory
-            return self._validate_source(X)
+            return self._validate_source(X, bool(allow_nan))
         if sparse.issparse(X):
             if not self._family.accepts_sparse:
                 raise ValueError(
@@ -180,19 +178,18 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
         self._family.check_values(X, where)
         return self._family.codes(X)
 
-    def _validate_source(self, X):
+    def _validate_source(self, X, allow_nan=False):
         """A dask array (a DaskSource: its values are checked by the first
         E-step's tasks, on the chunks) or out-of-core X (a RowSource, whose
         values are checked here, chunk by chunk: one pass)."""
         name = type(self).__name__
-        source = check_array_2d(X, estimator_name=name) if is_dask_collection(X) or \
-            is_out_of_core(X) else X
+        source = check_array_2d(X, estimator_name=name, allow_nan=allow_nan) \
+            if is_dask_collection(X) or is_out_of_core(X) else X
+        source.allow_nan = allow_nan
         if isinstance(source, DaskSource) or source.validated:
             return source
-        d = source.shape[1]
         for i0, chunk in source.chunks():
-            self._family.check_values(chunk, lambda i, i0=i0: f"row {i0 + i // d}, column "
-                                                               f"{i % d}")
+            _check_chunk(self._family, chunk, i0, source.allow_nan)
         return source
 
     # -- parameters ------------------------------------------------------
@@ -342,8 +339,11 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
         A, b = self._family.natural(params)
         if isinstance(X, DaskSource):  # on the chunks, where they are
             check = not X.validated
-            vec = X.reduce(_block_estep, (self._family, A, b, True, check), sw, check)
-            return LinearStats.from_vector(vec, *A.shape)
+            vec = X.reduce(_block_estep, (self._family, A, b, True, check, X.allow_nan, params),
+                           sw, check)
+            return LinearStats.from_vector(vec, *A.shape, observed=X.allow_nan)
+        if isinstance(X, RowSource) and X.allow_nan:  # chunk by chunk, NaN skipped
+            return self._chunked(X, sw, params, True)
         S0, S1, ll, w = workspace.run(X, sw, A, b)
         if cache:
             h = self._row_constant_total(workspace, X, sw)
@@ -351,6 +351,24 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
             h = _row_constants(self._family, X)
             h = float(h.sum() if sw is None else sw @ h)
         return LinearStats(S0, S1, ll + h, w)
+
+    def _chunked(self, X, sw, params, do_stats, **outputs):
+        """The E-step of out-of-core X with missing entries, a chunk at a
+        time (a chunk with NaN through the missing-data workspace);
+        log-likelihoods include h(x).  Per-row outputs are filled."""
+        total = None
+        for i0, chunk in X.chunks():
+            rows = slice(i0, i0 + chunk.shape[0])
+            swc = None if sw is None else sw[rows]
+            outs = {k: v[rows] for k, v in outputs.items() if v is not None}
+            part = _chunk_estep(self._family, chunk, swc, params, do_stats, outs)
+            if total is None:
+                total = part
+            elif do_stats:
+                total = total + part
+            else:
+                total = (total[0] + part[0], total[1] + part[1])
+        return total
 
     def _plain_m_step(self, stats, X):
         return self._defined(self._raw_m_step(stats))
@@ -447,9 +465,14 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
     # -- per-row outputs ---------------------------------------------------
 
     def _evaluate(self, X, params, sw=None, **outputs):
+        """Per-row outputs and ``(loglik, weight)`` without h(x)."""
         holes = self._missing_workspace(X)
         if holes is not None:
             return holes.run(sw, params, do_stats=False, **outputs)
+        if isinstance(X, RowSource) and X.allow_nan:
+            ll, w = self._chunked(X, sw, params, False, **outputs)
+            h = _row_constants(self._family, X)
+            return ll - float(h.sum() if sw is None else sw @ h), w
         n = X.chunk_rows if isinstance(X, RowSource) else X.shape[0]
         ws = self._family.workspace(len(params.weights), X.shape[1], n)
         A, b = self._family.natural(params)
@@ -464,7 +487,8 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
         params = self._get_params_tuple()
         if isinstance(X, DaskSource):  # lazy, per chunk
             A, b = self._family.natural(params)
-            return X.map_rows_with(_block_rows, (self._family, A, b), kind, len(b))
+            return X.map_rows_with(_block_rows, (self._family, A, b, X.allow_nan, params),
+                                   kind, len(b))
         if kind == "lognorm":
             return self._log_density_rows(X, params)
         n, K = X.shape[0], self.n_components
@@ -476,7 +500,8 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
         if isinstance(X, DaskSource):
             A, b = self._family.natural(self._get_params_tuple())
             check = not X.validated
-            ll, w = X.reduce(_block_estep, (self._family, A, b, False, check), sw, check)
+            ll, w = X.reduce(_block_estep, (self._family, A, b, False, check, X.allow_nan,
+                                            self._get_params_tuple()), sw, check)
             return float(ll), float(w)
         ll, w = self._evaluate(X, self._get_params_tuple(), sw)
         h = _row_constants(self._family, X)
@@ -500,48 +525,84 @@ def _row_constants(family, X):
         if isinstance(X, np.ndarray) and X.dtype.kind == "f" and np.isnan(X).any():
             X = np.where(np.isnan(X), 0.0, X)  # h of a skipped entry: that of 0, 0
         return family.row_constant(X)
-    return np.concatenate([family.row_constant(c) for _, c in X.chunks()] or [np.zeros(0)])
+    return np.concatenate([_row_constants(family, c) for _, c in X.chunks()]
+                          or [np.zeros(0)])
+
+
+def _check_chunk(family, chunk, offset, allow_nan):
+    """The family's check of a chunk (rows ``offset ...``); with
+    ``allow_nan`` a NaN is a missing entry, and a row without any value an
+    error."""
+    d = chunk.shape[1]
+
+    def where(i):
+        return f"row {offset + i // d}, column {i % d}"
+
+    if allow_nan and chunk.dtype.kind == "f" and np.isnan(chunk).any():
+        checked_holes(family, chunk, where, strict=False)
+        rows = np.flatnonzero(np.isnan(chunk).all(axis=1))
+        if rows.size:
+            from ._missing import all_missing_message
+
+            raise ValueError(all_missing_message(rows + offset))
+    else:
+        family.check_values(chunk, where)
+
+
+def _chunk_estep(family, chunk, sw, params, do_stats, outputs):
+    """One chunk's E-step: :class:`LinearStats` (with the observed weights
+    when the chunk has NaN) or ``(loglik, weight)``, h(x) included."""
+    K = len(params.weights)
+    if chunk.dtype.kind == "f" and np.isnan(chunk).any():
+        out = MissingDiscrete(family, chunk, K).run(sw, params, do_stats=do_stats, **outputs)
+    else:
+        A, b = family.natural(params)
+        out = family.workspace(K, chunk.shape[1], chunk.shape[0]).run(
+            family.codes(chunk), sw, A, b, do_stats=do_stats, **outputs)
+        if do_stats:
+            out = LinearStats(*out)
+    h = _row_constants(family, chunk)
+    h = float(h.sum() if sw is None else np.asarray(sw) @ h)
+    if do_stats:
+        out.loglik += h
+        return out
+    return out[0] + h, out[1]
 
 
 def _block_estep(block, weights, offset, payload):
-    """A Dask chunk task: the chunk's ``[S0, S1, loglik, weight]`` (or
+    """A Dask chunk task: the chunk's ``[S0, S1, loglik, weight]`` (with
+    ``allow_nan``, missing='em': ``[S0, S1, observed, loglik, weight]``; or
     ``[loglik, weight]``) as one vector, with h(x) in the log-likelihood;
     with ``check`` the chunk's values are checked first (a ValueError
     naming the row and column)."""
     from ._estep import one_thread
 
-    family, A, b, do_stats, check = payload
+    family, _, _, do_stats, check, allow_nan, params = payload
     block = np.asarray(block)
-    d = block.shape[1]
     if check:
-        family.check_values(block, lambda i: f"row {offset + i // d}, column {i % d}")
+        _check_chunk(family, block, offset, allow_nan)
     with one_thread():
-        out = family.workspace(A.shape[0], d, block.shape[0]).run(
-            family.codes(block), weights, A, b, do_stats=do_stats)
-    h = family.row_constant(block)
-    h = float(h.sum() if weights is None else np.asarray(weights) @ h)
+        out = _chunk_estep(family, block, weights, params, do_stats, {})
     if do_stats:
-        S0, S1, ll, w = out
-        return LinearStats(S0, S1, ll + h, w).to_vector(), None
-    return np.array([out[0] + h, out[1]]), None
+        return out.to_vector(observed=allow_nan), None
+    return np.array(out), None
 
 
 def _block_rows(block, kind, payload, block_info=None):
     """A Dask chunk task: per-row 'label', 'lognorm' or 'resp'."""
     from ._estep import one_thread
 
-    family, A, b = payload
+    family, A, _, allow_nan, params = payload
     block = np.asarray(block)
-    n, d = block.shape
+    n = block.shape[0]
     offset = block_info[0]["array-location"][0][0] if block_info else 0
-    family.check_values(block, lambda i: f"row {offset + i // d}, column {i % d}")
+    _check_chunk(family, block, offset, allow_nan)
     K = A.shape[0]
     out = np.empty((n, K)) if kind == "resp" else np.empty(n, dtype=np.int64 if kind == "label"
                                                            else np.float64)
     with one_thread():
-        family.workspace(K, d, n).run(family.codes(block), None, A, b, do_stats=False,
-                                      **{"out_" + kind: out})
-    return out + family.row_constant(block) if kind == "lognorm" else out
+        _chunk_estep(family, block, None, params, False, {"out_" + kind: out})
+    return out + _row_constants(family, block) if kind == "lognorm" else out
 
 
 def _csr_where(X, i):

@@ -314,3 +314,33 @@ def test_the_online_estimator_takes_nan(ct):
     assert stream.n_steps_ == 9 and np.isfinite(stream.score(X))
     with pytest.raises(ValueError, match="non-finite"):
         fastem.MiniBatchGaussianMixture(2).fit(X)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("ct", ["full", "diag"])
+def test_out_of_core_and_dask_input_with_nan(ct, tmp_path, monkeypatch):
+    """A memory-mapped file and a dask array with NaN: chunk by chunk (a
+    chunk with NaN through the missing-data workspace), the in-memory fit."""
+    da = pytest.importorskip("dask.array")
+    X = _holes(_blobs(3000, 3, 2, seed=23), "mcar30", seed=24)
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    monkeypatch.setattr(_config, "CHUNK_BYTES", 20_000, raising=False)
+    kw = {"covariance_type": ct, "random_state": 0, "missing": "em", "max_iter": 8, "tol": 0}
+    whole = fastem.GaussianMixture(2, **kw).fit(X)
+    mapped = fastem.GaussianMixture(2, **kw).fit(np.load(path, mmap_mode="r"))
+    lazy = fastem.GaussianMixture(2, **kw).fit(da.from_array(X, chunks=700))
+    for m in (mapped, lazy):
+        assert_allclose(m.means_, whole.means_, rtol=1e-10, atol=1e-12)
+        assert_allclose(m.covariances_, whole.covariances_, rtol=1e-10, atol=1e-12)
+    assert_allclose(mapped.score_samples(np.load(path, mmap_mode="r")), whole.score_samples(X),
+                    rtol=1e-10)
+    assert_allclose(np.asarray(lazy.predict_proba(da.from_array(X, chunks=700))),
+                    whole.predict_proba(X), rtol=1e-9, atol=1e-12)
+    bad = X.copy()
+    bad[2500] = np.nan
+    with pytest.raises(ValueError, match="row 2500"):
+        fastem.GaussianMixture(2, **kw).fit(da.from_array(bad, chunks=700))
+    np.save(path, bad)
+    with pytest.raises(ValueError, match="row 2500"):
+        fastem.GaussianMixture(2, **kw).fit(np.load(path, mmap_mode="r"))

@@ -254,3 +254,31 @@ def test_labelled_categories_with_missing_cells():
     with pytest.raises(ValueError, match="Pass missing='em'"):
         fastem.CategoricalMixture(2).fit(frame)
     assert np.isfinite(fastem.CategoricalMixture(2, missing="em").fit(codes).lower_bound_)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("family", ["bernoulli", "poisson", "categorical"])
+def test_out_of_core_and_dask_input_with_nan(family, tmp_path, monkeypatch):
+    da = pytest.importorskip("dask.array")
+    from fastem import _config
+
+    cls, kwargs, X, _, _ = _case(family, seed=6, n=3000)
+    X = _holes(X, "mcar30", seed=7)
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    monkeypatch.setattr(_config, "CHUNK_BYTES", 20_000, raising=False)
+    kw = {"random_state": 0, "missing": "em", "max_iter": 8, "tol": 0}
+    whole = cls(K, **kw).fit(X)
+    mapped = cls(K, **kw).fit(np.load(path, mmap_mode="r"))
+    lazy = cls(K, **kw).fit(da.from_array(X, chunks=700))
+    for m in (mapped, lazy):
+        assert_allclose(m.weights_, whole.weights_, rtol=1e-10)
+        _close(_theta(m), _theta(whole))
+    assert_allclose(mapped.score_samples(np.load(path, mmap_mode="r")), whole.score_samples(X),
+                    rtol=1e-10)
+    assert_allclose(np.asarray(lazy.score_samples(da.from_array(X, chunks=700))),
+                    whole.score_samples(X), rtol=1e-10)
+    bad = X.copy()
+    bad[2200] = np.nan
+    with pytest.raises(ValueError, match="row 2200"):
+        cls(K, **kw).fit(da.from_array(bad, chunks=700))

@@ -264,10 +264,12 @@ def test_fitted_attribute_shapes_match_sklearn(covariance_type):
 
 
 def _without_on_collapse(params):
-    """fastem's extra parameters: collapse recovery (docs/collapse.md) and
-    SQUAREM acceleration (docs/squarem.md, off by default)."""
+    """fastem's extra parameters: collapse recovery (docs/collapse.md),
+    SQUAREM acceleration (docs/squarem.md, off by default) and missing
+    values (docs/missing.md, refused by default as scikit-learn does)."""
     assert params.pop("on_collapse") in ("reseed", "raise")
     assert params.pop("accelerate") is None
+    assert params.pop("missing") == "raise"
     return params
 
 

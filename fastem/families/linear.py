@@ -73,14 +73,20 @@ class LinearStats:
         """``(1 - eta) * self + eta * other`` (stepwise EM)."""
         return self.scaled(1.0 - eta) + other.scaled(eta)
 
-    def to_vector(self):
-        """The wire format (Dask's tree sum): one float64 vector."""
-        return np.concatenate([self.S0, self.S1.ravel(), [self.loglik, self.weight]])
+    def to_vector(self, observed=False):
+        """The wire format (Dask's tree sum): one float64 vector; with
+        ``observed`` (missing='em') the observed weights follow S1."""
+        parts = [self.S0, self.S1.ravel()]
+        if observed:
+            parts.append(self._observed().ravel())
+        return np.concatenate([*parts, [self.loglik, self.weight]])
 
     @classmethod
-    def from_vector(cls, vec, n_components, n_columns):
+    def from_vector(cls, vec, n_components, n_columns, observed=False):
         K, m = n_components, n_columns
-        return cls(vec[:K], vec[K:K + K * m].reshape(K, m), float(vec[-2]), float(vec[-1]))
+        obs = vec[K + K * m:K + 2 * K * m].reshape(K, m) if observed else None
+        return cls(vec[:K], vec[K:K + K * m].reshape(K, m), float(vec[-2]), float(vec[-1]),
+                   obs)
 
 
 class LinearParams(NamedTuple):
