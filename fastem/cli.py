@@ -574,8 +574,7 @@ def _fit_setup(args):
 def _fit_data(args, family, cleanup):
     missing = args.missing == "em"
     stream = _stream(args, family, missing)
-    if stream is None or missing or os.path.getsize(stream.path) <= _fit_in_memory_bytes():
-        # --missing em: read whole (the missing-data fit runs on an in-memory array)
+    if stream is None or os.path.getsize(stream.path) <= _fit_in_memory_bytes():
         return _read(args, family, missing)
     # parsed chunk by chunk into a memory-mapped copy, fitted out of core
     folder = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="fastem-"))
