@@ -119,6 +119,16 @@ def n_slots_for(n_rows, block=None, slot_bytes=0, row_bytes=0):
     return max(1, min(most, n_blocks))
 
 
+def summed(total, part):
+    """``total + part`` of two E-steps' results (statistics, or ``(loglik,
+    weight)`` pairs); ``part`` itself when ``total`` is None."""
+    if total is None:
+        return part
+    if isinstance(part, tuple):
+        return total[0] + part[0], total[1] + part[1]
+    return total + part
+
+
 def rows_per_call(X):
     """Rows the kernel sees at once: all of an in-memory X, one chunk of an
     out-of-core one (size an :class:`EStepWorkspace` with it)."""
@@ -212,12 +222,7 @@ class EStepWorkspace:
                 part = self._call(chunk, _rows(sample_weight, rows), prepared, shift,
                                   do_stats, _rows(resp_in, rows), _rows(out_lognorm, rows),
                                   _rows(out_resp, rows), _rows(out_label, rows), small=False)
-            if total is None:
-                total = part
-            elif do_stats:
-                total = total + part
-            else:
-                total = (total[0] + part[0], total[1] + part[1])
+            total = summed(total, part)
         return total
 
     def _call(self, X, sample_weight, prepared, shift, do_stats, resp_in,

@@ -27,7 +27,7 @@ gives bitwise the fit of ``missing='raise'``.
 import numpy as np
 
 from . import _config
-from ._estep import EStepWorkspace, kernel_array, n_slots_for
+from ._estep import EStepWorkspace, kernel_array, n_slots_for, summed
 from ._kernels.missing import _estep_missing
 from ._parallel import run_slots
 from ._stats import GaussianStats, default_shift
@@ -208,12 +208,8 @@ class MissingWorkspace:
                     outs[name][c] = a
             if out_fill is not None:
                 out_fill[c] = self.X_complete
-        rest = self._incomplete(params, sample_weight, shift, do_stats, resp_in, outs)
-        if part is None:
-            return rest
-        if do_stats:
-            return part + rest
-        return part[0] + rest[0], part[1] + rest[1]
+        return summed(part, self._incomplete(params, sample_weight, shift, do_stats, resp_in,
+                                             outs))
 
 
 def column_fill(X):

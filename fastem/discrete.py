@@ -30,6 +30,7 @@ from ._discrete_missing import (
     expected_values,
     filled_for_start,
 )
+from ._estep import summed
 from ._squarem import run_squarem
 from ._stats import CollapseError
 from ._validation import _check_shape, _plain_ndarray, check_array_2d, count_scale
@@ -361,13 +362,7 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
             rows = slice(i0, i0 + chunk.shape[0])
             swc = None if sw is None else sw[rows]
             outs = {k: v[rows] for k, v in outputs.items() if v is not None}
-            part = _chunk_estep(self._family, chunk, swc, params, do_stats, outs)
-            if total is None:
-                total = part
-            elif do_stats:
-                total = total + part
-            else:
-                total = (total[0] + part[0], total[1] + part[1])
+            total = summed(total, _chunk_estep(self._family, chunk, swc, params, do_stats, outs))
         return total
 
     def _plain_m_step(self, stats, X):

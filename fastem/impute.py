@@ -1,16 +1,15 @@
 """``MixtureImputer``: missing values filled from a Gaussian mixture fitted
 by EM on the incomplete data (``GaussianMixture(missing='em')``)."""
 
-from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ._missing import Patterns, conditional_draws
-from .mixture import COVARIANCE_TYPES, GaussianMixture
+from .mixture import GaussianMixture
 
 __all__ = ["MixtureImputer"]
 
@@ -52,15 +51,10 @@ class MixtureImputer(TransformerMixin, BaseEstimator):
         Defined when X has feature names that are all strings.
     """
 
-    _parameter_constraints: dict = {
-        "n_components": [Interval(Integral, 1, None, closed="left")],
-        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
-        "tol": [Interval(Real, 0.0, None, closed="left")],
-        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
-        "max_iter": [Interval(Integral, 0, None, closed="left")],
-        "n_init": [Interval(Integral, 1, None, closed="left")],
-        "init_params": [StrOptions({"kmeans", "random", "random_from_data", "k-means++"})],
-        "random_state": ["random_state"],
+    _parameter_constraints: ClassVar[dict] = {
+        **{name: GaussianMixture._parameter_constraints[name] for name in (
+            "n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init",
+            "init_params", "random_state")},
         "sample_posterior": ["boolean"],
     }
 

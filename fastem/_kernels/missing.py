@@ -57,23 +57,25 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 @njit(**JIT_OPTIONS)
-def _pattern_factors(p, miss, P, L, C, A, halfdet, oi, mi):
-    """For pattern p: observed and missing feature indices (``oi``, ``mi``;
-    returns their counts) and, per precision u, ``A[u] = P_mm^-1 P_mo``
-    (nm x no), ``C[u] = P_mm^-1`` (nm x nm) and ``halfdet[u] = 1/2 log det
-    P_mm`` (L: scratch for the Cholesky factor)."""
-    d = miss.shape[1]
+def _split(p, miss, oi, mi):
+    """Observed and missing feature indices of pattern p; their counts."""
     no = 0
     nm = 0
-    for j in range(d):
+    for j in range(miss.shape[1]):
         if miss[p, j]:
             mi[nm] = j
             nm += 1
         else:
             oi[no] = j
             no += 1
+    return no, nm
+
+
+@njit(**JIT_OPTIONS)
+def _conditional_covariances(nm, mi, P, L, C, halfdet, scratch):
+    """Per precision u: ``C[u] = P_mm^-1`` (nm x nm) and ``halfdet[u] = 1/2
+    log det P_mm``, through the Cholesky factor ``L[u]`` of P_mm."""
     for u in range(P.shape[0]):
-        # Cholesky P_mm = L L^T (lower)
         logdet = 0.0
         for a in range(nm):
             for b in range(a + 1):
@@ -87,23 +89,34 @@ def _pattern_factors(p, miss, P, L, C, A, halfdet, oi, mi):
                 else:
                     L[u, a, b] = acc / L[u, b, b]
         halfdet[u] = 0.5 * logdet
-        # C = P_mm^-1 = L^-T L^-1: columns of L^-1 by forward substitution
+        # C = L^-T L^-1: L^-1 by forward substitution (in C), then the product
         for e in range(nm):
             for a in range(nm):
                 acc = 1.0 if a == e else 0.0
                 for c in range(a):
                     acc -= L[u, a, c] * C[u, c, e]
-                C[u, a, e] = acc / L[u, a, a]  # C holds L^-1 for now
-        for a in range(nm):  # (L^-T L^-1)[a, b] = sum_c Linv[c, a] Linv[c, b]
+                C[u, a, e] = acc / L[u, a, a]
+        for a in range(nm):
             for b in range(a, nm):
                 acc = 0.0
                 for c in range(b, nm):
                     acc += C[u, c, a] * C[u, c, b]
-                A[u, a, b] = acc  # A as scratch for the product
+                scratch[a, b] = acc
         for a in range(nm):
             for b in range(a, nm):
-                C[u, a, b] = A[u, a, b]
-                C[u, b, a] = A[u, a, b]
+                C[u, a, b] = scratch[a, b]
+                C[u, b, a] = scratch[a, b]
+
+
+@njit(**JIT_OPTIONS)
+def _pattern_factors(p, miss, P, L, C, A, halfdet, oi, mi, scratch):
+    """For pattern p: observed and missing feature indices (``oi``, ``mi``;
+    returns their counts) and, per precision u, ``A[u] = P_mm^-1 P_mo``
+    (nm x no), ``C[u] = P_mm^-1`` (nm x nm) and ``halfdet[u] = 1/2 log det
+    P_mm`` (L: scratch for the Cholesky factor)."""
+    no, nm = _split(p, miss, oi, mi)
+    _conditional_covariances(nm, mi, P, L, C, halfdet, scratch)
+    for u in range(P.shape[0]):
         for a in range(nm):
             for j in range(no):
                 acc = 0.0
@@ -117,16 +130,7 @@ def _pattern_factors(p, miss, P, L, C, A, halfdet, oi, mi):
 def _diag_pattern(p, miss, pdiag, logw, oi, mi, basep):
     """Observed and missing indices of pattern p and, per component, the
     log weight plus the observed part's normalising constant."""
-    d = miss.shape[1]
-    no = 0
-    nm = 0
-    for j in range(d):
-        if miss[p, j]:
-            mi[nm] = j
-            nm += 1
-        else:
-            oi[no] = j
-            no += 1
+    no, nm = _split(p, miss, oi, mi)
     for k in range(logw.shape[0]):
         acc = logw[k] - 0.5 * no * _LOG_2PI
         for jj in range(no):
@@ -136,36 +140,31 @@ def _diag_pattern(p, miss, pdiag, logw, oi, mi, basep):
 
 
 @njit(**JIT_OPTIONS)
-def _complete_block(zt, k, u, nb, xt, means, A, oi, mi, no, nm, diag):
-    """``zt[k] = x - mu_k`` on the observed rows of the block, the missing
-    coordinates at their conditional deviation (diag: 0)."""
-    for jj in range(no):
-        j = oi[jj]
-        mk = means[k, j]
-        for t in range(nb):
-            zt[k, j, t] = xt[j, t] - mk
-    for a in range(nm):
-        row = zt[k, mi[a]]
-        for t in range(nb):
-            row[t] = 0.0
-        if diag:
-            continue
+def _complete_row(zt, t, row, means, A, KU, oi, mi, no, nm, diag):
+    """``zt[k, :, t] = x - mu_k`` for one row, its missing coordinates at
+    their conditional deviation ``-A z_o`` (diag: 0), for every k."""
+    for k in range(means.shape[0]):
+        u = 0 if KU == 1 else k
         for jj in range(no):
-            coef = A[u, a, jj]
-            src = zt[k, oi[jj]]
-            for t in range(nb):
-                row[t] -= coef * src[t]
+            j = oi[jj]
+            zt[k, j, t] = row[j] - means[k, j]
+        for a in range(nm):
+            acc = 0.0
+            if not diag:
+                for jj in range(no):
+                    acc -= A[u, a, jj] * zt[k, oi[jj], t]
+            zt[k, mi[a], t] = acc
 
 
 @njit(**JIT_OPTIONS)
-def _quad_block(zt, k, u, nb, U, pdiag, oi, no, diag, q, y):
-    """q[t] = ||U^T z_t||^2 (diag: over the observed coordinates)."""
+def _quad_block(zt, k, u, nb, U, pdiag, diag, q, y):
+    """q[t] = ||U^T z_t||^2 (diag: sum_j (z_tj / sigma_j)^2, 0 for the
+    missing coordinates, whose z is 0)."""
     d = zt.shape[1]
     for t in range(nb):
         q[t] = 0.0
     if diag:
-        for jj in range(no):
-            j = oi[jj]
+        for j in range(d):
             pk = pdiag[k, j]
             src = zt[k, j]
             for t in range(nb):
@@ -199,17 +198,19 @@ def _estep_missing(Xs, sws, pid, miss, means, U, P, pdiag, logw, shift, resp_in,
     C = np.zeros((KU, d, d))
     A = np.zeros((KU, d, d))
     halfdet = np.zeros(KU)
+    scratch = np.zeros((d, d))
     oi = np.zeros(d, dtype=np.int64)
     mi = np.zeros(d, dtype=np.int64)
     basep = np.zeros(K)
-    xt = np.zeros((d, block))
     zt = np.zeros((K, d, block))
     lp = np.zeros((K, block))
+    bp = np.zeros((K, block))
+    rk = np.zeros((K, block))
     q = np.zeros(block)
     y = np.zeros(block)
     w = np.zeros(block)
-    rk = np.zeros(block)
     rd = np.zeros((d, block))
+    runs = np.zeros(block + 1, dtype=np.int64)  # a block's runs of one pattern
     while True:
         s = claim_slot(ctrl)
         if s >= n_slots:
@@ -225,31 +226,36 @@ def _estep_missing(Xs, sws, pid, miss, means, U, P, pdiag, logw, shift, resp_in,
         no = 0
         nm = 0
         while i < i1:
-            p = pid[i]
-            nb = 1  # the run of rows of pattern p, at most a block
-            while i + nb < i1 and nb < block and pid[i + nb] == p:
-                nb += 1
-            if p != current:
-                current = p
-                if diag:
-                    no, nm = _diag_pattern(p, miss, pdiag, logw, oi, mi, basep)
-                else:
-                    no, nm = _pattern_factors(p, miss, P, L, C, A, halfdet, oi, mi)
-                    for k in range(K):
-                        basep[k] = logw[k] - halfdet[0 if KU == 1 else k] \
-                            - 0.5 * no * _LOG_2PI
-            for jj in range(no):
-                j = oi[jj]
-                for t in range(nb):
-                    xt[j, t] = Xs[i + t, j]
+            nb = min(block, i1 - i)
+            # the rows completed, pattern by pattern (rows are sorted by it)
+            n_runs = 0
             for t in range(nb):
+                p = pid[i + t]
+                if p != current:
+                    current = p
+                    runs[n_runs] = t
+                    n_runs += 1
+                    if diag:
+                        no, nm = _diag_pattern(p, miss, pdiag, logw, oi, mi, basep)
+                    else:
+                        no, nm = _pattern_factors(p, miss, P, L, C, A, halfdet, oi, mi,
+                                                  scratch)
+                        for k in range(K):
+                            basep[k] = logw[k] - halfdet[0 if KU == 1 else k] \
+                                - 0.5 * no * _LOG_2PI
+                elif t == 0:
+                    runs[0] = 0
+                    n_runs = 1
+                _complete_row(zt, t, Xs[i + t], means, A, KU, oi, mi, no, nm, diag)
+                for k in range(K):
+                    bp[k, t] = basep[k]
                 w[t] = sws[i + t] if sws.shape[0] > 0 else 1.0
+            runs[n_runs] = nb
+            # log-densities, a block at a time with the rows innermost
             for k in range(K):
-                u = 0 if KU == 1 else k
-                _complete_block(zt, k, u, nb, xt, means, A, oi, mi, no, nm, diag)
-                _quad_block(zt, k, u, nb, U, pdiag, oi, no, diag, q, y)
+                _quad_block(zt, k, 0 if KU == 1 else k, nb, U, pdiag, diag, q, y)
                 for t in range(nb):
-                    lp[k, t] = basep[k] - 0.5 * q[t]
+                    lp[k, t] = bp[k, t] - 0.5 * q[t]
             for t in range(nb):  # log-sum-exp; lp becomes the responsibilities
                 mx = -math.inf
                 best = 0
@@ -276,19 +282,59 @@ def _estep_missing(Xs, sws, pid, miss, means, U, P, pdiag, logw, shift, resp_in,
                         out_resp[i + t, k] = lp[k, t]
                 if out_label.shape[0] > 0:
                     out_label[i + t] = best
+                if out_fill.shape[0] > 0:
+                    for j in range(d):
+                        if math.isnan(Xs[i + t, j]):
+                            acc = 0.0
+                            for k in range(K):
+                                acc += lp[k, t] * (means[k, j] + zt[k, j, t])
+                            out_fill[i + t, j] = acc
                 ll += w[t] * lognorm
                 ws += w[t]
-            if out_fill.shape[0] > 0:
-                for jj in range(nm):
-                    j = mi[jj]
-                    for t in range(nb):
-                        acc = 0.0
-                        for k in range(K):
-                            acc += lp[k, t] * (means[k, j] + zt[k, j, t])
-                        out_fill[i + t, j] = acc
             if do_stats:
-                _stats_block(zt, nb, w, lp, resp_in, i, means, shift, C, pdiag, mi, nm, diag,
-                             tied, KU, rk, rd, S0s[s], S1s[s], S2s[s])
+                for k in range(K):
+                    for t in range(nb):
+                        r = resp_in[i + t, k] if resp_in.shape[0] > 0 else lp[k, t]
+                        rk[k, t] = w[t] * r
+                _stats_block(zt, nb, rk, means, shift, diag, tied, rd, S0s[s], S1s[s],
+                             S2s[s])
+                # the conditional covariances, run by run: the last run's
+                # pattern is the one loaded (first, before its C is
+                # overwritten); earlier ones are factored again, a Cholesky
+                # factor of P_mm without A
+                for rr in range(n_runs):
+                    r = n_runs - 1 if rr == 0 else rr - 1  # the loaded (last) run first
+                    t0 = runs[r]
+                    t1 = runs[r + 1]
+                    p = pid[i + t0]
+                    if p != current:
+                        _, nm_r = _split(p, miss, oi, mi)
+                        if not diag:
+                            _conditional_covariances(nm_r, mi, P, L, C, halfdet, scratch)
+                    else:
+                        _, nm_r = _split(p, miss, oi, mi)
+                    for k in range(K):
+                        tot = 0.0
+                        for t in range(t0, t1):
+                            tot += rk[k, t]
+                        if tot == 0.0:
+                            continue
+                        if diag:
+                            for a in range(nm_r):
+                                j = mi[a]
+                                S2s[s, k, 0, j] += tot / (pdiag[k, j] * pdiag[k, j])
+                            continue
+                        kk = 0 if tied else k
+                        u = 0 if KU == 1 else k
+                        for a in range(nm_r):
+                            for b in range(a, nm_r):
+                                S2s[s, kk, mi[a], mi[b]] += tot * C[u, a, b]
+                # the loaded factors are the last run's again
+                if n_runs > 1 and not diag:
+                    no, nm = _pattern_factors(current, miss, P, L, C, A, halfdet, oi, mi,
+                                              scratch)
+                elif n_runs > 1:
+                    no, nm = _diag_pattern(current, miss, pdiag, logw, oi, mi, basep)
             i += nb
         lls[s] = ll
         wsums[s] = ws
@@ -296,17 +342,15 @@ def _estep_missing(Xs, sws, pid, miss, means, U, P, pdiag, logw, shift, resp_in,
 
 
 @njit(**JIT_OPTIONS)
-def _stats_block(zt, nb, w, resp, resp_in, i, means, shift, C, pdiag, mi, nm, diag, tied, KU,
-                 rk, rd, S0, S1, S2):
+def _stats_block(zt, nb, rk, means, shift, diag, tied, rd, S0, S1, S2):
     """Adds the block's completed rows (``zt[k] + mu_k``, around the shift)
-    and the conditional covariance to the slot's statistics."""
+    with weights ``rk[k, t] = w_t r_tk`` to the slot's statistics (the
+    conditional covariances are added by the caller)."""
     K, d = means.shape
     for k in range(K):
         tot = 0.0
         for t in range(nb):
-            r = resp_in[i + t, k] if resp_in.shape[0] > 0 else resp[k, t]
-            rk[t] = w[t] * r
-            tot += rk[t]
+            tot += rk[k, t]
         if tot == 0.0:
             continue
         for j in range(d):
@@ -315,7 +359,7 @@ def _stats_block(zt, nb, w, resp, resp_in, i, means, shift, C, pdiag, mi, nm, di
             acc = 0.0
             for t in range(nb):
                 src[t] += off
-                rd[j, t] = rk[t] * src[t]
+                rd[j, t] = rk[k, t] * src[t]
                 acc += rd[j, t]
             S1[k, j] += acc
         S0[k] += tot
@@ -326,12 +370,8 @@ def _stats_block(zt, nb, w, resp, resp_in, i, means, shift, C, pdiag, mi, nm, di
                 for t in range(nb):
                     acc += rd[j, t] * src[t]
                 S2[k, 0, j] += acc
-            for jj in range(nm):
-                j = mi[jj]
-                S2[k, 0, j] += tot / (pdiag[k, j] * pdiag[k, j])
             continue
         kk = 0 if tied else k
-        u = 0 if KU == 1 else k
         for a in range(d):
             ra = rd[a]
             for b in range(a, d):
@@ -340,6 +380,3 @@ def _stats_block(zt, nb, w, resp, resp_in, i, means, shift, C, pdiag, mi, nm, di
                 for t in range(nb):
                     acc += ra[t] * src[t]
                 S2[kk, a, b] += acc
-        for a in range(nm):
-            for b in range(a, nm):
-                S2[kk, mi[a], mi[b]] += tot * C[u, a, b]
