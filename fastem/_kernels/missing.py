@@ -140,20 +140,31 @@ def _diag_pattern(p, miss, pdiag, logw, oi, mi, basep):
 
 
 @njit(**JIT_OPTIONS)
-def _complete_row(zt, t, row, means, A, KU, oi, mi, no, nm, diag):
-    """``zt[k, :, t] = x - mu_k`` for one row, its missing coordinates at
-    their conditional deviation ``-A z_o`` (diag: 0), for every k."""
-    for k in range(means.shape[0]):
+def _complete_run(zt, t0, t1, xt, means, A, KU, oi, mi, no, nm, diag, k0, k1):
+    """``zt[k, :, t] = x_t - mu_k`` for the rows ``t0:t1`` of one pattern
+    (``xt`` holds their observed coordinates), the missing coordinates at
+    their conditional deviation ``-A z_o`` (diag: 0), for components
+    ``k0:k1``; rows innermost."""
+    for k in range(k0, k1):
         u = 0 if KU == 1 else k
         for jj in range(no):
             j = oi[jj]
-            zt[k, j, t] = row[j] - means[k, j]
+            mk = means[k, j]
+            row = zt[k, j]
+            src = xt[j]
+            for t in range(t0, t1):
+                row[t] = src[t] - mk
         for a in range(nm):
-            acc = 0.0
-            if not diag:
-                for jj in range(no):
-                    acc -= A[u, a, jj] * zt[k, oi[jj], t]
-            zt[k, mi[a], t] = acc
+            row = zt[k, mi[a]]
+            for t in range(t0, t1):
+                row[t] = 0.0
+            if diag:
+                continue
+            for jj in range(no):
+                coef = A[u, a, jj]
+                src = zt[k, oi[jj]]
+                for t in range(t0, t1):
+                    row[t] -= coef * src[t]
 
 
 @njit(**JIT_OPTIONS)
@@ -202,6 +213,7 @@ def _estep_missing(Xs, sws, pid, miss, means, U, P, pdiag, logw, shift, resp_in,
     oi = np.zeros(d, dtype=np.int64)
     mi = np.zeros(d, dtype=np.int64)
     basep = np.zeros(K)
+    xt = np.zeros((d, block))
     zt = np.zeros((K, d, block))
     lp = np.zeros((K, block))
     bp = np.zeros((K, block))
@@ -227,14 +239,19 @@ def _estep_missing(Xs, sws, pid, miss, means, U, P, pdiag, logw, shift, resp_in,
         nm = 0
         while i < i1:
             nb = min(block, i1 - i)
-            # the rows completed, pattern by pattern (rows are sorted by it)
+            # the rows completed, a run of one pattern at a time (rows are
+            # sorted by pattern)
             n_runs = 0
-            for t in range(nb):
-                p = pid[i + t]
+            t0 = 0
+            while t0 < nb:
+                p = pid[i + t0]
+                t1 = t0 + 1
+                while t1 < nb and pid[i + t1] == p:
+                    t1 += 1
+                runs[n_runs] = t0
+                n_runs += 1
                 if p != current:
                     current = p
-                    runs[n_runs] = t
-                    n_runs += 1
                     if diag:
                         no, nm = _diag_pattern(p, miss, pdiag, logw, oi, mi, basep)
                     else:
@@ -243,16 +260,25 @@ def _estep_missing(Xs, sws, pid, miss, means, U, P, pdiag, logw, shift, resp_in,
                         for k in range(K):
                             basep[k] = logw[k] - halfdet[0 if KU == 1 else k] \
                                 - 0.5 * no * _LOG_2PI
-                elif t == 0:
-                    runs[0] = 0
-                    n_runs = 1
-                _complete_row(zt, t, Xs[i + t], means, A, KU, oi, mi, no, nm, diag)
+                for jj in range(no):
+                    j = oi[jj]
+                    for t in range(t0, t1):
+                        xt[j, t] = Xs[i + t, j]
+                if t0 > 0 or t1 < nb:  # a block of several runs: completed run by run
+                    _complete_run(zt, t0, t1, xt, means, A, KU, oi, mi, no, nm, diag, 0, K)
                 for k in range(K):
-                    bp[k, t] = basep[k]
-                w[t] = sws[i + t] if sws.shape[0] > 0 else 1.0
+                    for t in range(t0, t1):
+                        bp[k, t] = basep[k]
+                t0 = t1
             runs[n_runs] = nb
-            # log-densities, a block at a time with the rows innermost
+            for t in range(nb):
+                w[t] = sws[i + t] if sws.shape[0] > 0 else 1.0
+            # log-densities, a block at a time with the rows innermost (a block
+            # of one run completes each component's rows just before its
+            # product, while they are in cache)
             for k in range(K):
+                if n_runs == 1:
+                    _complete_run(zt, 0, nb, xt, means, A, KU, oi, mi, no, nm, diag, k, k + 1)
                 _quad_block(zt, k, 0 if KU == 1 else k, nb, U, pdiag, diag, q, y)
                 for t in range(nb):
                     lp[k, t] = bp[k, t] - 0.5 * q[t]
