@@ -15,8 +15,17 @@ r_ik``).  Both come out of the families' own kernels, run on a recoded X:
   log-probability is 0; the counts of the real categories sum to the
   column's observed weight, which the M-step divides by already.
 
-Multinomial counts are a vector with one total: a missing count leaves the
-row's total unknown, and the family refuses ``missing='em'``.
+Multinomial counts are a vector with one total, which a missing count
+leaves unknown: a row's observed counts are taken given their own total,
+``x_o ~ Mult(N_o, p_o / s_o)`` with ``s_o = sum_{j in o} p_j`` (the
+multinomial coefficient of the observed counts is the row constant).  EM
+treats the counts as Poisson with a free rate per row, set to its maximum
+``N_o / s_o`` before each E-step (whose profile likelihood is that
+conditional multinomial, so EM never lowers it): a missing count is filled
+by its expectation ``N_o p_j / s_o`` in the statistics, and the M-step is
+the complete-data one.  The log-density's coefficients ``log p_j - log
+s_o`` depend on the pattern, so the rows run the linear kernel one pattern
+at a time (:class:`MissingMultinomial`).
 """
 
 import numpy as np
@@ -43,7 +52,15 @@ def filled_for_start(X, categorical):
     return out
 
 
-class MissingDiscrete:
+def MissingDiscrete(family, X, n_components):
+    """The missing-data E-step of ``family`` over X (floats, NaN where
+    missing): a :class:`MissingLinear` or a :class:`MissingMultinomial`."""
+    if family.name == "multinomial":
+        return MissingMultinomial(family, X, n_components)
+    return MissingLinear(family, X, n_components)
+
+
+class MissingLinear:
     """The recoded X of one fit (or one call of predict/score) and the
     family's kernel workspace over it; ``run`` mirrors the family
     workspace's ``run`` with the family's parameters."""
@@ -102,6 +119,69 @@ class MissingDiscrete:
         return LinearStats(S0, S1[:, :self.d], ll, w, observed=S1[:, self.d:])
 
 
+class MissingMultinomial:
+    """Multinomial rows with missing counts (see the module docstring): the
+    linear kernel on each missingness pattern's rows with coefficients
+    ``log p_kj - log s_ko``; a missing count enters the statistics as
+    ``N_o p_kj / s_ko``."""
+
+    def __init__(self, family, X, n_components):
+        from ._missing import Patterns
+
+        self.family = family
+        self.n_rows, self.d = X.shape
+        nan = np.isnan(X)
+        self.X0 = np.where(nan, 0.0, X)
+        self._X = X
+        self._filled = None
+        patterns = Patterns(X, allow_empty=True)
+        groups = [(np.zeros(self.d, dtype=bool), patterns.complete)] if \
+            patterns.complete.size else []
+        self.groups = [(miss, rows, np.ascontiguousarray(self.X0[rows]),
+                        family.workspace(n_components, self.d, rows.size))
+                       for miss, rows in groups + patterns.groups]
+
+    @property
+    def filled(self):
+        if self._filled is None:
+            self._filled = filled_for_start(self._X, False)
+        return self._filled
+
+    def run(self, sample_weight, params, *, do_stats=True, resp_in=None, **outputs):
+        logp, logw = self.family.natural(params)
+        p = np.exp(logp)
+        K = logp.shape[0]
+        S0, S1 = np.zeros(K), np.zeros((K, self.d))
+        ll = w = 0.0
+        for miss, rows, X0, ws in self.groups:
+            with np.errstate(divide="ignore"):
+                log_s = np.log(p[:, ~miss].sum(axis=1))
+            A = np.where(miss, 0.0, logp - log_s[:, None])
+            sub = {k: np.empty((rows.size,) + v.shape[1:], dtype=v.dtype)
+                   for k, v in outputs.items() if v is not None}
+            out = ws.run(X0, None if sample_weight is None else sample_weight[rows], A, logw,
+                         do_stats=do_stats,
+                         resp_in=None if resp_in is None else resp_in[rows], **sub)
+            for k, v in sub.items():
+                outputs[k][rows] = v
+            if not do_stats:
+                ll, w = ll + out[0], w + out[1]
+                continue
+            s0, s1, gll, gw = out
+            S0 += s0
+            S1 += s1
+            if miss.any():  # the missing counts at their expectation N_o p_kj / s_ko
+                S1[:, miss] += s1.sum(axis=1, keepdims=True) * p[:, miss] / np.exp(log_s)[:, None]
+            ll, w = ll + gll, w + gw
+        if not do_stats:
+            return ll, w
+        return LinearStats(S0, S1, ll, w)
+
+
+#: The workspaces :func:`MissingDiscrete` makes.
+MISSING_WORKSPACES = (MissingLinear, MissingMultinomial)
+
+
 def checked_holes(family, X, where, strict=True):
     """X (floats, NaN where missing) checked for ``missing='em'``: a family
     that can skip entries, its observed values in the family's domain (a
@@ -140,6 +220,14 @@ def expected_values(family, X, resp, theta):
             rows = np.flatnonzero(nan[:, j])
             if rows.size:
                 out[rows, j] = np.argmax(resp[rows] @ theta[:, a:b], axis=1)
+        return out
+    if family.name == "multinomial":  # sum_k r_ik N_o p_kj / s_ko
+        X0 = np.where(nan, 0.0, X)
+        totals = X0.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s = (~nan).astype(np.float64) @ theta.T  # (n, K): s_ko of each row
+            expected = totals[:, None] * ((resp / s) @ theta)
+        out[nan] = np.nan_to_num(expected)[nan]
         return out
     expected = resp @ family.mean(theta)
     out[nan] = expected[nan]

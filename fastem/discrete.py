@@ -25,6 +25,7 @@ from ._collapse import BaseRecovery
 from ._dask import DaskSource, is_dask_collection
 from ._data import RowSource, is_out_of_core
 from ._discrete_missing import (
+    MISSING_WORKSPACES,
     MissingDiscrete,
     checked_holes,
     expected_values,
@@ -326,14 +327,14 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
         return None
 
     def _em_map(self, X, sw, workspace, recovery):
-        if isinstance(workspace, MissingDiscrete):  # re-seeds read filled rows
+        if isinstance(workspace, MISSING_WORKSPACES):  # re-seeds read filled rows
             X = workspace.filled
         return super()._em_map(X, sw, workspace, recovery)
 
     def _estep(self, workspace, X, sw, params, cache=True):
         """``cache``: X and sw are the same every call (batch EM), so their
         row-constant total is computed once per workspace."""
-        if isinstance(workspace, MissingDiscrete):
+        if isinstance(workspace, MISSING_WORKSPACES):
             stats = workspace.run(sw, params)
             stats.loglik += self._row_constant_total(workspace, workspace.X0, sw)
             return stats
@@ -662,8 +663,8 @@ _COMMON_DOC = """
         column's parameters are estimated from the rows where it is observed
         (``docs/missing.md``); ``score_samples``, ``predict`` and the
         criteria use the observed entries.  A row with every value missing,
-        or a column never observed, is an error.  (Multinomial counts refuse
-        'em': a missing count leaves the row's total unknown.)
+        or a column never observed, is an error.  Multinomial rows are
+        taken given the total of their observed counts.
 {extra}
     Attributes
     ----------

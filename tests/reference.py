@@ -1348,3 +1348,57 @@ def em_categorical_missing(X, params, n_iter, sample_weight=None, alpha=0.0,
     """``n_iter`` EM iterations of a Categorical mixture on incomplete data."""
     return _discrete_em(categorical_estep_missing, categorical_mstep_missing, X, params,
                         n_iter, sample_weight, alpha, fixed_weights)
+
+
+# ----------------------------------------------------------------------
+# Multinomial counts with missing cells: the observed counts given their
+# own total, x_o ~ Mult(N_o, p_o / s_o) with s_o = sum_{j in o} p_j
+# ----------------------------------------------------------------------
+
+
+def multinomial_log_joint_missing(X, params):
+    """``log w_k + log(N_o! / prod_{j in o} x_ij!) + sum_{j in o} x_ij
+    log(p_kj / s_ko)`` per row, one row and one component at a time."""
+    weights, p = params
+    X = np.asarray(X, dtype=np.float64)
+    out = np.empty((X.shape[0], len(weights)))
+    for i, row in enumerate(X):
+        o = ~np.isnan(row)
+        if not o.any():
+            raise ValueError(f"row {i} has no observed value")
+        x = row[o]
+        coef = scipy.special.gammaln(x.sum() + 1) - scipy.special.gammaln(x + 1).sum()
+        for k in range(len(weights)):
+            q = p[k, o] / p[k, o].sum()
+            out[i, k] = np.log(weights[k]) + coef + np.sum(x * np.log(q))
+    return out
+
+
+def _multinomial_statistics_missing(X, r, params):
+    """``S0_k = sum_i r_ik``; ``S1_kj = sum_i r_ik x_ij``, a missing count
+    at its expectation ``N_o p_kj / s_ko`` (the Poisson-with-free-rate EM)."""
+    _, p = params
+    X = np.asarray(X, dtype=np.float64)
+    K = r.shape[1]
+    S1 = np.zeros((K, X.shape[1]))
+    for i, row in enumerate(X):
+        o = ~np.isnan(row)
+        total = row[o].sum()
+        for k in range(K):
+            filled = np.where(o, np.nan_to_num(row), total * p[k] / p[k, o].sum())
+            S1[k] += r[i, k] * filled
+    return {"S0": r.sum(axis=0), "S1": S1}
+
+
+def multinomial_estep_missing(X, params, sample_weight=None):
+    """E-step: ``(resp, total log-likelihood, {'S0', 'S1', 'weight'})``."""
+    return _discrete_estep(multinomial_log_joint_missing, _multinomial_statistics_missing,
+                           X, params, sample_weight)
+
+
+def em_multinomial_missing(X, params, n_iter, sample_weight=None, alpha=0.0,
+                           fixed_weights=False):
+    """``n_iter`` EM iterations of a Multinomial mixture on incomplete data
+    (the complete-data M-step on the filled statistics)."""
+    return _discrete_em(multinomial_estep_missing, multinomial_mstep, X, params, n_iter,
+                        sample_weight, alpha, fixed_weights)

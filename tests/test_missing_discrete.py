@@ -57,13 +57,20 @@ def _case(family, seed=0, n=300):
 
         return (fastem.BinomialMixture, {"probabilities_init": theta, "n_trials": 4}, X,
                 (w0, theta), em)
+    if family == "multinomial":
+        probs = np.array([[.4, .3, .1, .1, .05, .05], [.05, .05, .1, .1, .3, .4]])
+        X = np.array([rng.multinomial(rng.integers(5, 30), probs[k]) for k in z], dtype=float)
+        theta = np.clip(probs + 0.02 * rng.random(probs.shape), 0.01, 1)
+        theta /= theta.sum(axis=1, keepdims=True)
+        return (fastem.MultinomialMixture, {"probabilities_init": theta}, X, (w0, theta),
+                ref.em_multinomial_missing)
     rates = np.array([[1.0] * 3 + [5.0] * 3, [6.0] * 3 + [0.5] * 3])
     X = rng.poisson(rates[z]).astype(float)
     return (fastem.PoissonMixture, {"rates_init": rates * 1.2}, X, (w0, rates * 1.2),
             ref.em_poisson_missing)
 
 
-FAMILIES = ["bernoulli", "binomial", "poisson", "categorical"]
+FAMILIES = ["bernoulli", "binomial", "poisson", "categorical", "multinomial"]
 
 
 def _theta(model):
@@ -102,6 +109,7 @@ def test_outputs_and_imputation(family):
     m = cls(K, random_state=0, missing="em", **trials).fit(X)
     estep = {"bernoulli": ref.bernoulli_estep_missing, "poisson": ref.poisson_estep_missing,
              "categorical": ref.categorical_estep_missing,
+             "multinomial": ref.multinomial_estep_missing,
              "binomial": lambda X, p: ref.binomial_estep_missing(X, p, n_trials=4)}[family]
     resp, total, _ = estep(X, (m.weights_, _theta(m)))
     assert_allclose(m.predict_proba(X), resp, rtol=1e-9, atol=1e-12)
@@ -115,6 +123,11 @@ def test_outputs_and_imputation(family):
         for j, p in enumerate(m.probabilities_):
             rows = np.flatnonzero(holes[:, j])
             assert_array_equal(filled[rows, j], np.argmax(resp[rows] @ p, axis=1))
+    elif family == "multinomial":  # sum_k r_ik N_o p_kj / s_ko
+        p, obs = _theta(m), ~holes
+        total = np.where(obs, X, 0).sum(axis=1)
+        want = total[:, None] * ((resp / (obs @ p.T)) @ p)
+        assert_allclose(filled[holes], want[holes], rtol=1e-10)
     else:
         scale = 4.0 if family == "binomial" else 1.0
         assert_allclose(filled[holes], (resp @ (scale * _theta(m)))[holes], rtol=1e-10)
@@ -152,8 +165,8 @@ def test_the_refusals():
         cls(K, missing="em").fit(bad)
     counts = np.random.default_rng(0).poisson(3.0, size=(50, 4)).astype(float)
     counts[0, 0] = np.nan
-    with pytest.raises(ValueError, match="row's total unknown"):
-        fastem.MultinomialMixture(2, missing="em").fit(counts)
+    with pytest.raises(ValueError, match="missing values"):
+        fastem.MultinomialMixture(2).fit(counts)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -257,7 +270,7 @@ def test_labelled_categories_with_missing_cells():
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize("family", ["bernoulli", "poisson", "categorical"])
+@pytest.mark.parametrize("family", ["bernoulli", "poisson", "categorical", "multinomial"])
 def test_out_of_core_and_dask_input_with_nan(family, tmp_path, monkeypatch):
     da = pytest.importorskip("dask.array")
     from fastem import _config

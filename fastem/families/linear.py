@@ -112,6 +112,9 @@ class LinearFamily(ABC):
     accepts_sparse = True
     #: missing='em' can skip a missing entry (see fastem._discrete_missing)
     skips_missing = False
+    #: the M-step divides column j's statistic by its own observed weight
+    #: (missing entries; else by S0)
+    column_weights = False
 
     @abstractmethod
     def natural(self, params):
@@ -133,16 +136,17 @@ class LinearFamily(ABC):
         S0 = np.asarray(S0, dtype=np.float64)
         weights = (np.array(fixed_weights, dtype=np.float64) if fixed_weights is not None
                    else S0 / S0.sum())
+        per_column = observed is not None and self.column_weights
         return LinearParams(weights, self.theta_from_stats(
-            S0 if observed is None else observed, S1, alpha))
+            observed if per_column else S0, S1, alpha))
 
     def column_constants(self, params):
         """``c`` (K, d) with ``b_k = log w_k + sum_j c_kj``: what an observed
-        entry of column j adds to the log-joint besides ``x_j a_kj``."""
-        raise ValueError(
-            f"A {self.name} mixture cannot skip missing entries: a missing count leaves "
-            "the row's total unknown. Impute or drop the rows with missing values, or "
-            "use missing='raise'.")
+        entry of column j adds to the log-joint besides ``x_j a_kj`` (a
+        family whose ``skips_missing`` is set and that is not handled
+        otherwise in :mod:`fastem._discrete_missing` defines it)."""
+        raise ValueError(f"A {self.name} mixture cannot skip missing entries. Impute or "
+                         "drop the rows with missing values, or use missing='raise'.")
 
     def n_free_theta(self, n_components, n_features):
         return n_components * n_features
@@ -257,8 +261,8 @@ def _check_counts(values, where, name, upper=None):
         if nan.any():
             _first_bad(values, nan, where,
                        f"{name} needs counts; missing values (nan) are refused by default",
-                       "Pass missing='em' to fit on the observed entries (not for "
-                       "MultinomialMixture), or drop or impute the rows with missing values.")
+                       "Pass missing='em' to fit on the observed entries, or drop or "
+                       "impute the rows with missing values.")
         _first_bad_if(values, (values != np.floor(values)) | ~np.isfinite(values), where,
                       f"{name} needs whole-number counts",
                       "Round the data, or use GaussianMixture for continuous data.")
@@ -284,6 +288,7 @@ def _per_column(S0):
 class Bernoulli(LinearFamily):
     name = "bernoulli"
     skips_missing = True
+    column_weights = True
 
     def natural(self, params):
         p = np.asarray(params.theta, dtype=np.float64)
@@ -315,6 +320,7 @@ class Bernoulli(LinearFamily):
 class Binomial(LinearFamily):
     name = "binomial"
     skips_missing = True
+    column_weights = True
     accepts_sparse = False
 
     def __init__(self, n_trials):
@@ -359,6 +365,7 @@ class Binomial(LinearFamily):
 class Poisson(LinearFamily):
     name = "poisson"
     skips_missing = True
+    column_weights = True
     theta_name = "rates"
 
     def natural(self, params):
@@ -402,6 +409,7 @@ class Poisson(LinearFamily):
 
 class Multinomial(LinearFamily):
     name = "multinomial"
+    skips_missing = True  # given the observed total (fastem._discrete_missing)
 
     def natural(self, params):
         return (np.log(np.asarray(params.theta, dtype=np.float64)),
