@@ -800,13 +800,18 @@ class MultinomialMixture(_DiscreteMixture):
 def _merge_totals(values, weights, X, sample_weight, eta):
     """The distribution of row totals (distinct totals and their
     probabilities): X's, blended into ``(values, weights)`` with weight
-    ``eta`` (1: X's alone)."""
+    ``eta`` (1: X's alone); with missing counts, the totals of the observed
+    ones."""
     if isinstance(X, DaskSource):
-        totals = np.asarray(X.array.sum(axis=1).compute())
+        import dask.array as da
+
+        totals = np.asarray(da.nansum(X.array, axis=1).compute())
     elif isinstance(X, RowSource):
-        totals = np.concatenate([c.sum(axis=1) for _, c in X.chunks()])
-    else:
+        totals = np.concatenate([np.nansum(c, axis=1) for _, c in X.chunks()])
+    elif sparse.issparse(X):
         totals = np.asarray(X.sum(axis=1)).ravel()
+    else:
+        totals = np.nansum(X, axis=1)
     new, inverse = np.unique(np.rint(totals).astype(np.int64), return_inverse=True)
     w = np.bincount(inverse, weights=sample_weight, minlength=new.size).astype(np.float64)
     w /= w.sum()

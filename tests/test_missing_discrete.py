@@ -295,3 +295,15 @@ def test_out_of_core_and_dask_input_with_nan(family, tmp_path, monkeypatch):
     bad[2200] = np.nan
     with pytest.raises(ValueError, match="row 2200"):
         cls(K, **kw).fit(da.from_array(bad, chunks=700))
+
+
+def test_a_multinomial_fitted_on_missing_counts_samples_and_saves(tmp_path):
+    cls, _, X, _, _ = _case("multinomial", seed=8)
+    X = _holes(X, "mcar30", seed=9)
+    m = cls(K, random_state=0, missing="em").fit(X)
+    observed_totals = np.nansum(X, axis=1)
+    assert set(m.row_totals_) <= set(np.rint(observed_totals).astype(int))
+    drawn, _ = m.sample(50)
+    assert drawn.shape == (50, X.shape[1]) and not np.isnan(drawn).any()
+    m.save(tmp_path / "m.fem")
+    assert_array_equal(fastem.load(tmp_path / "m.fem").predict(X), m.predict(X))
