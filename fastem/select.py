@@ -190,7 +190,11 @@ def _criteria(gm, X, sw):
     for i0, chunk in blocks:
         m = chunk.shape[0]
         wb = None if sw is None else sw[i0:i0 + m]
-        ll, w = evaluate(chunk, params, ct, sample_weight=wb, out_resp=resp[:m])
+        holes = gm._missing_workspace(chunk)  # missing='em': the observed-data marginal
+        if holes is not None:
+            ll, w = holes.run(chunk, wb, params, do_stats=False, out_resp=resp[:m])
+        else:
+            ll, w = evaluate(chunk, params, ct, sample_weight=wb, out_resp=resp[:m])
         # log t_{i, z_i} <= 0 with z_i the MAP component (clip rounding above 1)
         log_t = np.minimum(np.log(resp[:m].max(axis=1)), 0.0)
         entropy -= float(log_t.sum() if wb is None else wb @ log_t)
@@ -465,7 +469,7 @@ def select(X, n_components=range(1, 10), covariance_types=_ALL_TYPES, *, family=
                               random_state, sample_weight, progress, params)
     _check_params(params, n_init)
     feature_names = _get_feature_names(X)
-    X = check_array_2d(X, estimator_name="select")
+    X = check_array_2d(X, estimator_name="select", allow_nan=params.get("missing") == "em")
     n, d = X.shape
     if n < 2:
         raise ValueError(

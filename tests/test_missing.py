@@ -344,3 +344,22 @@ def test_out_of_core_and_dask_input_with_nan(ct, tmp_path, monkeypatch):
     np.save(path, bad)
     with pytest.raises(ValueError, match="row 2500"):
         fastem.GaussianMixture(2, **kw).fit(np.load(path, mmap_mode="r"))
+
+
+def test_select_takes_missing_em():
+    """fastem.select(..., missing='em'): every grid point fitted on the
+    observed entries, its criteria from the observed-data marginal."""
+    X = _holes(_blobs(400, 2, 2, seed=25), "mcar30", seed=26)
+    result = fastem.select(X, range(1, 4), ("full", "diag"), missing="em", random_state=0)
+    best = result.best_params_
+    m = fastem.GaussianMixture(best["n_components"], covariance_type=best["covariance_type"],
+                               missing="em", random_state=0).fit(X)
+    assert result.best_score_ == pytest.approx(m.bic(X), rel=1e-10)
+    assert best["n_components"] == 2
+    with pytest.raises(ValueError, match="missing='em'"):
+        fastem.select(X, range(1, 3))
+    B = (np.random.default_rng(0).random((400, 5)) < 0.5).astype(float)
+    B[np.random.default_rng(1).random(B.shape) < 0.2] = np.nan
+    B[np.isnan(B).all(axis=1), 0] = 1.0
+    assert np.isfinite(fastem.select(B, [1, 2], family="bernoulli", missing="em",
+                                     random_state=0).best_score_)
