@@ -25,12 +25,13 @@ gives bitwise the fit of ``missing='raise'``.
 """
 
 import numpy as np
+from scipy import linalg
 
 from . import _config
 from ._estep import EStepWorkspace, kernel_array, n_slots_for, summed
 from ._kernels.missing import _estep_missing
 from ._parallel import run_slots
-from ._stats import GaussianStats, default_shift
+from ._stats import GaussianParams, GaussianStats, default_shift
 
 _NO_F = np.empty(0)
 _NO_I = np.empty(0, dtype=np.int64)
@@ -108,13 +109,21 @@ class MissingWorkspace:
         self._filled = None
         K, d = n_components, X.shape[1]
         self.complete = patterns.complete
-        self.X_complete = np.ascontiguousarray(kernel_array(X)[self.complete])
+        Xk = kernel_array(X)
+        self.X_complete = np.ascontiguousarray(Xk[self.complete])
         self.kernel = EStepWorkspace(covariance_type, K, d, max(1, self.complete.size))
-        self.rows = np.concatenate([rows for _, rows in patterns.groups])
+        # a pattern of many rows: the fused kernel on its observed columns
+        # (the marginal is a Gaussian mixture of them), the missing
+        # coordinates' statistics from theirs (see _fold)
+        self.large = [(miss, rows, np.ascontiguousarray(Xk[np.ix_(rows, np.flatnonzero(~miss))]),
+                       EStepWorkspace(covariance_type, K, int((~miss).sum()), rows.size))
+                      for miss, rows in patterns.groups if rows.size >= LARGE_PATTERN_ROWS]
+        small = [(miss, rows) for miss, rows in patterns.groups
+                 if rows.size < LARGE_PATTERN_ROWS]
+        self.rows = np.concatenate([rows for _, rows in small] or [np.zeros(0, np.int64)])
         self.Xs = np.ascontiguousarray(X[self.rows], dtype=np.float64)
-        self.pid = np.repeat(np.arange(len(patterns.groups)),
-                             [rows.size for _, rows in patterns.groups])
-        self.miss = np.array([miss for miss, _ in patterns.groups], dtype=np.uint8)
+        self.pid = np.repeat(np.arange(len(small)), [rows.size for _, rows in small])
+        self.miss = np.array([miss for miss, _ in small], dtype=np.uint8).reshape(-1, d)
         da = 1 if covariance_type in ("diag", "spherical") else d
         ks2 = K if covariance_type != "tied" else 1
         ns = n_slots_for(self.rows.size, _config.BLOCK_SIZE,
@@ -148,8 +157,52 @@ class MissingWorkspace:
         none = np.empty((0, d, d))
         return means, none, none, np.ascontiguousarray(pdiag, dtype=np.float64), logw
 
+    def _large_pattern(self, group, params, sample_weight, shift, do_stats, resp_in, outs):
+        """One pattern of many rows: the fused kernel on its observed
+        columns, with the marginal's parameters (means mu_o, the factor of
+        Sigma_oo^-1); the missing coordinates' statistics folded in from
+        the observed ones (:func:`_fold`)."""
+        miss, rows, Xo, ws = group
+        ct = self.covariance_type
+        K = params.means.shape[0]
+        marginal, B, C = _marginal(params, ct, miss)
+        want_resp = outs["out_resp"] is not None or outs["out_fill"] is not None
+        sub = {"out_lognorm": None if outs["out_lognorm"] is None else np.empty(rows.size),
+               "out_resp": np.empty((rows.size, K)) if want_resp else None,
+               "out_label": None if outs["out_label"] is None else
+               np.empty(rows.size, dtype=np.int64)}
+        obs = ~miss
+        out = ws.run(Xo, None if sample_weight is None else sample_weight[rows], marginal,
+                     shift=np.ascontiguousarray(shift[:, obs]), do_stats=do_stats,
+                     resp_in=None if resp_in is None else np.ascontiguousarray(resp_in[rows]),
+                     **sub)
+        for name, a in sub.items():
+            if a is not None and outs[name] is not None:
+                outs[name][rows] = a
+        if outs["out_fill"] is not None:
+            filled = np.empty((rows.size, miss.size))
+            filled[:, obs] = Xo
+            means = params.means
+            filled[:, miss] = sum(sub["out_resp"][:, k, None] * (
+                means[k, miss] + (Xo - means[k, obs]) @ B[k].T) for k in range(K))
+            outs["out_fill"][rows] = filled
+        if not do_stats:
+            return out
+        return _fold(out, ct, params.means, shift, miss, B, C)
+
     def _incomplete(self, params, sample_weight, shift, do_stats, resp_in, outs):
         """The kernel over the incomplete rows; GaussianStats or (ll, w)."""
+        total = None
+        for group in self.large:
+            total = summed(total, self._large_pattern(group, params, sample_weight, shift,
+                                                      do_stats, resp_in, outs))
+        if self.rows.size == 0:
+            return total
+        return summed(total, self._small_patterns(params, sample_weight, shift, do_stats,
+                                                  resp_in, outs))
+
+    def _small_patterns(self, params, sample_weight, shift, do_stats, resp_in, outs):
+        """The missing-data kernel over the rows of the other patterns."""
         ct = self.covariance_type
         K, d = params.means.shape
         rows = self.rows
@@ -210,6 +263,101 @@ class MissingWorkspace:
                 out_fill[c] = self.X_complete
         return summed(part, self._incomplete(params, sample_weight, shift, do_stats, resp_in,
                                              outs))
+
+
+#: Rows from which a missingness pattern runs the fused kernel on its
+#: observed columns (:meth:`MissingWorkspace._large_pattern`); fewer run
+#: the missing-data kernel with the other patterns.
+LARGE_PATTERN_ROWS = 4096
+
+
+def _marginal(params, covariance_type, miss):
+    """The Gaussian mixture of the observed coordinates (``miss`` False):
+    GaussianParams of the marginal (weights, mu_o, the precision factor of
+    Sigma_oo), and per component B = Sigma_mo Sigma_oo^-1 (K, |m|, |o|) and
+    C = Cov[x_m | x_o] (full, tied: (K, |m|, |m|); diag, spherical: the
+    variances (K, |m|))."""
+    obs = ~miss
+    K = params.means.shape[0]
+    prec = params.precisions_cholesky
+    if covariance_type in ("diag", "spherical"):
+        p = prec if covariance_type == "diag" else np.broadcast_to(prec[:, None],
+                                                                   params.means.shape)
+        B = np.zeros((K, int(miss.sum()), int(obs.sum())))
+        marginal_prec = prec[:, obs] if covariance_type == "diag" else prec
+        return (GaussianParams(params.weights, params.means[:, obs], None, marginal_prec), B,
+                1.0 / p[:, miss] ** 2)
+    stack = prec if covariance_type == "full" else prec[None]
+    precs, Bs, Cs = [], [], []
+    for U in stack:
+        Uinv = linalg.solve_triangular(U, np.eye(U.shape[0]), lower=False)
+        sigma = Uinv.T @ Uinv  # (U U^T)^-1
+        s_oo = sigma[np.ix_(obs, obs)]
+        L = linalg.cholesky(s_oo, lower=True)
+        precs.append(linalg.solve_triangular(L, np.eye(L.shape[0]), lower=True).T)
+        B = linalg.cho_solve((L, True), sigma[np.ix_(obs, miss)]).T
+        Bs.append(B)
+        Cs.append(sigma[np.ix_(miss, miss)] - B @ sigma[np.ix_(obs, miss)])
+    if covariance_type == "tied":
+        return (GaussianParams(params.weights, params.means[:, obs], None, precs[0]),
+                np.broadcast_to(Bs[0], (K,) + Bs[0].shape),
+                np.broadcast_to(Cs[0], (K,) + Cs[0].shape))
+    return (GaussianParams(params.weights, params.means[:, obs], None, np.array(precs)),
+            np.array(Bs), np.array(Cs))
+
+
+def _fold(stats, covariance_type, means, shift, miss, B, C):
+    """The full-dimensional statistics of rows with the missing set ``miss``
+    from those of their observed coordinates ``stats``: with u = x_o - c_o,
+    the completed x_m - c_m = e_k + B_k u (e_k = mu_m - c_m - B_k (mu_o -
+    c_o)), so that S1_m = S0 e + B S1_o, S2_mo = e S1_o^T + B S2_oo and
+    S2_mm = S0 e e^T + e (B S1_o)^T + (B S1_o) e^T + B S2_oo B^T + S0 C."""
+    obs = ~miss
+    o, m = np.flatnonzero(obs), np.flatnonzero(miss)
+    K, d = means.shape
+    S0, S1o = stats.S0, stats.S1
+    e = np.array([means[k, m] - shift[k, m] - B[k] @ (means[k, o] - shift[k, o])
+                  for k in range(K)])
+    S1 = np.zeros((K, d))
+    S1[:, o] = S1o
+    BS1 = np.einsum("kab,kb->ka", B, S1o)
+    S1[:, m] = S0[:, None] * e + BS1
+    if covariance_type in ("diag", "spherical"):
+        var = C
+        if covariance_type == "diag":
+            S2 = np.zeros((K, d))
+            S2[:, o] = stats.S2
+            S2[:, m] = S0[:, None] * (e * e + var)
+        else:
+            S2 = stats.S2 + S0 * ((e * e).sum(axis=1) + var.sum(axis=1))
+        return GaussianStats(covariance_type, shift, S0, S1, S2, stats.loglik, stats.weight)
+    oo = _symmetric(stats.S2)
+    if covariance_type == "full":
+        S2 = np.zeros((K, d, d))
+        for k in range(K):
+            mo = np.outer(e[k], S1o[k]) + B[k] @ oo[k]
+            cross = np.outer(e[k], BS1[k])
+            S2[k][np.ix_(o, o)] = oo[k]
+            S2[k][np.ix_(m, o)] = mo
+            S2[k][np.ix_(o, m)] = mo.T
+            S2[k][np.ix_(m, m)] = (S0[k] * np.outer(e[k], e[k]) + cross + cross.T
+                                   + B[k] @ oo[k] @ B[k].T + S0[k] * C[k])
+    else:  # tied: one B and C, the cross terms summed over components
+        S2 = np.zeros((d, d))
+        mo = np.einsum("ka,kb->ab", e, S1o) + B[0] @ oo
+        cross = np.einsum("ka,kb->ab", e, BS1)
+        S2[np.ix_(o, o)] = oo
+        S2[np.ix_(m, o)] = mo
+        S2[np.ix_(o, m)] = mo.T
+        S2[np.ix_(m, m)] = (np.einsum("k,ka,kb->ab", S0, e, e) + cross + cross.T
+                            + B[0] @ oo @ B[0].T + S0.sum() * C[0])
+    return GaussianStats(covariance_type, shift, S0, S1, S2, stats.loglik, stats.weight)
+
+
+def _symmetric(S2):
+    """The symmetric matrices whose upper triangle is S2's (the kernels
+    fill the upper triangle)."""
+    return np.triu(S2) + np.swapaxes(np.triu(S2, 1), -1, -2)
 
 
 def column_fill(X):

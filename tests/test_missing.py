@@ -377,3 +377,29 @@ def test_the_speed_benchmark_runs(capsys):
     printed = capsys.readouterr().out
     assert "| mcar10 |" in printed and "| 3 patterns |" in printed and "| 4 |" in printed
     assert set(out) == {"d16", "d4"} and all(v == v for t in out.values() for v in t.values())
+
+
+@pytest.fixture(params=[4096, 1], ids=["kernel", "large-pattern path"])
+def large_patterns(request, monkeypatch):
+    """Patterns of at least this many rows run the fused kernel on their
+    observed columns: 1 sends every pattern there."""
+    monkeypatch.setattr(fastem._missing, "LARGE_PATTERN_ROWS", request.param)
+    return request.param
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", ["mcar30", "column", "monotone"])
+@pytest.mark.parametrize("ct", TYPES)
+def test_both_paths_match_the_reference(ct, kind, large_patterns):
+    X = _holes(_blobs(), kind)
+    start = _start(X, 3, ct)
+    m = _from(start, ct, max_iter=3).fit(X)
+    (w, mu, cov), lls = ref.em_missing(X, start, 3, ct, 1e-6)
+    assert_allclose(m.means_, mu, rtol=1e-10, atol=1e-12)
+    assert_allclose(m.covariances_, cov, rtol=1e-10, atol=1e-12)
+    assert_allclose(m.lower_bounds_, lls, rtol=1e-10)
+    log_norm, resp, _, _ = ref.estep_missing(X, m.weights_, m.means_, m.covariances_, ct)
+    assert_allclose(m.score_samples(X), log_norm, rtol=1e-11)
+    assert_allclose(m.predict_proba(X), resp, rtol=1e-9, atol=1e-12)
+    assert_allclose(m.impute(X), ref.impute_missing(X, m.weights_, m.means_, m.covariances_,
+                                                    ct), rtol=1e-10, atol=1e-12)
