@@ -1402,3 +1402,73 @@ def em_multinomial_missing(X, params, n_iter, sample_weight=None, alpha=0.0,
     (the complete-data M-step on the filled statistics)."""
     return _discrete_em(multinomial_estep_missing, multinomial_mstep, X, params, n_iter,
                         sample_weight, alpha, fixed_weights)
+
+
+# ----------------------------------------------------------------------
+# Hidden Markov models: forward-backward and Viterbi in log space, one
+# sequence at a time, from the emission log-densities logB (T, K)
+# ----------------------------------------------------------------------
+
+
+def hmm_forward_backward(logB, startprob, transmat):
+    """``(log-likelihood, posteriors (T, K), expected transition counts
+    (K, K))`` of one sequence, in log space with logsumexp."""
+    logB = np.asarray(logB, dtype=np.float64)
+    T, K = logB.shape
+    with np.errstate(divide="ignore"):
+        log_pi = np.log(startprob)
+        log_A = np.log(transmat)
+    log_alpha = np.empty((T, K))
+    log_beta = np.zeros((T, K))
+    log_alpha[0] = log_pi + logB[0]
+    for t in range(1, T):
+        for j in range(K):
+            log_alpha[t, j] = scipy.special.logsumexp(log_alpha[t - 1] + log_A[:, j]) + logB[t, j]
+    for t in range(T - 2, -1, -1):
+        for i in range(K):
+            log_beta[t, i] = scipy.special.logsumexp(log_A[i] + logB[t + 1] + log_beta[t + 1])
+    loglik = scipy.special.logsumexp(log_alpha[-1])
+    posteriors = np.exp(log_alpha + log_beta - loglik)
+    xi = np.zeros((K, K))
+    for t in range(1, T):
+        xi += np.exp(log_alpha[t - 1][:, None] + log_A + logB[t][None, :]
+                     + log_beta[t][None, :] - loglik)
+    return float(loglik), posteriors, xi
+
+
+def hmm_viterbi(logB, startprob, transmat):
+    """``(log-probability of the best path, the path)`` of one sequence."""
+    logB = np.asarray(logB, dtype=np.float64)
+    T, K = logB.shape
+    with np.errstate(divide="ignore"):
+        log_A = np.log(transmat)
+        delta = np.log(startprob) + logB[0]
+    back = np.zeros((T, K), dtype=int)
+    for t in range(1, T):
+        scores = delta[:, None] + log_A
+        back[t] = np.argmax(scores, axis=0)
+        delta = scores[back[t], np.arange(K)] + logB[t]
+    path = [int(np.argmax(delta))]
+    for t in range(T - 1, 0, -1):
+        path.append(int(back[t, path[-1]]))
+    return float(np.max(delta)), np.array(path[::-1])
+
+
+def hmm_brute_force(logB, startprob, transmat):
+    """``(log-likelihood, best path's log-probability, best path)`` by
+    enumerating every state path (K**T of them: tiny problems only)."""
+    import itertools
+
+    logB = np.asarray(logB, dtype=np.float64)
+    T, K = logB.shape
+    with np.errstate(divide="ignore"):
+        log_pi, log_A = np.log(startprob), np.log(transmat)
+    scores, paths = [], []
+    for path in itertools.product(range(K), repeat=T):
+        s = log_pi[path[0]] + logB[0, path[0]]
+        for t in range(1, T):
+            s += log_A[path[t - 1], path[t]] + logB[t, path[t]]
+        scores.append(s)
+        paths.append(path)
+    best = int(np.argmax(scores))
+    return float(scipy.special.logsumexp(scores)), float(scores[best]), np.array(paths[best])

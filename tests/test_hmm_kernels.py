@@ -1,0 +1,112 @@
+"""The hidden Markov model kernels (forward-backward with per-frame
+scaling, Viterbi) against the log-space reference of tests/reference.py,
+brute-force enumeration and hmmlearn's own routines."""
+
+import numba
+import numpy as np
+import pytest
+import reference as ref
+from numpy.testing import assert_allclose, assert_array_equal
+
+from fastem import _config
+from fastem._hmm import check_lengths, forward_backward, viterbi
+
+
+def _problem(lengths, K=3, seed=0, offset=0.0, zeros=False):
+    rng = np.random.default_rng(seed)
+    n = int(np.sum(lengths))
+    logB = rng.normal(size=(n, K)) * 3 + offset
+    startprob = rng.dirichlet(np.ones(K))
+    transmat = rng.dirichlet(np.ones(K), size=K)
+    if zeros:  # a left-right model: structural zeros below the diagonal
+        transmat = np.triu(transmat)
+        transmat /= transmat.sum(axis=1, keepdims=True)
+        startprob = np.eye(K)[0]
+    return logB, startprob, transmat
+
+
+@pytest.mark.parametrize("offset", [0.0, -800.0])
+@pytest.mark.parametrize("lengths", [[7], [1], [5, 1, 9, 3], [2] * 40])
+def test_forward_backward_matches_log_space(lengths, offset):
+    """Exact to 1e-12 against log space, also with emission log-densities
+    near -800 (where plain scaling underflows)."""
+    logB, pi, A = _problem(lengths, offset=offset)
+    sw = np.linspace(0.5, 2.0, len(lengths))
+    logliks, gamma, starts, trans = forward_backward(logB, np.array(lengths), pi, A, sw)
+    bounds = np.concatenate(([0], np.cumsum(lengths)))
+    want_starts, want_trans = np.zeros(3), np.zeros((3, 3))
+    for q, (t0, t1) in enumerate(zip(bounds[:-1], bounds[1:])):
+        ll, post, xi = ref.hmm_forward_backward(logB[t0:t1], pi, A)
+        assert logliks[q] == pytest.approx(ll, rel=1e-12, abs=1e-9)
+        assert_allclose(gamma[t0:t1], post, rtol=1e-10, atol=1e-12)
+        want_starts += sw[q] * post[0]
+        want_trans += sw[q] * xi
+    assert_allclose(starts, want_starts, rtol=1e-11, atol=1e-13)
+    assert_allclose(trans, want_trans, rtol=1e-10, atol=1e-12)
+
+
+def test_structural_zeros_and_impossible_sequences():
+    logB, pi, A = _problem([6, 4], K=4, zeros=True, seed=1)
+    logliks, gamma, _, trans = forward_backward(logB, np.array([6, 4]), pi, A)
+    assert np.all(trans[np.tril_indices(4, -1)] == 0.0)  # zeros stay zeros
+    assert logliks[0] == pytest.approx(ref.hmm_forward_backward(logB[:6], pi, A)[0], rel=1e-12)
+    logB[7, :] = -np.inf  # no state can emit frame 7: that sequence is impossible
+    logliks, gamma, _, _ = forward_backward(logB, np.array([6, 4]), pi, A)
+    assert logliks[1] == -np.inf and np.isnan(gamma[6:]).all() and np.isfinite(logliks[0])
+
+
+@pytest.mark.parametrize("lengths", [[1], [4], [3, 2, 4]])
+def test_viterbi_is_the_best_path(lengths):
+    logB, pi, A = _problem(lengths, seed=2)
+    total, states = viterbi(logB, np.array(lengths), pi, A)
+    bounds = np.concatenate(([0], np.cumsum(lengths)))
+    want = 0.0
+    for t0, t1 in zip(bounds[:-1], bounds[1:]):
+        ll, best, path = ref.hmm_brute_force(logB[t0:t1], pi, A)
+        assert_array_equal(states[t0:t1], path)
+        assert ref.hmm_viterbi(logB[t0:t1], pi, A)[0] == pytest.approx(best, rel=1e-12)
+        want += best
+        assert forward_backward(logB[t0:t1], None, pi, A)[0][0] == pytest.approx(ll, rel=1e-12)
+    assert total == pytest.approx(want, rel=1e-12)
+
+
+def test_bitwise_identical_for_1_2_5_threads(monkeypatch):
+    logB, pi, A = _problem([50] * 300, K=5, seed=3)
+    lengths = np.array([50] * 300)
+    runs = []
+    for threads in (1, 2, 5):
+        monkeypatch.setattr(numba, "get_num_threads", lambda t=threads: t)
+        monkeypatch.setattr(_config, "SERIAL_WORK", 0)
+        runs.append(forward_backward(logB, lengths, pi, A) + viterbi(logB, lengths, pi, A))
+        monkeypatch.undo()
+    for run in runs[1:]:
+        for a, b in zip(run, runs[0]):
+            assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_hmmlearn_agrees():
+    """hmmlearn's own scaled forward-backward (its C++ routines) on the
+    same emission probabilities."""
+    from hmmlearn import _hmmc
+    logB, pi, A = _problem([30], K=4, seed=4)
+    ll, gamma, _, trans = forward_backward(logB, None, pi, A)
+    frame = np.exp(logB)
+    log_prob, fwd, scaling = _hmmc.forward_scaling(pi, A, frame)
+    bwd = _hmmc.backward_scaling(pi, A, frame, scaling)
+    assert ll[0] == pytest.approx(log_prob, rel=1e-12)
+    assert_allclose(gamma, fwd * bwd / (fwd * bwd).sum(axis=1, keepdims=True), rtol=1e-9)
+    assert_allclose(trans, _hmmc.compute_scaling_xi_sum(fwd, A, bwd, frame), rtol=1e-9)
+    logprob, path = _hmmc.viterbi(pi, A, logB)
+    total, states = viterbi(logB, None, pi, A)
+    assert total == pytest.approx(logprob, rel=1e-12)
+    assert_array_equal(states, path)
+
+
+def test_lengths_are_checked():
+    assert_array_equal(check_lengths(None, 5), [5])
+    with pytest.raises(ValueError, match="sum to 4, but X has 5 rows"):
+        check_lengths([2, 2], 5)
+    with pytest.raises(ValueError, match=r"lengths\[1\] = 0"):
+        check_lengths([5, 0], 5)
+    with pytest.raises(ValueError, match="integers"):
+        check_lengths([2.5, 2.5], 5)
