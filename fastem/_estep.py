@@ -185,7 +185,7 @@ class EStepWorkspace:
         self._shapes = ((d,), (K, d), prec[covariance_type], (K,), (K, d))
 
     def run(self, X, sample_weight, params, *, shift=None, do_stats=True,
-            resp_in=None, out_lognorm=None, out_resp=None, out_label=None):
+            resp_in=None, out_lognorm=None, out_resp=None, out_label=None, out_logprob=None):
         """One fused pass over X; returns :class:`GaussianStats` (``do_stats``)
         or ``(sum_i w_i log p(x_i), sum_i w_i)``.
 
@@ -200,19 +200,21 @@ class EStepWorkspace:
         shift = np.ascontiguousarray(shift, dtype=np.float64)
         if isinstance(X, DaskSource):  # on the chunks, where they are
             if resp_in is not None or out_lognorm is not None or out_resp is not None \
-                    or out_label is not None:
+                    or out_label is not None or out_logprob is not None:
                 raise TypeError("Per-row outputs of a dask array are made lazily "
                                 "with DaskSource.map_rows.")
             return X.estep(ct, sample_weight, params, shift, do_stats)
         if not isinstance(X, RowSource):
             return self._call(kernel_array(X), sample_weight, prepared, shift, do_stats,
-                              resp_in, out_lognorm, out_resp, out_label)
+                              resp_in, out_lognorm, out_resp, out_label, out_logprob)
         total = None
         for i0, chunk in X.chunks():
             rows = slice(i0, i0 + chunk.shape[0])
             if X.allow_nan and np.isnan(chunk).any():  # missing='em'
                 from ._missing import chunk_estep
 
+                if out_logprob is not None:
+                    raise TypeError("out_logprob is made for rows without missing values.")
                 part = chunk_estep(chunk, _rows(sample_weight, rows), params, ct, shift,
                                    do_stats, i0, resp_in=_rows(resp_in, rows),
                                    out_lognorm=_rows(out_lognorm, rows),
@@ -221,12 +223,13 @@ class EStepWorkspace:
             else:
                 part = self._call(chunk, _rows(sample_weight, rows), prepared, shift,
                                   do_stats, _rows(resp_in, rows), _rows(out_lognorm, rows),
-                                  _rows(out_resp, rows), _rows(out_label, rows), small=False)
+                                  _rows(out_resp, rows), _rows(out_label, rows),
+                                  _rows(out_logprob, rows), small=False)
             total = summed(total, part)
         return total
 
     def _call(self, X, sample_weight, prepared, shift, do_stats, resp_in,
-              out_lognorm, out_resp, out_label, small=True):
+              out_lognorm, out_resp, out_label, out_logprob=None, small=True):
         """The kernel on one in-memory array, then the in-order slot reduction.
         With ``small``, an array of at most ``_small.SMALL_ROWS`` rows runs the
         NumPy E-step instead (nothing to compile; per-row outputs too, so a
@@ -236,7 +239,7 @@ class EStepWorkspace:
         ct = self.covariance_type
         means, prec, base = prepared
         self._check_args(X, means, prec, base, shift, sample_weight, resp_in, out_lognorm,
-                         out_resp, out_label)
+                         out_resp, out_label, out_logprob)
         K = means.shape[0]
         sw = _EMPTY_W if sample_weight is None else sample_weight
         if resp_in is None:
@@ -246,6 +249,7 @@ class EStepWorkspace:
             _EMPTY_W if out_lognorm is None else out_lognorm,
             self._no_rows if out_resp is None else out_resp,
             _EMPTY_I if out_label is None else out_label,
+            self._no_rows if out_logprob is None else out_logprob,
             self.S0s, self.S1s, self.S2s, self.lls, self.wsums, self.block, VM_CONSTS,
         )
         ns = self.S0s.shape[0]
@@ -277,7 +281,7 @@ class EStepWorkspace:
         )
 
     def _check_args(self, X, means, prec, base, shift, sample_weight, resp_in, out_lognorm,
-                    out_resp, out_label):
+                    out_resp, out_label, out_logprob=None):
         """The kernel trusts the shapes it indexes by: check them first (no pass
         over the rows; about half a microsecond in an EM iteration)."""
         shapes = (X.shape[1:], means.shape, prec.shape, base.shape, shift.shape)
@@ -286,14 +290,15 @@ class EStepWorkspace:
                 ("X (its columns)", "means", "precision factors", "log weights", "shift"),
                 shapes, self._shapes) if got != want]
         if (sample_weight is not None or resp_in is not None or out_lognorm is not None
-                or out_resp is not None or out_label is not None):
+                or out_resp is not None or out_label is not None or out_logprob is not None):
             n, K = X.shape[0], self._no_rows.shape[1]
             for name, a, want, dtype in (
                     ("sample_weight", sample_weight, (n,), None),
                     ("resp_in", resp_in, (n, K), _EMPTY_W.dtype),
                     ("out_lognorm", out_lognorm, (n,), _EMPTY_W.dtype),
                     ("out_resp", out_resp, (n, K), _EMPTY_W.dtype),
-                    ("out_label", out_label, (n,), _EMPTY_I.dtype)):
+                    ("out_label", out_label, (n,), _EMPTY_I.dtype),
+                    ("out_logprob", out_logprob, (n, K), _EMPTY_W.dtype)):
                 if a is not None and (a.shape != want or (dtype is not None and a.dtype != dtype)):
                     bad.append(f"{name} of shape {a.shape} and dtype {a.dtype} instead of "
                                f"{want}{'' if dtype is None else f' and {dtype}'}")

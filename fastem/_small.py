@@ -55,7 +55,7 @@ def _slot0(buf, value):
 
 
 def estep(kernel_type, X, sw, means, prec_chol, base, shift, resp_in, do_stats,
-          out_lognorm, out_resp, out_label, S0s, S1s, S2s, lls, wsums):
+          out_lognorm, out_resp, out_label, out_logprob, S0s, S1s, S2s, lls, wsums):
     """``_kernels.gaussian.ESTEP_KERNELS[kernel_type]`` in NumPy (same
     arguments, less ``block``, ``vmc`` and ``ctrl``)."""
     n = X.shape[0]
@@ -80,6 +80,8 @@ def estep(kernel_type, X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                 y *= np.abs(prec_chol.astype(lo))[:, None]
         y *= y
         lp = base - 0.5 * np.matmul(y, np.ones(y.shape[2], dtype=lo)).T  # (n, K)
+        if out_logprob.shape[0] > 0:
+            out_logprob[:] = lp
         mx = lp.max(axis=1)
         mx[mx == -np.inf] = 0.0  # no component has any density here
         a = lp - mx[:, None]

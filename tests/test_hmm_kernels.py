@@ -110,3 +110,34 @@ def test_lengths_are_checked():
         check_lengths([5, 0], 5)
     with pytest.raises(ValueError, match="integers"):
         check_lengths([2.5, 2.5], 5)
+
+
+@pytest.mark.parametrize("rows", [300, 3000])  # the NumPy path and the kernels
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+def test_the_mixture_kernels_give_each_states_log_density(ct, dtype, rows, tmp_path):
+    """``out_logprob``: log w_k + log N(x | k) per row and component, what a
+    Gaussian hidden Markov model's emissions are, from the E-step kernels
+    (in memory and out of core)."""
+    import fastem
+    from fastem._estep import EStepWorkspace
+
+    rng = np.random.default_rng(5)
+    X = (rng.normal(size=(rows, 4)) + rng.integers(0, 3, size=(rows, 1)) * 3).astype(dtype)
+    m = fastem.GaussianMixture(3, covariance_type=ct, random_state=0).fit(X)
+    want = np.log(m.weights_) + ref.log_gaussian_prob(X.astype(np.float64), m.means_,
+                                                      m.covariances_, ct)
+    out = np.empty((rows, 3))
+    EStepWorkspace(ct, 3, 4, rows).run(X, None, m._get_params_tuple(), do_stats=False,
+                                       out_logprob=out)
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    assert_allclose(out, want, rtol=tol, atol=tol)
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    from fastem._data import RowSource
+
+    source = RowSource(np.load(path, mmap_mode="r"))
+    chunked = np.empty((rows, 3))
+    EStepWorkspace(ct, 3, 4, source.chunk_rows).run(source, None, m._get_params_tuple(),
+                                                    do_stats=False, out_logprob=chunked)
+    assert_allclose(chunked, want, rtol=tol, atol=tol)

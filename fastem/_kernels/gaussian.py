@@ -38,6 +38,8 @@ do_stats   bool            in     accumulate the statistics
 out_lognorm (n,) or (0,)   out    log p(x_i)
 out_resp   (n, K) or (0,K) out    responsibilities
 out_label  (n,) or (0,)    out    argmax_k of the responsibilities
+out_logprob (n, K) or (0,K) out   log w_k + log p(x_i | k) (hidden Markov
+                                  models' emissions); not with resp_in
 S0s        (S, K)          out    per slot sum_i w_i r_ik
 S1s        (S, K, d)       out    per slot sum_i w_i r_ik (x_i - c_k)
 S2s        type dependent  out    per slot second moments (see each kernel)
@@ -255,8 +257,8 @@ def _normalise_block(resp, nb, lognorm, mx, vmc, per_row):
 
 
 @njit(**JIT_OPTIONS)
-def _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp, out_label, vmc,
-                  weighted):
+def _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp, out_label, out_logprob,
+                  vmc, weighted):
     """The part of a block every covariance type shares, after its
     log-densities (in ``resp``, with their row maxima in ``vec[4]``, from
     ``_quad_to_logprob``): responsibilities (copied from ``resp_in`` if
@@ -275,6 +277,10 @@ def _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp, out_label, 
     per_row = weighted or out_lognorm.shape[0] > 0
     ll = 0.0
     inv = vec[4]  # the normalising factors, after the log-sum-exp
+    if out_logprob.shape[0] > 0 and resp_in.shape[0] == 0:  # log w_k + log p(x | k)
+        for t in range(nb):
+            for k in range(K):
+                out_logprob[i0 + t, k] = resp[k, t]
     if resp_in.shape[0] > 0:
         for k in range(K):
             for t in range(nb):
@@ -506,7 +512,7 @@ def _stats_block_full(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff, tmp):
 
 @njit(**JIT_OPTIONS)
 def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
-                      out_lognorm, out_resp, out_label, S0s, S1s, S2s, lls,
+                      out_lognorm, out_resp, out_label, out_logprob, S0s, S1s, S2s, lls,
                       wsums, block, vmc, ctrl):
     """Fused E-step, full covariances.
 
@@ -564,7 +570,7 @@ def _estep_stats_full(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                 _quad_block_full(xl, nb, ml, ul, l11, lb, q, diffl, ybuf, yl)
                 _quad_to_logprob(q, base, nb, resp, vec[4])
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
-                                     out_label, vmc, sw.shape[0] > 0)
+                                     out_label, out_logprob, vmc, sw.shape[0] > 0)
             ll += bll
             ws += bws
             if do_stats:
@@ -709,7 +715,7 @@ def _stats_block_tied(xt, nb, w, resp, shift, S0, S1, S2, r, rd, diff, tmp):
 
 @njit(**JIT_OPTIONS)
 def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
-                      out_lognorm, out_resp, out_label, S0s, S1s, S2s, lls,
+                      out_lognorm, out_resp, out_label, out_logprob, S0s, S1s, S2s, lls,
                       wsums, block, vmc, ctrl):
     """Fused E-step, one tied covariance.
 
@@ -773,7 +779,7 @@ def _estep_stats_tied(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                 _whiten_block_tied(xl, nb, ul, l11, lb, xpb)
                 _logprob_block_diag(xpb, nb, sh, smp, base, q, resp, vec[4])
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
-                                     out_label, vmc, sw.shape[0] > 0)
+                                     out_label, out_logprob, vmc, sw.shape[0] > 0)
             ll += bll
             ws += bws
             if do_stats:
@@ -876,7 +882,7 @@ def _stats_block_diag(xt, nb, w, resp, shift, S0, S1, S2, r, diff):
 
 @njit(**JIT_OPTIONS)
 def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
-                      out_lognorm, out_resp, out_label, S0s, S1s, S2s, lls,
+                      out_lognorm, out_resp, out_label, out_logprob, S0s, S1s, S2s, lls,
                       wsums, block, vmc, ctrl):
     """Fused E-step, diagonal (and spherical) covariances.
 
@@ -922,7 +928,7 @@ def _estep_stats_diag(X, sw, means, prec_chol, base, shift, resp_in, do_stats,
                 _fill_lowp(X, xt, xl, nb)
                 _logprob_block_diag(xl, nb, sl, sml, base, q, resp, vec[4])
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
-                                     out_label, vmc, sw.shape[0] > 0)
+                                     out_label, out_logprob, vmc, sw.shape[0] > 0)
             ll += bll
             ws += bws
             if do_stats:
