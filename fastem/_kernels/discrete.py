@@ -113,6 +113,7 @@ def _slot_loop(n, m, read_block, add_stats, end_slot, sw, resp_in, do_stats, out
     n_blocks = (n + block - 1) // block
     resp = np.zeros((K, block))  # no padding: no kernel here copies X transposed
     vec = np.empty((5, block))
+    no_logprob = np.empty((0, K))  # per-component log-densities: not made here
     weighted = sw.shape[0] > 0
     logjoint = resp_in.shape[0] == 0
     while True:
@@ -134,7 +135,7 @@ def _slot_loop(n, m, read_block, add_stats, end_slot, sw, resp_in, do_stats, out
             x, nbad = read_block(m, i0, nb, logjoint, resp, vec[4])
             bad += nbad
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
-                                     out_label, vmc, weighted)
+                                     out_label, no_logprob, vmc, weighted)
             ll += bll
             ws += bws
             if do_stats:
