@@ -128,12 +128,14 @@ class _Workspace:
         return total
 
     def _row_args(self, n, sample_weight, rows):
-        """The kernel's (sw, resp_in, out_lognorm, out_resp, out_label), with
-        empty arrays for those not given, after checking the given ones."""
+        """The kernel's (sw, resp_in, out_lognorm, out_resp, out_label,
+        out_logprob), with empty arrays for those not given, after checking
+        the given ones."""
         K = self.n_components
-        wants = ((n,), (n, K), (n,), (n, K), (n,))
-        dtypes = (None, np.float64, np.float64, np.float64, np.int64)
-        names = ("sample_weight", "resp_in", "out_lognorm", "out_resp", "out_label")
+        wants = ((n,), (n, K), (n,), (n, K), (n,), (n, K))
+        dtypes = (None, np.float64, np.float64, np.float64, np.int64, np.float64)
+        names = ("sample_weight", "resp_in", "out_lognorm", "out_resp", "out_label",
+                 "out_logprob")
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight)
         for name, a, want, dtype in zip(names, (sample_weight,) + rows, wants, dtypes):
@@ -146,7 +148,7 @@ class _Workspace:
                 raise ValueError(f"{name} is read-only: pass a writeable array to fill.")
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
-        empty = (_EMPTY_W, self._no_rows, _EMPTY_W, self._no_rows, _EMPTY_I)
+        empty = (_EMPTY_W, self._no_rows, _EMPTY_W, self._no_rows, _EMPTY_I, self._no_rows)
         given = (sample_weight,) + rows
         return tuple(e if a is None else a for a, e in zip(given, empty))
 
@@ -185,13 +187,13 @@ class LinearWorkspace(_Workspace):
         self.n_features = n_features
 
     def run(self, X, sample_weight, A, b, *, do_stats=True, resp_in=None,
-            out_lognorm=None, out_resp=None, out_label=None):
+            out_lognorm=None, out_resp=None, out_label=None, out_logprob=None):
         K, d = self.n_components, self.n_features
         A = np.ascontiguousarray(A, dtype=np.float64)
         b = np.ascontiguousarray(b, dtype=np.float64)
         _check_shape("A", A.shape, (K, d))
         _check_shape("b", b.shape, (K,))
-        rows = (resp_in, out_lognorm, out_resp, out_label)
+        rows = (resp_in, out_lognorm, out_resp, out_label, out_logprob)
         return self._run(X, sample_weight, (A, b), do_stats, rows)
 
     def _call(self, X, sample_weight, params, do_stats, rows):
@@ -254,12 +256,12 @@ class CategoricalWorkspace(_Workspace):
         self._table_shape = (n_components, int(self.off[-1]))
 
     def run(self, X, sample_weight, logtheta, logw, *, do_stats=True, resp_in=None,
-            out_lognorm=None, out_resp=None, out_label=None):
+            out_lognorm=None, out_resp=None, out_label=None, out_logprob=None):
         logtheta = np.ascontiguousarray(logtheta, dtype=np.float64)
         logw = np.ascontiguousarray(logw, dtype=np.float64)
         _check_shape("logtheta", logtheta.shape, self._table_shape)
         _check_shape("logw", logw.shape, (self.n_components,))
-        rows = (resp_in, out_lognorm, out_resp, out_label)
+        rows = (resp_in, out_lognorm, out_resp, out_label, out_logprob)
         return self._run(X, sample_weight, (logtheta, logw), do_stats, rows)
 
     def _call(self, X, sample_weight, params, do_stats, rows):

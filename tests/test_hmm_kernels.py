@@ -141,3 +141,33 @@ def test_the_mixture_kernels_give_each_states_log_density(ct, dtype, rows, tmp_p
     EStepWorkspace(ct, 3, 4, source.chunk_rows).run(source, None, m._get_params_tuple(),
                                                     do_stats=False, out_logprob=chunked)
     assert_allclose(chunked, want, rtol=tol, atol=tol)
+
+
+def test_the_discrete_kernels_give_each_states_log_density():
+    """``out_logprob`` of the discrete kernels: the log-joint ``log w_k + x .
+    a_k + b_k`` without the row constant h(x) (dense, CSR, categorical),
+    what Poisson and categorical hidden Markov models' emissions build on."""
+    from scipy import sparse
+
+    import fastem
+    from fastem.families.categorical import Categorical
+
+    rng = np.random.default_rng(6)
+    X = rng.poisson(3.0, size=(700, 4)).astype(float)
+    m = fastem.PoissonMixture(3, random_state=0).fit(X)
+    params = m._get_params_tuple()
+    want = ref.poisson_log_joint(X, (m.weights_, m.rates_)) - \
+        fastem.discrete._row_constants(m._family, X)[:, None]
+    A, b = m._family.natural(params)
+    for data in (X, sparse.csr_matrix(X)):
+        out = np.empty((700, 3))
+        m._family.workspace(3, 4, 700).run(data, None, A, b, do_stats=False, out_logprob=out)
+        assert_allclose(out, want, rtol=1e-10, atol=1e-10)
+    codes = rng.integers(0, 3, size=(700, 2))
+    c = fastem.CategoricalMixture(2, random_state=0).fit(codes)
+    fam = Categorical(c.n_categories_)
+    logtheta, logw = fam.natural(c._get_params_tuple())
+    out = np.empty((700, 2))
+    fam.workspace(2, 2, 700).run(codes, None, logtheta, logw, do_stats=False, out_logprob=out)
+    assert_allclose(out, ref.categorical_log_joint(codes, (c.weights_, c.probabilities_)),
+                    rtol=1e-10, atol=1e-10)

@@ -90,7 +90,7 @@ def _load_weights(sw, i0, nb, w):
 
 @njit(**_LOOP_OPTIONS)
 def _slot_loop(n, m, read_block, add_stats, end_slot, sw, resp_in, do_stats, out_lognorm,
-               out_resp, out_label, S0s, Ss, lls, wsums, block, vmc, ctrl):
+               out_resp, out_label, out_logprob, S0s, Ss, lls, wsums, block, vmc, ctrl):
     """What every kernel here does with its n rows: claim slots until none
     is left; for each, zero its statistics ``S0s[s]`` and ``Ss[s]``, run its
     blocks of rows, and publish its log-likelihood (NaN if it met bad input)
@@ -113,7 +113,6 @@ def _slot_loop(n, m, read_block, add_stats, end_slot, sw, resp_in, do_stats, out
     n_blocks = (n + block - 1) // block
     resp = np.zeros((K, block))  # no padding: no kernel here copies X transposed
     vec = np.empty((5, block))
-    no_logprob = np.empty((0, K))  # per-component log-densities: not made here
     weighted = sw.shape[0] > 0
     logjoint = resp_in.shape[0] == 0
     while True:
@@ -135,7 +134,7 @@ def _slot_loop(n, m, read_block, add_stats, end_slot, sw, resp_in, do_stats, out
             x, nbad = read_block(m, i0, nb, logjoint, resp, vec[4])
             bad += nbad
             bll, bws = _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp,
-                                     out_label, no_logprob, vmc, weighted)
+                                     out_label, out_logprob, vmc, weighted)
             ll += bll
             ws += bws
             if do_stats:
@@ -238,6 +237,7 @@ def _dense_stats(m, x, i0, nb, w, resp, S0, S1):
 
 @njit(**JIT_OPTIONS)
 def _estep_linear_dense(X, sw, A, b, resp_in, do_stats, out_lognorm, out_resp, out_label,
+                        out_logprob,
                         S0s, S1s, lls, wsums, block, vmc, ctrl):
     """Fused E-step of a linear family, dense X (C-contiguous; see the module
     docstring).  Calls BLAS: the caller limits it to one thread."""
@@ -246,7 +246,8 @@ def _estep_linear_dense(X, sw, A, b, resp_in, do_stats, out_lognorm, out_resp, o
     m = (X, np.ascontiguousarray(A.T), b, np.zeros((block, d)), np.empty((block, K)),
          np.empty((K, d)))
     _slot_loop(X.shape[0], m, _dense_block, _dense_stats, _no_end, sw, resp_in, do_stats,
-               out_lognorm, out_resp, out_label, S0s, S1s, lls, wsums, block, vmc, ctrl)
+               out_lognorm, out_resp, out_label, out_logprob, S0s, S1s, lls, wsums, block, vmc,
+               ctrl)
 
 
 # --------------------------------------------------------------------------
@@ -338,7 +339,7 @@ def _csr_stats(m, x, i0, nb, w, resp, S0, S1t):
 
 @njit(**JIT_OPTIONS)
 def _estep_linear_csr(data, indices, indptr, sw, A, b, resp_in, do_stats, out_lognorm,
-                      out_resp, out_label, S0s, S1s, lls, wsums, block, vmc, ctrl):
+                      out_resp, out_label, out_logprob, S0s, S1s, lls, wsums, block, vmc, ctrl):
     """Fused E-step of a linear family, CSR X; S1s is (S, d, K), the
     moments transposed (see the module docstring)."""
     K = A.shape[0]
@@ -346,8 +347,8 @@ def _estep_linear_csr(data, indices, indptr, sw, A, b, resp_in, do_stats, out_lo
     m = (data, indices, indptr, np.ascontiguousarray(A.T), b, np.empty(K),
          np.empty((block, K)))
     _slot_loop(indptr.shape[0] - 1, m, _csr_block, _csr_stats, _no_end, sw, resp_in,
-               do_stats, out_lognorm, out_resp, out_label, S0s, S1s, lls, wsums, block, vmc,
-               ctrl)
+               do_stats, out_lognorm, out_resp, out_label, out_logprob, S0s, S1s, lls, wsums,
+               block, vmc, ctrl)
 
 
 # --------------------------------------------------------------------------
@@ -497,7 +498,7 @@ def _categorical_end(m, counts, do_stats):
 
 @njit(**JIT_OPTIONS)
 def _estep_categorical(X, off, sw, logtheta, logw, resp_in, do_stats, out_lognorm, out_resp,
-                       out_label, S0s, counts_s, lls, wsums, block, vmc, ctrl):
+                       out_label, out_logprob, S0s, counts_s, lls, wsums, block, vmc, ctrl):
     """Fused E-step of a categorical mixture (see the module docstring)."""
     K = logtheta.shape[0]
     groups = _column_groups(off)
@@ -509,5 +510,5 @@ def _estep_categorical(X, off, sw, logtheta, logw, resp_in, do_stats, out_lognor
     m = (X, off, groups, table, logw, np.zeros((G, block), dtype=np.int64),
          np.zeros((K, goff[G])), np.empty(block))
     _slot_loop(X.shape[0], m, _categorical_block, _categorical_stats, _categorical_end, sw,
-               resp_in, do_stats, out_lognorm, out_resp, out_label, S0s, counts_s, lls, wsums,
-               block, vmc, ctrl)
+               resp_in, do_stats, out_lognorm, out_resp, out_label, out_logprob, S0s, counts_s,
+               lls, wsums, block, vmc, ctrl)
