@@ -97,7 +97,8 @@ class BaseRecovery:
         if idx is None:
             idx = np.arange(X.shape[0])
         Xs = take_rows(X, idx)  # rows of positive weight, float64 (CSR stays CSR)
-        Xs = Xs.astype(np.float64) if sparse.issparse(Xs) else np.asarray(Xs, dtype=np.float64)
+        Xs = Xs.astype(np.float64) if sparse.issparse(Xs) else \
+            self._filled(np.asarray(Xs, dtype=np.float64))
         m = Xs.shape[0]
         score = np.zeros(m) if score_others is None else score_others(Xs)
         order = np.argsort(score, kind="stable")
@@ -105,6 +106,13 @@ class BaseRecovery:
         pool = order[:n_worst]
         chosen = rs.choice(pool, size=len(comps), replace=len(pool) < len(comps))
         return Xs, chosen
+
+    def _filled(self, Xs):
+        """The re-seed sample with its missing entries (missing='em') at
+        their columns' observed means: the rows a component restarts from."""
+        from ._missing import observed_mean_fill
+
+        return observed_mean_fill(Xs)
 
     def reseeded_weights(self, weights, comps):
         """Weight 1/K for each re-seeded component, the others scaled down."""

@@ -38,17 +38,17 @@ def filled_for_start(X, categorical):
     """X with NaN replaced by the column's observed mean (categorical: its
     most frequent code): what k-means, the initial statistics and collapse
     re-seeding read."""
+    from ._missing import observed_mean_fill
+
+    if not categorical:
+        return observed_mean_fill(X)
     nan = np.isnan(X)
     if not nan.any():
         return X
     out = np.array(X, dtype=np.float64, copy=True)
     for j in np.flatnonzero(nan.any(axis=0)):
-        seen = X[~nan[:, j], j]
-        if categorical:
-            values, counts = np.unique(seen, return_counts=True)
-            out[nan[:, j], j] = values[np.argmax(counts)] if values.size else 0.0
-        else:
-            out[nan[:, j], j] = seen.mean() if seen.size else 0.0
+        values, counts = np.unique(X[~nan[:, j], j], return_counts=True)
+        out[nan[:, j], j] = values[np.argmax(counts)] if values.size else 0.0
     return out
 
 
@@ -69,26 +69,19 @@ class MissingLinear:
         nan = np.isnan(X)
         self.family = family
         self.n_rows, self.d = X.shape
-        self.X0 = np.where(nan, 0.0, X)  # what the row constants h(x) read
-        self._filled = None
-        self._X = X
         if isinstance(family, Categorical):
             extra = family.n_categories
-            self.codes = np.where(nan, extra, np.nan_to_num(X)).astype(np.int64)
+            self.X0 = np.where(nan, 0.0, X)  # what the row constants h(x) read
+            self.codes = np.where(nan, extra, self.X0).astype(np.int64)
             self.kernel_family = Categorical(family.n_categories + 1)
             cols = int(self.kernel_family.off[-1])
         else:
-            self.codes = np.ascontiguousarray(np.hstack([self.X0, (~nan).astype(np.float64)]))
+            self.codes = np.hstack([np.where(nan, 0.0, X), (~nan).astype(np.float64)])
+            self.X0 = self.codes[:, :self.d]  # x with 0 for NaN: what h(x) reads
             self.kernel_family = None
             cols = 2 * self.d
         kernel = family if self.kernel_family is None else self.kernel_family
         self.ws = kernel.workspace(n_components, cols, self.n_rows)
-
-    @property
-    def filled(self):
-        if self._filled is None:
-            self._filled = filled_for_start(self._X, isinstance(self.family, Categorical))
-        return self._filled
 
     def _natural(self, params):
         if self.kernel_family is not None:  # categorical: log 1 = 0 in each extra slot
@@ -132,20 +125,12 @@ class MissingMultinomial:
         self.n_rows, self.d = X.shape
         nan = np.isnan(X)
         self.X0 = np.where(nan, 0.0, X)
-        self._X = X
-        self._filled = None
         patterns = Patterns(X, allow_empty=True)
         groups = [(np.zeros(self.d, dtype=bool), patterns.complete)] if \
             patterns.complete.size else []
         self.groups = [(miss, rows, np.ascontiguousarray(self.X0[rows]),
                         family.workspace(n_components, self.d, rows.size))
                        for miss, rows in groups + patterns.groups]
-
-    @property
-    def filled(self):
-        if self._filled is None:
-            self._filled = filled_for_start(self._X, False)
-        return self._filled
 
     def run(self, sample_weight, params, *, do_stats=True, resp_in=None, **outputs):
         logp, logw = self.family.natural(params)

@@ -105,8 +105,6 @@ class MissingWorkspace:
     def __init__(self, X, patterns, covariance_type, n_components):
         self.covariance_type = covariance_type
         self.patterns = patterns
-        self._X = X
-        self._filled = None
         K, d = n_components, X.shape[1]
         self.complete = patterns.complete
         Xk = kernel_array(X)
@@ -133,14 +131,6 @@ class MissingWorkspace:
         self.S2s = np.zeros((ns, ks2, da, d))
         self.lls = np.zeros(ns)
         self.wsums = np.zeros(ns)
-
-    @property
-    def filled(self):
-        """X with its missing entries at their columns' observed means, made
-        on first use (collapse re-seeding draws rows from it)."""
-        if self._filled is None:
-            self._filled = observed_mean_fill(self._X)
-        return self._filled
 
     def _kernel_params(self, params):
         ct = self.covariance_type

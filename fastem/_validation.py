@@ -27,9 +27,10 @@ def check_array_2d(X, *, name="X", estimator_name="GaussianMixture", allow_nan=F
     array comes back as a :class:`fastem._dask.DaskSource`, whose E-step runs
     on its chunks where they are.
 
-    ``allow_nan`` (``missing='em'``) accepts NaN entries (inf and values
-    too large in magnitude are still refused); a source then checks its
-    chunks the same way.
+    ``allow_nan`` (``missing='em'``) accepts NaN entries (inf, values too
+    large in magnitude and rows with every value missing are still refused;
+    ``"impute"`` accepts the latter); a source then checks its chunks the
+    same way.
     """
     if sparse.issparse(X):
         raise ValueError(
@@ -40,7 +41,7 @@ def check_array_2d(X, *, name="X", estimator_name="GaussianMixture", allow_nan=F
     from ._data import RowSource, is_out_of_core
 
     if isinstance(X, RowSource):
-        X.allow_nan = allow_nan
+        X.allow_nan = bool(allow_nan)
         return X
     if is_dask_array(X):
         return DaskSource(X, name=name, estimator_name=estimator_name, allow_nan=allow_nan)
@@ -52,7 +53,7 @@ def check_array_2d(X, *, name="X", estimator_name="GaussianMixture", allow_nan=F
         )
     if is_out_of_core(X):
         source = _check_out_of_core(X, name, estimator_name)
-        source.allow_nan = allow_nan
+        source.allow_nan = bool(allow_nan)
         return source
     X = _plain_ndarray(X, name, estimator_name)
     dtype = X.dtype
@@ -72,11 +73,7 @@ def check_array_2d(X, *, name="X", estimator_name="GaussianMixture", allow_nan=F
     elif dtype.kind in "biu" or (dtype.kind == "f" and dtype not in (np.float32, np.float64)):
         X = X.astype(np.float64)
     _check_shape(X.shape, name)
-    if allow_nan and X.dtype.kind == "f":
-        nan = np.isnan(X)
-        check_finite(np.where(nan, 0, X) if nan.any() else X, name)
-    else:
-        check_finite(X, name)
+    check_finite(X, name, allow_nan=bool(allow_nan), allow_empty=allow_nan == "impute")
     return X
 
 
@@ -182,10 +179,12 @@ class FiniteCheck:
     magnitude (>= :data:`MAX_ABS_VALUE`), over row chunks of one array, so
     that the error reports all of them, whether X is read whole or in chunks.
     With ``allow_nan`` (missing='em') a NaN is a missing entry, not an error,
-    but a row with every value missing is (``empty``: the rows found)."""
+    but a row with every value missing is (``empty``: the rows found), unless
+    ``allow_empty`` (imputation)."""
 
-    def __init__(self, allow_nan=False):
+    def __init__(self, allow_nan=False, allow_empty=False):
         self.allow_nan = allow_nan
+        self.allow_empty = allow_empty
         self.empty = []
         self.n_empty = 0
         self.n_nan = 0
@@ -208,7 +207,8 @@ class FiniteCheck:
         if self.allow_nan:
             nan = np.isnan(chunk)
             finite |= nan
-            empty = np.flatnonzero(nan.all(axis=1)) if chunk.ndim == 2 else np.zeros(0, int)
+            empty = np.flatnonzero(nan.all(axis=1)) if chunk.ndim == 2 and \
+                not self.allow_empty else np.zeros(0, int)
             self.n_empty += empty.size
             self.empty.extend(int(i0 + r) for r in empty[:max(0, 10 - len(self.empty))])
         if not finite.all():
@@ -279,12 +279,14 @@ class FiniteCheck:
             )
 
 
-def check_finite(X, name="X"):
-    """Raise a ValueError counting and locating NaN and inf values.
+def check_finite(X, name="X", allow_nan=False, allow_empty=False):
+    """Raise a ValueError counting and locating NaN and inf values (with
+    ``allow_nan``: inf, and rows with every value NaN unless
+    ``allow_empty``; see :class:`FiniteCheck`).
 
     Works in row chunks so that memory stays bounded for huge X.
     """
-    check = FiniteCheck()
+    check = FiniteCheck(allow_nan, allow_empty)
     for i0 in range(0, X.shape[0], _FINITE_CHUNK):
         check.update(i0, np.asarray(X[i0:i0 + _FINITE_CHUNK]))
     check.raise_if_any(name)

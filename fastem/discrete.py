@@ -57,6 +57,9 @@ class DiscreteRecovery(BaseRecovery):
         super().__init__(n_components, MIN_COUNT, random_state)
         self.estimator = estimator
 
+    def _filled(self, Xs):  # categorical codes: a column's most frequent code
+        return filled_for_start(Xs, self.estimator._family.name == "categorical")
+
     def m_step(self, stats, iteration, X, sample_weight=None, count_scale=1.0):
         est = self.estimator
         params = est._raw_m_step(stats)
@@ -163,6 +166,11 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
                 raise ValueError(f"The sparse matrix X is malformed ({exc}); rebuild it with "
                                  "scipy.sparse.csr_matrix((data, indices, indptr), "
                                  "shape=...).") from None
+            if allow_nan and X.dtype.kind == "f" and np.isnan(X.data).any():
+                raise ValueError(
+                    f"{name} with missing='em' reads missing entries from dense arrays, but "
+                    f"the sparse matrix X stores {int(np.isnan(X.data).sum())} NaN values. "
+                    "Pass X.toarray() if it fits in memory, or drop the rows that hold them.")
             step = 1 << 20  # the checks' temporaries stay small next to X
             for p0 in range(0, X.data.shape[0], step):
                 self._family.check_values(X.data[p0:p0 + step],
@@ -187,7 +195,7 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
         name = type(self).__name__
         source = check_array_2d(X, estimator_name=name, allow_nan=allow_nan) \
             if is_dask_collection(X) or is_out_of_core(X) else X
-        source.allow_nan = allow_nan
+        source.allow_nan = bool(allow_nan)
         if isinstance(source, DaskSource) or source.validated:
             return source
         for i0, chunk in source.chunks():
@@ -325,11 +333,6 @@ class _DiscreteMixture(BaseMixture, metaclass=ABCMeta):
         if isinstance(X, np.ndarray) and X.dtype.kind == "f" and np.isnan(X).any():
             return MissingDiscrete(self._family, X, self.n_components)
         return None
-
-    def _em_map(self, X, sw, workspace, recovery):
-        if isinstance(workspace, MISSING_WORKSPACES):  # re-seeds read filled rows
-            X = workspace.filled
-        return super()._em_map(X, sw, workspace, recovery)
 
     def _estep(self, workspace, X, sw, params, cache=True):
         """``cache``: X and sw are the same every call (batch EM), so their

@@ -232,7 +232,7 @@ class GaussianMixture(BaseMixture):
     def _validate_data(self, X, allow_nan=None):
         if allow_nan is None:
             allow_nan = getattr(self, "missing", "raise") == "em"
-        return check_array_2d(X, estimator_name=type(self).__name__, allow_nan=bool(allow_nan))
+        return check_array_2d(X, estimator_name=type(self).__name__, allow_nan=allow_nan)
 
     def impute(self, X):
         """X with each missing entry (NaN) replaced by its expectation given
@@ -259,16 +259,8 @@ class GaussianMixture(BaseMixture):
         return conditional_means(X, patterns, self._get_params_tuple(), self.covariance_type)
 
     def _workspace(self, X):
-        if isinstance(X, np.ndarray) and getattr(self, "missing", "raise") == "em":
-            patterns = Patterns(X)
-            if patterns.incomplete:
-                return MissingWorkspace(X, patterns, self.covariance_type, self.n_components)
-        return super()._workspace(X)
-
-    def _em_map(self, X, sw, workspace, recovery):
-        if isinstance(workspace, MissingWorkspace):  # re-seeds draw from complete rows
-            X = workspace.filled
-        return super()._em_map(X, sw, workspace, recovery)
+        missing = self._missing_workspace(X)
+        return super()._workspace(X) if missing is None else missing
 
     def _kmeans_input(self, Xs):
         return observed_mean_fill(Xs)

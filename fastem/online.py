@@ -85,8 +85,6 @@ class BaseMiniBatchMixture:
         ws = self._missing_workspace(X)  # missing='em': a batch with NaN entries
         if ws is None:
             ws = self._batch_workspace(X.shape[0], X.shape[1])
-        else:
-            X = ws.filled  # what collapse recovery re-seeds from
         stats = self._online_estep(ws, X, sw, params)
         if not stats.weight > 0:
             raise ValueError(

@@ -403,3 +403,65 @@ def test_both_paths_match_the_reference(ct, kind, large_patterns):
     assert_allclose(m.predict_proba(X), resp, rtol=1e-9, atol=1e-12)
     assert_allclose(m.impute(X), ref.impute_missing(X, m.weights_, m.means_, m.covariances_,
                                                     ct), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("ct", TYPES)
+def test_sample_weight_with_missing_entries(ct, large_patterns):
+    """Weights (some 0) on incomplete rows: the reference's weighted EM, and
+    the same fit for weights rescaled by 1e6 (both missing-data paths)."""
+    X = _holes(_blobs(seed=27), "mcar30", seed=28)
+    w = np.random.default_rng(29).uniform(0, 3, size=len(X))
+    w[:40] = 0.0
+    start = _start(X, 3, ct)
+    m = _from(start, ct, max_iter=4).fit(X, sample_weight=w)
+    (_, mu, cov), lls = ref.em_missing(X, start, 4, ct, 1e-6, sample_weight=w)
+    assert_allclose(m.means_, mu, rtol=1e-10, atol=1e-12)
+    assert_allclose(m.covariances_, cov, rtol=1e-10, atol=1e-12)
+    assert_allclose(m.lower_bounds_, lls, rtol=1e-10)
+    scaled = _from(start, ct, max_iter=4).fit(X, sample_weight=w * 1e6)
+    assert_allclose(scaled.means_, m.means_, rtol=1e-10, atol=1e-12)
+    assert scaled.score(X, sample_weight=w * 1e6) == pytest.approx(m.score(X, sample_weight=w),
+                                                                   rel=1e-12)
+
+
+def test_validation_with_missing_entries_makes_no_copy_of_x():
+    """The NaN/inf check of missing='em' reads X in row chunks: no array of
+    X's size is made to look past the NaN."""
+    import tracemalloc
+
+    from fastem._validation import check_array_2d
+
+    X = np.random.default_rng(30).normal(size=(250_000, 8))
+    X[::7, 3] = np.nan
+    tracemalloc.start()
+    check_array_2d(X, allow_nan=True)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < X.nbytes / 4
+    X[5, 0] = np.inf
+    with pytest.raises(ValueError, match="inf: 1"):
+        check_array_2d(X, allow_nan=True)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore::fastem.CollapseWarning")
+def test_a_starved_component_is_reseeded_from_filled_rows():
+    """Collapse recovery restarts a component at a row of the re-seed sample,
+    whose missing entries it reads at their columns' observed means: the
+    new means are finite, and so is the fit (Gaussian, and categorical codes
+    filled with the column's most frequent code)."""
+    X = _holes(_blobs(400, 3, 2, seed=31), "mcar30", seed=32)
+    centre = np.nanmean(X, axis=0)
+    far = np.vstack([centre - 1, centre + 1, [1e3] * 3])  # the third explains nothing
+    m = fastem.GaussianMixture(3, means_init=far, max_iter=20, missing="em",
+                               random_state=0).fit(X)
+    assert any(e[2] == "reseed" for e in m.collapse_events_)
+    assert np.isfinite(m.means_).all() and np.isfinite(m.covariances_).all()
+    codes = np.random.default_rng(33).integers(0, 3, size=(300, 3)).astype(float)
+    codes[np.random.default_rng(34).random(codes.shape) < 0.3] = np.nan
+    codes[np.isnan(codes).all(axis=1), 0] = 1.0
+    c = fastem.CategoricalMixture(3, weights_init=[0.998, 0.001, 0.001], max_iter=20,
+                                  missing="em", random_state=0).fit(codes)
+    assert any(e[2] == "reseed" for e in c.collapse_events_)
+    assert all(np.isfinite(p).all() for p in c.probabilities_)

@@ -307,3 +307,35 @@ def test_a_multinomial_fitted_on_missing_counts_samples_and_saves(tmp_path):
     assert drawn.shape == (50, X.shape[1]) and not np.isnan(drawn).any()
     m.save(tmp_path / "m.fem")
     assert_array_equal(fastem.load(tmp_path / "m.fem").predict(X), m.predict(X))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_sample_weight_with_missing_entries(family):
+    """Weights (some 0) on incomplete rows: the reference's weighted EM, and
+    the same fit for weights rescaled by 1e6."""
+    cls, kwargs, X, start, _ = _case(family, seed=10)
+    X = _holes(X, "mcar30", seed=11)
+    w = np.random.default_rng(12).uniform(0, 3, size=len(X))
+    w[:30] = 0.0
+    em = {"bernoulli": ref.em_bernoulli_missing, "poisson": ref.em_poisson_missing,
+          "categorical": ref.em_categorical_missing, "multinomial": ref.em_multinomial_missing,
+          "binomial": lambda X, p, n, sample_weight: ref.em_binomial_missing(
+              X, p, n, sample_weight=sample_weight, n_trials=4)}[family]
+    m = cls(K, weights_init=start[0], max_iter=4, tol=0, missing="em", **kwargs)
+    m.fit(X, sample_weight=w)
+    (weights, theta), lls = em(X, start, 4, sample_weight=w)
+    assert_allclose(m.weights_, weights, rtol=1e-10, atol=1e-13)
+    _close(_theta(m), theta)
+    assert_allclose(m.lower_bounds_, lls, rtol=1e-10)
+    scaled = cls(K, weights_init=start[0], max_iter=4, tol=0, missing="em", **kwargs)
+    scaled.fit(X, sample_weight=w * 1e6)
+    _close(_theta(scaled), _theta(m))
+
+
+def test_nan_in_a_sparse_matrix_is_named():
+    from scipy import sparse
+
+    X = _holes(_case("bernoulli")[2], "mcar5")
+    with pytest.raises(ValueError, match="sparse matrix X stores .* NaN values"):
+        fastem.BernoulliMixture(K, missing="em").fit(sparse.csr_matrix(X))
