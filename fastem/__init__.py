@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # what type checkers and the API docs read; at run time, __ge
         MiniBatchMultinomialMixture,
         MiniBatchPoissonMixture,
     )
+    from .hmm import CategoricalHMM, GaussianHMM, PoissonHMM
     from .impute import MixtureImputer
     from .mixture import GaussianMixture
     from .online import MiniBatchGaussianMixture
@@ -49,15 +50,16 @@ _EXPORTS = {
     "MiniBatchPoissonMixture": "discrete_online",
     "MiniBatchGaussianMixture": "online",
     "MixtureImputer": "impute",
+    "GaussianHMM": "hmm", "CategoricalHMM": "hmm", "PoissonHMM": "hmm",
     "SelectionResult": "select", "select": "select",
     "load": "_io",
 }
 
-__all__ = ["BernoulliMixture", "BinomialMixture", "CategoricalMixture", "CollapseWarning",
-           "GaussianMixture", "MiniBatchBernoulliMixture", "MiniBatchBinomialMixture",
+__all__ = ["BernoulliMixture", "BinomialMixture", "CategoricalHMM", "CategoricalMixture",
+           "CollapseWarning", "GaussianHMM", "GaussianMixture", "MiniBatchBernoulliMixture", "MiniBatchBinomialMixture",
            "MiniBatchCategoricalMixture", "MiniBatchGaussianMixture", "MiniBatchMultinomialMixture",
-           "MiniBatchPoissonMixture", "MixtureImputer", "MultinomialMixture", "PoissonMixture",
-           "SelectionResult",
+           "MiniBatchPoissonMixture", "MixtureImputer", "MultinomialMixture", "PoissonHMM",
+           "PoissonMixture", "SelectionResult",
            "__version__", "load", "select"]
 assert sorted(__all__) == sorted([*_EXPORTS, "__version__"])
 
