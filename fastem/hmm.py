@@ -14,7 +14,6 @@ M-steps (hmmlearn's priors) from :mod:`fastem._hmm_mstep`.
 import bisect
 import copy
 import logging
-import string
 from numbers import Integral, Real
 
 import numpy as np
