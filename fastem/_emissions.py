@@ -16,7 +16,8 @@ emission            statistics (additive, float64)
                     means (tied: one centre); spherical runs the diagonal
                     kernel, so its second moments stay per feature
 :class:`Linear`     ``(S0 (K,), S1 (K, d))``: Poisson rates (log x! added to
-                    the log-densities)
+                    the log-densities; with missing counts, each column's
+                    observed weight too)
 :class:`Symbols`    ``(S0 (K,), counts (K, n_symbols))``: one categorical
                     column
 ==================  ===========================================================
@@ -31,18 +32,34 @@ from ._stats import GaussianParams, precisions_cholesky_from_covariances
 
 class Gaussian:
     """Gaussian emissions of ``covariance_type`` for K states and d features,
-    on calls of up to ``n_rows`` frames."""
+    on calls of up to ``n_rows`` frames.  Given ``X`` with NaN
+    (``missing='em'``), the frames with an observed value run the
+    mixtures' missing-data E-step (:class:`fastem._missing.MissingWorkspace`:
+    observed-data densities, conditional expectations in the statistics);
+    a frame with nothing observed has density 1 under every state and adds
+    nothing to the emission statistics."""
 
-    def __init__(self, covariance_type, n_components, n_features, n_rows):
+    def __init__(self, covariance_type, n_components, n_features, n_rows, X=None):
         self.covariance_type = covariance_type
         self.kernel_type = "diag" if covariance_type == "spherical" else covariance_type
-        self.ws = EStepWorkspace(self.kernel_type, n_components, n_features, n_rows)
         self.K, self.d = n_components, n_features
+        self.rows = None  # frames with something observed (missing data), else all
+        if X is not None and np.isnan(X).any():
+            from ._missing import MissingWorkspace, Patterns
+
+            seen = ~np.isnan(X).all(axis=1)
+            self.rows = None if seen.all() else np.flatnonzero(seen)
+            Xs = X if self.rows is None else np.ascontiguousarray(X[self.rows])
+            self.ws = MissingWorkspace(Xs, Patterns(Xs), self.kernel_type, n_components)
+            self.missing = True
+        else:
+            self.ws = EStepWorkspace(self.kernel_type, n_components, n_features, n_rows)
+            self.missing = False
 
     def params(self, means, covars):
         """:class:`GaussianParams` at unit weights from hmmlearn's compact
-        ``_covars_`` (spherical (K,) runs as diag (K, d)); a ValueError naming
-        the state whose covariance is not positive definite."""
+        ``_covars_`` (spherical (K,) runs as diag (K, d)); a CollapseError
+        naming the state whose covariance is not positive definite."""
         covs = np.asarray(covars, dtype=np.float64)
         if self.covariance_type == "spherical":
             covs = np.repeat(covs[:, None], self.d, axis=1)
@@ -56,58 +73,104 @@ class Gaussian:
         return np.ascontiguousarray(params.means)
 
     def log_densities(self, X, params, out):
-        self.ws.run(X, None, params, do_stats=False, out_logprob=out)
+        if not self.missing:
+            self.ws.run(X, None, params, do_stats=False, out_logprob=out)
+            return out
+        # log p(x_o | k) = log r_k + log sum_j p(x_o | j) at unit weights: exact
+        # wherever a state's density is within e^-745 of the frame's best
+        n = X.shape[0] if self.rows is None else self.rows.size
+        resp, lognorm = np.empty((n, self.K)), np.empty(n)
+        self.ws.run(None, None, params, do_stats=False, out_resp=resp, out_lognorm=lognorm)
+        with np.errstate(divide="ignore"):
+            logp = np.log(resp)
+        logp += lognorm[:, None]
+        if self.rows is None:
+            out[:] = logp
+        else:
+            out[:] = 0.0
+            out[self.rows] = logp
         return out
 
     def statistics(self, X, params, gamma, row_weight):
-        return self.ws.run(X, row_weight, params, shift=self.shift(params), resp_in=gamma)
+        if self.missing and self.rows is not None:
+            gamma = np.ascontiguousarray(gamma[self.rows])
+            row_weight = None if row_weight is None else row_weight[self.rows]
+        return self.ws.run(None if self.missing else X, row_weight, params,
+                           shift=self.shift(params), resp_in=gamma)
 
 
 class Linear:
     """Emissions whose log-density is linear in x (Poisson rates): the
     linear kernel with ``A = log lambda``, ``b = -sum lambda``; ``log x!``
-    per frame added to the log-densities."""
+    per frame added to the log-densities.  Given ``X`` with NaN, a missing
+    count is skipped (:class:`fastem._discrete_missing.MissingLinear`)."""
 
-    def __init__(self, family, n_components, n_features, n_rows):
+    def __init__(self, family, n_components, n_features, n_rows, X=None):
         self.family = family
-        self.ws = LinearWorkspace(n_components, n_features, n_rows)
         self.K = n_components
+        self.missing = _missing_linear(family, X, n_components)
+        if self.missing is None:
+            self.ws = LinearWorkspace(n_components, n_features, n_rows)
 
     def params(self, theta):
         from .families.linear import LinearParams
 
-        return self.family.natural(LinearParams(np.ones(self.K), theta))
+        params = LinearParams(np.ones(self.K), theta)
+        return params if self.missing is not None else self.family.natural(params)
 
     def log_densities(self, X, params, out):
+        if self.missing is not None:
+            self.missing.run(None, params, do_stats=False, out_logprob=out)
+            out += self.family.row_constant(self.missing.X0)[:, None]
+            return out
         A, b = params
         self.ws.run(X, None, A, b, do_stats=False, out_logprob=out)
         out += self.family.row_constant(X)[:, None]
         return out
 
     def statistics(self, X, params, gamma, row_weight):
+        """``(S0, S1, observed weights per column or None)``."""
+        if self.missing is not None:
+            st = self.missing.run(row_weight, params, resp_in=gamma)
+            return st.S0, st.S1, st.observed
         A, b = params
         S0, S1, _, _ = self.ws.run(X, row_weight, A, b, resp_in=gamma)
-        return S0, S1
+        return S0, S1, None
 
 
-class Symbols:
+def _missing_linear(family, X, n_components):
+    if X is None or X.dtype.kind != "f" or not np.isnan(X).any():
+        return None
+    from ._discrete_missing import MissingLinear
+
+    return MissingLinear(family, X, n_components)
+
+
+class Symbols(Linear):
     """One categorical column of ``n_symbols`` symbols (a CategoricalHMM's
-    X of shape (n, 1))."""
+    X of shape (n, 1)); a missing symbol (NaN) has probability 1."""
 
-    def __init__(self, n_components, n_symbols, n_rows):
-        self.ws = CategoricalWorkspace(n_components, [n_symbols], n_rows)
+    def __init__(self, n_components, n_symbols, n_rows, X=None):
+        from .families.categorical import Categorical
+
+        self.family = Categorical([n_symbols])
         self.K = n_components
-
-    def params(self, emissionprob):
-        with np.errstate(divide="ignore"):
-            return np.log(np.asarray(emissionprob, dtype=np.float64)), np.zeros(self.K)
+        self.missing = _missing_linear(self.family, X, n_components)
+        if self.missing is None:
+            self.ws = CategoricalWorkspace(n_components, [n_symbols], n_rows)
 
     def log_densities(self, X, params, out):
+        if self.missing is not None:
+            self.missing.run(None, params, do_stats=False, out_logprob=out)
+            return out
         logtheta, logw = params
         self.ws.run(X, None, logtheta, logw, do_stats=False, out_logprob=out)
         return out
 
     def statistics(self, X, params, gamma, row_weight):
+        if self.missing is not None:
+            st = self.missing.run(row_weight, params, resp_in=gamma)
+            return st.S0, st.S1, None
         logtheta, logw = params
         S0, counts, _, _ = self.ws.run(X, row_weight, logtheta, logw, resp_in=gamma)
-        return S0, counts
+        return S0, counts, None

@@ -136,11 +136,12 @@ def gaussian(stats, means, covars, covariance_type, params, *, means_prior, mean
     return means, (covars_prior + c_n) / denom
 
 
-def poisson(S0, S1, lambdas, params, *, lambdas_prior, lambdas_weight):
-    """New rates: each state's own posterior weight in the gamma prior's update."""
+def poisson(S0, S1, lambdas, params, *, lambdas_prior, lambdas_weight, observed=None):
+    """New rates: each state's own posterior weight in the gamma prior's
+    update (with missing counts, each column's own observed weight)."""
     if "l" not in params:
         return lambdas
-    denom = lambdas_weight + S0[:, None]
+    denom = lambdas_weight + (S0[:, None] if observed is None else observed)
     with np.errstate(invalid="ignore", divide="ignore"):
         new = (lambdas_prior + S1) / denom
     return np.where(denom == 0, lambdas, new)

@@ -63,7 +63,7 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
     ``_emission_letters``        the letters of ``params`` for the emissions
     ``_kernel_X(X, fitting)``    X checked for the family's domain, as the
                                  kernel reads it
-    ``_make_emission(n)``        the :mod:`fastem._emissions` object
+    ``_make_emission(X)``        the :mod:`fastem._emissions` object for X
     ``_emission_params()``       the kernel's parameters from the attributes
     ``_init_emissions(X, rs)``   starting emission parameters (init_params)
     ``_check_emissions()``       the emission attributes validated
@@ -178,7 +178,7 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
             rs = self._init(Xk, lengths, rs, given)
             self._check()
             monitor._reset()
-            em = self._make_emission(Xk.shape[0])
+            em = self._make_emission(Xk)
             estep = EStep(em, Xk, lengths, sw)
             for _ in range(self.n_iter):
                 ll, starts, trans, stats = estep(self._emission_params(em), self.startprob_,
@@ -243,7 +243,7 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
     # ------------------------------------------------------------------
 
     def _log_densities(self, Xk):
-        em = self._make_emission(Xk.shape[0])
+        em = self._make_emission(Xk)
         return em.log_densities(Xk, self._emission_params(em),
                                 np.empty((Xk.shape[0], self.n_components)))
 
@@ -446,7 +446,8 @@ class GaussianHMM(_BaseHMM):
     def covars_(self):
         """Each state's covariance matrix (n_components, n_features, n_features)."""
         c = self._covars_
-        K, d = self.n_components, self.n_features
+        K = self.n_components
+        d = np.shape(self.means_)[1] if hasattr(self, "means_") else self.n_features
         ct = self.covariance_type
         if ct == "full":
             return c
@@ -479,8 +480,9 @@ class GaussianHMM(_BaseHMM):
         X = np.ascontiguousarray(X, dtype=np.float64)
         if X.shape[0] == 0:
             raise ValueError("X has no rows: at least one sample is needed.")
-        if not np.isfinite(X).all():
-            bad = np.argwhere(~np.isfinite(X))[0]
+        finite = np.isfinite(X) | (np.isnan(X) if self.missing == "em" else False)
+        if not finite.all():
+            bad = np.argwhere(~finite)[0]
             what = "NaN" if np.isnan(X[bad[0], bad[1]]) else "an infinite value"
             raise ValueError(f"X holds {what} at row {bad[0]}, column {bad[1]}; "
                              + ("missing values need missing='em'." if what == "NaN"
@@ -491,8 +493,9 @@ class GaussianHMM(_BaseHMM):
                              f"{np.shape(self.means_)[-1]}: pass data with the model's features.")
         return X
 
-    def _make_emission(self, n_rows):
-        return Gaussian(self.covariance_type, self.n_components, self.n_features, n_rows)
+    def _make_emission(self, X):
+        return Gaussian(self.covariance_type, self.n_components, self.n_features, X.shape[0],
+                        X if self.missing == "em" else None)
 
     def _emission_params(self, em):
         try:
@@ -503,6 +506,13 @@ class GaussianHMM(_BaseHMM):
                              "use fewer states.") from exc
 
     def _init_emissions(self, X, rs, needs):
+        if np.isnan(X).any():  # missing='em': the start reads NaN as the column's mean
+            from ._missing import observed_mean_fill
+
+            X = observed_mean_fill(X)
+            if np.isnan(X).any():
+                raise ValueError("X has a feature with every value missing: nothing can be "
+                                 "learnt about it; drop it.")
         if needs("m", "means_"):
             from ._kmeans import kmeans
 
@@ -610,27 +620,42 @@ class CategoricalHMM(_BaseHMM):
                              f"shape {X.shape}; use X.reshape(-1, 1).")
         if X.shape[0] == 0:
             raise ValueError("X has no rows: at least one sample is needed.")
-        if X.dtype.kind not in "iub":
+        holes = self.missing == "em" and X.dtype.kind == "f" and bool(np.isnan(X).any())
+        if X.dtype.kind not in "iub" and not holes:
             raise ValueError(f"Symbols should be integers 0, 1, 2, ..., but X has dtype "
-                             f"{X.dtype}; encode the symbols as integers.")
-        codes = category_codes(X)
-        low, high = int(codes.min()), int(codes.max())
+                             f"{X.dtype}; encode the symbols as integers"
+                             + (" (missing symbols as NaN need missing='em')."
+                                if X.dtype.kind == "f" and np.isnan(X).any() else "."))
+        if holes:
+            seen = X[~np.isnan(X)]
+            if seen.size and not np.array_equal(seen, np.round(seen)) or np.isinf(seen).any():
+                raise ValueError("Symbols should be whole numbers 0, 1, 2, ... (NaN where "
+                                 "missing), but X holds other values.")
+            codes = np.ascontiguousarray(X, dtype=np.float64)
+            low = float(seen.min()) if seen.size else 0.0
+            high = int(seen.max()) if seen.size else 0
+            col = np.where(np.isnan(codes[:, 0]), 0.0, codes[:, 0])
+        else:
+            codes = category_codes(X)
+            low, high = int(codes.min()), int(codes.max())
+            col = codes[:, 0]
         if low < 0:
-            raise ValueError(f"Symbols should be non-negative, but X holds {low} (row "
-                             f"{int(np.argmin(codes[:, 0]))}).")
+            raise ValueError(f"Symbols should be non-negative, but X holds {low:g} (row "
+                             f"{int(np.argmin(col))}).")
         n = self.n_features
         if n is None and hasattr(self, "emissionprob_") and (
                 not fitting or "e" not in self.init_params):
             n = np.atleast_2d(self.emissionprob_).shape[1]
         if n is not None and high >= n:
-            raise ValueError(f"Largest symbol is {high} (row {int(np.argmax(codes[:, 0]))}), "
+            raise ValueError(f"Largest symbol is {high} (row {int(np.argmax(col))}), "
                              f"but the model only emits symbols up to {n - 1}.")
         if fitting:
             self.n_features = high + 1 if n is None else n
         return codes
 
-    def _make_emission(self, n_rows):
-        return Symbols(self.n_components, self.n_features, n_rows)
+    def _make_emission(self, X):
+        return Symbols(self.n_components, self.n_features, X.shape[0],
+                       X if self.missing == "em" else None)
 
     def _emission_params(self, em):
         return em.params(self.emissionprob_)
@@ -722,16 +747,20 @@ class PoissonHMM(_BaseHMM):
             raise ValueError("X has no rows: at least one sample is needed.")
         if X.dtype.kind not in "fiub":
             raise ValueError(f"X should hold counts, got dtype {X.dtype}.")
-        if X.dtype.kind == "f" and np.isnan(X).any():
-            bad = np.argwhere(np.isnan(X))[0]
-            raise ValueError(f"X holds NaN at row {bad[0]}, column {bad[1]}; missing values "
-                             "need missing='em'.")
-        if X.dtype.kind in "fi" and (X < 0).any():
-            bad = np.argwhere(X < 0)[0]
+        nan = np.isnan(X) if X.dtype.kind == "f" else None
+        if nan is not None and nan.any():
+            if self.missing != "em":
+                bad = np.argwhere(nan)[0]
+                raise ValueError(f"X holds NaN at row {bad[0]}, column {bad[1]}; missing "
+                                 "values need missing='em'.")
+            X = np.ascontiguousarray(X, dtype=np.float64)
+        values = X if nan is None or not nan.any() else np.where(nan, 0.0, X)
+        if X.dtype.kind in "fi" and (values < 0).any():
+            bad = np.argwhere(values < 0)[0]
             raise ValueError(f"PoissonHMM models counts, but X holds the negative value "
                              f"{X[bad[0], bad[1]]} at row {bad[0]}, column {bad[1]}.")
-        self._family().check_values(X, lambda i: f"(row {i // X.shape[1]}, column "
-                                                  f"{i % X.shape[1]})")
+        self._family().check_values(values, lambda i: f"(row {i // X.shape[1]}, column "
+                                                       f"{i % X.shape[1]})")
         keeps = hasattr(self, "lambdas_") and (not fitting or "l" not in self.init_params)
         d = np.atleast_2d(self.lambdas_).shape[1] if keeps else None
         if d is not None and X.shape[1] != d:
@@ -739,15 +768,16 @@ class PoissonHMM(_BaseHMM):
                              "pass data with the model's features.")
         return linear_array(X)
 
-    def _make_emission(self, n_rows):
-        return Linear(self._family(), self.n_components, self.n_features, n_rows)
+    def _make_emission(self, X):
+        return Linear(self._family(), self.n_components, self.n_features, X.shape[0],
+                      X if self.missing == "em" else None)
 
     def _emission_params(self, em):
         return em.params(np.maximum(self.lambdas_, np.finfo(np.float64).tiny))
 
     def _init_emissions(self, X, rs, needs):
         if needs("l", "lambdas_"):
-            mean, var = X.mean(), X.var()
+            mean, var = np.nanmean(X), np.nanvar(X)
             self.lambdas_ = rs.gamma(shape=mean**2 / var, scale=var / mean,
                                      size=(self.n_components, X.shape[1]))
         self.n_features = X.shape[1]
@@ -764,6 +794,7 @@ class PoissonHMM(_BaseHMM):
 
     def _emission_mstep(self, stats):
         return {"lambdas_": mstep.poisson(stats[0], stats[1], self.lambdas_, self.params,
+                                          observed=stats[2],
                                           lambdas_prior=self.lambdas_prior,
                                           lambdas_weight=self.lambdas_weight)}
 

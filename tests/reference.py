@@ -1472,3 +1472,88 @@ def hmm_brute_force(logB, startprob, transmat):
         paths.append(path)
     best = int(np.argmax(scores))
     return float(scipy.special.logsumexp(scores)), float(scores[best]), np.array(paths[best])
+
+
+# ----------------------------------------------------------------------
+# hidden Markov models: one Baum-Welch iteration, frame by frame
+# ----------------------------------------------------------------------
+
+
+def hmm_estep(logB, lengths, startprob, transmat, seq_weight=None):
+    """``(weighted log-likelihood, posteriors (n, K), start counts, transition
+    counts)`` over sequences, from :func:`hmm_forward_backward`."""
+    K = logB.shape[1]
+    seq_weight = np.ones(len(lengths)) if seq_weight is None else np.asarray(seq_weight, float)
+    loglik, starts, trans = 0.0, np.zeros(K), np.zeros((K, K))
+    posteriors = []
+    t0 = 0
+    for w, T in zip(seq_weight, lengths):
+        ll, post, xi = hmm_forward_backward(logB[t0:t0 + T], startprob, transmat)
+        loglik += w * ll
+        starts += w * post[0]
+        trans += w * xi
+        posteriors.append(post)
+        t0 += T
+    return loglik, np.vstack(posteriors), starts, trans
+
+
+def hmm_gaussian_emissions(X, means, covariances):
+    """Per frame and state: ``log N(x_o; mu_o, Sigma_oo)`` (0 for a frame
+    with nothing observed), ``E[x | x_o, k]`` (n, K, d) and ``Cov[x | x_o,
+    k]`` (n, K, d, d); ``covariances`` full (K, d, d)."""
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    K = means.shape[0]
+    logB = np.zeros((n, K))
+    xhat = np.zeros((n, K, d))
+    cond = np.zeros((n, K, d, d))
+    for i in range(n):
+        miss = np.isnan(X[i])
+        for k in range(K):
+            if miss.all():
+                xhat[i, k] = means[k]
+                cond[i, k] = covariances[k]
+                continue
+            logB[i, k], xhat[i, k], cond[i, k] = _conditional_gaussian(
+                X[i], miss, means[k], covariances[k])
+    return logB, xhat, cond
+
+
+def hmm_gaussian_mstep(X, post, xhat, cond, means, covariance_type, *, means_prior=0.0,
+                       means_weight=0.0, covars_prior=1e-2, covars_weight=1.0,
+                       row_weight=None):
+    """hmmlearn's MAP update of means and covariances (compact form), from the
+    posteriors and each frame's conditional moments; a frame with nothing
+    observed adds nothing.  Returns ``(means, covars)``."""
+    X = np.asarray(X, dtype=np.float64)
+    seen = ~np.isnan(X).all(axis=1)
+    g = post * (1.0 if row_weight is None else np.asarray(row_weight)[:, None])
+    g = g * seen[:, None]
+    n_k = g.sum(axis=0)
+    K, d = means.shape
+    obs = np.einsum("nk,nkd->kd", g, xhat)
+    new_means = (means_weight * means_prior + obs) / (means_weight + n_k[:, None])
+    scatter = np.zeros((K, d, d))
+    for k in range(K):
+        diff = xhat[:, k] - new_means[k]
+        for i in range(X.shape[0]):
+            scatter[k] += g[i, k] * (np.outer(diff[i], diff[i]) + cond[i, k])
+    md = np.broadcast_to(new_means - means_prior, (K, d))
+    if covariance_type in ("diag", "spherical"):
+        c_n = means_weight * md**2 + np.stack([np.diag(s) for s in scatter])
+        cov = (covars_prior + c_n) / np.maximum(max(covars_weight - 1, 0) + n_k[:, None], 1e-5)
+        return new_means, cov.mean(axis=1) if covariance_type == "spherical" else cov
+    c_n = np.stack([means_weight * np.outer(md[k], md[k]) + scatter[k] for k in range(K)])
+    cvw = max(covars_weight - d, 0)
+    if covariance_type == "full":
+        return new_means, (covars_prior + c_n) / (cvw + n_k[:, None, None])
+    return new_means, (covars_prior + c_n.sum(axis=0)) / (cvw + n_k.sum())
+
+
+def hmm_chain_mstep(startprob, transmat, starts, trans, startprob_prior=1.0,
+                    transmat_prior=1.0):
+    """hmmlearn's Dirichlet MAP update of the start and transition
+    probabilities, zeros kept."""
+    pi = np.where(startprob == 0, 0.0, np.maximum(startprob_prior - 1 + starts, 0))
+    A = np.where(transmat == 0, 0.0, np.maximum(transmat_prior - 1 + trans, 0))
+    return pi / pi.sum(), A / A.sum(axis=1, keepdims=True)
