@@ -174,3 +174,17 @@ class Symbols(Linear):
         logtheta, logw = params
         S0, counts, _, _ = self.ws.run(X, row_weight, logtheta, logw, resp_in=gamma)
         return S0, counts, None
+
+
+def add_stats(a, b):
+    """The sum of two chunks' emission statistics (a chunk without missing
+    counts has no per-column observed weights: its S0 stands for them)."""
+    if a is None:
+        return b
+    if not isinstance(a, tuple):
+        return a + b
+    obs = None
+    if a[2] is not None or b[2] is not None:
+        obs = sum(s[2] if s[2] is not None else np.broadcast_to(s[0][:, None], s[1].shape)
+                  for s in (a, b))
+    return a[0] + b[0], a[1] + b[1], obs

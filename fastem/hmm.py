@@ -25,9 +25,10 @@ from sklearn.utils.validation import check_is_fitted
 from . import _hmm_mstep as mstep
 from ._baum_welch import ConvergenceMonitor, EStep, check_possible
 from ._discrete_estep import category_codes, linear_array
-from ._emissions import Gaussian, Linear, Symbols
+from ._emissions import Gaussian, Linear, Symbols, add_stats
 from ._fitted import kept_on_error
 from ._hmm import check_lengths, forward_backward, viterbi
+from ._hmm_sources import SequenceChunks, chunked
 from ._io import SaveLoadMixin
 from ._stats import CollapseError
 
@@ -36,6 +37,8 @@ _log = logging.getLogger("fastem.hmm")
 __all__ = ["CategoricalHMM", "ConvergenceMonitor", "GaussianHMM", "PoissonHMM"]
 
 COVARIANCE_TYPES = ("spherical", "diag", "full", "tied")
+#: Rows of out-of-core or Dask input the random start reads.
+INIT_ROWS = 65536
 
 
 def _check_sequence_weight(sample_weight, n_sequences):
@@ -166,8 +169,24 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
         return self
 
     def _fit(self, X, lengths, sample_weight):
-        Xk, lengths = self._sequences(X, lengths, fitting=True)
-        sw = _check_sequence_weight(sample_weight, lengths.shape[0])
+        if chunked(X):  # out of core or Dask: groups of whole sequences
+            lengths = check_lengths(lengths, int(X.shape[0]))
+            sw = _check_sequence_weight(sample_weight, lengths.shape[0])
+            chunks = SequenceChunks(X, lengths, sw)
+            self._prepare_chunks(chunks)
+            Xk = self._kernel_X(chunks.sample(INIT_ROWS, np.random.RandomState(0)), True)
+
+            def estep():
+                total = None
+                for part in chunks.map(self._chunk_estep):
+                    total = part if total is None else (
+                        total[0] + part[0], total[1] + part[1], total[2] + part[2],
+                        add_stats(total[3], part[3]))
+                return total
+        else:
+            Xk, lengths = self._sequences(X, lengths, fitting=True)
+            sw = _check_sequence_weight(sample_weight, lengths.shape[0])
+            estep = None
         monitor = copy.copy(self.monitor_)
         monitor.history = type(monitor.history)()
         monitor.tol, monitor.n_iter, monitor.verbose = self.tol, self.n_iter, self.verbose
@@ -178,11 +197,14 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
             rs = self._init(Xk, lengths, rs, given)
             self._check()
             monitor._reset()
-            em = self._make_emission(Xk)
-            estep = EStep(em, Xk, lengths, sw)
+            if estep is None or not chunked(X):
+                em = self._make_emission(Xk)
+                run = EStep(em, Xk, lengths, sw)
+
+                def estep():
+                    return run(self._emission_params(em), self.startprob_, self.transmat_)
             for _ in range(self.n_iter):
-                ll, starts, trans, stats = estep(self._emission_params(em), self.startprob_,
-                                                 self.transmat_)
+                ll, starts, trans, stats = estep()
                 self._mstep(starts, trans, stats)
                 monitor.report(ll)
                 if monitor.converged:
@@ -199,6 +221,18 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
                 setattr(self, name, value)
             monitor = best[2]
         self.monitor_ = monitor
+
+    def _prepare_chunks(self, chunks):
+        """What a chunked fit must know before its first E-step (the
+        categorical model: its number of symbols)."""
+
+    def _chunk_estep(self, X, lengths, seq_weight):
+        """One group's ``(log-likelihood, start counts, transition counts,
+        emission statistics)`` (on a Dask worker for a dask array)."""
+        Xk = self._kernel_X(X, False)
+        em = self._make_emission(Xk)
+        return EStep(em, Xk, lengths, seq_weight)(self._emission_params(em), self.startprob_,
+                                                  self.transmat_)
 
     def _fitted_state(self):
         return {k: v for k, v in vars(self).items() if k.endswith("_") and k != "monitor_"}
@@ -252,8 +286,14 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
         self._check_hyper()
         self._check()
 
-    def _score(self, X, lengths, posteriors):
-        self._fitted_check()
+    def _each(self, X, lengths, fn, *args):
+        """``fn(rows, lengths, None, *args)`` on X whole, or on each group of
+        whole sequences of out-of-core or Dask input, in order."""
+        if chunked(X):
+            return SequenceChunks(X, check_lengths(lengths, int(X.shape[0]))).map(fn, *args)
+        return [fn(X, lengths, None, *args)]
+
+    def _chunk_score(self, X, lengths, _, posteriors):
         Xk, lengths = self._sequences(X, lengths)
         logliks, gamma, _, _ = forward_backward(self._log_densities(Xk), lengths,
                                                 self.startprob_, self.transmat_,
@@ -261,6 +301,12 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
         if posteriors:
             check_possible(logliks, "under the model")
         return float(np.add.reduce(logliks)), gamma
+
+    def _score(self, X, lengths, posteriors):
+        self._fitted_check()
+        parts = self._each(X, lengths, self._chunk_score, posteriors)
+        ll = float(np.add.reduce(np.array([p[0] for p in parts])))
+        return ll, (np.vstack([p[1] for p in parts]) if posteriors else None)
 
     def score(self, X, lengths=None):
         """Log-likelihood of X under the model (summed over the sequences;
@@ -288,13 +334,16 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
         if algorithm == "map":
             _, post = self.score_samples(X, lengths)
             return float(post.max(axis=1).sum()), post.argmax(axis=1)
-        Xk, lengths = self._sequences(X, lengths)
-        logprob, states = viterbi(self._log_densities(Xk), lengths, self.startprob_,
-                                  self.transmat_)
+        parts = self._each(X, lengths, self._chunk_viterbi)
+        logprob = float(np.add.reduce(np.array([p[0] for p in parts])))
         if not logprob > -np.inf:
             raise ValueError("A sequence has probability 0 under the model: no path of states "
                              "allowed by startprob_ and transmat_ can emit it.")
-        return logprob, states
+        return logprob, np.concatenate([p[1] for p in parts])
+
+    def _chunk_viterbi(self, X, lengths, _):
+        Xk, lengths = self._sequences(X, lengths)
+        return viterbi(self._log_densities(Xk), lengths, self.startprob_, self.transmat_)
 
     def predict(self, X, lengths=None):
         """The decoded states (``algorithm``), one per frame."""
@@ -319,7 +368,7 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
     def bic(self, X, lengths=None):
         """Bayesian information criterion: -2 log-likelihood + (free
         parameters) log(n_samples)."""
-        return -2 * self.score(X, lengths) + self._n_parameters() * np.log(len(X))
+        return -2 * self.score(X, lengths) + self._n_parameters() * np.log(X.shape[0])
 
     # ------------------------------------------------------------------
     # sampling
@@ -569,6 +618,13 @@ class GaussianHMM(_BaseHMM):
 # ----------------------------------------------------------------------
 
 
+def _largest_symbol(X, lengths, weights):
+    X = np.asarray(X)
+    if X.dtype.kind == "f":
+        X = X[~np.isnan(X)]
+    return None if X.size == 0 else X.max()
+
+
 class CategoricalHMM(_BaseHMM):
     """Hidden Markov model with categorical emissions (symbols 0 ..
     n_features - 1, X of shape (n_samples, 1)): hmmlearn 0.3.3's
@@ -652,6 +708,12 @@ class CategoricalHMM(_BaseHMM):
         if fitting:
             self.n_features = high + 1 if n is None else n
         return codes
+
+    def _prepare_chunks(self, chunks):
+        if self.n_features is None and not (hasattr(self, "emissionprob_")
+                                            and "e" not in self.init_params):
+            highs = [h for h in chunks.map(_largest_symbol) if h is not None]
+            self.n_features = int(max(highs)) + 1 if highs else 1
 
     def _make_emission(self, X):
         return Symbols(self.n_components, self.n_features, X.shape[0],

@@ -435,3 +435,74 @@ def test_stationary_distribution():
     pi = m.get_stationary_distribution()
     np.testing.assert_allclose(pi @ m.transmat_, pi, atol=1e-12)
     assert pi.sum() == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------
+# out of core and Dask: groups of whole sequences
+# ----------------------------------------------------------------------
+
+
+def _memmap(tmp_path, X):
+    mm = np.memmap(tmp_path / "x.dat", dtype=X.dtype, mode="w+", shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    return np.memmap(tmp_path / "x.dat", dtype=X.dtype, mode="r", shape=X.shape)
+
+
+def _long_data(seed=14):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(20, 90, size=30)
+    X = MEANS[_states(int(lengths.sum()), rng)] + rng.normal(size=(int(lengths.sum()), D))
+    return X, lengths
+
+
+@pytest.mark.parametrize("ct", ["diag", "full"])
+def test_out_of_core_equals_in_memory(tmp_path, monkeypatch, ct):
+    from fastem import _config
+
+    monkeypatch.setattr(_config, "CHUNK_BYTES", 8 * D * 300)  # several groups of sequences
+    X, lengths = _long_data()
+    mm = _memmap(tmp_path, X)
+    a = gaussian_model(ct, n_iter=4, tol=-np.inf).fit(X, lengths, sample_weight=np.arange(30) % 3)
+    b = gaussian_model(ct, n_iter=4, tol=-np.inf).fit(mm, lengths, sample_weight=np.arange(30) % 3)
+    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-12)
+    np.testing.assert_allclose(a._covars_, b._covars_, rtol=1e-12)
+    np.testing.assert_allclose(a.monitor_.history, b.monitor_.history, rtol=1e-12)
+    assert a.score(X, lengths) == pytest.approx(b.score(mm, lengths), rel=1e-12)
+    np.testing.assert_allclose(a.predict_proba(X, lengths), b.predict_proba(mm, lengths),
+                               atol=1e-12)
+    np.testing.assert_array_equal(a.predict(X, lengths), b.predict(mm, lengths))
+    c = GaussianHMM(K, covariance_type=ct, random_state=0, n_iter=5).fit(mm, lengths)
+    assert np.isfinite(c.monitor_.history[-1])
+
+
+def test_out_of_core_categorical_learns_every_symbol(tmp_path, monkeypatch):
+    from fastem import _config
+
+    monkeypatch.setattr(_config, "CHUNK_BYTES", 8 * 200)
+    rng = np.random.default_rng(15)
+    lengths = rng.integers(20, 60, size=25)
+    X = rng.integers(0, 5, size=(int(lengths.sum()), 1))
+    X[-1] = 7  # the largest symbol only in the last group
+    mm = _memmap(tmp_path, X)
+    a = CategoricalHMM(K, random_state=0, n_iter=3).fit(X, lengths)
+    b = CategoricalHMM(K, random_state=0, n_iter=3).fit(mm, lengths)
+    assert a.n_features == b.n_features == 8
+    np.testing.assert_allclose(a.emissionprob_, b.emissionprob_, rtol=1e-12)
+
+
+def test_dask_chunks_of_whole_sequences():
+    da = pytest.importorskip("dask.array")
+    X, lengths = _long_data(16)
+    ends = np.cumsum(lengths)
+    chunks = np.diff(np.concatenate(([0], ends[4::5])))
+    dX = da.from_array(X, chunks=(tuple(int(c) for c in chunks), D))
+    a = gaussian_model("tied", n_iter=3, tol=-np.inf).fit(X, lengths)
+    b = gaussian_model("tied", n_iter=3, tol=-np.inf).fit(dX, lengths)
+    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-12)
+    np.testing.assert_allclose(a.monitor_.history, b.monitor_.history, rtol=1e-12)
+    logprob, states = b.decode(dX, lengths)
+    np.testing.assert_array_equal(states, a.predict(X, lengths))
+    assert logprob == pytest.approx(a.decode(X, lengths)[0], rel=1e-12)
+    with pytest.raises(ValueError, match="falls inside sequence"):
+        b.fit(da.from_array(X, chunks=(500, D)), lengths)
