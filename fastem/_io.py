@@ -14,12 +14,13 @@ A model file (by convention ``*.fem``) is a NumPy ``.npz`` archive written by
 Values are encoded as JSON trees; an array is a reference ``{"__array__":
 name}`` to an archive entry, and the few other non-JSON values (tuples,
 non-finite floats, NumPy scalars and dtypes, dicts with non-string keys,
-``RandomState`` objects, fastem's own state objects, a state object's
+deques (a hidden Markov model's ``monitor_.history``), ``RandomState`` objects, fastem's own state objects, a state object's
 reference back to the model) are one-key objects whose key starts with
 ``"__"``.  Loading reads the archive with ``allow_pickle=False`` and rebuilds
 only classes from two fixed allow-lists, both read from the family registry
-(:mod:`fastem._registry`): the estimators of every family, and the helper
-classes of the file's own family.  Nothing in a file can make fastem import
+(:mod:`fastem._registry`): the estimators of every family and the hidden
+Markov models (:data:`fastem._registry.HMMS`), and the helper classes of the
+file's own family (a hidden Markov model's: its ``ConvergenceMonitor``).  Nothing in a file can make fastem import
 a module or run code.
 
 A file may come from anyone, and its checksum proves only that it is intact
@@ -37,7 +38,8 @@ fitted attributes; lists of arrays, such as a categorical mixture's
 private state its registry entry lists (what ``partial_fit`` continues
 from).  A new estimator becomes saveable by its family's entry in
 :data:`fastem._registry.FAMILIES` (its classes, the private state of its
-online class, the helper classes that state holds); nothing here changes.
+online class, the helper classes that state holds), a new hidden Markov
+model by its entry in :data:`fastem._registry.HMMS`; nothing here changes.
 """
 
 import hashlib
@@ -51,6 +53,7 @@ import stat
 import struct
 import zipfile
 import zlib
+from collections import deque
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -128,7 +131,8 @@ def save(model, path):
     model : a fastem estimator
         A fitted or unfitted model (unfitted: its parameters only) of any
         registered family (``GaussianMixture``, ``BernoulliMixture``, ...,
-        and their ``MiniBatch`` counterparts).
+        and their ``MiniBatch`` counterparts), or a fitted hidden Markov
+        model (``GaussianHMM``, ``CategoricalHMM``, ``PoissonHMM``).
     path : str, os.PathLike or binary file object
         Where to write.  A path is written exactly as given (no ``.npz`` is
         appended; ``.fem`` is the convention), and an existing file there is
@@ -150,6 +154,9 @@ def save(model, path):
         parameters, a partly fitted model, fitted arrays that disagree with
         the parameters or each other, for instance after ``set_params``), or
         ``path`` exists and is not a regular file.
+    sklearn.exceptions.NotFittedError
+        (a ValueError) If ``model`` is a hidden Markov model that is not
+        fitted: those are saved fitted only.
 
     Notes
     -----
@@ -160,7 +167,8 @@ def save(model, path):
     arrays, meta_bytes = _encode_model(model)
     _check_model(model, f"Cannot save the {type(model).__name__}",
                  "fastem.load would refuse such a file. Restore what was changed after "
-                 "fitting (set_params, attributes set by hand), or fit the model again.")
+                 "fitting (set_params, attributes set by hand), or fit the model again.",
+                 saving=True)
     if hasattr(path, "write"):
         _write_archive(path, arrays, meta_bytes)
         return
@@ -341,6 +349,8 @@ class _Encoder:
                 # long float histories (lower_bounds_) as one float64 array
                 return {"__floats__": self.array(np.array(value, dtype=np.float64), where)}
             return [self.encode(v, f"{where}.{i}") for i, v in enumerate(value)]
+        if type(value) is deque:  # a ConvergenceMonitor's history
+            return {"__deque__": [self.encode(list(value), where), value.maxlen]}
         if isinstance(value, dict):
             if all(isinstance(k, str) and not k.startswith("__") for k in value):
                 return {k: self.encode(v, f"{where}.{k}") for k, v in value.items()}
@@ -822,6 +832,14 @@ class _Decoder:
             raise self.fail(where, "a malformed tuple")
         return tuple(self.decode(v, f"{where}.{i}") for i, v in enumerate(arg))
 
+    def _deque(self, arg, where):
+        items, maxlen = arg
+        items = self.decode(items, where)
+        if not isinstance(items, list) or not (maxlen is None or (
+                isinstance(maxlen, int) and not isinstance(maxlen, bool) and maxlen >= 0)):
+            raise self.fail(where, "a malformed deque")
+        return deque(items, maxlen=maxlen)
+
     def _dict(self, arg, where):
         out = {}
         for i, (k, v) in enumerate(arg):
@@ -865,8 +883,8 @@ class _Decoder:
 
 
 _MARKERS = ("__array__", "__floats__", "__scalar__", "__dtype__", "__float__", "__complex__",
-            "__strings__", "__objects__", "__tuple__", "__dict__", "__random_state__",
-            "__object__", "__model__")
+            "__strings__", "__objects__", "__tuple__", "__deque__", "__dict__",
+            "__random_state__", "__object__", "__model__")
 
 
 def _decode_model(meta, arrays, name):
@@ -904,13 +922,20 @@ def _decode_model(meta, arrays, name):
     return model
 
 
-def _check_model(model, what, advice):
+def _check_model(model, what, advice, saving=False):
     """The model's state as :func:`fastem._model_check.check_model` checks
     it; a contradiction raises a ValueError that says ``what`` failed, why,
-    and ``advice``."""
-    from ._model_check import InconsistentModel, check_model
+    and ``advice`` (saving an unfitted hidden Markov model: scikit-learn's
+    NotFittedError, a ValueError)."""
+    from ._model_check import InconsistentModel, NotFitted, check_model
 
     try:
         check_model(model)
+    except NotFitted as exc:
+        if not saving:
+            raise ValueError(f"{what}: {exc}. {advice}") from None
+        from sklearn.exceptions import NotFittedError
+
+        raise NotFittedError(f"{what}: {exc}.") from None
     except InconsistentModel as exc:
         raise ValueError(f"{what}: {exc}. {advice}") from None

@@ -22,23 +22,36 @@ probabilities in [0, 1] summing to 1 where they must, rates > 0, shapes
 against ``n_components``, ``n_features_in_`` and the family's parameters);
 which class belongs to which family is read from :mod:`fastem._registry`.
 
+A hidden Markov model (:mod:`fastem.hmm`, :data:`fastem._registry.HMMS`) is
+saved fitted only, and checked against its ``n_components``, ``n_features``
+and ``covariance_type``: ``startprob_`` and every row of ``transmat_`` and
+``emissionprob_`` probabilities summing to 1, means finite, covariances
+symmetric and positive definite, Poisson rates finite and non-negative, and
+its ``monitor_`` a ``ConvergenceMonitor`` with a history of floats; then the
+model's own checks (those ``score`` runs first) must pass too.
+
 So no model that passes can make a kernel read out of bounds, and its
 ``predict``, ``predict_proba`` and ``score_samples`` agree with each other.
 """
 
 import math
 import reprlib
+from collections import deque
 from numbers import Integral
 
 import numpy as np
 
 from ._collapse import BaseRecovery, Recovery, min_count
-from ._registry import family_of
+from ._registry import family_of, hmm_of
 from ._stats import GaussianStats, covariance_shape, precisions_from_cholesky
 
 
 class InconsistentModel(ValueError):
     """A model's parameters or fitted state contradict each other."""
+
+
+class NotFitted(InconsistentModel):
+    """A model that is saved only once fitted (a hidden Markov model) is not."""
 
 
 #: The arrays every fit sets, in the order they are checked (each one is
@@ -73,6 +86,11 @@ def check_model(model):
     """Raise :class:`InconsistentModel` (a ValueError) naming the first
     attribute whose value contradicts the class, the parameters or the other
     attributes: what was expected and what was found."""
+    _check_shadowed(model)
+    hmm = hmm_of(model)
+    if hmm is not None:
+        _HMMFitted(model, hmm).check()
+        return
     _check_params(model)
     attrs = vars(model)
     family = family_of(model)
@@ -98,6 +116,16 @@ def check_model(model):
         if attr in attrs and not check(attrs[attr]):
             raise InconsistentModel(f"{attr} should be a {check.__doc__}, but it is "
                                     f"{_found(attrs[attr])}")
+
+
+def _check_shadowed(model):
+    """No state attribute hides behind a property of the class (a loaded
+    ``covars_`` next to ``_covars_``): it would be saved, but never read."""
+    for attr in vars(model):
+        if isinstance(getattr(type(model), attr, None), property):
+            raise InconsistentModel(f"it holds an attribute {attr!r} in its state, but "
+                                    f"{attr} is a property of {type(model).__name__}, "
+                                    "computed from other attributes")
 
 
 def _check_params(model):
@@ -513,3 +541,192 @@ class _DiscreteFitted(_Fitted):
                                     f"{_found(rec.random_state)}")
         self.integer("_collapse.budget", value=rec.budget)
         self.check_events("_collapse.events", rec.events)
+
+
+# ----------------------------------------------------------------------
+# hidden Markov models
+# ----------------------------------------------------------------------
+
+
+#: The attributes of a ConvergenceMonitor (hmmlearn's).
+_MONITOR_ATTRS = frozenset({"tol", "n_iter", "verbose", "history", "iter"})
+#: What the model's own checks (``_check``, the kernel's parameters) may raise.
+_HMM_ERRORS = (TypeError, ValueError, ArithmeticError, IndexError, KeyError, AttributeError,
+               np.linalg.LinAlgError)
+#: Prior parameters: numbers, or arrays of numbers (hmmlearn broadcasts them).
+_HMM_PRIORS = ("startprob_prior", "transmat_prior", "means_prior", "means_weight",
+               "covars_prior", "covars_weight", "emissionprob_prior", "lambdas_prior",
+               "lambdas_weight", "min_covar")
+
+
+class _HMMFitted:
+    """The checks of a hidden Markov model: only fitted ones are saved."""
+
+    def __init__(self, model, entry):
+        self.model, self.entry = model, entry
+        self.name = type(model).__name__
+
+    def check(self):
+        m = self.model
+        try:
+            m._check_hyper()
+        except (TypeError, ValueError) as exc:
+            raise InconsistentModel(f"its parameters are invalid: {exc}") from None
+        self.check_priors()
+        attrs = vars(m)
+        chain = ("startprob_", "transmat_") + tuple(self.entry.parameters)
+        present = [a for a in chain if a in attrs]
+        if not present:
+            raise NotFitted(
+                f"it is not fitted (it has no {', '.join(chain)}), and fastem saves hidden "
+                "Markov models only once fitted. Fit it first (or keep its parameters, "
+                "get_params(), to build it again)")
+        required = chain + ("monitor_",)
+        missing = [a for a in required if a not in attrs]
+        if missing:
+            raise InconsistentModel(
+                f"it is only partly fitted: {', '.join(missing)} missing while "
+                f"{', '.join(a for a in required if a in attrs)} are present; a model has all "
+                "of its fitted attributes or none")
+        self.K = m.n_components
+        self.d = attrs.get("n_features")  # a parameter of CategoricalHMM
+        if self.d is None:
+            # set by hand and not used yet: the model takes it from its emissions
+            emissions = attrs[chain[2]]
+            if isinstance(emissions, np.ndarray) and emissions.ndim == 2:
+                self.d = emissions.shape[1]
+            else:
+                raise InconsistentModel(f"{chain[2]} should be a 2-d float array (n_features "
+                                        f"is not set), but it is {_found(emissions)}")
+        if not _is_int(self.d, 1):
+            raise InconsistentModel(f"n_features should be an int >= 1, but it is "
+                                    f"{_found(self.d)}")
+        ct = getattr(m, "covariance_type", None)
+        self.context = (f"n_components={self.K}, n_features={self.d}"
+                        + (f", covariance_type={ct!r}" if ct is not None else ""))
+        K, d = self.K, self.d
+        self.probabilities("startprob_", (K,))
+        self.probabilities("transmat_", (K, K))
+        if "means_" in chain:
+            self.array("means_", (K, d))
+            self.covariances(ct)
+        if "emissionprob_" in chain:
+            self.probabilities("emissionprob_", (K, d))
+        if "lambdas_" in chain:
+            lam = self.array("lambdas_", (K, d))
+            if (lam < 0).any():
+                raise InconsistentModel(f"lambdas_ should hold non-negative rates, but its "
+                                        f"smallest is {lam.min():.6g}")
+        self.check_monitor(m.monitor_)
+        self.check_own()
+
+    def check_priors(self):
+        for name, value in self.model.get_params(deep=False).items():
+            if name not in _HMM_PRIORS:
+                continue
+            try:
+                a = np.asarray(value)
+            except (TypeError, ValueError):  # ragged lists
+                a = None
+            if a is None or a.dtype.kind not in "iuf" or not np.isfinite(a).all():
+                raise InconsistentModel(f"{name} should be a finite number or an array of "
+                                        f"them, but it is {_found(value)}")
+
+    def array(self, attr, shape):
+        """A finite real array of the given shape."""
+        a = getattr(self.model, attr)
+        if not (isinstance(a, np.ndarray) and a.dtype.kind in "iuf" and a.shape == shape):
+            raise InconsistentModel(f"{attr} should be a float array of shape {shape} "
+                                    f"({self.context}), but it is {_found(a)}")
+        if not np.isfinite(a).all():
+            raise InconsistentModel(f"{attr} should hold finite numbers, but it holds NaN "
+                                    "or infinity")
+        return a
+
+    def probabilities(self, attr, shape):
+        """Non-negative, summing to 1 (per row), as the model itself checks
+        them (``numpy.allclose``)."""
+        a = self.array(attr, shape)
+        s = a.sum(axis=-1, dtype=np.float64)
+        if (a < 0).any() or not np.allclose(s, 1):
+            rows = "every row of " if a.ndim == 2 else ""
+            worst = int(np.argmax(np.abs(s - 1))) if a.ndim == 2 else None
+            where = (f"row {worst} sums to {s[worst]:.10g}" if worst is not None
+                     else f"they sum to {float(s):.10g}")
+            raise InconsistentModel(f"{rows}{attr} should hold non-negative probabilities "
+                                    f"summing to 1, but its minimum is {a.min():.6g} and "
+                                    f"{where}")
+
+    def covariances(self, ct):
+        K, d = self.K, self.d
+        shape = {"spherical": (K,), "diag": (K, d), "full": (K, d, d), "tied": (d, d)}[ct]
+        c = self.model._covars_
+        if not (isinstance(c, np.ndarray) and c.dtype.kind in "iuf" and c.shape == shape):
+            raise InconsistentModel(f"the covariances (_covars_, covars_ in compact form) "
+                                    f"should be a float array of shape {shape} "
+                                    f"({self.context}), but they are {_found(c)}")
+        if not np.isfinite(c).all():
+            raise InconsistentModel("the covariances (_covars_) should hold finite numbers, "
+                                    "but they hold NaN or infinity")
+        if ct in ("spherical", "diag"):
+            if not (c > 0).all():
+                raise InconsistentModel(f"the {ct} variances (_covars_) should be positive, "
+                                        f"but the smallest is {c.min():.6g}")
+            return
+        mats = c.reshape(-1, d, d).astype(np.float64)
+        for k, cv in enumerate(mats):
+            which = "the tied covariance" if ct == "tied" else f"the covariance of state {k}"
+            if not np.allclose(cv, cv.T):
+                raise InconsistentModel(f"{which} (_covars_) should be symmetric, but it "
+                                        f"differs from its transpose by up to "
+                                        f"{np.abs(cv - cv.T).max():.3g}")
+            try:
+                np.linalg.cholesky(cv)
+            except np.linalg.LinAlgError:
+                raise InconsistentModel(f"{which} (_covars_) should be positive definite, but "
+                                        f"its smallest eigenvalue is "
+                                        f"{np.linalg.eigvalsh(cv).min():.6g}") from None
+
+    def check_monitor(self, mon):
+        from ._baum_welch import ConvergenceMonitor
+
+        if type(mon) is not ConvergenceMonitor or set(vars(mon)) != _MONITOR_ATTRS:
+            raise InconsistentModel(
+                f"monitor_ should be a ConvergenceMonitor with the attributes "
+                f"{sorted(_MONITOR_ATTRS)}, but it is {_found(mon)}"
+                + (f" with {sorted(vars(mon))}" if hasattr(mon, "__dict__") else ""))
+        history = mon.history
+        if not (isinstance(history, deque) and all(
+                _is_float(v) and not math.isnan(v) for v in history)):
+            raise InconsistentModel(f"monitor_.history should be a deque of log-likelihoods "
+                                    f"(float), but it is {_found(history)}")
+        if not (_is_int(mon.iter) and len(history) <= mon.iter):
+            raise InconsistentModel(f"monitor_.iter should count the iterations, at least the "
+                                    f"{len(history)} of monitor_.history, but it is "
+                                    f"{_found(mon.iter)}")
+        if not _is_int(mon.n_iter):
+            raise InconsistentModel(f"monitor_.n_iter should be an int >= 0, but it is "
+                                    f"{_found(mon.n_iter)}")
+        if not (isinstance(mon.tol, (Integral, float, np.number)) and not math.isnan(mon.tol)
+                and not isinstance(mon.tol, (bool, np.bool_, complex, np.complexfloating))):
+            raise InconsistentModel(f"monitor_.tol should be a number, but it is "
+                                    f"{_found(mon.tol)}")
+        if not isinstance(mon.verbose, (bool, np.bool_, Integral)):
+            raise InconsistentModel(f"monitor_.verbose should be a bool, but it is "
+                                    f"{_found(mon.verbose)}")
+
+    def check_own(self):
+        """The model's own checks, as ``score`` runs them (on a shallow copy:
+        they convert attributes in place)."""
+        m = self.model
+        copy = type(m).__new__(type(m))
+        copy.__dict__.update(vars(m))
+        try:
+            copy._check()
+        except _HMM_ERRORS as exc:
+            raise InconsistentModel(f"the {self.name} refuses its own state: "
+                                    f"{str(exc).rstrip('.')}") from None
+        if copy.n_features != self.d:
+            raise InconsistentModel(f"n_features should be {copy.n_features}, the number of "
+                                    f"features of its emission parameters, but it is "
+                                    f"{self.d}")

@@ -1,6 +1,10 @@
 """The mixture families fastem fits, by name: the one place that saving and
 loading (:mod:`fastem._io`, :mod:`fastem._model_check`), :func:`fastem.select`,
-the command line and :mod:`fastem.plot` learn which estimators exist.
+the command line and :mod:`fastem.plot` learn which estimators exist.  The
+hidden Markov models (:mod:`fastem.hmm`) are listed apart, in :data:`HMMS`:
+they are not mixture families (the command line and the plots do not take
+them), but :func:`fastem.load` reads them and ``select(model="hmm")`` fits
+them.
 
 A new family is a new module plus one :class:`Family` entry in
 :data:`FAMILIES`; nothing else in the package changes.  Its estimator classes
@@ -11,16 +15,17 @@ everywhere -- it starts working as soon as the class exists.
 
 Security note: the classes listed here are the allow-list of
 :func:`fastem.load`.  A model file names a class; only a class that one of
-these entries resolves to is ever instantiated, and only the helper classes
-of that model's own family (:attr:`Family.state_classes`) are rebuilt from
-the file.
+these entries (or of :data:`HMMS`) resolves to is ever instantiated, and
+only the helper classes of that model's own family (:attr:`Family.state_classes`,
+:attr:`HiddenMarkov.state_classes`) are rebuilt from the file.
 """
 
 import importlib
 from dataclasses import dataclass
 
-__all__ = ["FAMILIES", "Family", "family_named", "family_names", "family_of", "get_family",
-           "model_classes", "state_classes"]
+__all__ = ["FAMILIES", "HMMS", "Family", "HiddenMarkov", "family_named", "family_names",
+           "family_of", "get_family", "get_hmm", "hmm_names", "hmm_of", "model_classes",
+           "state_classes"]
 
 #: Private attributes of every online (stepwise EM) estimator that
 #: ``partial_fit`` continues from (fastem.online.BaseMiniBatchMixture): the
@@ -185,6 +190,86 @@ FAMILIES = {f.name: f for f in (
 )}
 
 
+@dataclass(frozen=True)
+class HiddenMarkov:
+    """One hidden Markov model class (:mod:`fastem.hmm`).
+
+    Attributes
+    ----------
+    emissions : str
+        The family of its emissions, as ``select(model="hmm", family=...)``
+        names it (``"gaussian"``, ``"categorical"``, ``"poisson"``).
+    spec : str
+        ``"module:Class"`` of the estimator.
+    parameters : tuple of str
+        The emission attributes every fit sets (besides ``startprob_`` and
+        ``transmat_``): what :mod:`fastem._model_check` checks.
+    private : tuple of str
+        Attributes saved in a model file besides the public fitted ones (a
+        trailing ``_``): the compact covariance ``_covars_`` and the plain
+        ``n_features`` (a constructor parameter of ``CategoricalHMM``, so
+        saved with the parameters there).
+    state_classes : tuple of str
+        ``"module:Class"`` of the helper objects its state holds
+        (``monitor_``): the only classes a file of this model may rebuild.
+    """
+
+    emissions: str
+    spec: str
+    parameters: tuple = ()
+    private: tuple = ()
+    state_classes: tuple = ("fastem._baum_welch:ConvergenceMonitor",)
+
+    def estimator_class(self):
+        """The class, or None while it does not exist."""
+        return _resolve(self.spec)
+
+    def helper_classes(self):
+        """``{name: class}`` of its state classes that exist."""
+        out = {}
+        for spec in self.state_classes:
+            cls = _resolve(spec)
+            if cls is not None:
+                out[cls.__name__] = cls
+        return out
+
+
+#: The hidden Markov models, by the family of their emissions.  Not mixture
+#: families: only saving and loading and ``select(model="hmm")`` read this.
+HMMS = {h.emissions: h for h in (
+    HiddenMarkov("gaussian", "fastem.hmm:GaussianHMM", parameters=("means_", "_covars_"),
+                 private=("_covars_", "n_features")),
+    HiddenMarkov("categorical", "fastem.hmm:CategoricalHMM", parameters=("emissionprob_",)),
+    HiddenMarkov("poisson", "fastem.hmm:PoissonHMM", parameters=("lambdas_",),
+                 private=("n_features",)),
+)}
+
+
+def hmm_names():
+    """The emission families of the hidden Markov models that exist."""
+    return [name for name, h in HMMS.items() if h.estimator_class() is not None]
+
+
+def get_hmm(emissions):
+    """The :class:`HiddenMarkov` whose emissions are ``emissions``; a
+    ValueError naming the choices otherwise."""
+    entry = HMMS.get(emissions) if isinstance(emissions, str) else None
+    if entry is None or entry.estimator_class() is None:
+        raise ValueError(f"No hidden Markov model has {emissions!r} emissions. Expected "
+                         f"family= one of {hmm_names()} with model='hmm'.")
+    return entry
+
+
+def hmm_of(model):
+    """The :class:`HiddenMarkov` of a hidden Markov model (instance or
+    class), or None (subclasses are not fastem's)."""
+    cls = model if isinstance(model, type) else type(model)
+    for entry in HMMS.values():
+        if cls is entry.estimator_class():
+            return entry
+    return None
+
+
 def family_names(online=False):
     """Names of the families whose estimator (online: online estimator)
     exists in this fastem, in :data:`FAMILIES` order."""
@@ -226,20 +311,28 @@ def family_named(class_name):
 
 def model_classes():
     """``{class name: (class, private attributes saved)}`` of every
-    registered estimator that exists: the allow-list of :func:`fastem.load`."""
+    registered estimator that exists (the mixture families', then the hidden
+    Markov models'): the allow-list of :func:`fastem.load`."""
     out = {}
     for family in FAMILIES.values():
         for cls, private in family.classes():
             out[cls.__name__] = (cls, private)
+    for entry in HMMS.values():
+        cls = entry.estimator_class()
+        if cls is not None:
+            out[cls.__name__] = (cls, tuple(entry.private))
     return out
 
 
 def state_classes(class_name=None):
     """``{name: class}`` of the helper objects a saved state may hold: those
-    of the family of the estimator class ``class_name`` (all families' if
-    None)."""
+    of the family of the estimator class ``class_name`` (all families' and
+    hidden Markov models' if None)."""
     out = {}
     for family in FAMILIES.values():
         if class_name is None or any(cls.__name__ == class_name for cls, _ in family.classes()):
             out.update(family.helper_classes())
+    for entry in HMMS.values():
+        if class_name is None or entry.spec.rpartition(":")[2] == class_name:
+            out.update(entry.helper_classes())
     return out
