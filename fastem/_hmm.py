@@ -11,6 +11,7 @@ bitwise the same for any number of threads.
 import numpy as np
 
 from ._kernels.hmm import _forward_backward, _viterbi
+from ._kernels.vecmath import VM_CONSTS
 from ._parallel import run_slots
 
 #: Most slots (groups of sequences) per call.
@@ -58,7 +59,7 @@ def forward_backward(logB, lengths, startprob, transmat, seq_weight=None, poster
     sw = np.empty(0) if seq_weight is None else np.ascontiguousarray(seq_weight, np.float64)
     run_slots(_forward_backward, (logB, bounds, sw, np.ascontiguousarray(startprob, np.float64),
                                   np.ascontiguousarray(transmat, np.float64), gamma, scale,
-                                  logliks, starts, trans), ns)
+                                  logliks, starts, trans, VM_CONSTS), ns)
     return (logliks, gamma if posteriors else None, np.add.reduce(starts, axis=0),
             np.add.reduce(trans, axis=0))
 

@@ -39,22 +39,440 @@ trans        (S, K, K)       out: per slot, sum_seq w sum_t xi_t
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .._config import JIT_OPTIONS
 from .sync import claim_slot, finish_slot
+from .vecmath import _exp_le0, _fmax, _log_pos, vm_consts
+
+
+#: A frame whose scale c_t comes out below this (or is not a number) is
+#: redone with libm's exp, as the first kernel did: the fast exp flushes
+#: exp(x) to 0 below x = -708, where libm's still gives subnormals, which
+#: matters only when every state the frame can be in is that unlikely.
+_TINY = 1e-250
+
+#: Lanes of the fixed-width path: K <= _W states are padded to _W lanes
+#: (zeros in the padding lanes of every vector and of the transition matrix).
+_W = 8
+#: Frames whose emission factors b_t are computed at a time (one loop over
+#: _CHUNK * _W values that LLVM vectorises, with the exp of vecmath).
+_CHUNK = 64
+
+# offsets in the fixed-width path's scratch ``ws`` (float64, 1-d)
+_PREV, _TMP, _NXT, _BETA, _START = (r * _W for r in range(5))
+_A = 8 * _W  # _A + i * _W: row i of transmat
+_AT = _A + _W * _W  # _AT + j * _W: column j of transmat
+_LOC = _AT + _W * _W  # _LOC + i * _W: sum_t a_{t-1,i} nxt_t
+_X = _LOC + _W * _W  # _CHUNK rows of logB_t - m_t (-inf in the padding lanes)
+_E = _X + _CHUNK * _W  # their exp: b_t
+_MX = _E + _CHUNK * _W  # the frames' m_t
+_WS_SIZE = _MX + _CHUNK
+
+# --- vector steps of the fixed-width path, in LLVM IR -------------------------
+#
+# Numba runs no SLP vectoriser and its loop vectoriser wants long loops, so
+# loops over 8 states stay scalar; these intrinsics work on <8 x double>
+# vectors at given offsets of ``ws``.  No fast-math flags: every sum has the
+# order written here, whatever the thread count.
+
+_VT = ir.VectorType(ir.DoubleType(), _W)
+_I32 = ir.IntType(32)
+
+
+def _vptr(context, builder, arrty, arr, off):
+    ary = context.make_array(arrty)(context, builder, arr)
+    return builder.bitcast(builder.gep(ary.data, [off]), _VT.as_pointer())
+
+
+def _shuffle(builder, v, lanes):
+    undef = ir.Constant(v.type, ir.Undefined)
+    return builder.shuffle_vector(v, undef, ir.Constant(ir.VectorType(_I32, len(lanes)), lanes))
+
+
+def _splat(builder, v, i):
+    return _shuffle(builder, v, [i] * _W)
+
+
+def _splat_scalar(builder, s):
+    v = builder.insert_element(ir.Constant(_VT, ir.Undefined), s, ir.Constant(_I32, 0))
+    return _splat(builder, v, 0)
+
+
+def _hsum(builder, v):
+    """((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)), a fixed tree."""
+    s4 = builder.fadd(_shuffle(builder, v, [0, 1, 2, 3]), _shuffle(builder, v, [4, 5, 6, 7]))
+    s2 = builder.fadd(_shuffle(builder, s4, [0, 1]), _shuffle(builder, s4, [2, 3]))
+    return builder.fadd(builder.extract_element(s2, ir.Constant(_I32, 0)),
+                        builder.extract_element(s2, ir.Constant(_I32, 1)))
+
+
+def _fma(builder, a, b, c):
+    """a * b + c, rounded once (llvm.fma on vectors)."""
+    fnty = ir.FunctionType(_VT, [_VT, _VT, _VT])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.fma.v%df64" % _W)
+    return builder.call(fn, [a, b, c])
+
+
+def _vecmat(builder, xv, row_ptr):
+    """sum_i x_i row_i over the _W rows ``row_ptr(i)``, in four partial sums."""
+    acc = [None] * 4
+    for i in range(_W):
+        r = builder.load(row_ptr(i), align=8)
+        xi = _splat(builder, xv, i)
+        acc[i % 4] = builder.fmul(xi, r) if acc[i % 4] is None else _fma(builder, xi, r, acc[i % 4])
+    return builder.fadd(builder.fadd(acc[0], acc[1]), builder.fadd(acc[2], acc[3]))
+
+
+def _ws_type_ok(ws):
+    return isinstance(ws, types.Array) and ws.dtype == types.float64 and ws.ndim == 1 \
+        and ws.layout == "C"
+
+
+def _rows_type_ok(x):
+    return isinstance(x, types.Array) and x.dtype == types.float64 and x.ndim == 2 \
+        and x.layout == "C"
+
+
+def _row_access(context, builder, arrty, arr, t):
+    """(pointer to x[t, 0] as <_W x double>*, mask of the lanes k < K)."""
+    ary = context.make_array(arrty)(context, builder, arr)
+    p = cgutils.get_item_pointer(context, builder, arrty, ary, [t, ir.Constant(t.type, 0)])
+    i64v = ir.VectorType(ir.IntType(64), _W)
+    k = builder.insert_element(ir.Constant(i64v, ir.Undefined), builder.extract_value(ary.shape, 1),
+                               ir.Constant(_I32, 0))
+    mask = builder.icmp_signed("<", ir.Constant(i64v, list(range(_W))), _splat(builder, k, 0))
+    return builder.bitcast(p, _VT.as_pointer()), mask
+
+
+def _masked_load(builder, ptr, mask, fill):
+    i1v = ir.VectorType(ir.IntType(1), _W)
+    fnty = ir.FunctionType(_VT, [_VT.as_pointer(), _I32, i1v, _VT])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.load.v%df64.p0" % _W)
+    return builder.call(fn, [ptr, ir.Constant(_I32, 8), mask, ir.Constant(_VT, [fill] * _W)])
+
+
+def _masked_store(builder, v, ptr, mask):
+    i1v = ir.VectorType(ir.IntType(1), _W)
+    fnty = ir.FunctionType(ir.VoidType(), [_VT, _VT.as_pointer(), _I32, i1v])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.store.v%df64.p0" % _W)
+    builder.call(fn, [v, ptr, ir.Constant(_I32, 8), mask])
+
+
+def _maxnum(builder, a, b):
+    fnty = ir.FunctionType(a.type, [a.type, a.type])
+    name = "llvm.maxnum.f64" if isinstance(a.type, ir.DoubleType) else \
+        "llvm.maxnum.v%df64" % a.type.count
+    return builder.call(cgutils.get_or_insert_function(builder.module, fnty, name), [a, b])
+
+
+@intrinsic
+def _centre_row(typingctx, logB, t, ws, off):
+    """ws[off:off + _W] = logB[t] - m_t (-inf in the padding lanes), where
+    m_t = max_k logB[t, k] (NaN ignored, as ``vecmath._fmax``); returns m_t."""
+    if not (_rows_type_ok(logB) and _ws_type_ok(ws)):
+        return None
+    sig = types.float64(logB, types.intp, ws, types.intp)
+
+    def codegen(context, builder, signature, args):
+        logB, t, ws, off = args
+        ptr, mask = _row_access(context, builder, signature.args[0], logB, t)
+        v = _masked_load(builder, ptr, mask, -math.inf)
+        m4 = _maxnum(builder, _shuffle(builder, v, [0, 1, 2, 3]), _shuffle(builder, v, [4, 5, 6, 7]))
+        m2 = _maxnum(builder, _shuffle(builder, m4, [0, 1]), _shuffle(builder, m4, [2, 3]))
+        mx = _maxnum(builder, builder.extract_element(m2, ir.Constant(_I32, 0)),
+                     builder.extract_element(m2, ir.Constant(_I32, 1)))
+        x = builder.fsub(v, _splat_scalar(builder, mx))
+        builder.store(x, _vptr(context, builder, signature.args[2], ws, off), align=8)
+        return mx
+
+    return sig, codegen
+
+
+def _forward_step_intrinsic(first):
+    def impl(typingctx, ws, prev, mat, e, gamma, t):
+        if not (_ws_type_ok(ws) and _rows_type_ok(gamma)):
+            return None
+        sig = types.float64(ws, types.intp, types.intp, types.intp, gamma, types.intp)
+
+        def codegen(context, builder, signature, args):
+            arrty = signature.args[0]
+            arr, prev, mat, e, gamma, t = args
+
+            def ptr(off, k=0):
+                return _vptr(context, builder, arrty, arr,
+                             builder.add(off, ir.Constant(off.type, k)))
+
+            xv = builder.load(ptr(prev), align=8)
+            if first:
+                tmp = xv
+            else:
+                tmp = _vecmat(builder, xv, lambda i: ptr(mat, i * _W))
+            builder.store(tmp, ptr(ir.Constant(prev.type, _TMP)), align=8)
+            f = builder.fmul(tmp, builder.load(ptr(e), align=8))
+            builder.store(f, ptr(ir.Constant(prev.type, _NXT)), align=8)
+            tot = _hsum(builder, f)
+            inv = builder.fdiv(ir.Constant(ir.DoubleType(), 1.0), tot)
+            a = builder.fmul(f, _splat_scalar(builder, inv))
+            builder.store(a, ptr(ir.Constant(prev.type, _PREV)), align=8)
+            _masked_store(builder, a, *_row_access(context, builder, signature.args[4], gamma, t))
+            return tot
+
+        return sig, codegen
+    return intrinsic(impl)
+
+
+#: ``tmp = ws[prev] A`` (rows of A at ``mat``; ``_first_step``: tmp =
+#: ws[prev]), ``f = tmp * ws[e]`` and ``a = f * (1 / sum f)`` into
+#: ws[_TMP], ws[_NXT], ws[_PREV] and gamma[t]; returns sum f.
+_forward_step = _forward_step_intrinsic(False)
+_first_step = _forward_step_intrinsic(True)
+
+
+def _backward_step_intrinsic(given):
+    def impl(typingctx, ws, e, inv, gamma, t):
+        if not (_ws_type_ok(ws) and _rows_type_ok(gamma)):
+            return None
+        sig = types.void(ws, types.intp, types.float64, gamma, types.intp)
+
+        def codegen(context, builder, signature, args):
+            arrty = signature.args[0]
+            arr, e, inv, gamma, t = args
+
+            def ptr(off):
+                return _vptr(context, builder, arrty, arr, ir.Constant(e.type, off))
+
+            beta = builder.load(ptr(_BETA), align=8)
+            gty = signature.args[3]
+            gptr, mask = _row_access(context, builder, gty, gamma, t)
+            _masked_store(builder, builder.fmul(_masked_load(builder, gptr, mask, 0.0), beta),
+                          gptr, mask)
+            av = _masked_load(builder, _row_access(context, builder, gty, gamma,
+                                                   builder.sub(t, ir.Constant(t.type, 1)))[0],
+                              mask, 0.0)
+            if given:
+                nv = builder.load(ptr(_NXT), align=8)
+            else:
+                ev = builder.load(_vptr(context, builder, arrty, arr, e), align=8)
+                nv = builder.fmul(builder.fmul(ev, _splat_scalar(builder, inv)), beta)
+            for i in range(_W):
+                p = ptr(_LOC + i * _W)
+                builder.store(_fma(builder, _splat(builder, av, i), nv, builder.load(p, align=8)),
+                              p, align=8)
+            builder.store(_vecmat(builder, nv, lambda j: ptr(_AT + j * _W)), ptr(_BETA), align=8)
+            return context.get_dummy_value()
+
+        return sig, codegen
+    return intrinsic(impl)
+
+
+#: gamma[t] *= beta; ``nxt = (ws[e] * inv) * beta`` (``_backward_step_given``:
+#: nxt in ws[_NXT]); ``loc_i += gamma[t - 1, i] nxt`` and ``beta = A nxt``
+#: (from the columns of A at _AT), in ws.
+_backward_step = _backward_step_intrinsic(False)
+_backward_step_given = _backward_step_intrinsic(True)
+
+
+@njit(**JIT_OPTIONS)
+def _frame_max(logB, t, K):
+    mx = logB[t, 0]
+    for k in range(1, K):
+        mx = _fmax(mx, logB[t, k])
+    return mx
+
+
+@njit(**JIT_OPTIONS)
+def _slow_max(logB, t):
+    mx = -math.inf
+    for k in range(logB.shape[1]):
+        mx = max(mx, logB[t, k])
+    return mx
+
+
+@njit(**JIT_OPTIONS)
+def _slow_frame(logB, t, tmp, f):
+    """The first kernel's frame: ``f = tmp * exp(logB_t - m_t)`` with libm's
+    exp (subnormals kept; 0 where every log-density is -inf); returns c_t,
+    their sum."""
+    mx = _slow_max(logB, t)
+    tot = 0.0
+    for k in range(logB.shape[1]):
+        v = tmp[k] * math.exp(logB[t, k] - mx) if mx > -math.inf else 0.0
+        f[k] = v
+        tot += v
+    return tot
+
+
+@njit(**JIT_OPTIONS)
+def _slow_next(logB, t, tot, beta, nxt):
+    """The backward pass's ``nxt = b_t * beta_t / c_t`` of a frame that
+    :func:`_slow_frame` scaled."""
+    mx = _slow_max(logB, t)
+    for k in range(logB.shape[1]):
+        nxt[k] = math.exp(logB[t, k] - mx) * beta[k] / tot
+
+
+@njit(**JIT_OPTIONS)
+def _emission_rows(logB, u0, u1, ws, c):
+    """b_t = exp(logB_t - m_t) of frames u0:u1 (at most _CHUNK) into the rows
+    of ws[_E:], m_t into ws[_MX:]: one long loop of exps, vectorised."""
+    for t in range(u0, u1):
+        ws[_MX + t - u0] = _centre_row(logB, t, ws, _X + (t - u0) * _W)
+    for i in range((u1 - u0) * _W):
+        ws[_E + i] = _exp_le0(ws[_X + i], c)
+
+
+@njit(**JIT_OPTIONS)
+def _sequence_small(logB, t0, t1, gamma, scale, ws, c):
+    """Forward-backward over frames t0:t1 for K <= _W states, on _W lanes
+    with the vector steps above.  Adds sum_t a_{t-1,i} nxt_tj to
+    ws[_LOC + i * _W + j]; returns the log-likelihood (-inf, gamma NaN: the
+    sequence is impossible)."""
+    K = logB.shape[1]
+    ll = 0.0
+    for u0 in range(t0, t1, _CHUNK):
+        u1 = min(u0 + _CHUNK, t1)
+        _emission_rows(logB, u0, u1, ws, c)
+        for t in range(u0, u1):
+            r = t - u0
+            if t == t0:
+                tot = _first_step(ws, _START, 0, _E + r * _W, gamma, t)
+            else:
+                tot = _forward_step(ws, _PREV, _A, _E + r * _W, gamma, t)
+            if tot >= _TINY:
+                scale[t] = 1.0 / tot
+                ll += _log_pos(tot, c) + ws[_MX + r]
+            else:
+                tot = _slow_frame(logB, t, ws[_TMP:_TMP + _W], ws[_NXT:_NXT + _W])
+                if not tot > 0.0:  # no state can emit this frame from where it is
+                    for t in range(t0, t1):
+                        for k in range(K):
+                            gamma[t, k] = math.nan
+                    return -math.inf
+                for k in range(_W):
+                    ws[_PREV + k] = ws[_NXT + k] / tot if k < K else 0.0
+                scale[t] = -tot
+                ll += math.log(tot) + _slow_max(logB, t)
+                for k in range(K):
+                    gamma[t, k] = ws[_PREV + k]
+    # backward: beta from the end; gamma_t = a_t * beta_t; xi summed
+    for k in range(_W):
+        ws[_BETA + k] = 1.0
+    for u1 in range(t1, t0 + 1, -_CHUNK):
+        u0 = max(u1 - _CHUNK, t0 + 1)
+        _emission_rows(logB, u0, u1, ws, c)
+        for t in range(u1 - 1, u0 - 1, -1):
+            inv = scale[t]
+            if inv > 0.0:
+                _backward_step(ws, _E + (t - u0) * _W, inv, gamma, t)
+            else:
+                _slow_next(logB, t, -inv, ws[_BETA:_BETA + _W], ws[_NXT:_NXT + _W])
+                for k in range(K, _W):
+                    ws[_NXT + k] = 0.0
+                _backward_step_given(ws, 0, 0.0, gamma, t)
+    for k in range(K):
+        gamma[t0, k] *= ws[_BETA + k]
+    return ll
+
+
+@njit(**JIT_OPTIONS)
+def _sequence_general(logB, t0, t1, startprob, transmat, AT, gamma, scale, tmp, f, beta,
+                      loc, c):
+    """:func:`_sequence_small` for any K (``AT`` transmat transposed; ``tmp``,
+    ``f``, ``beta`` (K,) and ``loc`` (K, K) scratch, ``loc`` summed into)."""
+    K = logB.shape[1]
+    ll = 0.0
+    for t in range(t0, t1):
+        mx = _frame_max(logB, t, K)
+        if t == t0:
+            for k in range(K):
+                tmp[k] = startprob[k]
+        else:
+            for j in range(K):
+                tmp[j] = gamma[t - 1, 0] * transmat[0, j]
+            for i in range(1, K):
+                a = gamma[t - 1, i]
+                for j in range(K):
+                    tmp[j] += a * transmat[i, j]
+        tot = 0.0
+        for k in range(K):
+            v = tmp[k] * _exp_le0(logB[t, k] - mx, c)
+            f[k] = v
+            tot += v
+        if tot >= _TINY:
+            inv = 1.0 / tot
+            scale[t] = inv
+            ll += _log_pos(tot, c) + mx
+        else:
+            tot = _slow_frame(logB, t, tmp, f)
+            if not tot > 0.0:
+                for t in range(t0, t1):
+                    for k in range(K):
+                        gamma[t, k] = math.nan
+                return -math.inf
+            inv = 1.0 / tot
+            scale[t] = -tot
+            ll += math.log(tot) + _slow_max(logB, t)
+        for k in range(K):
+            gamma[t, k] = f[k] / tot if inv == math.inf else f[k] * inv
+    for k in range(K):
+        beta[k] = 1.0
+    for t in range(t1 - 1, t0, -1):
+        inv = scale[t]
+        if inv > 0.0:
+            mx = _frame_max(logB, t, K)
+            for k in range(K):
+                f[k] = (_exp_le0(logB[t, k] - mx, c) * inv) * beta[k]
+        else:
+            _slow_next(logB, t, -inv, beta, f)
+        for k in range(K):
+            gamma[t, k] *= beta[k]
+        for i in range(K):
+            a = gamma[t - 1, i]
+            for j in range(K):
+                loc[i, j] += a * f[j]
+        for i in range(K):
+            beta[i] = AT[0, i] * f[0]
+        for j in range(1, K):
+            x = f[j]
+            for i in range(K):
+                beta[i] += AT[j, i] * x
+    for k in range(K):
+        gamma[t0, k] *= beta[k]
+    return ll
 
 
 @njit(**JIT_OPTIONS)
 def _forward_backward(logB, bounds, seq_weight, startprob, transmat, gamma, scale, logliks,
-                      starts, trans, ctrl):
+                      starts, trans, vmc, ctrl):
     K = logB.shape[1]
     N = bounds.shape[0] - 1
     n_slots = starts.shape[0]
-    b = np.empty(K)
-    nxt = np.empty(K)
-    tmp = np.empty(K)  # a_{t-1} A
+    c = vm_consts(vmc)
+    small = K <= _W
+    # the fixed-size path's scratch: padding lanes 0 (-inf in the frame's row)
+    ws = np.zeros(_WS_SIZE)
+    # the general path's
+    AT = np.empty((K, K))
+    tmp = np.empty(K)
+    f = np.empty(K)
     beta = np.empty(K)
+    loc = np.empty((K, K))
+    for i in range(K):
+        for j in range(K):
+            AT[j, i] = transmat[i, j]
+    if small:
+        for r in range(_CHUNK):
+            for k in range(K, _W):
+                ws[_X + r * _W + k] = -math.inf
+        for i in range(K):
+            ws[_START + i] = startprob[i]
+            for j in range(K):
+                ws[_A + i * _W + j] = transmat[i, j]
+                ws[_AT + j * _W + i] = transmat[i, j]
     while True:
         s = claim_slot(ctrl)
         if s >= n_slots:
@@ -65,76 +483,24 @@ def _forward_backward(logB, bounds, seq_weight, startprob, transmat, gamma, scal
             t0 = bounds[q]
             t1 = bounds[q + 1]
             w = seq_weight[q] if seq_weight.shape[0] > 0 else 1.0
-            # forward, scaled; the scale c_t kept in gamma's rows as a'_t
-            # normalised, log c_t + m_t summed into the log-likelihood
-            ll = 0.0
-            impossible = False
-            for t in range(t0, t1):
-                mx = -math.inf
-                for k in range(K):
-                    mx = max(mx, logB[t, k])
-                if t == t0:
-                    for k in range(K):
-                        tmp[k] = startprob[k]
-                else:
-                    for k in range(K):
-                        tmp[k] = 0.0
-                    for i in range(K):
-                        a = gamma[t - 1, i]
-                        if a == 0.0:
-                            continue
-                        for j in range(K):
-                            tmp[j] += a * transmat[i, j]
-                c = 0.0
-                for k in range(K):
-                    v = tmp[k] * math.exp(logB[t, k] - mx) if mx > -math.inf else 0.0
-                    gamma[t, k] = v
-                    c += v
-                if not c > 0.0:  # no state can emit this frame from where it is
-                    impossible = True
-                    break
-                for k in range(K):
-                    gamma[t, k] /= c
-                scale[t] = c
-                ll += math.log(c) + mx
-            if impossible:
-                logliks[q] = -math.inf
-                for t in range(t0, t1):
-                    for k in range(K):
-                        gamma[t, k] = math.nan
-                continue
+            if small:
+                ws[_LOC:_LOC + _W * _W] = 0.0
+                ll = _sequence_small(logB, t0, t1, gamma, scale, ws, c)
+                sums = ws[_LOC:_LOC + _W * _W].reshape((_W, _W))
+            else:
+                loc[:, :] = 0.0
+                ll = _sequence_general(logB, t0, t1, startprob, transmat, AT, gamma, scale, tmp,
+                                       f, beta, loc, c)
+                sums = loc
             logliks[q] = ll
-            # backward: beta from the end; gamma_t = a_t * beta_t; xi summed
+            if ll == -math.inf:
+                continue
             for k in range(K):
-                beta[k] = 1.0
-            for t in range(t1 - 1, t0, -1):
-                mx = -math.inf
-                for k in range(K):
-                    mx = max(mx, logB[t, k])
-                c = scale[t]
-                for k in range(K):
-                    b[k] = math.exp(logB[t, k] - mx)
-                for k in range(K):
-                    nxt[k] = b[k] * beta[k] / c  # b_t * beta_t / c_t
-                # xi_t(i, j) = a_{t-1,i} A_ij nxt_j, weighted, summed
-                for i in range(K):
-                    a = w * gamma[t - 1, i]
-                    if a == 0.0:
-                        continue
-                    for j in range(K):
-                        trans[s, i, j] += a * transmat[i, j] * nxt[j]
-                # gamma_t = a_t * beta_t (a_t still in gamma[t])
-                for k in range(K):
-                    gamma[t, k] *= beta[k]
-                # beta_{t-1} = A nxt
-                for i in range(K):
-                    acc = 0.0
-                    for j in range(K):
-                        acc += transmat[i, j] * nxt[j]
-                    beta[i] = acc
-            for k in range(K):
-                gamma[t0, k] *= beta[k]
                 starts[s, k] += w * gamma[t0, k]
+            # xi summed: A_ij sum_t a_{t-1,i} nxt_tj, weighted
+            for i in range(K):
+                for j in range(K):
+                    trans[s, i, j] += (w * transmat[i, j]) * sums[i, j]
         finish_slot(ctrl)
 
 

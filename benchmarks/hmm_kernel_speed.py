@@ -1,0 +1,170 @@
+"""Speed of the hidden Markov model kernels (forward-backward, Viterbi).
+
+    python benchmarks/hmm_kernel_speed.py [--baseline REV] [--K 8] [--n 1000000]
+                                          [--repeats 5] [--threads 2]
+
+K states, n frames of random emission log-densities, as 1,000 sequences of
+n / 1,000 frames (``--threads`` threads) and as one sequence of n frames
+(necessarily one thread).  Medians of ``--repeats`` calls after a warm-up;
+with ``--baseline REV`` the kernels of ``fastem/_kernels/hmm.py`` at git
+revision REV are timed in the same run, interleaved with the current ones
+(other work on the machine shifts both alike).  Wall and CPU time (of
+all the process's threads) are both given: on a shared machine the CPU
+time is the steadier.
+
+The rate bound: a plain loop doing 3 K^2 multiply-adds per frame (the
+forward-backward's O(T K^2) work: a_{t-1} A, A (b beta), the outer product
+of the expected transition counts), vectorised, with no dependence between
+frames, on one thread.
+"""
+
+import argparse
+import importlib.util
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numba
+import numpy as np
+from numba import njit
+
+from fastem import _hmm
+from fastem._config import JIT_OPTIONS
+from fastem._parallel import run_slots
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _baseline_module(rev):
+    """``fastem/_kernels/hmm.py`` at ``rev``, imported as a separate module."""
+    src = subprocess.run(["git", "show", f"{rev}:fastem/_kernels/hmm.py"], cwd=ROOT,
+                         check=True, capture_output=True, text=True).stdout
+    src = src.replace("from .._config", "from fastem._config")
+    src = src.replace("from .sync", "from fastem._kernels.sync")
+    src = src.replace("from .vecmath", "from fastem._kernels.vecmath")
+    src = src.replace("@njit(**JIT_OPTIONS)", "@njit(**dict(JIT_OPTIONS, cache=False))")
+    d = pathlib.Path(tempfile.gettempdir()) / f"fastem_hmm_baseline_{rev}"
+    d.mkdir(exist_ok=True)
+    path = d / "hmm_baseline.py"
+    if not path.exists() or path.read_text() != src:
+        path.write_text(src)
+    spec = importlib.util.spec_from_file_location(f"hmm_baseline_{rev}", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _old_forward_backward(mod, logB, lengths, startprob, transmat):
+    """The forward-backward of the first kernel's ``_hmm.forward_backward``."""
+    logB = np.ascontiguousarray(logB, dtype=np.float64)
+    n, K = logB.shape
+    bounds = _hmm._bounds(_hmm.check_lengths(lengths, n))
+    N = bounds.shape[0] - 1
+    ns = max(1, min(N, _hmm.MAX_SLOTS))
+    gamma = np.empty((n, K))
+    scale = np.empty(n)
+    logliks = np.empty(N)
+    starts = np.zeros((ns, K))
+    trans = np.zeros((ns, K, K))
+    run_slots(mod._forward_backward, (logB, bounds, np.empty(0), startprob, transmat, gamma,
+                                      scale, logliks, starts, trans), ns)
+    return logliks, gamma, starts.sum(0), trans.sum(0)
+
+
+def _old_viterbi(mod, logB, lengths, startprob, transmat):
+    n, K = logB.shape
+    bounds = _hmm._bounds(_hmm.check_lengths(lengths, n))
+    N = bounds.shape[0] - 1
+    with np.errstate(divide="ignore"):
+        ls, lt = np.log(startprob), np.log(transmat)
+    states = np.empty(n, dtype=np.int64)
+    logprobs = np.empty(N)
+    back = np.empty((n, K), dtype=np.int64)
+    run_slots(mod._viterbi, (logB, bounds, ls, lt, states, logprobs, back), N)
+    return logprobs.sum(), states
+
+
+@njit(**JIT_OPTIONS)
+def _fma_bound(x, M, acc):
+    """3 K^2 multiply-adds per frame: acc[m, i, :] += x[t, i] * M[m, i, :]."""
+    n, K = x.shape
+    for t in range(n):
+        for m in range(3):
+            for i in range(K):
+                xi = x[t, i]
+                for j in range(K):
+                    acc[m, i, j] += xi * M[m, i, j]
+
+
+def _median_time(fn, repeats):
+    """Medians of (wall, CPU) seconds of ``fn()``, after a warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t, cpu = time.perf_counter(), time.process_time()
+        fn()
+        times.append((time.perf_counter() - t, time.process_time() - cpu))
+    return statistics.median(x[0] for x in times), statistics.median(x[1] for x in times)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--baseline", default=None, help="git revision to time alongside")
+    p.add_argument("--K", type=int, default=8)
+    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    rng = np.random.default_rng(0)
+    K, n = args.K, args.n
+    logB = rng.normal(size=(n, K)) * 3
+    pi = rng.dirichlet(np.ones(K))
+    A = rng.dirichlet(np.ones(K), size=K)
+    cases = {"1000 seqs": np.full(1000, n // 1000), "1 seq": np.array([n])}
+    impls = {"new": (lambda lb, L: _hmm.forward_backward(lb, L, pi, A),
+                     lambda lb, L: _hmm.viterbi(lb, L, pi, A))}
+    if args.baseline:
+        mod = _baseline_module(args.baseline)
+        impls["baseline"] = (lambda lb, L: _old_forward_backward(mod, lb, L, pi, A),
+                             lambda lb, L: _old_viterbi(mod, lb, L, pi, A))
+    times = {}
+    for case, L in cases.items():
+        threads = min(numba.get_num_threads(), len(L))
+        for kind in (0, 1):
+            for name, fns in impls.items():
+                times[(name, case, kind)] = []
+                fns[kind](logB, L)  # warm-up (and compile)
+            for _ in range(args.repeats):  # interleaved
+                for name, fns in impls.items():
+                    t, cpu = time.perf_counter(), time.process_time()
+                    fns[kind](logB, L)
+                    times[(name, case, kind)].append((time.perf_counter() - t,
+                                                      time.process_time() - cpu))
+            for name in impls:
+                wall = statistics.median(x[0] for x in times[(name, case, kind)]) * 1e3
+                cpu = statistics.median(x[1] for x in times[(name, case, kind)]) * 1e3
+                what = ("forward_backward", "viterbi")[kind]
+                print(f"{what:17s} {case:10s} {threads} thr  {name:9s} {wall:8.1f} ms wall"
+                      f"  {cpu:8.1f} ms cpu")
+    if args.baseline:  # the same results
+        for case, L in cases.items():
+            a = impls["new"][0](logB, L)
+            b = impls["baseline"][0](logB, L)
+            for x, y in zip(a, b):
+                err = np.max(np.abs(x - y) / np.maximum(np.abs(y), 1e-300))
+                print(f"  {case}: max relative difference {err:.2e}")
+    M = rng.dirichlet(np.ones(K), size=(3, K))
+    acc = np.zeros((3, K, K))
+    t, cpu = _median_time(lambda: _fma_bound(logB, M, acc), args.repeats)
+    print(f"rate bound: 3 K^2 = {3 * K * K} multiply-adds per frame, {n} frames, "
+          f"1 thread: {t * 1e3:.1f} ms wall, {cpu * 1e3:.1f} ms cpu")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
