@@ -4,7 +4,9 @@
 ``n_components`` and ``covariance_types`` and picks the model with the lowest
 BIC, AIC or ICL, like R's ``mclust::Mclust``.  With ``family=`` (any family
 of :mod:`fastem._registry`: ``"bernoulli"``, ``"poisson"``, ...) it selects
-the number of components of that family's mixture instead.  See
+the number of components of that family's mixture instead, and with
+``model="hmm"`` the number of states of a hidden Markov model
+(:mod:`fastem.hmm`; ``lengths=`` gives the sequences).  See
 ``docs/select.md``.
 """
 
@@ -18,12 +20,12 @@ from sklearn.utils.validation import _get_feature_names
 
 from ._data import RowSource
 from ._estep import evaluate
-from ._registry import get_family
+from ._registry import HMMS, get_family, get_hmm
 from ._stats import COVARIANCE_TYPES, bic_aic, n_parameters, unscaled_totals
 from ._validation import check_array_2d, check_sample_weight, scaled_weights
 from .mixture import GaussianMixture
 
-__all__ = ["CRITERIA", "TABLE_COLUMNS", "SelectionResult", "select"]
+__all__ = ["CRITERIA", "MODELS", "TABLE_COLUMNS", "SelectionResult", "select"]
 
 #: Criteria ``select`` can minimise (all on scikit-learn's scale: lower is better).
 CRITERIA = ("bic", "aic", "icl")
@@ -41,6 +43,9 @@ _PER_K_PARAMS = ("weights_init", "means_init", "precisions_init")
 
 #: ``covariance_types`` when it is not given (the Gaussian family's four).
 _ALL_TYPES = ("full", "tied", "diag", "spherical")
+
+#: What ``select(model=...)`` fits: mixtures, or hidden Markov models.
+MODELS = ("mixture", "hmm")
 
 
 # ----------------------------------------------------------------------
@@ -246,7 +251,8 @@ class SelectionResult:
     ----------
     best_estimator_ : GaussianMixture
         The fitted model with the lowest criterion (ties: fewer parameters,
-        then the earlier grid point).
+        then the earlier grid point): the family's mixture, or with
+        ``model="hmm"`` its hidden Markov model (``GaussianHMM``...).
     best_params_ : dict
         ``{"n_components": k, "covariance_type": ct}`` of that model.
     best_index_ : int
@@ -263,11 +269,14 @@ class SelectionResult:
         The grid, as validated (duplicates removed, order kept);
         ``covariance_types`` is empty for a family other than Gaussian.
     family : str
-        The mixture family selected over (``"gaussian"``, ``"bernoulli"``...).
+        The mixture family selected over (``"gaussian"``, ``"bernoulli"``...);
+        with ``model="hmm"``, the family of the emissions.
+    model : str
+        ``"mixture"`` or ``"hmm"`` (hidden Markov models).
     """
 
     def __init__(self, records, best_index, best_estimator, criterion, n_components,
-                 covariance_types, family="gaussian"):
+                 covariance_types, family="gaussian", model="mixture"):
         self.records = records
         self.table = _as_table(records)
         self.best_index_ = int(best_index)
@@ -280,6 +289,7 @@ class SelectionResult:
         self.n_components = list(n_components)
         self.covariance_types = list(covariance_types)
         self.family = family
+        self.model = model
 
     @property
     def _types(self):
@@ -309,6 +319,8 @@ class SelectionResult:
         p = self.best_params_
         what = (f"covariance_type={p['covariance_type']!r}" if "covariance_type" in p
                 else f"family={self.family!r}")
+        if self.model == "hmm":
+            what += ", hidden Markov model"
         return (f"best by {self.criterion.upper()}: n_components={p['n_components']}, "
                 f"{what} ({self.criterion.upper()} {self.best_score_:.3f})")
 
@@ -358,8 +370,8 @@ class SelectionResult:
 
 
 def select(X, n_components=range(1, 10), covariance_types=_ALL_TYPES, *, family="gaussian",
-           criterion="bic", n_init=1, random_state=None, sample_weight=None, progress=None,
-           **params):
+           model="mixture", lengths=None, criterion="bic", n_init=1, random_state=None,
+           sample_weight=None, progress=None, **params):
     """Fit a Gaussian mixture for every number of components and covariance
     type and pick the best by BIC, AIC or ICL (like R's ``mclust::Mclust``).
 
@@ -399,6 +411,28 @@ def select(X, n_components=range(1, 10), covariance_types=_ALL_TYPES, *, family=
         ``**params`` are its parameters (``n_trials=`` for the binomial),
         the table's ``covariance_type`` column is empty and
         ``best_params_`` is ``{"n_components": k}``.
+    model : {"mixture", "hmm"}, default="mixture"
+        ``"hmm"`` selects the number of states (and, for Gaussian emissions,
+        the covariance type) of a hidden Markov model instead:
+        ``family="gaussian"`` fits ``GaussianHMM(k, covariance_type=ct,
+        ...)``, ``"categorical"`` a ``CategoricalHMM(k, ...)`` (X of symbols,
+        shape (n_samples, 1)) and ``"poisson"`` a ``PoissonHMM(k, ...)``.
+        Every row equals ``GaussianHMM(k, covariance_type=ct, n_init=n_init,
+        random_state=random_state, **params).fit(X, lengths)``; its ``bic``
+        and ``aic`` are that model's ``bic(X, lengths)`` and ``aic(X,
+        lengths)`` (hmmlearn's counts of free parameters: start and
+        transition probabilities included), ``log_likelihood`` its
+        ``score(X, lengths)``, and ``icl = bic - 2 sum_t log max_k
+        gamma_tk`` with ``gamma = predict_proba(X, lengths)``.
+        ``**params`` are the HMM's parameters (``n_iter``, ``tol``,
+        ``init_params``, priors...), ``converged`` says whether the last
+        iteration gained less than ``tol`` and ``n_iter`` counts the
+        iterations run (``monitor_.iter``).  ``sample_weight`` is refused
+        (an HMM weighs whole sequences: fit it directly).
+    lengths : array-like of int, default=None
+        With ``model="hmm"``: the length of each sequence of X (they sum to
+        n_samples; None: one sequence), passed to every ``fit``, ``score``
+        and ``predict_proba``.  A ValueError with ``model="mixture"``.
     criterion : {"bic", "aic", "icl"}, default="bic"
         What to minimise.  Ties go to the model with fewer parameters.
     n_init : int, default=1
@@ -432,7 +466,9 @@ def select(X, n_components=range(1, 10), covariance_types=_ALL_TYPES, *, family=
     ValueError
         For an empty grid, k < 1 or k > n_samples, an unknown covariance
         type or criterion, bad ``GaussianMixture`` parameter values or bad
-        data; or if every fit fails.
+        data; an unknown ``model``, ``model="hmm"`` with a family that has
+        no hidden Markov model, or ``lengths`` with ``model="mixture"``; or
+        if every fit fails.
     TypeError
         For a keyword that is not a ``GaussianMixture`` parameter.
 
@@ -461,8 +497,34 @@ def select(X, n_components=range(1, 10), covariance_types=_ALL_TYPES, *, family=
     {'n_components': 3, 'covariance_type': 'tied'}
     >>> round(result.best_score_, 3)
     2315.645
+
+    Hidden Markov models, over several sequences (``lengths``):
+
+    >>> import numpy as np
+    >>> from fastem import GaussianHMM
+    >>> hmm = GaussianHMM(2, covariance_type="diag", random_state=0)
+    >>> hmm.startprob_ = np.array([0.5, 0.5])
+    >>> hmm.transmat_ = np.array([[0.9, 0.1], [0.1, 0.9]])
+    >>> hmm.means_ = np.array([[0.0, 0.0], [5.0, 5.0]])
+    >>> hmm.covars_ = np.ones((2, 2))
+    >>> X = np.concatenate([hmm.sample(100, random_state=s)[0] for s in range(3)])
+    >>> result = select(X, range(1, 4), "diag", model="hmm", lengths=[100] * 3,
+    ...                 n_iter=50, random_state=0)
+    >>> result.best_params_
+    {'n_components': 2, 'covariance_type': 'diag'}
     """
     criterion = _check_criterion(criterion)
+    if not isinstance(model, str) or model not in MODELS:
+        raise ValueError(f"Unknown model {model!r}. Expected one of {list(MODELS)}: "
+                         "'mixture' (the default) or 'hmm' (hidden Markov models).")
+    if model == "hmm":
+        return _select_hmm(X, lengths, family, n_components, covariance_types, criterion,
+                           n_init, random_state, sample_weight, progress, params)
+    if lengths is not None:
+        raise ValueError(
+            "lengths gives the sequences of a hidden Markov model, but model='mixture' "
+            "(the default) fits mixtures, whose rows are independent. Pass model='hmm' to "
+            "select a hidden Markov model, or leave lengths out.")
     fam = get_family(family)
     if not fam.covariance:
         return _select_family(fam, X, n_components, covariance_types, criterion, n_init,
@@ -494,13 +556,19 @@ def select(X, n_components=range(1, 10), covariance_types=_ALL_TYPES, *, family=
                    "Try fewer components, a larger reg_covar (e.g. 1e-4), or scaling the data.")
 
 
-def _fit_grid(grid, seeds, build, criteria, count, X, sw, e, progress, feature_names=None):
+def _fit_grid(grid, seeds, build, criteria, count, X, sw, e, progress, feature_names=None,
+              fit=None, evaluate=None):
     """One fit per grid point ``(k, covariance_type or '', progress tag)``:
     ``build(k, covariance_type, seed)`` makes the estimator, ``criteria(model,
     X, sw)`` gives its scaled ``(log_likelihood, weight, entropy)`` and
     ``count(k, covariance_type, model or None)`` its free parameters.  A fit
     that fails is a row of NaN criteria with its error.  Returns ``(rows,
-    models, failures, not_converged)``."""
+    models, failures, not_converged)``.
+
+    A hidden Markov model brings its own ``fit(model)`` and
+    ``evaluate(model)``, which returns the row's bic, aic, icl,
+    log_likelihood, n_parameters, converged and n_iter (``criteria`` is not
+    called then)."""
     rows, models, failures, not_converged = [], [], [], []
     for (k, ct, tag), seed in zip(grid, seeds):
         where = f"n_components={k}" + (f", covariance_type={ct!r}" if ct else "")
@@ -510,8 +578,14 @@ def _fit_grid(grid, seeds, build, criteria, count, X, sw, e, progress, feature_n
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                model.fit(X, sample_weight=sw)
-            loglik, weight, entropy = unscaled_totals(e, *criteria(model, X, sw))
+                if fit is None:
+                    model.fit(X, sample_weight=sw)
+                else:
+                    fit(model)
+            if evaluate is None:
+                loglik, weight, entropy = unscaled_totals(e, *criteria(model, X, sw))
+            else:
+                values = evaluate(model)
         except (ValueError, ArithmeticError) as exc:
             msg = f"{type(exc).__name__}: {exc}"
             failures.append(f"{where}: {msg}")
@@ -519,11 +593,16 @@ def _fit_grid(grid, seeds, build, criteria, count, X, sw, e, progress, feature_n
                        converged=False, n_iter=0, error=msg)
             model = None
         else:
-            row["n_parameters"] = count(k, ct, model)
-            bic, aic = bic_aic(loglik, weight, row["n_parameters"])
-            row.update(bic=bic, aic=aic, icl=bic + 2.0 * entropy, log_likelihood=loglik,
-                       converged=bool(model.converged_), n_iter=int(model.n_iter_))
-            if not model.converged_ and model.max_iter > 0:
+            if evaluate is not None:
+                row.update(values)
+                tried = model.n_iter > 0
+            else:
+                row["n_parameters"] = count(k, ct, model)
+                bic, aic = bic_aic(loglik, weight, row["n_parameters"])
+                row.update(bic=bic, aic=aic, icl=bic + 2.0 * entropy, log_likelihood=loglik,
+                           converged=bool(model.converged_), n_iter=int(model.n_iter_))
+                tried = model.max_iter > 0
+            if not row["converged"] and tried:
                 not_converged.append(f"(k={k}, {ct!r})" if ct else f"(k={k})")
             if feature_names is not None:  # as fit(DataFrame) would have set it
                 model.feature_names_in_ = feature_names
@@ -535,7 +614,7 @@ def _fit_grid(grid, seeds, build, criteria, count, X, sw, e, progress, feature_n
 
 
 def _result(rows, models, failures, not_converged, params, criterion, ks, types, advice,
-            family="gaussian"):
+            family="gaussian", model="mixture"):
     """The SelectionResult of a grid's rows and fitted models (None for a
     failed fit), after one warning for the failures and one for the fits
     that did not converge."""
@@ -555,15 +634,18 @@ def _result(rows, models, failures, not_converged, params, criterion, ks, types,
             stacklevel=2,
         )
     if not_converged:
+        limit = "n_iter" if model == "hmm" else "max_iter"
         warnings.warn(
             f"{len(not_converged)} of {n_fits} fits did not converge within "
-            f"max_iter={params.get('max_iter', 100)}: {', '.join(not_converged)}. "
-            "Their rows have converged=False; increase max_iter or tol.",
+            f"{limit}={params.get(limit, 10 if model == 'hmm' else 100)}: "
+            f"{', '.join(not_converged)}. "
+            f"Their rows have converged=False; increase {limit} or tol.",
             ConvergenceWarning,
             stacklevel=2,
         )
     best = _best_index(records[criterion], records["n_parameters"])
-    return SelectionResult(records, best, models[best], criterion, ks, types, family=family)
+    return SelectionResult(records, best, models[best], criterion, ks, types, family=family,
+                           model=model)
 
 
 # ----------------------------------------------------------------------
@@ -646,3 +728,88 @@ def _select_family(fam, X, n_components, covariance_types, criterion, n_init, ra
     return _result(rows, models, failures, not_converged, params, criterion, ks, [],
                    "Try fewer components, a pseudo-count (alpha=1.0), or check the data.",
                    family=fam.name)
+
+
+# ----------------------------------------------------------------------
+# hidden Markov models: the number of states
+# ----------------------------------------------------------------------
+
+
+def _hmm_evaluate(X, lengths):
+    """``evaluate(model)`` of :func:`_fit_grid` for a fitted hidden Markov
+    model: its own ``bic``, ``aic`` and ``score``, and ICL from its state
+    posteriors."""
+
+    def evaluate(model):
+        loglik = model.score(X, lengths)
+        bic, aic = model.bic(X, lengths), model.aic(X, lengths)
+        gamma = model.predict_proba(X, lengths)
+        # log gamma_{t, z_t} <= 0 with z_t the most probable state (rounding clipped)
+        entropy = -float(np.minimum(np.log(gamma.max(axis=1)), 0.0).sum())
+        monitor = model.monitor_
+        history = monitor.history
+        converged = len(history) >= 2 and history[-1] - history[-2] < monitor.tol
+        return {"bic": float(bic), "aic": float(aic), "icl": float(bic) + 2.0 * entropy,
+                "log_likelihood": float(loglik), "n_parameters": int(model._n_parameters()),
+                "converged": bool(converged), "n_iter": int(monitor.iter)}
+
+    return evaluate
+
+
+def _select_hmm(X, lengths, family, n_components, covariance_types, criterion, n_init,
+                random_state, sample_weight, progress, params):
+    """``select(model="hmm")``: one hidden Markov model per number of states
+    (and covariance type, for Gaussian emissions)."""
+    if not isinstance(family, str) or family not in HMMS:
+        raise ValueError(
+            f"model='hmm' fits hidden Markov models, whose emissions are one of "
+            f"{list(HMMS)} (family=...), but got family={family!r}. Pass one of those, or "
+            "model='mixture' for the other mixture families.")
+    cls = get_hmm(family).estimator_class()
+    name = cls.__name__
+    gaussian = family == "gaussian"
+    if sample_weight is not None:
+        raise ValueError(
+            f"sample_weight is not supported with model='hmm': {name}.fit weighs whole "
+            "sequences (one weight per sequence), not rows. Fit the models directly "
+            f"({name}(k).fit(X, lengths, sample_weight=...)) to weigh sequences.")
+    if not gaussian and covariance_types is not _ALL_TYPES and (
+            isinstance(covariance_types, str) or not isinstance(covariance_types, (list, tuple))
+            or tuple(covariance_types) != _ALL_TYPES):
+        raise ValueError(
+            f"covariance_types is for Gaussian emissions only, but got covariance_types="
+            f"{covariance_types!r} with model='hmm', family={family!r}. Leave "
+            "covariance_types out to select the number of states only.")
+    allowed = set(cls().get_params()) - {"n_components", "covariance_type"}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise TypeError(
+            f"select() got unexpected keyword argument(s) {unknown}. With model='hmm', extra "
+            f"keyword arguments are passed to fastem.{name}; expected any of "
+            f"{sorted(allowed - {'n_init', 'random_state'})}.")
+    # invalid values (n_iter=-1, algorithm='foo', ...) fail here, once
+    cls(n_init=n_init, **params)._check_hyper()
+    try:
+        n = len(X)
+    except TypeError:
+        raise ValueError(f"X should be an array of shape (n_samples, n_features), but got "
+                         f"{type(X).__name__} {X!r}.") from None
+    from ._hmm import check_lengths
+
+    lengths = check_lengths(lengths, n)
+    ks = _check_components(n_components, n)
+    types = _check_covariance_types(covariance_types) if gaussian else []
+    grid = [(k, ct, ct) for k in ks for ct in types] if gaussian else \
+        [(k, "", family) for k in ks]
+
+    def build(k, ct, seed):
+        extra = {"covariance_type": ct} if gaussian else {}
+        return cls(k, n_init=n_init, random_state=seed, **extra, **params)
+
+    rows, models, failures, not_converged = _fit_grid(
+        grid, _seeds(random_state, len(grid)), build, None,
+        lambda k, ct, model: 0, X, None, 0, progress,
+        fit=lambda model: model.fit(X, lengths), evaluate=_hmm_evaluate(X, lengths))
+    return _result(rows, models, failures, not_converged, params, criterion, ks, types,
+                   f"Try fewer states, more data, or other {name} parameters.",
+                   family=family, model="hmm")
