@@ -570,7 +570,7 @@ class _HMMFitted:
         m = self.model
         try:
             m._check_hyper()
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ArithmeticError) as exc:
             raise InconsistentModel(f"its parameters are invalid: {exc}") from None
         self.check_priors()
         attrs = vars(m)
@@ -621,7 +621,18 @@ class _HMMFitted:
         self.check_own()
 
     def check_priors(self):
-        for name, value in self.model.get_params(deep=False).items():
+        """What ``_check_hyper`` leaves to ``fit``: the priors (and
+        ``min_covar``), ``random_state`` and ``verbose``."""
+        params = self.model.get_params(deep=False)
+        rs = params["random_state"]
+        if not (rs is None or _is_random_state(rs) or (_is_int(rs) and rs < 2**32)):
+            raise InconsistentModel(f"its parameters are invalid: random_state should be None, "
+                                    f"an int in [0, 2**32) or a RandomState, but it is "
+                                    f"{_found(rs)}")
+        if not isinstance(params["verbose"], (bool, np.bool_, Integral)):
+            raise InconsistentModel(f"its parameters are invalid: verbose should be a bool, "
+                                    f"but it is {_found(params['verbose'])}")
+        for name, value in params.items():
             if name not in _HMM_PRIORS:
                 continue
             try:
@@ -707,8 +718,8 @@ class _HMMFitted:
         if not _is_int(mon.n_iter):
             raise InconsistentModel(f"monitor_.n_iter should be an int >= 0, but it is "
                                     f"{_found(mon.n_iter)}")
-        if not (isinstance(mon.tol, (Integral, float, np.number)) and not math.isnan(mon.tol)
-                and not isinstance(mon.tol, (bool, np.bool_, complex, np.complexfloating))):
+        tol = mon.tol
+        if not (_is_int(tol, -math.inf) or (_is_float(tol) and not math.isnan(tol))):
             raise InconsistentModel(f"monitor_.tol should be a number, but it is "
                                     f"{_found(mon.tol)}")
         if not isinstance(mon.verbose, (bool, np.bool_, Integral)):

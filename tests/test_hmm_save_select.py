@@ -428,3 +428,71 @@ def test_select_hmm_failed_fits_are_rows():
     with pytest.raises(ValueError, match=r"All 2 fits failed.*Largest symbol"):
         select(np.arange(6).reshape(-1, 1) % 3, [1, 2], family="categorical", model="hmm",
                n_features=2)
+
+
+# ----------------------------------------------------------------------
+# random signed edits: refused, or a model that works
+# ----------------------------------------------------------------------
+
+_JUNK = [10**30, -(10**400), -1, 0, 1, 2, 2.5, 1e308, "x", "full", None, [], {}, [1, [2]],
+         True, [[0.5, 0.5], [0.5, 0.5]], {"__float__": "nan"}, {"__float__": "-inf"}]
+
+
+def _random_array(rng, like):
+    how = rng.integers(3)
+    shape = like.shape
+    if how == 0:
+        shape = tuple(int(s) for s in rng.integers(0, 5, size=rng.integers(0, 4)))
+    values = np.abs(rng.normal(scale=float(rng.choice([0.1, 1.0, 100.0])), size=shape))
+    if how == 2 and values.size:
+        values.flat[rng.integers(values.size)] = rng.choice([np.nan, np.inf, -1.0, 0.0])
+    dtype = like.dtype if how else rng.choice(["f8", "f4", "i8", "c16", "?", "f2"])
+    return values.astype(dtype)
+
+
+def _works_or_refuses(model, data):
+    """A loaded model scores, decodes and gives posteriors, or says why not
+    with a ValueError (e.g. a sequence impossible under edited transitions)."""
+    for method in ("score", "predict_proba", "decode"):
+        try:
+            out = getattr(model, method)(data, LENGTHS)
+        except ValueError:
+            continue
+        if method == "predict_proba":
+            assert np.allclose(out.sum(axis=1), 1)
+
+
+def test_random_signed_edits_are_refused_or_work(X, symbols, counts, tmp_path):
+    rng = np.random.default_rng(11)
+    files = {}
+    for kind in KINDS:
+        model, data = _fitted(kind, X, symbols, counts)
+        save(model, tmp_path / f"{kind}.fem")
+        files[kind] = (tmp_path / f"{kind}.fem", data)
+    refused = 0
+    n = 240
+    for trial in range(n):
+        kind = KINDS[trial % len(KINDS)]
+        src, data = files[kind]
+        if trial % 2:
+            with np.load(src, allow_pickle=False) as z:
+                names = sorted(k for k in z.files if k.startswith("state."))
+            name = names[rng.integers(len(names))]
+            edit = {"arrays": lambda e, name=name: e.update({name: _random_array(rng, e[name])})}
+        else:
+            value = _JUNK[rng.integers(len(_JUNK))]
+
+            def meta(m, value=value):
+                spots = [m["params"]] + [m["state"]["monitor_"]["__object__"][1]]
+                spot = spots[rng.integers(2)]
+                spot[sorted(spot)[rng.integers(len(spot))]] = value
+
+            edit = {"meta": meta}
+        path = _rewrite(src, tmp_path / "edited.fem", resign=True, **edit)
+        try:
+            loaded = load(path)
+        except ValueError:
+            refused += 1
+            continue
+        _works_or_refuses(loaded, data)
+    assert n // 2 < refused < n
