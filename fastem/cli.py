@@ -355,7 +355,20 @@ def _load_model(path):
         problem = "is a directory" if os.path.isdir(path) else "not found"
         raise CliError(f"model file {path!r} {problem}; expected a file written by "
                        "'fastem fit -o' or model.save()")
-    return load(path)
+    model = load(path)
+    _refuse_hmm(path, type(model).__name__)
+    return model
+
+
+def _refuse_hmm(path, class_name):
+    """A CliError for a hidden Markov model's file: the commands apply
+    mixtures to rows, not models of sequences."""
+    from ._registry import HMMS
+
+    if any(h.spec.rpartition(":")[2] == class_name for h in HMMS.values()):
+        raise CliError(f"model file {path!r} holds a hidden Markov model ({class_name}); the "
+                       "command line applies mixture models. Use it from Python: "
+                       "model = fastem.load(path); model.predict(X, lengths)")
 
 
 class _Meanwhile:
@@ -657,6 +670,8 @@ def _model_and_data(args, stream_ok):
         _load_model(args.model)  # says what is wrong with the path
     contents = read_model_file(args.model)
     named = contents[0].get("class") if isinstance(contents[0], dict) else None
+    if isinstance(named, str):
+        _refuse_hmm(args.model, named)
     family = family_named(named) if isinstance(named, str) else None
     params = contents[0].get("params") if isinstance(contents[0], dict) else None
     missing = args.command == "impute" or (isinstance(params, dict)

@@ -506,3 +506,17 @@ def test_dask_chunks_of_whole_sequences():
     assert logprob == pytest.approx(a.decode(X, lengths)[0], rel=1e-12)
     with pytest.raises(ValueError, match="falls inside sequence"):
         b.fit(da.from_array(X, chunks=(500, D)), lengths)
+
+
+def test_command_line_refuses_hmm_files(tmp_path, capsys):
+    from fastem.cli import main
+
+    m = gaussian_model("diag", n_iter=1).fit(gaussian_data(), LENGTHS)
+    path = tmp_path / "hmm.fem"
+    m.save(path)
+    data = tmp_path / "x.csv"
+    np.savetxt(data, gaussian_data()[:20], delimiter=",", header="a,b", comments="")
+    for argv in (["predict", str(path), str(data)], ["score", str(path), str(data)],
+                 ["sample", str(path), "-n", "3"]):
+        assert main(argv) != 0
+        assert "hidden Markov model (GaussianHMM)" in capsys.readouterr().err
