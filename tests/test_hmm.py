@@ -520,3 +520,27 @@ def test_command_line_refuses_hmm_files(tmp_path, capsys):
                  ["sample", str(path), "-n", "3"]):
         assert main(argv) != 0
         assert "hidden Markov model (GaussianHMM)" in capsys.readouterr().err
+
+
+def test_a_later_family_is_an_emission_without_new_maths():
+    """Bernoulli emissions: the linear emission object over the mixture
+    family, its log-densities and posterior-weighted statistics against a
+    direct computation (what a BernoulliHMM would run)."""
+    from fastem._baum_welch import EStep
+    from fastem._emissions import Linear
+    from fastem.families.linear import Bernoulli
+
+    rng = np.random.default_rng(17)
+    P = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.3], [0.5, 0.5, 0.9]])
+    X = (rng.random((sum(LENGTHS), 3)) < P[_states(sum(LENGTHS), rng)]).astype(np.uint8)
+    em = Linear(Bernoulli(), K, 3, X.shape[0])
+    params = em.params(P)
+    logB = em.log_densities(X, params, np.empty((X.shape[0], K)))
+    want = X @ np.log(P).T + (1 - X) @ np.log1p(-P).T
+    np.testing.assert_allclose(logB, want, rtol=1e-12)
+    ll, starts, trans, (S0, S1, _) = EStep(em, X, np.array(LENGTHS))(params, PI, A)
+    rll, post, rstarts, rtrans = ref.hmm_estep(want, LENGTHS, PI, A)
+    assert ll == pytest.approx(rll, rel=1e-12)
+    np.testing.assert_allclose(S0, post.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(S1, post.T @ X, rtol=1e-12)
+    np.testing.assert_allclose(trans, rtrans, rtol=1e-10)
