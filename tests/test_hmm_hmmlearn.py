@@ -341,6 +341,37 @@ def test_outputs_agree_at_set_parameters(family):
     assert fe.decode(X)[0] == pytest.approx(peer.decode(X, algorithm="map")[0], rel=RTOL)
 
 
+@pytest.mark.parametrize("family", ["gaussian-spherical", "gaussian-diag", "gaussian-full",
+                                    "gaussian-tied", "poisson"])
+def test_outputs_agree_far_from_the_model(family):
+    """Frames far from every state (emission log-densities down to about
+    -1e4 per frame) still give hmmlearn's outputs."""
+    X = make_data(family, NEW_LENGTHS, seed=21)
+    X = X + 40.0 if family.startswith("gaussian") else X * 8
+    fe, peer = build_pair(family)
+    assert peer.score(X) < -5000
+    assert_same_outputs(fe, peer, X, NEW_LENGTHS)
+
+
+def test_verbose_report_and_zero_iterations(capsys):
+    """verbose=True prints hmmlearn's monitor lines; n_iter=0 changes nothing."""
+    X = make_data("poisson", seed=22)
+    fe, peer = build_pair("poisson", n_iter=3, init_params="", verbose=True)
+    fe.fit(X, LENGTHS)
+    fe_report = capsys.readouterr().err
+    peer.fit(X, LENGTHS)
+    peer_report = capsys.readouterr().err
+    fe_lines, peer_lines = fe_report.splitlines(), peer_report.splitlines()
+    assert len(fe_lines) == len(peer_lines) == 3
+    for got, want in zip(fe_lines, peer_lines):  # iteration, log-probability, delta
+        assert len(got) == len(want) and got.split()[0] == want.split()[0]
+        assert_allclose([float(v) for v in got.split()[1:]],
+                        [float(v) for v in want.split()[1:]], rtol=RTOL)
+    fe, peer = fit_pair("poisson", X, LENGTHS, 0)
+    assert fe.monitor_.iter == 0 and len(fe.monitor_.history) == 0
+    assert_same_parameters(fe, peer, "poisson")
+
+
 # --------------------------------------------------------------------------
 # Sequences of length one
 # --------------------------------------------------------------------------
