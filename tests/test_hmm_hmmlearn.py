@@ -17,6 +17,7 @@ the bug mended (``_MendedGaussianHMM``, ``_MendedPoissonHMM``) serve as the
 peer there for several iterations, besides the explicit one-step formulas.
 """
 
+import inspect
 import pickle
 
 import numpy as np
@@ -372,6 +373,20 @@ def test_verbose_report_and_zero_iterations(capsys):
     assert_same_parameters(fe, peer, "poisson")
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_priors_below_one(family):
+    """Dirichlet priors below one: counts short of 1 - prior are clipped to
+    zero (and stay zero), as in hmmlearn."""
+    priors = {"startprob_prior": np.array([0.5, 0.2, 0.9]), "transmat_prior": 0.7}
+    if family == "categorical":
+        priors["emissionprob_prior"] = 0.6
+    X = make_data(family, seed=23)
+    fe, peer = fit_pair(family, X, LENGTHS, 5, priors=priors, implementation="scaling")
+    assert_same_fit(fe, peer, family, 5)
+    assert np.any(peer.startprob_ == 0.0)  # the clipping happened
+    assert np.all(fe.startprob_[peer.startprob_ == 0.0] == 0.0)
+
+
 # --------------------------------------------------------------------------
 # Sequences of length one
 # --------------------------------------------------------------------------
@@ -443,6 +458,20 @@ def test_constructor_and_clone_like_hmmlearn(family):
     unfitted = clone(fitted)
     assert not hasattr(unfitted, "startprob_") and not hasattr(unfitted, "transmat_")
     assert set(without_additions(unfitted.get_params())) == set(hl_class().get_params())
+
+
+@pytest.mark.parametrize("family", ["gaussian-full", "categorical", "poisson"])
+def test_constructor_signature_like_hmmlearn(family):
+    """hmmlearn's parameters in its order, of its kinds (positional or
+    keyword-only), with its defaults; fastem's additions keyword-only at the end."""
+    fe_class, hl_class, _ = classes(family)
+    fe_params = list(inspect.signature(fe_class).parameters.values())
+    hl_params = list(inspect.signature(hl_class).parameters.values())
+    assert [(p.name, p.kind, p.default) for p in fe_params[:len(hl_params)]] == \
+        [(p.name, p.kind, p.default) for p in hl_params]
+    extra = fe_params[len(hl_params):]
+    assert {p.name: p.default for p in extra} == ADDITIONS
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in extra)
 
 
 def test_gaussian_constructor_defaults_every_type():
