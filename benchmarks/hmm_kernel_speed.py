@@ -33,59 +33,48 @@ from numba import njit
 
 from fastem import _hmm
 from fastem._config import JIT_OPTIONS
-from fastem._parallel import run_slots
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def _baseline_module(rev):
-    """``fastem/_kernels/hmm.py`` at ``rev``, imported as a separate module."""
-    src = subprocess.run(["git", "show", f"{rev}:fastem/_kernels/hmm.py"], cwd=ROOT,
-                         check=True, capture_output=True, text=True).stdout
-    src = src.replace("from .._config", "from fastem._config")
-    src = src.replace("from .sync", "from fastem._kernels.sync")
-    src = src.replace("from .vecmath", "from fastem._kernels.vecmath")
-    src = src.replace("@njit(**JIT_OPTIONS)", "@njit(**dict(JIT_OPTIONS, cache=False))")
-    d = pathlib.Path(tempfile.gettempdir()) / f"fastem_hmm_baseline_{rev}"
+def _load(name, src, rev):
+    tag = "".join(ch if ch.isalnum() else "_" for ch in rev)
+    d = pathlib.Path(tempfile.gettempdir()) / f"fastem_hmm_baseline_{tag}"
     d.mkdir(exist_ok=True)
-    path = d / "hmm_baseline.py"
+    path = d / f"{name}.py"
     if not path.exists() or path.read_text() != src:
         path.write_text(src)
-    spec = importlib.util.spec_from_file_location(f"hmm_baseline_{rev}", path)
+    spec = importlib.util.spec_from_file_location(f"{name}_{tag}", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     return mod
 
 
-def _old_forward_backward(mod, logB, lengths, startprob, transmat):
-    """The forward-backward of the first kernel's ``_hmm.forward_backward``."""
-    logB = np.ascontiguousarray(logB, dtype=np.float64)
-    n, K = logB.shape
-    bounds = _hmm._bounds(_hmm.check_lengths(lengths, n))
-    N = bounds.shape[0] - 1
-    ns = max(1, min(N, _hmm.MAX_SLOTS))
-    gamma = np.empty((n, K))
-    scale = np.empty(n)
-    logliks = np.empty(N)
-    starts = np.zeros((ns, K))
-    trans = np.zeros((ns, K, K))
-    run_slots(mod._forward_backward, (logB, bounds, np.empty(0), startprob, transmat, gamma,
-                                      scale, logliks, starts, trans), ns)
-    return logliks, gamma, starts.sum(0), trans.sum(0)
+def _baseline_module(rev):
+    """``fastem/_hmm.py`` at ``rev``, with its kernels (``fastem/_kernels/hmm.py``
+    at ``rev``), imported as separate modules (compiled afresh, not cached).
+    ``rev`` may also be the path of a file of kernels (with the current
+    ``fastem/_hmm.py``)."""
+    def show(path):
+        if pathlib.Path(rev).is_file():
+            return pathlib.Path(rev if path.endswith("hmm.py") and "_kernels" in path
+                                else ROOT / path).read_text()
+        return subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout
 
-
-def _old_viterbi(mod, logB, lengths, startprob, transmat):
-    n, K = logB.shape
-    bounds = _hmm._bounds(_hmm.check_lengths(lengths, n))
-    N = bounds.shape[0] - 1
-    with np.errstate(divide="ignore"):
-        ls, lt = np.log(startprob), np.log(transmat)
-    states = np.empty(n, dtype=np.int64)
-    logprobs = np.empty(N)
-    back = np.empty((n, K), dtype=np.int64)
-    run_slots(mod._viterbi, (logB, bounds, ls, lt, states, logprobs, back), N)
-    return logprobs.sum(), states
+    src = show("fastem/_kernels/hmm.py")
+    for mod in ("_config", "_parallel"):
+        src = src.replace(f"from .._{mod[1:]}", f"from fastem.{mod}")
+    for mod in ("sync", "vecmath"):
+        src = src.replace(f"from .{mod}", f"from fastem._kernels.{mod}")
+    src = src.replace("@njit(**JIT_OPTIONS)", "@njit(**dict(JIT_OPTIONS, cache=False))")
+    kernels = _load("hmm_kernels_baseline", src, rev)
+    src = show("fastem/_hmm.py")
+    src = src.replace("from ._kernels.hmm import", f"from {kernels.__name__} import")
+    src = src.replace("from ._kernels.", "from fastem._kernels.")
+    src = src.replace("from ._", "from fastem._")
+    return _load("hmm_baseline", src, rev)
 
 
 @njit(**JIT_OPTIONS)
@@ -113,7 +102,9 @@ def _median_time(fn, repeats):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--baseline", default=None, help="git revision to time alongside")
+    p.add_argument("--baseline", default=None,
+                   help="git revision (or file of kernels) to time alongside")
+    p.add_argument("--only", default=None, help="forward_backward or viterbi")
     p.add_argument("--K", type=int, default=8)
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--repeats", type=int, default=5)
@@ -130,12 +121,12 @@ def main(argv=None):
                      lambda lb, L: _hmm.viterbi(lb, L, pi, A))}
     if args.baseline:
         mod = _baseline_module(args.baseline)
-        impls["baseline"] = (lambda lb, L: _old_forward_backward(mod, lb, L, pi, A),
-                             lambda lb, L: _old_viterbi(mod, lb, L, pi, A))
+        impls["baseline"] = (lambda lb, L: mod.forward_backward(lb, L, pi, A),
+                             lambda lb, L: mod.viterbi(lb, L, pi, A))
     times = {}
     for case, L in cases.items():
         threads = min(numba.get_num_threads(), len(L))
-        for kind in (0, 1):
+        for kind in ((0, 1) if args.only is None else (("forward_backward", "viterbi").index(args.only),)):
             for name, fns in impls.items():
                 times[(name, case, kind)] = []
                 fns[kind](logB, L)  # warm-up (and compile)

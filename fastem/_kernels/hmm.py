@@ -48,7 +48,6 @@ from .._config import JIT_OPTIONS
 from .sync import claim_slot, finish_slot
 from .vecmath import _exp_le0, _fmax, _log_pos, vm_consts
 
-
 #: A frame whose scale c_t comes out below this (or is not a number) is
 #: redone with libm's exp, as the first kernel did: the fast exp flushes
 #: exp(x) to 0 below x = -708, where libm's still gives subnormals, which
@@ -68,9 +67,13 @@ _A = 8 * _W  # _A + i * _W: row i of transmat
 _AT = _A + _W * _W  # _AT + j * _W: column j of transmat
 _LOC = _AT + _W * _W  # _LOC + i * _W: sum_t a_{t-1,i} nxt_t
 _X = _LOC + _W * _W  # _CHUNK rows of logB_t - m_t (-inf in the padding lanes)
-_E = _X + _CHUNK * _W  # their exp: b_t
-_MX = _E + _CHUNK * _W  # the frames' m_t
-_WS_SIZE = _MX + _CHUNK
+_MX = _X + _CHUNK * _W  # their m_t
+_E = _MX + _CHUNK  # the size of ws; b_t = exp(logB_t - m_t) go to another array:
+# a whole sequence's, or _CHUNK rows
+#: Sequences of up to this many frames keep their b_t from the forward pass
+#: to the backward one (at K = 8, 256 KiB a thread); longer ones compute
+#: them again, _CHUNK frames at a time, from the end.
+_KEEP = 4096
 
 # --- vector steps of the fixed-width path, in LLVM IR -------------------------
 #
@@ -113,7 +116,7 @@ def _hsum(builder, v):
 def _fma(builder, a, b, c):
     """a * b + c, rounded once (llvm.fma on vectors)."""
     fnty = ir.FunctionType(_VT, [_VT, _VT, _VT])
-    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.fma.v%df64" % _W)
+    fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.fma.v{_W}f64")
     return builder.call(fn, [a, b, c])
 
 
@@ -151,21 +154,21 @@ def _row_access(context, builder, arrty, arr, t):
 def _masked_load(builder, ptr, mask, fill):
     i1v = ir.VectorType(ir.IntType(1), _W)
     fnty = ir.FunctionType(_VT, [_VT.as_pointer(), _I32, i1v, _VT])
-    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.load.v%df64.p0" % _W)
+    fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.load.v{_W}f64.p0")
     return builder.call(fn, [ptr, ir.Constant(_I32, 8), mask, ir.Constant(_VT, [fill] * _W)])
 
 
 def _masked_store(builder, v, ptr, mask):
     i1v = ir.VectorType(ir.IntType(1), _W)
     fnty = ir.FunctionType(ir.VoidType(), [_VT, _VT.as_pointer(), _I32, i1v])
-    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.masked.store.v%df64.p0" % _W)
+    fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.store.v{_W}f64.p0")
     builder.call(fn, [v, ptr, ir.Constant(_I32, 8), mask])
 
 
 def _maxnum(builder, a, b):
     fnty = ir.FunctionType(a.type, [a.type, a.type])
     name = "llvm.maxnum.f64" if isinstance(a.type, ir.DoubleType) else \
-        "llvm.maxnum.v%df64" % a.type.count
+        f"llvm.maxnum.v{a.type.count}f64"
     return builder.call(cgutils.get_or_insert_function(builder.module, fnty, name), [a, b])
 
 
@@ -193,14 +196,14 @@ def _centre_row(typingctx, logB, t, ws, off):
 
 
 def _forward_step_intrinsic(first):
-    def impl(typingctx, ws, prev, mat, e, gamma, t):
-        if not (_ws_type_ok(ws) and _rows_type_ok(gamma)):
+    def impl(typingctx, ws, prev, mat, eb, e, gamma, t):
+        if not (_ws_type_ok(ws) and _ws_type_ok(eb) and _rows_type_ok(gamma)):
             return None
-        sig = types.float64(ws, types.intp, types.intp, types.intp, gamma, types.intp)
+        sig = types.float64(ws, types.intp, types.intp, eb, types.intp, gamma, types.intp)
 
         def codegen(context, builder, signature, args):
             arrty = signature.args[0]
-            arr, prev, mat, e, gamma, t = args
+            arr, prev, mat, eb, e, gamma, t = args
 
             def ptr(off, k=0):
                 return _vptr(context, builder, arrty, arr,
@@ -212,13 +215,14 @@ def _forward_step_intrinsic(first):
             else:
                 tmp = _vecmat(builder, xv, lambda i: ptr(mat, i * _W))
             builder.store(tmp, ptr(ir.Constant(prev.type, _TMP)), align=8)
-            f = builder.fmul(tmp, builder.load(ptr(e), align=8))
+            ev = builder.load(_vptr(context, builder, signature.args[3], eb, e), align=8)
+            f = builder.fmul(tmp, ev)
             builder.store(f, ptr(ir.Constant(prev.type, _NXT)), align=8)
             tot = _hsum(builder, f)
             inv = builder.fdiv(ir.Constant(ir.DoubleType(), 1.0), tot)
             a = builder.fmul(f, _splat_scalar(builder, inv))
             builder.store(a, ptr(ir.Constant(prev.type, _PREV)), align=8)
-            _masked_store(builder, a, *_row_access(context, builder, signature.args[4], gamma, t))
+            _masked_store(builder, a, *_row_access(context, builder, signature.args[5], gamma, t))
             return tot
 
         return sig, codegen
@@ -233,20 +237,20 @@ _first_step = _forward_step_intrinsic(True)
 
 
 def _backward_step_intrinsic(given):
-    def impl(typingctx, ws, e, inv, gamma, t):
-        if not (_ws_type_ok(ws) and _rows_type_ok(gamma)):
+    def impl(typingctx, ws, eb, e, inv, gamma, t):
+        if not (_ws_type_ok(ws) and _ws_type_ok(eb) and _rows_type_ok(gamma)):
             return None
-        sig = types.void(ws, types.intp, types.float64, gamma, types.intp)
+        sig = types.void(ws, eb, types.intp, types.float64, gamma, types.intp)
 
         def codegen(context, builder, signature, args):
             arrty = signature.args[0]
-            arr, e, inv, gamma, t = args
+            arr, eb, e, inv, gamma, t = args
 
             def ptr(off):
                 return _vptr(context, builder, arrty, arr, ir.Constant(e.type, off))
 
             beta = builder.load(ptr(_BETA), align=8)
-            gty = signature.args[3]
+            gty = signature.args[4]
             gptr, mask = _row_access(context, builder, gty, gamma, t)
             _masked_store(builder, builder.fmul(_masked_load(builder, gptr, mask, 0.0), beta),
                           gptr, mask)
@@ -256,7 +260,7 @@ def _backward_step_intrinsic(given):
             if given:
                 nv = builder.load(ptr(_NXT), align=8)
             else:
-                ev = builder.load(_vptr(context, builder, arrty, arr, e), align=8)
+                ev = builder.load(_vptr(context, builder, signature.args[1], eb, e), align=8)
                 nv = builder.fmul(builder.fmul(ev, _splat_scalar(builder, inv)), beta)
             for i in range(_W):
                 p = ptr(_LOC + i * _W)
@@ -316,32 +320,35 @@ def _slow_next(logB, t, tot, beta, nxt):
 
 
 @njit(**JIT_OPTIONS)
-def _emission_rows(logB, u0, u1, ws, c):
+def _emission_rows(logB, u0, u1, ws, eb, e, c):
     """b_t = exp(logB_t - m_t) of frames u0:u1 (at most _CHUNK) into the rows
-    of ws[_E:], m_t into ws[_MX:]: one long loop of exps, vectorised."""
+    of eb[e:], m_t into ws[_MX:]: one long loop of exps, vectorised (``eb``
+    another array than ``ws``, so that LLVM needs one check of overlap)."""
     for t in range(u0, u1):
         ws[_MX + t - u0] = _centre_row(logB, t, ws, _X + (t - u0) * _W)
     for i in range((u1 - u0) * _W):
-        ws[_E + i] = _exp_le0(ws[_X + i], c)
+        eb[e + i] = _exp_le0(ws[_X + i], c)
 
 
 @njit(**JIT_OPTIONS)
-def _sequence_small(logB, t0, t1, gamma, scale, ws, c):
+def _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c):
     """Forward-backward over frames t0:t1 for K <= _W states, on _W lanes
     with the vector steps above.  Adds sum_t a_{t-1,i} nxt_tj to
     ws[_LOC + i * _W + j]; returns the log-likelihood (-inf, gamma NaN: the
     sequence is impossible)."""
     K = logB.shape[1]
+    keep = (t1 - t0) * _W <= eb.shape[0]  # b_t of every frame kept
     ll = 0.0
     for u0 in range(t0, t1, _CHUNK):
         u1 = min(u0 + _CHUNK, t1)
-        _emission_rows(logB, u0, u1, ws, c)
+        e = (u0 - t0) * _W if keep else 0
+        _emission_rows(logB, u0, u1, ws, eb, e, c)
         for t in range(u0, u1):
             r = t - u0
             if t == t0:
-                tot = _first_step(ws, _START, 0, _E + r * _W, gamma, t)
+                tot = _first_step(ws, _START, 0, eb, e + r * _W, gamma, t)
             else:
-                tot = _forward_step(ws, _PREV, _A, _E + r * _W, gamma, t)
+                tot = _forward_step(ws, _PREV, _A, eb, e + r * _W, gamma, t)
             if tot >= _TINY:
                 scale[t] = 1.0 / tot
                 ll += _log_pos(tot, c) + ws[_MX + r]
@@ -363,16 +370,20 @@ def _sequence_small(logB, t0, t1, gamma, scale, ws, c):
         ws[_BETA + k] = 1.0
     for u1 in range(t1, t0 + 1, -_CHUNK):
         u0 = max(u1 - _CHUNK, t0 + 1)
-        _emission_rows(logB, u0, u1, ws, c)
+        if keep:
+            e = (u0 - t0) * _W
+        else:
+            e = 0
+            _emission_rows(logB, u0, u1, ws, eb, e, c)
         for t in range(u1 - 1, u0 - 1, -1):
             inv = scale[t]
             if inv > 0.0:
-                _backward_step(ws, _E + (t - u0) * _W, inv, gamma, t)
+                _backward_step(ws, eb, e + (t - u0) * _W, inv, gamma, t)
             else:
                 _slow_next(logB, t, -inv, ws[_BETA:_BETA + _W], ws[_NXT:_NXT + _W])
                 for k in range(K, _W):
                     ws[_NXT + k] = 0.0
-                _backward_step_given(ws, 0, 0.0, gamma, t)
+                _backward_step_given(ws, eb, 0, 0.0, gamma, t)
     for k in range(K):
         gamma[t0, k] *= ws[_BETA + k]
     return ll
@@ -453,8 +464,13 @@ def _forward_backward(logB, bounds, seq_weight, startprob, transmat, gamma, scal
     n_slots = starts.shape[0]
     c = vm_consts(vmc)
     small = K <= _W
-    # the fixed-size path's scratch: padding lanes 0 (-inf in the frame's row)
-    ws = np.zeros(_WS_SIZE)
+    # the fixed-size path's scratch: padding lanes 0 (-inf in the frame's
+    # row), room for the b_t of a whole sequence up to _KEEP frames
+    longest = 0
+    for q in range(N):
+        longest = max(longest, bounds[q + 1] - bounds[q])
+    ws = np.zeros(_E if small else 0)
+    eb = np.empty(max(_CHUNK, min(longest, _KEEP)) * _W if small else 0)
     # the general path's
     AT = np.empty((K, K))
     tmp = np.empty(K)
@@ -485,7 +501,7 @@ def _forward_backward(logB, bounds, seq_weight, startprob, transmat, gamma, scal
             w = seq_weight[q] if seq_weight.shape[0] > 0 else 1.0
             if small:
                 ws[_LOC:_LOC + _W * _W] = 0.0
-                ll = _sequence_small(logB, t0, t1, gamma, scale, ws, c)
+                ll = _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c)
                 sums = ws[_LOC:_LOC + _W * _W].reshape((_W, _W))
             else:
                 loc[:, :] = 0.0
