@@ -196,42 +196,42 @@ def _centre_row(typingctx, logB, t, ws, off):
 
 
 def _forward_step_intrinsic(first):
-    def impl(typingctx, ws, prev, mat, eb, e, gamma, t):
+    def impl(typingctx, ws, inv, eb, e, gamma, t):
         if not (_ws_type_ok(ws) and _ws_type_ok(eb) and _rows_type_ok(gamma)):
             return None
-        sig = types.float64(ws, types.intp, types.intp, eb, types.intp, gamma, types.intp)
+        sig = types.float64(ws, types.float64, eb, types.intp, gamma, types.intp)
 
         def codegen(context, builder, signature, args):
             arrty = signature.args[0]
-            arr, prev, mat, eb, e, gamma, t = args
+            arr, inv, eb, e, gamma, t = args
 
-            def ptr(off, k=0):
-                return _vptr(context, builder, arrty, arr,
-                             builder.add(off, ir.Constant(off.type, k)))
+            def ptr(off):
+                return _vptr(context, builder, arrty, arr, ir.Constant(e.type, off))
 
-            xv = builder.load(ptr(prev), align=8)
             if first:
-                tmp = xv
-            else:
-                tmp = _vecmat(builder, xv, lambda i: ptr(mat, i * _W))
-            builder.store(tmp, ptr(ir.Constant(prev.type, _TMP)), align=8)
-            ev = builder.load(_vptr(context, builder, signature.args[3], eb, e), align=8)
+                tmp = builder.load(ptr(_START), align=8)
+            else:  # (f_{t-1} A) / c_{t-1}: the division is off the product's path
+                g = builder.load(ptr(_PREV), align=8)
+                tmp = builder.fmul(_vecmat(builder, g, lambda i: ptr(_A + i * _W)),
+                                   _splat_scalar(builder, inv))
+            builder.store(tmp, ptr(_TMP), align=8)
+            ev = builder.load(_vptr(context, builder, signature.args[2], eb, e), align=8)
             f = builder.fmul(tmp, ev)
-            builder.store(f, ptr(ir.Constant(prev.type, _NXT)), align=8)
+            builder.store(f, ptr(_PREV), align=8)
             tot = _hsum(builder, f)
-            inv = builder.fdiv(ir.Constant(ir.DoubleType(), 1.0), tot)
-            a = builder.fmul(f, _splat_scalar(builder, inv))
-            builder.store(a, ptr(ir.Constant(prev.type, _PREV)), align=8)
-            _masked_store(builder, a, *_row_access(context, builder, signature.args[5], gamma, t))
+            a = builder.fmul(f, _splat_scalar(builder, builder.fdiv(
+                ir.Constant(ir.DoubleType(), 1.0), tot)))
+            _masked_store(builder, a, *_row_access(context, builder, signature.args[4], gamma, t))
             return tot
 
         return sig, codegen
     return intrinsic(impl)
 
 
-#: ``tmp = ws[prev] A`` (rows of A at ``mat``; ``_first_step``: tmp =
-#: ws[prev]), ``f = tmp * ws[e]`` and ``a = f * (1 / sum f)`` into
-#: ws[_TMP], ws[_NXT], ws[_PREV] and gamma[t]; returns sum f.
+#: One forward frame: ``tmp = (f_{t-1} A) * inv`` (``_first_step``: tmp =
+#: startprob), ``f_t = tmp * eb[e]`` and ``a_t = f_t * (1 / sum f_t)`` into
+#: ws[_TMP], ws[_PREV] (f_{t-1} on entry, with ``inv = 1 / sum f_{t-1}``)
+#: and gamma[t]; returns sum f_t.
 _forward_step = _forward_step_intrinsic(False)
 _first_step = _forward_step_intrinsic(True)
 
@@ -339,32 +339,37 @@ def _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c):
     K = logB.shape[1]
     keep = (t1 - t0) * _W <= eb.shape[0]  # b_t of every frame kept
     ll = 0.0
+    inv = 1.0
     for u0 in range(t0, t1, _CHUNK):
         u1 = min(u0 + _CHUNK, t1)
         e = (u0 - t0) * _W if keep else 0
         _emission_rows(logB, u0, u1, ws, eb, e, c)
         for t in range(u0, u1):
-            r = t - u0
+            eo = e + (t - u0) * _W
             if t == t0:
-                tot = _first_step(ws, _START, 0, eb, e + r * _W, gamma, t)
+                tot = _first_step(ws, inv, eb, eo, gamma, t)
             else:
-                tot = _forward_step(ws, _PREV, _A, eb, e + r * _W, gamma, t)
-            if tot >= _TINY:
-                scale[t] = 1.0 / tot
-                ll += _log_pos(tot, c) + ws[_MX + r]
-            else:
-                tot = _slow_frame(logB, t, ws[_TMP:_TMP + _W], ws[_NXT:_NXT + _W])
+                tot = _forward_step(ws, inv, eb, eo, gamma, t)
+            scale[t] = tot
+            inv = 1.0 / tot
+            if not tot >= _TINY:
+                tot = _slow_frame(logB, t, ws[_TMP:_TMP + _W], ws[_PREV:_PREV + _W])
                 if not tot > 0.0:  # no state can emit this frame from where it is
                     for t in range(t0, t1):
                         for k in range(K):
                             gamma[t, k] = math.nan
                     return -math.inf
-                for k in range(_W):
-                    ws[_PREV + k] = ws[_NXT + k] / tot if k < K else 0.0
+                for k in range(_W):  # the next frame starts from a_t
+                    ws[_PREV + k] = ws[_PREV + k] / tot if k < K else 0.0
+                    if k < K:
+                        gamma[t, k] = ws[_PREV + k]
+                inv = 1.0
                 scale[t] = -tot
                 ll += math.log(tot) + _slow_max(logB, t)
-                for k in range(K):
-                    gamma[t, k] = ws[_PREV + k]
+        # log c_t + m_t of the chunk's frames (a vectorised loop)
+        for t in range(u0, u1):
+            v = scale[t]
+            ll += _log_pos(v, c) + ws[_MX + t - u0] if v > 0.0 else 0.0
     # backward: beta from the end; gamma_t = a_t * beta_t; xi summed
     for k in range(_W):
         ws[_BETA + k] = 1.0
@@ -376,11 +381,11 @@ def _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c):
             e = 0
             _emission_rows(logB, u0, u1, ws, eb, e, c)
         for t in range(u1 - 1, u0 - 1, -1):
-            inv = scale[t]
-            if inv > 0.0:
-                _backward_step(ws, eb, e + (t - u0) * _W, inv, gamma, t)
+            v = scale[t]
+            if v > 0.0:
+                _backward_step(ws, eb, e + (t - u0) * _W, 1.0 / v, gamma, t)
             else:
-                _slow_next(logB, t, -inv, ws[_BETA:_BETA + _W], ws[_NXT:_NXT + _W])
+                _slow_next(logB, t, -v, ws[_BETA:_BETA + _W], ws[_NXT:_NXT + _W])
                 for k in range(K, _W):
                     ws[_NXT + k] = 0.0
                 _backward_step_given(ws, eb, 0, 0.0, gamma, t)
