@@ -39,7 +39,8 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
                      "2 -243.594 526.43\n3 -213.324 505.13\n4 -201.645 532.22\n",
                      "[[0.95 0.05]\n [0.09 0.91]]\n", "True True True\n",
                      "190 S?S 0.99 4.8\n", "[[0.946 0.054 0.   ]\n [0.    0.926 0.074]\n",
-                     "falls inside sequence 3 (rows 90 to 119)"):
+                     "falls inside sequence 3 (rows 90 to 119)",
+                     "best by BIC: n_components=3, covariance_type='tied'", "GaussianHMM True 16\n"):
             assert line in printed, printed
         # every output block of the page is what its example prints, exactly
         text = (Path(__file__).resolve().parents[1] / "docs" / page).read_text()
