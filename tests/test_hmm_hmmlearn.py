@@ -834,6 +834,71 @@ def test_poisson_rate_prior_per_state(lambdas_prior, lambdas_weight):
         assert_same_outputs(fe, mended, X[:120], np.array([100, 1, 19]))
 
 
+def test_set_params_reaches_the_monitor():
+    """n_iter and tol given by set_params rule the next fit (hmmlearn's
+    monitor keeps the constructor's)."""
+    X = make_data("categorical", seed=24)
+    model, _ = build_pair("categorical", init_params="")
+    model.set_params(n_iter=4, tol=-np.inf)
+    model.fit(X, LENGTHS)
+    assert model.monitor_.iter == 4 and model.monitor_.n_iter == 4
+    _, peer = fit_pair("categorical", X, LENGTHS, 4)
+    assert_same_fit(model, peer, "categorical", 4)
+
+
+_VITERBI_UNNAMED = pytest.mark.xfail(strict=True, reason=(
+    "fastem bug: Viterbi's error says 'A sequence has probability 0' without naming "
+    "which (docs/hmm.md: a ValueError naming the sequence; the others name it)"))
+
+
+@pytest.mark.parametrize("method", ["score", "predict_proba", "score_samples", "decode-map",
+                                    pytest.param("decode-viterbi", marks=_VITERBI_UNNAMED),
+                                    pytest.param("predict", marks=_VITERBI_UNNAMED), "fit"])
+def test_impossible_sequence(method):
+    """A sequence no path can emit (a forbidden transition): score is -inf
+    (as hmmlearn's), the posteriors, decoding and fit a ValueError naming
+    the sequence (hmmlearn returns NaN posteriors and a made-up path)."""
+    parameters = start_parameters("categorical")
+    parameters["emissionprob_"] = np.array([[0.5, 0.5, 0.0, 0.0],
+                                            [0.0, 0.0, 0.5, 0.5],
+                                            [0.0, 0.0, 0.5, 0.5]])
+    parameters["transmat_"] = np.array([[0.9, 0.1, 0.0], [0.0, 0.8, 0.2], [0.0, 0.3, 0.7]])
+    X = np.array([[0], [1], [2], [3], [0], [1], [2]])  # sequence 1 goes 3 -> 0: impossible
+    lengths = np.array([2, 3, 2])
+    fe, peer = build_pair("categorical", parameters, n_iter=2, init_params="")
+    if method == "score":
+        assert fe.score(X, lengths) == peer.score(X, lengths) == -np.inf
+        assert fe.score(X[:2]) == pytest.approx(peer.score(X[:2]), rel=RTOL)
+        return
+    name, _, algorithm = method.partition("-")
+    kwargs = {"algorithm": algorithm} if algorithm else {}
+    with pytest.raises(ValueError, match=r"[Ss]equence 1\b"):
+        getattr(fe, name)(X, lengths, **kwargs)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_empty_state_keeps_its_parameters(covariance_type):
+    """A state no frame can reach (startprob_ 0, no transition into it)
+    keeps its mean and full covariance (hmmlearn writes NaN); its diag or
+    spherical variances follow hmmlearn's formula floored at 1e-5."""
+    parameters = start_parameters(f"gaussian-{covariance_type}")
+    parameters["startprob_"] = np.array([0.6, 0.4, 0.0])
+    transmat = parameters["transmat_"].copy()
+    transmat[:, 2] = 0.0
+    parameters["transmat_"] = transmat / transmat.sum(axis=1, keepdims=True)
+    X = make_data("gaussian", seed=25)
+    fe = set_parameters(GaussianHMM(K, covariance_type=covariance_type, n_iter=3, tol=-np.inf,
+                                    init_params=""), parameters).fit(X, LENGTHS)
+    assert np.all(np.isfinite(fe.means_)) and np.all(np.isfinite(fe.covars_))
+    assert_allclose(fe.means_[2], parameters["means_"][2], rtol=0, atol=0)
+    if covariance_type == "full":
+        assert_allclose(fe.covars_[2], parameters["covars_"][2], rtol=0, atol=0)
+    elif covariance_type in ("diag", "spherical"):
+        # (covars_prior + 0) / max(0 + 0, 1e-5) with the default prior 1e-2
+        assert_allclose(np.diag(fe.covars_[2]), 1e-2 / 1e-5, rtol=1e-12)
+    assert fe.startprob_[2] == 0.0 and np.all(fe.transmat_[:, 2] == 0.0)
+
+
 @pytest.mark.parametrize("method", ["fit", "score", "predict", "decode"])
 def test_negative_poisson_counts_raise(method):
     X = make_data("poisson")
