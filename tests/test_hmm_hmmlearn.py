@@ -387,6 +387,19 @@ def test_priors_below_one(family):
     assert np.all(fe.startprob_[peer.startprob_ == 0.0] == 0.0)
 
 
+@pytest.mark.parametrize("transmat", [
+    [[0.01, 0.98, 0.01], [0.01, 0.01, 0.98], [0.98, 0.01, 0.01]],  # nearly periodic
+    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.3, 0.3, 0.4]],  # two absorbing states
+    np.eye(3),
+])
+def test_stationary_distribution_edge_cases(transmat):
+    parameters = {**start_parameters("poisson"), "transmat_": np.array(transmat)}
+    fe, peer = build_pair("poisson", parameters)
+    stationary = fe.get_stationary_distribution()
+    assert np.isrealobj(stationary)
+    assert_allclose(stationary, peer.get_stationary_distribution(), rtol=RTOL, atol=ATOL)
+
+
 # --------------------------------------------------------------------------
 # Sequences of length one
 # --------------------------------------------------------------------------
@@ -636,6 +649,9 @@ def test_bad_input_raises_like_hmmlearn(family):
             bad[3, 0] = np.nan
             with pytest.raises(ValueError):
                 model.score(bad)
+            if model is fe or family != "poisson":  # hmmlearn's Poisson broadcasts it
+                with pytest.raises(ValueError):  # a column short
+                    model.score(X[:, :-1])
     for name, value in [("startprob_", np.array([0.5, 0.3, 0.3])),
                         ("transmat_", np.full((K, K), 0.5))]:
         fe, peer = build_pair(family, n_iter=1, init_params="")
