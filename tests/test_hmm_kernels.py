@@ -2,6 +2,8 @@
 scaling, Viterbi) against the log-space reference of tests/reference.py,
 brute-force enumeration and hmmlearn's own routines."""
 
+import itertools
+
 import numba
 import numpy as np
 import pytest
@@ -171,3 +173,67 @@ def test_the_discrete_kernels_give_each_states_log_density():
     fam.workspace(2, 2, 700).run(codes, None, logtheta, logw, do_stats=False, out_logprob=out)
     assert_allclose(out, ref.categorical_log_joint(codes, (c.weights_, c.probabilities_)),
                     rtol=1e-10, atol=1e-10)
+
+
+def _check_against_log_space(logB, lengths, pi, A, sw=None, rtol=1e-10):
+    K = logB.shape[1]
+    logliks, gamma, starts, trans = forward_backward(logB, np.array(lengths), pi, A, sw)
+    sw = np.ones(len(lengths)) if sw is None else sw
+    bounds = np.concatenate(([0], np.cumsum(lengths)))
+    want_starts, want_trans = np.zeros(K), np.zeros((K, K))
+    for q, (t0, t1) in enumerate(itertools.pairwise(bounds)):
+        ll, post, xi = ref.hmm_forward_backward(logB[t0:t1], pi, A)
+        assert logliks[q] == pytest.approx(ll, rel=1e-12, abs=1e-9)
+        assert_allclose(gamma[t0:t1], post, rtol=rtol, atol=1e-12)
+        want_starts += sw[q] * post[0]
+        want_trans += sw[q] * xi
+    # the reference's exp(log alpha + log beta - loglik) cancels terms of
+    # ~|sum_t logB_t| (5e4 here), so it is itself good to ~1e-11 only
+    assert_allclose(starts, want_starts, rtol=rtol, atol=1e-12)
+    assert_allclose(trans, want_trans, rtol=rtol, atol=1e-12)
+
+
+@pytest.mark.parametrize("K", [1, 7, 8, 9, 12])
+def test_every_width(K):
+    """K <= 8 runs on 8 vector lanes (padding lanes), more on the general
+    path; both exact against log space, with log-densities near -800."""
+    lengths = [30, 1, 65, 2]
+    logB, pi, A = _problem(lengths, K=K, seed=10 + K, offset=-800.0)
+    _check_against_log_space(logB, lengths, pi, A, np.linspace(0.5, 2.0, 4))
+
+
+@pytest.mark.parametrize("lengths", [[4500], [130, 4097, 64]])
+def test_long_sequences(lengths):
+    """Sequences longer than the frames kept between the passes (4096) and
+    than a chunk of frames (64): the emission factors computed again, from
+    the end, chunk by chunk."""
+    logB, pi, A = _problem(lengths, K=3, seed=7)
+    # 2e-10 from the log-space reference over 4,500 frames, as the first
+    # kernel (plain scalar loops) showed
+    _check_against_log_space(logB, lengths, pi, A, rtol=1e-9)
+
+
+@pytest.mark.parametrize("K", [3, 10])
+def test_a_frame_below_the_fast_exp(K):
+    """At the first frame the only possible state's log-density is 712 below
+    the frame's largest: its factor exp(-712) is subnormal, which the fast
+    exp flushes to 0; the frame is redone with libm's exp, so the sequence
+    stays possible, as in log space (the first kernel, dividing by the
+    subnormal scale with the kernels' ``arcp``, found it impossible)."""
+    logB, pi, A = _problem([6], K=K, seed=8, zeros=True)
+    logB[0, 1:] = 0.0
+    logB[0, 0] = -712.0
+    _check_against_log_space(logB, [6], pi, A, rtol=1e-9)
+
+
+def test_gamma_into_out():
+    logB, pi, A = _problem([5, 7], K=4, seed=9)
+    want = forward_backward(logB, np.array([5, 7]), pi, A)
+    out = np.full((12, 4), np.nan)
+    got = forward_backward(logB, np.array([5, 7]), pi, A, out=out)
+    assert got[1] is out
+    for a, b in zip(got, want):
+        assert_array_equal(a, b)
+    assert forward_backward(logB, np.array([5, 7]), pi, A, posteriors=False)[1] is None
+    with pytest.raises(ValueError, match="out should be"):
+        forward_backward(logB, np.array([5, 7]), pi, A, out=np.empty((12, 4), np.float32))

@@ -296,6 +296,13 @@ def _slow_max(logB, t):
     return mx
 
 
+@njit(**dict(JIT_OPTIONS, fastmath={"contract"}))
+def _div(a, b):
+    """a / b, rounded: ``arcp`` in the kernels' flags would let LLVM compute
+    a * (1 / b), which is inf for a subnormal b."""
+    return a / b
+
+
 @njit(**JIT_OPTIONS)
 def _slow_frame(logB, t, tmp, f):
     """The first kernel's frame: ``f = tmp * exp(logB_t - m_t)`` with libm's
@@ -316,7 +323,7 @@ def _slow_next(logB, t, tot, beta, nxt):
     :func:`_slow_frame` scaled."""
     mx = _slow_max(logB, t)
     for k in range(logB.shape[1]):
-        nxt[k] = math.exp(logB[t, k] - mx) * beta[k] / tot
+        nxt[k] = _div(math.exp(logB[t, k] - mx) * beta[k], tot)
 
 
 @njit(**JIT_OPTIONS)
@@ -360,7 +367,7 @@ def _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c):
                             gamma[t, k] = math.nan
                     return -math.inf
                 for k in range(_W):  # the next frame starts from a_t
-                    ws[_PREV + k] = ws[_PREV + k] / tot if k < K else 0.0
+                    ws[_PREV + k] = _div(ws[_PREV + k], tot) if k < K else 0.0
                     if k < K:
                         gamma[t, k] = ws[_PREV + k]
                 inv = 1.0
@@ -433,7 +440,7 @@ def _sequence_general(logB, t0, t1, startprob, transmat, AT, gamma, scale, tmp, 
             scale[t] = -tot
             ll += math.log(tot) + _slow_max(logB, t)
         for k in range(K):
-            gamma[t, k] = f[k] / tot if inv == math.inf else f[k] * inv
+            gamma[t, k] = _div(f[k], tot) if inv == math.inf else f[k] * inv
     for k in range(K):
         beta[k] = 1.0
     for t in range(t1 - 1, t0, -1):
