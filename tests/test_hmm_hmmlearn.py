@@ -400,6 +400,16 @@ def test_stationary_distribution_edge_cases(transmat):
     assert_allclose(stationary, peer.get_stationary_distribution(), rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("family", ["gaussian-full", "categorical", "poisson"])
+def test_many_short_sequences(family):
+    """300 sequences of 1 to 4 frames (more sequences than fastem's slots)."""
+    lengths = np.random.default_rng(26).integers(1, 5, size=300)
+    X = make_data(family, lengths, seed=27)
+    fe, peer = fit_pair(family, X, lengths, 5, priors=nondefault_priors(family))
+    assert_same_fit(fe, peer, family, 5)
+    assert_same_outputs(fe, peer, X, lengths)
+
+
 # --------------------------------------------------------------------------
 # Sequences of length one
 # --------------------------------------------------------------------------
@@ -673,6 +683,7 @@ def test_categorical_symbols_never_seen():
                             priors={"n_features": M + 2, **priors})
         assert fe.n_features == M + 2
         assert_same_fit(fe, peer, "categorical", 4)
+        assert_same_outputs(fe, peer, X, LENGTHS)
 
 
 # --------------------------------------------------------------------------
