@@ -660,14 +660,29 @@ class CategoricalHMM(_BaseHMM):
         self.monitor_ = ConvergenceMonitor(tol, n_iter, verbose)
 
     def fit(self, X, lengths=None, sample_weight=None):
+        """Estimate the parameters by Baum-Welch.
+
+        Parameters
+        ----------
+        X : array-like of int, shape (n_samples, 1)
+            The symbols of every sequence, one after another (floats with
+            NaN for missing symbols under ``missing='em'``).
+        lengths : array-like of int, shape (n_sequences,), optional
+            The length of each sequence; they sum to n_samples.  Default:
+            one sequence.
+        sample_weight : array-like of shape (n_sequences,), optional
+            One non-negative weight per sequence.
+
+        Returns
+        -------
+        self
+        """
         n_features = self.n_features  # set from the data by a fit, kept if it fails
         try:
             return super().fit(X, lengths, sample_weight)
         except BaseException:
             self.n_features = n_features
             raise
-
-    fit.__doc__ = _BaseHMM.fit.__doc__
 
     def _kernel_X(self, X, fitting):
         X = np.asarray(X)
