@@ -62,7 +62,7 @@ _W = 8
 _CHUNK = 64
 
 # offsets in the fixed-width path's scratch ``ws`` (float64, 1-d)
-_PREV, _TMP, _NXT, _BETA, _START = (r * _W for r in range(5))
+_PREV, _TMP, _NXT, _BETA, _START, _INV = (r * _W for r in range(6))
 _A = 8 * _W  # _A + i * _W: row i of transmat
 _AT = _A + _W * _W  # _AT + j * _W: column j of transmat
 _LOC = _AT + _W * _W  # _LOC + i * _W: sum_t a_{t-1,i} nxt_t
@@ -280,6 +280,148 @@ _backward_step = _backward_step_intrinsic(False)
 _backward_step_given = _backward_step_intrinsic(True)
 
 
+def _scalar_ptr(context, builder, arrty, arr, idx):
+    ary = context.make_array(arrty)(context, builder, arr)
+    return cgutils.get_item_pointer(context, builder, arrty, ary, [idx])
+
+
+@intrinsic
+def _forward_run(typingctx, ws, inv, eb, e, n, gamma, scale, t):
+    """Frames t, t + 1, ..., t + n - 1 of the forward pass (not a sequence's
+    first), as a loop in LLVM IR that keeps f_{t-1} and 1 / c_{t-1} in
+    registers: per frame ``tmp = (f_{t-1} A) * inv``, ``f_t = tmp *
+    eb[e + 8 r]``, c_t = sum f_t into scale[t], a_t = f_t / c_t into gamma[t].
+    Stops at the first frame with c_t < _TINY (or NaN), tmp of that frame in
+    ws[_TMP]; returns the number of frames done, f and 1 / c of the last
+    one in ws[_PREV] and ws[_INV] (``inv``, ws[_PREV]: those of frame t - 1)."""
+    if not (_ws_type_ok(ws) and _ws_type_ok(eb) and _rows_type_ok(gamma)
+            and _ws_type_ok(scale)):
+        return None
+    sig = types.intp(ws, types.float64, eb, types.intp, types.intp, gamma, scale, types.intp)
+
+    def codegen(context, builder, signature, args):
+        wty, _, ety, _, _, gty, sty, _ = signature.args
+        arr, inv0, ebv, e, n, gamma, scale, t0 = args
+        ity = e.type
+        dbl = ir.DoubleType()
+
+        def ptr(off):
+            return _vptr(context, builder, wty, arr, ir.Constant(ity, off))
+
+        g0 = builder.load(ptr(_PREV), align=8)
+        entry = builder.block
+        loop = builder.append_basic_block("fwd.loop")
+        body = builder.append_basic_block("fwd.body")
+        cont = builder.append_basic_block("fwd.cont")
+        fail = builder.append_basic_block("fwd.fail")
+        done = builder.append_basic_block("fwd.done")
+        builder.branch(loop)
+        builder.position_at_end(loop)
+        i = builder.phi(ity)
+        g = builder.phi(_VT)
+        inv = builder.phi(dbl)
+        i.add_incoming(ir.Constant(ity, 0), entry)
+        g.add_incoming(g0, entry)
+        inv.add_incoming(inv0, entry)
+        builder.cbranch(builder.icmp_signed("<", i, n), body, done)
+        builder.position_at_end(body)
+        tmp = builder.fmul(_vecmat(builder, g, lambda k: ptr(_A + k * _W)),
+                           _splat_scalar(builder, inv))
+        eo = builder.add(e, builder.mul(i, ir.Constant(ity, _W)))
+        f = builder.fmul(tmp, builder.load(_vptr(context, builder, ety, ebv, eo), align=8))
+        tot = _hsum(builder, f)
+        builder.cbranch(builder.fcmp_ordered(">=", tot, ir.Constant(dbl, _TINY)), cont, fail)
+        builder.position_at_end(cont)
+        t = builder.add(t0, i)
+        invn = builder.fdiv(ir.Constant(dbl, 1.0), tot)
+        _masked_store(builder, builder.fmul(f, _splat_scalar(builder, invn)),
+                      *_row_access(context, builder, gty, gamma, t))
+        builder.store(tot, _scalar_ptr(context, builder, sty, scale, t))
+        i.add_incoming(builder.add(i, ir.Constant(ity, 1)), cont)
+        g.add_incoming(f, cont)
+        inv.add_incoming(invn, cont)
+        builder.branch(loop)
+        builder.position_at_end(fail)
+        builder.store(tmp, ptr(_TMP), align=8)
+        builder.branch(done)
+        builder.position_at_end(done)
+        builder.store(g, ptr(_PREV), align=8)
+        builder.store(inv, builder.bitcast(ptr(_INV), dbl.as_pointer()))
+        return i
+
+    return sig, codegen
+
+
+@intrinsic
+def _backward_run(typingctx, ws, eb, e, u0, n, gamma, scale):
+    """Frames u0 + n - 1, ..., u0 of the backward pass (after a sequence's
+    first frame), as a loop in LLVM IR that keeps beta and the sums
+    ``loc`` in registers (from and back to ws[_BETA], ws[_LOC:]): per frame,
+    gamma[t] *= beta, ``nxt = (eb[e + 8 r] / scale[t]) * beta``, ``loc_i +=
+    gamma[t - 1, i] nxt``, ``beta = A nxt``.  Stops at a frame whose scale
+    is not positive (:func:`_slow_frame` scaled it); returns its r = t - u0,
+    or -1."""
+    if not (_ws_type_ok(ws) and _ws_type_ok(eb) and _rows_type_ok(gamma)
+            and _ws_type_ok(scale)):
+        return None
+    sig = types.intp(ws, eb, types.intp, types.intp, types.intp, gamma, scale)
+
+    def codegen(context, builder, signature, args):
+        wty, ety, _, _, _, gty, sty = signature.args
+        arr, ebv, e, u0, n, gamma, scale = args
+        ity = e.type
+        dbl = ir.DoubleType()
+
+        def ptr(off):
+            return _vptr(context, builder, wty, arr, ir.Constant(ity, off))
+
+        beta0 = builder.load(ptr(_BETA), align=8)
+        loc0 = [builder.load(ptr(_LOC + k * _W), align=8) for k in range(_W)]
+        last = builder.sub(n, ir.Constant(ity, 1))
+        entry = builder.block
+        loop = builder.append_basic_block("bwd.loop")
+        check = builder.append_basic_block("bwd.check")
+        body = builder.append_basic_block("bwd.body")
+        done = builder.append_basic_block("bwd.done")
+        builder.branch(loop)
+        builder.position_at_end(loop)
+        r = builder.phi(ity)
+        beta = builder.phi(_VT)
+        loc = [builder.phi(_VT) for _ in range(_W)]
+        r.add_incoming(last, entry)
+        beta.add_incoming(beta0, entry)
+        for k in range(_W):
+            loc[k].add_incoming(loc0[k], entry)
+        builder.cbranch(builder.icmp_signed(">=", r, ir.Constant(ity, 0)), check, done)
+        builder.position_at_end(check)
+        t = builder.add(u0, r)
+        v = builder.load(_scalar_ptr(context, builder, sty, scale, t))
+        builder.cbranch(builder.fcmp_ordered(">", v, ir.Constant(dbl, 0.0)), body, done)
+        builder.position_at_end(body)
+        gptr, mask = _row_access(context, builder, gty, gamma, t)
+        _masked_store(builder, builder.fmul(_masked_load(builder, gptr, mask, 0.0), beta),
+                      gptr, mask)
+        av = _masked_load(builder, _row_access(context, builder, gty, gamma,
+                                               builder.sub(t, ir.Constant(ity, 1)))[0],
+                          mask, 0.0)
+        eo = builder.add(e, builder.mul(r, ir.Constant(ity, _W)))
+        ev = builder.load(_vptr(context, builder, ety, ebv, eo), align=8)
+        inv = builder.fdiv(ir.Constant(dbl, 1.0), v)
+        nv = builder.fmul(builder.fmul(ev, _splat_scalar(builder, inv)), beta)
+        for k in range(_W):
+            loc[k].add_incoming(_fma(builder, _splat(builder, av, k), nv, loc[k]), body)
+        beta.add_incoming(_vecmat(builder, nv, lambda j: ptr(_AT + j * _W)), body)
+        r.add_incoming(builder.sub(r, ir.Constant(ity, 1)), body)
+        builder.branch(loop)
+        builder.position_at_end(done)
+        builder.store(beta, ptr(_BETA), align=8)
+        for k in range(_W):
+            builder.store(loc[k], ptr(_LOC + k * _W), align=8)
+        return r
+
+    return sig, codegen
+
+
 @njit(**JIT_OPTIONS)
 def _frame_max(logB, t, K):
     mx = logB[t, 0]
@@ -338,11 +480,30 @@ def _emission_rows(logB, u0, u1, ws, eb, e, c):
 
 
 @njit(**JIT_OPTIONS)
+def _forward_fallback(logB, t, ws, gamma, scale):
+    """Frame t redone by :func:`_slow_frame` from tmp in ws[_TMP]; a_t into
+    ws[_PREV] (the next frame starts from it with inv = 1) and gamma[t];
+    returns log c_t + m_t, or -inf: no state can emit the frame from where
+    it is."""
+    K = logB.shape[1]
+    tot = _slow_frame(logB, t, ws[_TMP:_TMP + _W], ws[_PREV:_PREV + _W])
+    if not tot > 0.0:
+        return -math.inf
+    for k in range(_W):
+        ws[_PREV + k] = _div(ws[_PREV + k], tot) if k < K else 0.0
+        if k < K:
+            gamma[t, k] = ws[_PREV + k]
+    scale[t] = -tot
+    return math.log(tot) + _slow_max(logB, t)
+
+
+@njit(**JIT_OPTIONS)
 def _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c):
     """Forward-backward over frames t0:t1 for K <= _W states, on _W lanes
-    with the vector steps above.  Adds sum_t a_{t-1,i} nxt_tj to
+    with the vector loops above.  Adds sum_t a_{t-1,i} nxt_tj to
     ws[_LOC + i * _W + j]; returns the log-likelihood (-inf, gamma NaN: the
-    sequence is impossible)."""
+    sequence is impossible).  ``scale[t]`` keeps c_t (-c_t: a frame that
+    :func:`_slow_frame` scaled)."""
     K = logB.shape[1]
     keep = (t1 - t0) * _W <= eb.shape[0]  # b_t of every frame kept
     ll = 0.0
@@ -351,28 +512,28 @@ def _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c):
         u1 = min(u0 + _CHUNK, t1)
         e = (u0 - t0) * _W if keep else 0
         _emission_rows(logB, u0, u1, ws, eb, e, c)
-        for t in range(u0, u1):
-            eo = e + (t - u0) * _W
-            if t == t0:
-                tot = _first_step(ws, inv, eb, eo, gamma, t)
-            else:
-                tot = _forward_step(ws, inv, eb, eo, gamma, t)
+        t = u0
+        if t == t0:
+            tot = _first_step(ws, inv, eb, e, gamma, t)
             scale[t] = tot
             inv = 1.0 / tot
             if not tot >= _TINY:
-                tot = _slow_frame(logB, t, ws[_TMP:_TMP + _W], ws[_PREV:_PREV + _W])
-                if not tot > 0.0:  # no state can emit this frame from where it is
-                    for t in range(t0, t1):
-                        for k in range(K):
-                            gamma[t, k] = math.nan
-                    return -math.inf
-                for k in range(_W):  # the next frame starts from a_t
-                    ws[_PREV + k] = _div(ws[_PREV + k], tot) if k < K else 0.0
-                    if k < K:
-                        gamma[t, k] = ws[_PREV + k]
+                tot = _forward_fallback(logB, t, ws, gamma, scale)
+                ll += tot
                 inv = 1.0
-                scale[t] = -tot
-                ll += math.log(tot) + _slow_max(logB, t)
+            t += 1
+        while t < u1 and ll > -math.inf:
+            t += _forward_run(ws, inv, eb, e + (t - u0) * _W, u1 - t, gamma, scale, t)
+            inv = ws[_INV]
+            if t < u1:
+                ll += _forward_fallback(logB, t, ws, gamma, scale)
+                inv = 1.0
+                t += 1
+        if not ll > -math.inf:  # no state can emit a frame from where it is
+            for t in range(t0, t1):
+                for k in range(K):
+                    gamma[t, k] = math.nan
+            return -math.inf
         # log c_t + m_t of the chunk's frames (a vectorised loop)
         for t in range(u0, u1):
             v = scale[t]
@@ -387,15 +548,16 @@ def _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c):
         else:
             e = 0
             _emission_rows(logB, u0, u1, ws, eb, e, c)
-        for t in range(u1 - 1, u0 - 1, -1):
-            v = scale[t]
-            if v > 0.0:
-                _backward_step(ws, eb, e + (t - u0) * _W, 1.0 / v, gamma, t)
-            else:
-                _slow_next(logB, t, -v, ws[_BETA:_BETA + _W], ws[_NXT:_NXT + _W])
+        r = u1 - u0
+        while r > 0:
+            r = _backward_run(ws, eb, e, u0, r, gamma, scale)
+            if r >= 0:  # a frame _slow_frame scaled
+                t = u0 + r
+                _slow_next(logB, t, -scale[t], ws[_BETA:_BETA + _W], ws[_NXT:_NXT + _W])
                 for k in range(K, _W):
                     ws[_NXT + k] = 0.0
                 _backward_step_given(ws, eb, 0, 0.0, gamma, t)
+            # r frames left: u0 .. u0 + r - 1
     for k in range(K):
         gamma[t0, k] *= ws[_BETA + k]
     return ll
