@@ -226,6 +226,29 @@ def test_a_frame_below_the_fast_exp(K):
     _check_against_log_space(logB, [6], pi, A, rtol=1e-9)
 
 
+@pytest.mark.parametrize("K", [3, 8, 10])
+def test_viterbi_ties_and_structural_zeros(K):
+    """Ties go to the first state, as the reference's argmax (the 8-lane
+    path compares in a tree whose left operands have the smaller states);
+    log 0 = -inf transitions never win."""
+    lengths = [9, 1, 14]
+    logB, pi, A = _problem(lengths, K=K, seed=11, zeros=True)
+    logB = np.round(logB)  # exact ties
+    A = np.triu(np.ones((K, K)))
+    A /= A.sum(axis=1, keepdims=True)
+    total, states = viterbi(logB, np.array(lengths), pi, A)
+    want = 0.0
+    for t0, t1 in itertools.pairwise(np.concatenate(([0], np.cumsum(lengths)))):
+        best, path = ref.hmm_viterbi(logB[t0:t1], pi, A)
+        assert_array_equal(states[t0:t1], path)
+        want += best
+    assert total == pytest.approx(want, rel=1e-12)
+    logB[:] = 0.0  # every path through allowed transitions ties
+    _, states = viterbi(logB, np.array(lengths), pi, A)
+    for t0, t1 in itertools.pairwise(np.concatenate(([0], np.cumsum(lengths)))):
+        assert_array_equal(states[t0:t1], ref.hmm_viterbi(logB[t0:t1], pi, A)[1])
+
+
 def test_gamma_into_out():
     logB, pi, A = _problem([5, 7], K=4, seed=9)
     want = forward_backward(logB, np.array([5, 7]), pi, A)

@@ -694,6 +694,78 @@ def _forward_backward(logB, bounds, seq_weight, startprob, transmat, gamma, scal
         finish_slot(ctrl)
 
 
+def _masked_store_i64(builder, v, ptr, mask):
+    i1v = ir.VectorType(ir.IntType(1), _W)
+    vt = v.type
+    fnty = ir.FunctionType(ir.VoidType(), [vt, vt.as_pointer(), _I32, i1v])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.store.v{_W}i64.p0")
+    builder.call(fn, [v, ptr, ir.Constant(_I32, 8), mask])
+
+
+@intrinsic
+def _viterbi_run(typingctx, ws, logB, back, t0, t1):
+    """Frames t0 + 1 .. t1 - 1 of Viterbi for K <= _W, as a loop in LLVM IR:
+    delta (ws[0:_W], -inf in the padding lanes) in registers; per frame and
+    state j, the first i of the largest delta_i + log A_ij (ws[_W + i * _W
+    + j]; a NaN or -inf never wins, as in the scalar loop: arg 0 then) by a
+    tree of strict comparisons, whose left operands have the smaller i;
+    back[t, j] = that i, delta_j = its value + logB[t, j]."""
+    if not (_ws_type_ok(ws) and _rows_type_ok(logB) and isinstance(back, types.Array)
+            and back.dtype == types.int64 and back.ndim == 2 and back.layout == "C"):
+        return None
+    sig = types.void(ws, logB, back, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        wty, lty, bty, _, _ = signature.args
+        arr, logB, back, t0, t1 = args
+        ity = t0.type
+        i64v = ir.VectorType(ir.IntType(64), _W)
+        ninf = ir.Constant(_VT, [-math.inf] * _W)
+
+        def ptr(off):
+            return _vptr(context, builder, wty, arr, ir.Constant(ity, off))
+
+        d0 = builder.load(ptr(0), align=8)
+        start = builder.add(t0, ir.Constant(ity, 1))
+        entry = builder.block
+        loop = builder.append_basic_block("vit.loop")
+        body = builder.append_basic_block("vit.body")
+        done = builder.append_basic_block("vit.done")
+        builder.branch(loop)
+        builder.position_at_end(loop)
+        t = builder.phi(ity)
+        delta = builder.phi(_VT)
+        t.add_incoming(start, entry)
+        delta.add_incoming(d0, entry)
+        builder.cbranch(builder.icmp_signed("<", t, t1), body, done)
+        builder.position_at_end(body)
+        level = []
+        for i in range(_W):
+            v = builder.fadd(_splat(builder, delta, i), builder.load(ptr(_W + i * _W), align=8))
+            v = builder.select(builder.fcmp_ordered(">", v, ninf), v, ninf)
+            level.append((v, ir.Constant(i64v, [i] * _W)))
+        while len(level) > 1:
+            nxt = []
+            for (va, ia), (vb, ib) in zip(level[::2], level[1::2]):
+                gt = builder.fcmp_ordered(">", vb, va)
+                nxt.append((builder.select(gt, vb, va), builder.select(gt, ib, ia)))
+            level = nxt
+        best, arg = level[0]
+        lptr, mask = _row_access(context, builder, lty, logB, t)
+        new = builder.fadd(best, _masked_load(builder, lptr, mask, -math.inf))
+        bary = context.make_array(bty)(context, builder, back)
+        bptr = cgutils.get_item_pointer(context, builder, bty, bary, [t, ir.Constant(ity, 0)])
+        _masked_store_i64(builder, arg, builder.bitcast(bptr, i64v.as_pointer()), mask)
+        t.add_incoming(builder.add(t, ir.Constant(ity, 1)), body)
+        delta.add_incoming(new, body)
+        builder.branch(loop)
+        builder.position_at_end(done)
+        builder.store(delta, ptr(0), align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @njit(**JIT_OPTIONS)
 def _viterbi(logB, bounds, log_startprob, log_transmat, states, logprobs, back, ctrl):
     """The most probable state path of each sequence (``states`` (n,)
@@ -705,6 +777,13 @@ def _viterbi(logB, bounds, log_startprob, log_transmat, states, logprobs, back, 
     N = bounds.shape[0] - 1
     delta = np.empty(K)
     new = np.empty(K)
+    small = K <= _W
+    # K <= _W: delta and log A, padded with -inf, for _viterbi_run
+    ws = np.full(_W + _W * _W if small else 0, -math.inf)
+    if small:
+        for i in range(K):
+            for j in range(K):
+                ws[_W + i * _W + j] = log_transmat[i, j]
     while True:
         q = claim_slot(ctrl)
         if q >= N:
@@ -713,7 +792,13 @@ def _viterbi(logB, bounds, log_startprob, log_transmat, states, logprobs, back, 
         t1 = bounds[q + 1]
         for k in range(K):
             delta[k] = log_startprob[k] + logB[t0, k]
-        for t in range(t0 + 1, t1):
+        if small:
+            for k in range(K):
+                ws[k] = delta[k]
+            _viterbi_run(ws, logB, back, t0, t1)
+            for k in range(K):
+                delta[k] = ws[k]
+        for t in range(t0 + 1, t1 if not small else t0 + 1):
             for j in range(K):
                 best = -math.inf
                 arg = 0
