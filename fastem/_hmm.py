@@ -77,6 +77,9 @@ def forward_backward(logB, lengths, startprob, transmat, seq_weight=None, poster
                 and out.flags.c_contiguous and out.flags.writeable):
             raise ValueError(f"out should be a writeable C-contiguous float64 array of shape "
                              f"{(n, K)}.")
+        if np.may_share_memory(out, logB):
+            raise ValueError("out shares memory with logB, which the backward pass reads "
+                             "after the forward pass has written out.")
         gamma = out
     elif posteriors:
         gamma = np.empty((n, K))

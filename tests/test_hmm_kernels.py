@@ -260,3 +260,5 @@ def test_gamma_into_out():
     assert forward_backward(logB, np.array([5, 7]), pi, A, posteriors=False)[1] is None
     with pytest.raises(ValueError, match="out should be"):
         forward_backward(logB, np.array([5, 7]), pi, A, out=np.empty((12, 4), np.float32))
+    with pytest.raises(ValueError, match="shares memory with logB"):
+        forward_backward(logB, np.array([5, 7]), pi, A, out=logB)
