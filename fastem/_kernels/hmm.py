@@ -24,10 +24,12 @@ overwrites.  Statistics are float64 and weighted by the sequence's weight.
 Speed (K = 8, one million frames: 6-7x the first scalar kernel, see
 ``benchmarks/hmm_kernel_speed.py``):
 
-* ``b_t`` comes from :mod:`.vecmath`'s branch-free exp, 64 frames at a time
-  in one vectorised loop (:func:`_emission_rows`); a sequence of up to
-  ``_KEEP`` frames keeps them for the backward pass, a longer one computes
-  them again, chunk by chunk from the end.
+* ``b_t`` comes from :mod:`.vecmath`'s branch-free exp, on 8 lanes inside
+  the recursions' loops (:func:`_vexp_le0`, the same operations), where the
+  processor overlaps it with the recursion's dependency chain; a sequence
+  of up to ``_KEEP`` frames keeps them for the backward pass, a longer one
+  computes them again there.  The general path computes them 64 frames at
+  a time in one vectorised loop (:func:`_emission_rows`).
 * K <= 8 runs on 8 lanes (zeros in the padding lanes, -inf in the padded
   log-densities).  Numba runs no SLP vectoriser, and its loop vectoriser
   leaves loops of 8 scalar, so the recursions are written as loops in LLVM
@@ -200,6 +202,57 @@ def _maxnum(builder, a, b):
     return builder.call(cgutils.get_or_insert_function(builder.module, fnty, name), [a, b])
 
 
+def _centre(context, builder, lty, logB, t):
+    """(m_t, logB[t] - m_t with -inf in the padding lanes, the lanes' mask),
+    m_t = max_k logB[t, k] (NaN ignored, as ``vecmath._fmax``)."""
+    ptr, mask = _row_access(context, builder, lty, logB, t)
+    v = _masked_load(builder, ptr, mask, -math.inf)
+    m4 = _maxnum(builder, _shuffle(builder, v, [0, 1, 2, 3]), _shuffle(builder, v, [4, 5, 6, 7]))
+    m2 = _maxnum(builder, _shuffle(builder, m4, [0, 1]), _shuffle(builder, m4, [2, 3]))
+    mx = _maxnum(builder, builder.extract_element(m2, ir.Constant(_I32, 0)),
+                 builder.extract_element(m2, ir.Constant(_I32, 1)))
+    return mx, builder.fsub(v, _splat_scalar(builder, mx)), mask
+
+
+def _exp_constants(context, builder, vty, vmc):
+    """``vecmath.VM_CONSTS`` (the array ``vmc``) as splatted vectors, read
+    once before a loop: {name: vector}, 'poly' the list of q's 10."""
+    ary = context.make_array(vty)(context, builder, vmc)
+
+    def get(i):
+        return _splat_scalar(builder, builder.load(builder.gep(ary.data,
+                                                               [ir.Constant(ir.IntType(64), i)])))
+
+    k = {name: get(i) for name, i in (("log2e", 0), ("magic", 1), ("lo", 4))}
+    k["neg_hi"] = builder.fsub(ir.Constant(_VT, [0.0] * _W), get(2))
+    k["neg_lo"] = builder.fsub(ir.Constant(_VT, [0.0] * _W), get(3))
+    k["poly"] = [get(5 + i) for i in range(10)]
+    return k
+
+
+def _vexp_le0(builder, x, k):
+    """``vecmath._exp_le0`` on <_W x double>, operation for operation (the
+    products and sums it leaves to ``contract`` written as FMAs)."""
+    i64v = ir.VectorType(ir.IntType(64), _W)
+    t = _fma(builder, x, k["log2e"], k["magic"])
+    n = builder.fsub(t, k["magic"])
+    r = _fma(builder, n, k["neg_hi"], x)
+    r = _fma(builder, n, k["neg_lo"], r)
+    x2 = builder.fmul(r, r)
+    x4 = builder.fmul(x2, x2)
+    x8 = builder.fmul(x4, x4)
+    p = k["poly"]
+    a = [_fma(builder, p[2 * j + 1], r, p[2 * j]) for j in range(5)]
+    q = _fma(builder, _fma(builder, a[3], x2, a[2]), x4, _fma(builder, a[1], x2, a[0]))
+    q = _fma(builder, a[4], x8, q)
+    e = builder.fadd(ir.Constant(_VT, [1.0] * _W), _fma(builder, x2, q, r))
+    ni = builder.sub(builder.bitcast(t, i64v), builder.bitcast(k["magic"], i64v))
+    scaled = builder.bitcast(builder.add(builder.bitcast(e, i64v),
+                                         builder.shl(ni, ir.Constant(i64v, [52] * _W))), _VT)
+    return builder.select(builder.fcmp_ordered("<", x, k["lo"]),
+                          ir.Constant(_VT, [0.0] * _W), scaled)
+
+
 @intrinsic
 def _centre_row(typingctx, logB, t, ws, off):
     """ws[off:off + _W] = logB[t] - m_t (-inf in the padding lanes), where
@@ -314,22 +367,28 @@ def _scalar_ptr(context, builder, arrty, arr, idx):
 
 
 @intrinsic
-def _forward_run(typingctx, ws, inv, eb, e, n, gamma, scale, t):
+def _forward_run(typingctx, ws, inv, eb, e, n, gamma, scale, t, logB, vmc, u0):
     """Frames t, t + 1, ..., t + n - 1 of the forward pass (not a sequence's
     first), as a loop in LLVM IR that keeps f_{t-1} and 1 / c_{t-1} in
     registers: per frame ``tmp = (f_{t-1} A) * inv``, ``f_t = tmp *
     eb[e + 8 r]``, c_t = sum f_t into scale[t], a_t = f_t / c_t into gamma[t].
     Stops at the first frame with c_t < _TINY (or NaN), tmp of that frame in
     ws[_TMP]; returns the number of frames done, f and 1 / c of the last
-    one in ws[_PREV] and ws[_INV] (``inv``, ws[_PREV]: those of frame t - 1)."""
+    one in ws[_PREV] and ws[_INV] (``inv``, ws[_PREV]: those of frame t - 1).
+    Each frame's b_t (from logB[t] and the exp constants ``vmc``, as
+    :func:`_emission_rows`) goes to eb[e + 8 r] and m_t to ws[_MX + t - u0]:
+    work off the recursion's dependency path, which the processor overlaps
+    with it."""
     if not (_ws_type_ok(ws) and _ws_type_ok(eb) and _rows_type_ok(gamma)
-            and _ws_type_ok(scale)):
+            and _ws_type_ok(scale) and _rows_type_ok(logB) and _ws_type_ok(vmc)):
         return None
-    sig = types.intp(ws, types.float64, eb, types.intp, types.intp, gamma, scale, types.intp)
+    sig = types.intp(ws, types.float64, eb, types.intp, types.intp, gamma, scale, types.intp,
+                     logB, vmc, types.intp)
 
     def codegen(context, builder, signature, args):
-        wty, _, ety, _, _, gty, sty, _ = signature.args
-        arr, inv0, ebv, e, n, gamma, scale, t0 = args
+        wty, _, ety, _, _, gty, sty, _, lty, vty, _ = signature.args
+        arr, inv0, ebv, e, n, gamma, scale, t0, logB, vmc, u0 = args
+        kexp = _exp_constants(context, builder, vty, vmc)
         ity = e.type
         dbl = ir.DoubleType()
 
@@ -353,14 +412,19 @@ def _forward_run(typingctx, ws, inv, eb, e, n, gamma, scale, t):
         inv.add_incoming(inv0, entry)
         builder.cbranch(builder.icmp_signed("<", i, n), body, done)
         builder.position_at_end(body)
+        t = builder.add(t0, i)
+        mx, x, _ = _centre(context, builder, lty, logB, t)
+        b = _vexp_le0(builder, x, kexp)
+        eo = builder.add(e, builder.mul(i, ir.Constant(ity, _W)))
+        builder.store(b, _vptr(context, builder, ety, ebv, eo), align=8)
+        builder.store(mx, _scalar_ptr(context, builder, wty, arr,
+                                      builder.add(builder.sub(t, u0), ir.Constant(ity, _MX))))
         tmp = builder.fmul(_vecmat(builder, g, lambda k: ptr(_A + k * _W)),
                            _splat_scalar(builder, inv))
-        eo = builder.add(e, builder.mul(i, ir.Constant(ity, _W)))
-        f = builder.fmul(tmp, builder.load(_vptr(context, builder, ety, ebv, eo), align=8))
+        f = builder.fmul(tmp, b)
         tot = _hsum(builder, f)
         builder.cbranch(builder.fcmp_ordered(">=", tot, ir.Constant(dbl, _TINY)), cont, fail)
         builder.position_at_end(cont)
-        t = builder.add(t0, i)
         invn = builder.fdiv(ir.Constant(dbl, 1.0), tot)
         _masked_store(builder, builder.fmul(f, _splat_scalar(builder, invn)),
                       *_row_access(context, builder, gty, gamma, t))
@@ -380,74 +444,84 @@ def _forward_run(typingctx, ws, inv, eb, e, n, gamma, scale, t):
     return sig, codegen
 
 
-@intrinsic
-def _backward_run(typingctx, ws, eb, e, u0, n, gamma, scale):
-    """Frames u0 + n - 1, ..., u0 of the backward pass (after a sequence's
-    first frame), as a loop in LLVM IR that keeps beta and the sums
-    ``loc`` in registers (from and back to ws[_BETA], ws[_LOC:]): per frame,
-    gamma[t] *= beta, ``nxt = (eb[e + 8 r] / scale[t]) * beta``, ``loc_i +=
-    gamma[t - 1, i] nxt``, ``beta = A nxt``.  Stops at a frame whose scale
-    is not positive (:func:`_slow_frame` scaled it); returns its r = t - u0,
-    or -1."""
-    if not (_ws_type_ok(ws) and _ws_type_ok(eb) and _rows_type_ok(gamma)
-            and _ws_type_ok(scale)):
-        return None
-    sig = types.intp(ws, eb, types.intp, types.intp, types.intp, gamma, scale)
+def _backward_run_intrinsic(compute):
+    def impl(typingctx, ws, eb, e, u0, n, gamma, scale, logB, vmc):
+        """Frames u0 + n - 1, ..., u0 of the backward pass (after a sequence's
+        first frame), as a loop in LLVM IR that keeps beta and the sums
+        ``loc`` in registers (from and back to ws[_BETA], ws[_LOC:]): per frame,
+        gamma[t] *= beta, ``nxt = (eb[e + 8 r] / scale[t]) * beta``, ``loc_i +=
+        gamma[t - 1, i] nxt``, ``beta = A nxt``.  Stops at a frame whose scale
+        is not positive (:func:`_slow_frame` scaled it); returns its r = t - u0,
+        or -1.  ``_backward_run_computing``: b_t computed from logB[t] (and the
+        exp constants ``vmc``), not read from ``eb``."""
+        if not (_ws_type_ok(ws) and _ws_type_ok(eb) and _rows_type_ok(gamma)
+                and _ws_type_ok(scale) and _rows_type_ok(logB) and _ws_type_ok(vmc)):
+            return None
+        sig = types.intp(ws, eb, types.intp, types.intp, types.intp, gamma, scale, logB, vmc)
 
-    def codegen(context, builder, signature, args):
-        wty, ety, _, _, _, gty, sty = signature.args
-        arr, ebv, e, u0, n, gamma, scale = args
-        ity = e.type
-        dbl = ir.DoubleType()
+        def codegen(context, builder, signature, args):
+            wty, ety, _, _, _, gty, sty, lty, vty = signature.args
+            arr, ebv, e, u0, n, gamma, scale, logB, vmc = args
+            kexp = _exp_constants(context, builder, vty, vmc) if compute else None
+            ity = e.type
+            dbl = ir.DoubleType()
 
-        def ptr(off):
-            return _vptr(context, builder, wty, arr, ir.Constant(ity, off))
+            def ptr(off):
+                return _vptr(context, builder, wty, arr, ir.Constant(ity, off))
 
-        beta0 = builder.load(ptr(_BETA), align=8)
-        loc0 = [builder.load(ptr(_LOC + k * _W), align=8) for k in range(_W)]
-        last = builder.sub(n, ir.Constant(ity, 1))
-        entry = builder.block
-        loop = builder.append_basic_block("bwd.loop")
-        check = builder.append_basic_block("bwd.check")
-        body = builder.append_basic_block("bwd.body")
-        done = builder.append_basic_block("bwd.done")
-        builder.branch(loop)
-        builder.position_at_end(loop)
-        r = builder.phi(ity)
-        beta = builder.phi(_VT)
-        loc = [builder.phi(_VT) for _ in range(_W)]
-        r.add_incoming(last, entry)
-        beta.add_incoming(beta0, entry)
-        for k in range(_W):
-            loc[k].add_incoming(loc0[k], entry)
-        builder.cbranch(builder.icmp_signed(">=", r, ir.Constant(ity, 0)), check, done)
-        builder.position_at_end(check)
-        t = builder.add(u0, r)
-        v = builder.load(_scalar_ptr(context, builder, sty, scale, t))
-        builder.cbranch(builder.fcmp_ordered(">", v, ir.Constant(dbl, 0.0)), body, done)
-        builder.position_at_end(body)
-        gptr, mask = _row_access(context, builder, gty, gamma, t)
-        _masked_store(builder, builder.fmul(_masked_load(builder, gptr, mask, 0.0), beta),
-                      gptr, mask)
-        av = _masked_load(builder, _row_access(context, builder, gty, gamma,
-                                               builder.sub(t, ir.Constant(ity, 1)))[0],
-                          mask, 0.0)
-        eo = builder.add(e, builder.mul(r, ir.Constant(ity, _W)))
-        ev = builder.load(_vptr(context, builder, ety, ebv, eo), align=8)
-        inv = builder.fdiv(ir.Constant(dbl, 1.0), v)
-        nv = builder.fmul(builder.fmul(ev, _splat_scalar(builder, inv)), beta)
-        for k in range(_W):
-            loc[k].add_incoming(_fma(builder, _splat(builder, av, k), nv, loc[k]), body)
-        beta.add_incoming(_vecmat(builder, nv, lambda j: ptr(_AT + j * _W)), body)
-        r.add_incoming(builder.sub(r, ir.Constant(ity, 1)), body)
-        builder.branch(loop)
-        builder.position_at_end(done)
-        builder.store(beta, ptr(_BETA), align=8)
-        for k in range(_W):
-            builder.store(loc[k], ptr(_LOC + k * _W), align=8)
-        return r
+            beta0 = builder.load(ptr(_BETA), align=8)
+            loc0 = [builder.load(ptr(_LOC + k * _W), align=8) for k in range(_W)]
+            last = builder.sub(n, ir.Constant(ity, 1))
+            entry = builder.block
+            loop = builder.append_basic_block("bwd.loop")
+            check = builder.append_basic_block("bwd.check")
+            body = builder.append_basic_block("bwd.body")
+            done = builder.append_basic_block("bwd.done")
+            builder.branch(loop)
+            builder.position_at_end(loop)
+            r = builder.phi(ity)
+            beta = builder.phi(_VT)
+            loc = [builder.phi(_VT) for _ in range(_W)]
+            r.add_incoming(last, entry)
+            beta.add_incoming(beta0, entry)
+            for k in range(_W):
+                loc[k].add_incoming(loc0[k], entry)
+            builder.cbranch(builder.icmp_signed(">=", r, ir.Constant(ity, 0)), check, done)
+            builder.position_at_end(check)
+            t = builder.add(u0, r)
+            v = builder.load(_scalar_ptr(context, builder, sty, scale, t))
+            builder.cbranch(builder.fcmp_ordered(">", v, ir.Constant(dbl, 0.0)), body, done)
+            builder.position_at_end(body)
+            gptr, mask = _row_access(context, builder, gty, gamma, t)
+            _masked_store(builder, builder.fmul(_masked_load(builder, gptr, mask, 0.0), beta),
+                          gptr, mask)
+            av = _masked_load(builder, _row_access(context, builder, gty, gamma,
+                                                   builder.sub(t, ir.Constant(ity, 1)))[0],
+                              mask, 0.0)
+            if compute:
+                ev = _vexp_le0(builder, _centre(context, builder, lty, logB, t)[1], kexp)
+            else:
+                eo = builder.add(e, builder.mul(r, ir.Constant(ity, _W)))
+                ev = builder.load(_vptr(context, builder, ety, ebv, eo), align=8)
+            inv = builder.fdiv(ir.Constant(dbl, 1.0), v)
+            nv = builder.fmul(builder.fmul(ev, _splat_scalar(builder, inv)), beta)
+            for k in range(_W):
+                loc[k].add_incoming(_fma(builder, _splat(builder, av, k), nv, loc[k]), body)
+            beta.add_incoming(_vecmat(builder, nv, lambda j: ptr(_AT + j * _W)), body)
+            r.add_incoming(builder.sub(r, ir.Constant(ity, 1)), body)
+            builder.branch(loop)
+            builder.position_at_end(done)
+            builder.store(beta, ptr(_BETA), align=8)
+            for k in range(_W):
+                builder.store(loc[k], ptr(_LOC + k * _W), align=8)
+            return r
 
-    return sig, codegen
+        return sig, codegen
+    return intrinsic(impl)
+
+
+_backward_run = _backward_run_intrinsic(False)
+_backward_run_computing = _backward_run_intrinsic(True)
 
 
 @njit(**JIT_OPTIONS)
@@ -526,7 +600,7 @@ def _forward_fallback(logB, t, ws, gamma, scale):
 
 
 @njit(**JIT_OPTIONS)
-def _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c):
+def _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c, vmc):
     """Forward-backward over frames t0:t1 for K <= _W states, on _W lanes
     with the vector loops above.  Adds sum_t a_{t-1,i} nxt_tj to
     ws[_LOC + i * _W + j]; returns the log-likelihood (-inf, gamma NaN: the
@@ -539,9 +613,9 @@ def _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c):
     for u0 in range(t0, t1, _CHUNK):
         u1 = min(u0 + _CHUNK, t1)
         e = (u0 - t0) * _W if keep else 0
-        _emission_rows(logB, u0, u1, ws, eb, e, c)
         t = u0
         if t == t0:
+            _emission_rows(logB, t, t + 1, ws, eb, e, c)
             tot = _first_step(ws, inv, eb, e, gamma, t)
             scale[t] = tot
             inv = 1.0 / tot
@@ -551,7 +625,8 @@ def _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c):
                 inv = 1.0
             t += 1
         while t < u1 and ll > -math.inf:
-            t += _forward_run(ws, inv, eb, e + (t - u0) * _W, u1 - t, gamma, scale, t)
+            t += _forward_run(ws, inv, eb, e + (t - u0) * _W, u1 - t, gamma, scale, t, logB,
+                              vmc, u0)
             inv = ws[_INV]
             if t < u1:
                 ll += _forward_fallback(logB, t, ws, gamma, scale)
@@ -571,14 +646,13 @@ def _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c):
         ws[_BETA + k] = 1.0
     for u1 in range(t1, t0 + 1, -_CHUNK):
         u0 = max(u1 - _CHUNK, t0 + 1)
-        if keep:
-            e = (u0 - t0) * _W
-        else:
-            e = 0
-            _emission_rows(logB, u0, u1, ws, eb, e, c)
+        e = (u0 - t0) * _W
         r = u1 - u0
         while r > 0:
-            r = _backward_run(ws, eb, e, u0, r, gamma, scale)
+            if keep:
+                r = _backward_run(ws, eb, e, u0, r, gamma, scale, logB, vmc)
+            else:  # b_t computed again in the loop, off the path of beta
+                r = _backward_run_computing(ws, eb, 0, u0, r, gamma, scale, logB, vmc)
             if r >= 0:  # a frame _slow_frame scaled
                 t = u0 + r
                 _slow_next(logB, t, -scale[t], ws[_BETA:_BETA + _W], ws[_NXT:_NXT + _W])
@@ -703,7 +777,7 @@ def _forward_backward(logB, bounds, seq_weight, startprob, transmat, gamma, scal
             w = seq_weight[q] if seq_weight.shape[0] > 0 else 1.0
             if small:
                 ws[_LOC:_LOC + _W * _W] = 0.0
-                ll = _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c)
+                ll = _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c, vmc)
                 sums = ws[_LOC:_LOC + _W * _W].reshape((_W, _W))
             else:
                 loc[:, :] = 0.0
