@@ -28,8 +28,8 @@ Speed (K = 8, one million frames: 6-7x the first scalar kernel, see
   the recursions' loops (:func:`_vexp_le0`, the same operations), where the
   processor overlaps it with the recursion's dependency chain; a sequence
   of up to ``_KEEP`` frames keeps them for the backward pass, a longer one
-  computes them again there.  The general path computes them 64 frames at
-  a time in one vectorised loop (:func:`_emission_rows`).
+  computes them again there.  The general path (K > 8) calls the scalar
+  exp in its loops over the states.
 * K <= 8 runs on 8 lanes (zeros in the padding lanes, -inf in the padded
   log-densities).  Numba runs no SLP vectoriser, and its loop vectoriser
   leaves loops of 8 scalar, so the recursions are written as loops in LLVM
@@ -102,7 +102,7 @@ _E = _MX + _CHUNK  # the size of ws; b_t = exp(logB_t - m_t) go to another array
 # a whole sequence's, or _CHUNK rows
 #: Sequences of up to this many frames keep their b_t from the forward pass
 #: to the backward one (at K = 8, 256 KiB a thread); longer ones compute
-#: them again, _CHUNK frames at a time, from the end.
+#: them again in the backward loop.
 _KEEP = 4096
 
 # --- vector steps of the fixed-width path, in LLVM IR -------------------------
