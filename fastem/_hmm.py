@@ -97,8 +97,9 @@ def forward_backward(logB, lengths, startprob, transmat, seq_weight=None, poster
             np.add.reduce(trans, axis=0))
 
 
-def viterbi(logB, lengths, startprob, transmat):
-    """``(total log-probability of the best paths, states (n,) int64)``."""
+def viterbi(logB, lengths, startprob, transmat, each=False):
+    """``(total log-probability of the best paths, states (n,) int64)``;
+    with ``each``, also each sequence's best log-probability (N,)."""
     logB = np.ascontiguousarray(logB, dtype=np.float64)
     n, K = logB.shape
     bounds = _bounds(check_lengths(lengths, n))
@@ -110,4 +111,6 @@ def viterbi(logB, lengths, startprob, transmat):
     logprobs = np.empty(N)
     back = _scratch("back", (n, K), np.int64)
     run_slots(_viterbi, (logB, bounds, log_start, log_trans, states, logprobs, back), N)
+    if each:
+        return float(np.add.reduce(logprobs)), states, logprobs
     return float(np.add.reduce(logprobs)), states

@@ -337,13 +337,13 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
         parts = self._each(X, lengths, self._chunk_viterbi)
         logprob = float(np.add.reduce(np.array([p[0] for p in parts])))
         if not logprob > -np.inf:
-            raise ValueError("A sequence has probability 0 under the model: no path of states "
-                             "allowed by startprob_ and transmat_ can emit it.")
+            check_possible(np.concatenate([p[2] for p in parts]), "under the model")
         return logprob, np.concatenate([p[1] for p in parts])
 
     def _chunk_viterbi(self, X, lengths, _):
         Xk, lengths = self._sequences(X, lengths)
-        return viterbi(self._log_densities(Xk), lengths, self.startprob_, self.transmat_)
+        return viterbi(self._log_densities(Xk), lengths, self.startprob_, self.transmat_,
+                       each=True)
 
     def predict(self, X, lengths=None):
         """The decoded states (``algorithm``), one per frame."""

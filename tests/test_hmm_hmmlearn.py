@@ -590,14 +590,7 @@ def test_structural_zeros_stay_zero(family):
     assert_same_outputs(fe, peer, X[:150], np.array([140, 1, 9]))
 
 
-_UNDERFLOW = pytest.mark.xfail(strict=True, reason=(
-    "fastem bug: the scaled forward pass loses state 0 (its forward probability "
-    "relative to state 1 underflows to 0) and calls a possible sequence impossible "
-    "(score -inf) where hmmlearn's default implementation='log' gets it right"))
-
-
-@pytest.mark.parametrize("n_far", [100, pytest.param(150, marks=_UNDERFLOW),
-                                   pytest.param(300, marks=_UNDERFLOW)])
+@pytest.mark.parametrize("n_far", [100, 150, 300])
 def test_forced_path_far_in_a_tail(n_far):
     """A left-right model whose last frame only state 0 can emit: the path
     stays in state 0 through ``n_far`` frames that state 1 explains e^-4.6
@@ -873,14 +866,8 @@ def test_set_params_reaches_the_monitor():
     assert_same_fit(model, peer, "categorical", 4)
 
 
-_VITERBI_UNNAMED = pytest.mark.xfail(strict=True, reason=(
-    "fastem bug: Viterbi's error says 'A sequence has probability 0' without naming "
-    "which (docs/hmm.md: a ValueError naming the sequence; the others name it)"))
-
-
 @pytest.mark.parametrize("method", ["score", "predict_proba", "score_samples", "decode-map",
-                                    pytest.param("decode-viterbi", marks=_VITERBI_UNNAMED),
-                                    pytest.param("predict", marks=_VITERBI_UNNAMED), "fit"])
+                                    "decode-viterbi", "predict", "fit"])
 def test_impossible_sequence(method):
     """A sequence no path can emit (a forbidden transition): score is -inf
     (as hmmlearn's), the posteriors, decoding and fit a ValueError naming

@@ -262,3 +262,38 @@ def test_gamma_into_out():
         forward_backward(logB, np.array([5, 7]), pi, A, out=np.empty((12, 4), np.float32))
     with pytest.raises(ValueError, match="shares memory with logB"):
         forward_backward(logB, np.array([5, 7]), pi, A, out=logB)
+
+
+@pytest.mark.parametrize("K", [2, 10])
+def test_a_state_lost_to_underflow_is_recovered_in_log_space(K):
+    """A left-right chain forced through a far tail: state 0's forward
+    probability falls below 1e-308 of state 1's over 300 frames, then only
+    state 0 can emit.  The scaled pass loses the sequence; the log-space
+    fallback gives the exact log-likelihood, posteriors and counts."""
+    T = 301
+    logB = np.full((T, K), -1000.0)
+    logB[:-1, 0] = -5.0
+    logB[:-1, 1] = -0.4
+    logB[-1, 0] = -3.0  # only state 0 emits the last frame
+    logB[-1, 1:] = -np.inf
+    startprob = np.full(K, 1.0 / K)
+    transmat = np.full((K, K), 0.0)
+    transmat[0, :] = 1.0 / K
+    for i in range(1, K):
+        transmat[i, i:] = 1.0 / (K - i)  # never back to state 0
+    lengths = [T, 5]
+    logB = np.vstack([logB, np.full((5, K), -2.0)])
+    ll, gamma, starts, trans = forward_backward(logB, lengths, startprob, transmat,
+                                                seq_weight=np.array([2.0, 1.0]))
+    want = [ref.hmm_forward_backward(logB[a:b], startprob, transmat)
+            for a, b in ((0, T), (T, T + 5))]
+    assert np.isfinite(ll).all()
+    assert_allclose(ll, [w[0] for w in want], rtol=1e-12)
+    assert_allclose(gamma[:T], want[0][1], atol=1e-12)
+    assert_array_equal(gamma[:T].argmax(axis=1), 0)
+    assert_allclose(trans, 2 * want[0][2] + want[1][2], rtol=1e-9, atol=1e-12)
+    assert_allclose(starts, 2 * want[0][1][0] + want[1][1][0], rtol=1e-12)
+    impossible = logB.copy()
+    impossible[T - 1, 0] = -np.inf  # now truly impossible
+    ll, gamma, _, _ = forward_backward(impossible, lengths, startprob, transmat)
+    assert ll[0] == -np.inf and np.isnan(gamma[:T]).all() and np.isfinite(ll[1])

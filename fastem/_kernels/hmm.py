@@ -9,6 +9,13 @@ sums the slots in order, so results do not depend on the thread count.
 Forward-backward scales per frame after subtracting the frame's largest
 emission log-density ``m_t``: with ``b_tk = exp(logB_tk - m_t)`` in (0, 1],
 
+A state whose forward probability falls below ~1e-308 of the frame's best
+becomes 0 in this scaled recursion.  If the chain later needs it alone (a
+left-right model forced through a far tail), the sequence finds a frame with
+no probability: it is then run again in log space
+(:func:`fastem._kernels.hmm_log.forward_backward_log`), exact as hmmlearn's
+``implementation='log'``, and counts as impossible only if that pass agrees.
+
     a'_t = (a_{t-1} A) * b_t,   c_t = sum_k a'_tk,   a_t = a'_t / c_t
     log p(x) = sum_t (log c_t + m_t)
     beta_{T-1} = 1,   beta_t = A (b_{t+1} * beta_{t+1}) / c_{t+1}
@@ -75,6 +82,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._config import JIT_OPTIONS
+from .hmm_log import forward_backward_log
 from .sync import claim_slot, finish_slot
 from .vecmath import _exp_le0, _fmax, _log_pos, vm_consts
 
@@ -756,6 +764,14 @@ def _forward_backward(logB, bounds, seq_weight, startprob, transmat, gamma, scal
     for i in range(K):
         for j in range(K):
             AT[j, i] = transmat[i, j]
+    # the log-space fallback's (hmm_log): a sequence the scaled pass loses
+    log_start = np.empty(K)
+    log_trans = np.empty((K, K))
+    for i in range(K):
+        log_start[i] = math.log(startprob[i]) if startprob[i] > 0.0 else -math.inf
+        for j in range(K):
+            log_trans[i, j] = math.log(transmat[i, j]) if transmat[i, j] > 0.0 else -math.inf
+    xi = np.empty((K, K))
     if small:
         for r in range(_CHUNK):
             for k in range(K, _W):
@@ -784,9 +800,18 @@ def _forward_backward(logB, bounds, seq_weight, startprob, transmat, gamma, scal
                 ll = _sequence_general(logB, t0, t1, startprob, transmat, AT, gamma, scale, tmp,
                                        f, beta, loc, c)
                 sums = loc
-            logliks[q] = ll
-            if ll == -math.inf:
+            if ll == -math.inf:  # a state lost to underflow, or truly impossible
+                ll = forward_backward_log(logB, t0, t1, log_start, log_trans, gamma, xi)
+                logliks[q] = ll
+                if ll == -math.inf:
+                    continue
+                for k in range(K):
+                    starts[s, k] += w * gamma[t0, k]
+                for i in range(K):
+                    for j in range(K):
+                        trans[s, i, j] += w * xi[i, j]
                 continue
+            logliks[q] = ll
             for k in range(K):
                 starts[s, k] += w * gamma[t0, k]
             # xi summed: A_ij sum_t a_{t-1,i} nxt_tj, weighted
