@@ -92,6 +92,7 @@ class EStep:
         self.seq_weight = seq_weight
         self.row_weight = None if seq_weight is None else np.repeat(seq_weight, lengths)
         self.logB = np.empty((X.shape[0], len_states(emission)))
+        self.gamma = np.empty_like(self.logB)  # kept: a fresh one costs its page faults
 
     def __call__(self, eparams, startprob, transmat):
         """``(total weighted log-likelihood, start counts, transition counts,
@@ -99,7 +100,7 @@ class EStep:
         em = self.emission
         em.log_densities(self.X, eparams, self.logB)
         logliks, gamma, starts, trans = forward_backward(
-            self.logB, self.lengths, startprob, transmat, self.seq_weight)
+            self.logB, self.lengths, startprob, transmat, self.seq_weight, out=self.gamma)
         check_possible(logliks, "under the current parameters")
         stats = em.statistics(self.X, eparams, gamma, self.row_weight)
         w = 1.0 if self.seq_weight is None else self.seq_weight

@@ -115,7 +115,12 @@ class _Workspace:
         return buf
 
     def _run(self, X, sample_weight, params, do_stats, rows):
-        """X in memory: one call; a RowSource: one call per chunk, summed."""
+        """X in memory: one call; a RowSource: one call per chunk, summed.
+        ``out_logprob`` (the last row argument) is computed alone: no
+        statistics, no other per-row output, no log-likelihood (0)."""
+        if rows[-1] is not None and (do_stats or any(a is not None for a in rows[1:-1])):
+            raise TypeError("out_logprob is computed alone: with do_stats=False and no other "
+                            "per-row output.")
         if not isinstance(X, RowSource):
             return self._call(X, sample_weight, params, do_stats, rows)
         total = None

@@ -187,13 +187,18 @@ class EStepWorkspace:
     def run(self, X, sample_weight, params, *, shift=None, do_stats=True,
             resp_in=None, out_lognorm=None, out_resp=None, out_label=None, out_logprob=None):
         """One fused pass over X; returns :class:`GaussianStats` (``do_stats``)
-        or ``(sum_i w_i log p(x_i), sum_i w_i)``.
+        or ``(sum_i w_i log p(x_i), sum_i w_i)`` (not computed, 0, when only
+        ``out_logprob`` is asked for: it skips the log-sum-exp).
 
         X is an array (one kernel call), a :class:`fastem._data.RowSource`
         (one call per chunk; statistics summed, row arguments sliced) or a
         :class:`fastem._dask.DaskSource` (one task per chunk on the Dask
         workers, statistics tree-summed; no per-row arguments)."""
         ct = self.covariance_type
+        if out_logprob is not None and (do_stats or out_lognorm is not None or out_resp is not None
+                                        or out_label is not None):
+            raise TypeError("out_logprob is computed alone: with do_stats=False and no other "
+                            "per-row output.")
         prepared = _prepare_params(params, ct)
         if shift is None:
             shift = default_shift(params, ct)

@@ -263,7 +263,9 @@ def _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp, out_label, 
     log-densities (in ``resp``, with their row maxima in ``vec[4]``, from
     ``_quad_to_logprob``): responsibilities (copied from ``resp_in`` if
     given, else by log-sum-exp), the per-row outputs, and (sum w log p,
-    sum w) of the block.
+    sum w) of the block.  Asked for ``out_logprob`` alone (and, the
+    callers ensure, no statistics), it skips the log-sum-exp and returns
+    (0, 0).
 
     ``vec`` is the slot's (5, block) scratch; row 0 holds the weights, which
     are all 1 unless ``weighted``.  On return the responsibilities are
@@ -281,6 +283,8 @@ def _finish_block(resp_in, i0, nb, resp, vec, out_lognorm, out_resp, out_label, 
         for t in range(nb):
             for k in range(K):
                 out_logprob[i0 + t, k] = resp[k, t]
+        if out_lognorm.shape[0] == 0 and out_resp.shape[0] == 0 and out_label.shape[0] == 0:
+            return 0.0, 0.0  # the log-densities alone (no statistics): no log-sum-exp
     if resp_in.shape[0] > 0:
         for k in range(K):
             for t in range(nb):
