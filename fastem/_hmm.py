@@ -44,6 +44,9 @@ def _bounds(lengths):
 
 
 _SCRATCH = threading.local()
+#: Largest buffer :func:`_scratch` keeps between calls (larger ones are
+#: allocated per call, so a large fit does not hold its memory afterwards).
+SCRATCH_BYTES = 32 << 20
 
 
 def _scratch(name, shape, dtype=np.float64):
@@ -51,6 +54,8 @@ def _scratch(name, shape, dtype=np.float64):
     n x K floats costs a page fault every 4 KiB on first touch (7-16 ms for
     64 MB here, as much as a Viterbi pass)."""
     size = int(np.prod(shape))
+    if size * np.dtype(dtype).itemsize > SCRATCH_BYTES:  # not held after the call
+        return np.empty(shape, dtype=dtype)
     buf = getattr(_SCRATCH, name, None)
     if buf is None or buf.shape[0] < size or buf.shape[0] > 4 * size + (1 << 16):
         buf = np.empty(size, dtype=dtype)

@@ -82,6 +82,16 @@ _WEIGHT_SUM_TOL = 1e-6
 _ROUNDING = 100
 
 
+def _check_whole(required, attrs):
+    """An InconsistentModel unless every required fitted attribute is there."""
+    missing = [a for a in required if a not in attrs]
+    if missing:
+        raise InconsistentModel(
+            f"it is only partly fitted: {', '.join(missing)} missing while "
+            f"{', '.join(a for a in required if a in attrs) or 'other fitted attributes'} "
+            "are present; a model has all of its fitted attributes or none")
+
+
 def check_model(model):
     """Raise :class:`InconsistentModel` (a ValueError) naming the first
     attribute whose value contradicts the class, the parameters or the other
@@ -101,12 +111,7 @@ def check_model(model):
     fitted = "_running" in attrs or any(a.endswith("_") and not a.startswith("__")
                                         for a in attrs)
     if fitted:
-        missing = [a for a in required if a not in attrs]
-        if missing:
-            raise InconsistentModel(
-                f"it is only partly fitted: {', '.join(missing)} missing while "
-                f"{', '.join(a for a in required if a in attrs) or 'other fitted attributes'} "
-                "are present; a model has all of its fitted attributes or none")
+        _check_whole(required, attrs)
         (_DiscreteFitted(model, family) if discrete else _Fitted(model)).check()
     elif discrete:
         _check_discrete_inits(model, None)
@@ -582,12 +587,7 @@ class _HMMFitted:
                 "Markov models only once fitted. Fit it first (or keep its parameters, "
                 "get_params(), to build it again)")
         required = chain + ("monitor_",)
-        missing = [a for a in required if a not in attrs]
-        if missing:
-            raise InconsistentModel(
-                f"it is only partly fitted: {', '.join(missing)} missing while "
-                f"{', '.join(a for a in required if a in attrs)} are present; a model has all "
-                "of its fitted attributes or none")
+        _check_whole(required, attrs)
         self.K = m.n_components
         self.d = attrs.get("n_features")  # a parameter of CategoricalHMM
         if self.d is None:

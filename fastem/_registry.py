@@ -126,16 +126,21 @@ class Family:
 
     def helper_classes(self):
         """``{name: class}`` of this family's state classes that exist."""
-        out = {}
-        for spec in self.state_classes:
-            cls = _resolve(spec)
-            if cls is not None:
-                out[cls.__name__] = cls
-        return out
+        return _existing(self.state_classes)
 
     @property
     def available(self):
         return self.batch_class() is not None
+
+
+def _existing(specs):
+    """``{name: class}`` of the ``"module:Class"`` specs that resolve."""
+    out = {}
+    for spec in specs:
+        cls = _resolve(spec)
+        if cls is not None:
+            out[cls.__name__] = cls
+    return out
 
 
 def _resolve(spec):
@@ -226,12 +231,7 @@ class HiddenMarkov:
 
     def helper_classes(self):
         """``{name: class}`` of its state classes that exist."""
-        out = {}
-        for spec in self.state_classes:
-            cls = _resolve(spec)
-            if cls is not None:
-                out[cls.__name__] = cls
-        return out
+        return _existing(self.state_classes)
 
 
 #: The hidden Markov models, by the family of their emissions.  Not mixture

@@ -78,6 +78,22 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
 
     _emission_letters = ""
 
+    def _set_common(self, algorithm, random_state, n_iter, tol, verbose, params, init_params,
+                    implementation, n_init, missing):
+        """The constructor parameters every model has (stored as given), and
+        hmmlearn's monitor."""
+        self.algorithm = algorithm
+        self.random_state = random_state
+        self.n_iter = n_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.params = params
+        self.init_params = init_params
+        self.implementation = implementation
+        self.n_init = n_init
+        self.missing = missing
+        self.monitor_ = ConvergenceMonitor(tol, n_iter, verbose)
+
     # ------------------------------------------------------------------
     # checks
     # ------------------------------------------------------------------
@@ -479,17 +495,8 @@ class GaussianHMM(_BaseHMM):
         self.means_weight = means_weight
         self.covars_prior = covars_prior
         self.covars_weight = covars_weight
-        self.algorithm = algorithm
-        self.random_state = random_state
-        self.n_iter = n_iter
-        self.tol = tol
-        self.verbose = verbose
-        self.params = params
-        self.init_params = init_params
-        self.implementation = implementation
-        self.n_init = n_init
-        self.missing = missing
-        self.monitor_ = ConvergenceMonitor(tol, n_iter, verbose)
+        self._set_common(algorithm, random_state, n_iter, tol, verbose, params, init_params,
+                         implementation, n_init, missing)
 
     @property
     def covars_(self):
@@ -647,17 +654,8 @@ class CategoricalHMM(_BaseHMM):
         self.transmat_prior = transmat_prior
         self.emissionprob_prior = emissionprob_prior
         self.n_features = n_features
-        self.algorithm = algorithm
-        self.random_state = random_state
-        self.n_iter = n_iter
-        self.tol = tol
-        self.verbose = verbose
-        self.params = params
-        self.init_params = init_params
-        self.implementation = implementation
-        self.n_init = n_init
-        self.missing = missing
-        self.monitor_ = ConvergenceMonitor(tol, n_iter, verbose)
+        self._set_common(algorithm, random_state, n_iter, tol, verbose, params, init_params,
+                         implementation, n_init, missing)
 
     def fit(self, X, lengths=None, sample_weight=None):
         """Estimate the parameters by Baum-Welch.
@@ -798,17 +796,8 @@ class PoissonHMM(_BaseHMM):
         self.transmat_prior = transmat_prior
         self.lambdas_prior = lambdas_prior
         self.lambdas_weight = lambdas_weight
-        self.algorithm = algorithm
-        self.random_state = random_state
-        self.n_iter = n_iter
-        self.tol = tol
-        self.verbose = verbose
-        self.params = params
-        self.init_params = init_params
-        self.implementation = implementation
-        self.n_init = n_init
-        self.missing = missing
-        self.monitor_ = ConvergenceMonitor(tol, n_iter, verbose)
+        self._set_common(algorithm, random_state, n_iter, tol, verbose, params, init_params,
+                         implementation, n_init, missing)
 
     def _family(self):
         from .families.linear import Poisson
