@@ -76,19 +76,14 @@ class Gaussian:
         if not self.missing:
             self.ws.run(X, None, params, do_stats=False, out_logprob=out)
             return out
-        # log p(x_o | k) = log r_k + log sum_j p(x_o | j) at unit weights: exact
-        # wherever a state's density is within e^-745 of the frame's best
-        n = X.shape[0] if self.rows is None else self.rows.size
-        resp, lognorm = np.empty((n, self.K)), np.empty(n)
-        self.ws.run(None, None, params, do_stats=False, out_resp=resp, out_lognorm=lognorm)
-        with np.errstate(divide="ignore"):
-            logp = np.log(resp)
-        logp += lognorm[:, None]
+        # the observed coordinates' densities; a frame with nothing observed: 1
         if self.rows is None:
-            out[:] = logp
-        else:
-            out[:] = 0.0
-            out[self.rows] = logp
+            self.ws.run(None, None, params, do_stats=False, out_logprob=out)
+            return out
+        logp = np.empty((self.rows.size, self.K))
+        self.ws.run(None, None, params, do_stats=False, out_logprob=logp)
+        out[:] = 0.0
+        out[self.rows] = logp
         return out
 
     def statistics(self, X, params, gamma, row_weight):

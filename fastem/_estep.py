@@ -218,13 +218,12 @@ class EStepWorkspace:
             if X.allow_nan and np.isnan(chunk).any():  # missing='em'
                 from ._missing import chunk_estep
 
-                if out_logprob is not None:
-                    raise TypeError("out_logprob is made for rows without missing values.")
                 part = chunk_estep(chunk, _rows(sample_weight, rows), params, ct, shift,
                                    do_stats, i0, resp_in=_rows(resp_in, rows),
                                    out_lognorm=_rows(out_lognorm, rows),
                                    out_resp=_rows(out_resp, rows),
-                                   out_label=_rows(out_label, rows))
+                                   out_label=_rows(out_label, rows),
+                                   out_logprob=_rows(out_logprob, rows))
             else:
                 part = self._call(chunk, _rows(sample_weight, rows), prepared, shift,
                                   do_stats, _rows(resp_in, rows), _rows(out_lognorm, rows),

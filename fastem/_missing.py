@@ -160,7 +160,9 @@ class MissingWorkspace:
         sub = {"out_lognorm": None if outs["out_lognorm"] is None else np.empty(rows.size),
                "out_resp": np.empty((rows.size, K)) if want_resp else None,
                "out_label": None if outs["out_label"] is None else
-               np.empty(rows.size, dtype=np.int64)}
+               np.empty(rows.size, dtype=np.int64),
+               "out_logprob": None if outs["out_logprob"] is None else
+               np.empty((rows.size, K))}
         obs = ~miss
         out = ws.run(Xo, None if sample_weight is None else sample_weight[rows], marginal,
                      shift=np.ascontiguousarray(shift[:, obs]), do_stats=do_stats,
@@ -202,15 +204,17 @@ class MissingWorkspace:
         resp = np.empty((m, K)) if outs["out_resp"] is not None else np.empty((0, K))
         label = np.empty(m, dtype=np.int64) if outs["out_label"] is not None else _NO_I
         fill = np.empty((m, d)) if outs["out_fill"] is not None else np.empty((0, d))
+        logprob = np.empty((m, K)) if outs["out_logprob"] is not None else np.empty((0, K))
         args = (self.Xs, _NO_F if sample_weight is None else
                 np.ascontiguousarray(sample_weight[rows], dtype=np.float64),
                 self.pid, self.miss, means, U, P, pdiag, logw,
                 np.ascontiguousarray(shift, dtype=np.float64),
                 np.empty((0, K)) if resp_in is None else np.ascontiguousarray(resp_in[rows]),
-                do_stats, lognorm, resp, label, fill,
+                do_stats, lognorm, resp, label, fill, logprob,
                 self.S0s, self.S1s, self.S2s, self.lls, self.wsums, _config.BLOCK_SIZE)
         run_slots(_estep_missing, args, self.S0s.shape[0])
-        for name, a in (("out_lognorm", lognorm), ("out_resp", resp), ("out_label", label)):
+        for name, a in (("out_lognorm", lognorm), ("out_resp", resp), ("out_label", label),
+                        ("out_logprob", logprob)):
             if outs[name] is not None:
                 outs[name][rows] = a
         if outs["out_fill"] is not None:
@@ -230,14 +234,14 @@ class MissingWorkspace:
                              np.add.reduce(self.S1s, axis=0), S2, loglik, weight)
 
     def run(self, X, sample_weight, params, *, shift=None, do_stats=True, resp_in=None,
-            out_lognorm=None, out_resp=None, out_label=None, out_fill=None):
+            out_lognorm=None, out_resp=None, out_label=None, out_fill=None, out_logprob=None):
         ct = self.covariance_type
         if shift is None:
             shift = default_shift(params, ct)
         shift = np.ascontiguousarray(shift, dtype=np.float64)
         c = self.complete
         outs = {"out_lognorm": out_lognorm, "out_resp": out_resp, "out_label": out_label,
-                "out_fill": out_fill}
+                "out_fill": out_fill, "out_logprob": out_logprob}
         part = None
         if c.size:
             sub = {name: (None if a is None else np.empty_like(a[c])) for name, a in

@@ -42,6 +42,7 @@ S2s         (S, KS, DA, d)   per slot, upper triangles: full (S, K, d, d),
                              tied (S, 1, d, d); diag (S, K, 1, d) holds
                              the diagonal
 out_fill    (m, d) or (0, d) sum_k r_ik (mu_k + z_ik): the conditional mean
+out_logprob (m, K) or (0, K) log w_k + log N(x_o; mu_ko, Sigma_koo)
 =========== ================ ============================================
 """
 
@@ -196,8 +197,8 @@ def _quad_block(zt, k, u, nb, U, pdiag, diag, q, y):
 
 @njit(**JIT_OPTIONS)
 def _estep_missing(Xs, sws, pid, miss, means, U, P, pdiag, logw, shift, resp_in, do_stats,
-                   out_lognorm, out_resp, out_label, out_fill, S0s, S1s, S2s, lls, wsums,
-                   block, ctrl):
+                   out_lognorm, out_resp, out_label, out_fill, out_logprob, S0s, S1s, S2s,
+                   lls, wsums, block, ctrl):
     m, d = Xs.shape
     K = means.shape[0]
     KU = U.shape[0]
@@ -283,6 +284,9 @@ def _estep_missing(Xs, sws, pid, miss, means, U, P, pdiag, logw, shift, resp_in,
                 for t in range(nb):
                     lp[k, t] = bp[k, t] - 0.5 * q[t]
             for t in range(nb):  # log-sum-exp; lp becomes the responsibilities
+                if out_logprob.shape[0] > 0:
+                    for k in range(K):
+                        out_logprob[i + t, k] = lp[k, t]
                 mx = -math.inf
                 best = 0
                 for k in range(K):
