@@ -31,6 +31,7 @@ from ._hmm import check_lengths, forward_backward, viterbi
 from ._hmm_sources import SequenceChunks, chunked
 from ._io import SaveLoadMixin
 from ._stats import CollapseError
+from ._validation import check_allocation, check_finite
 
 _log = logging.getLogger("fastem.hmm")
 
@@ -57,6 +58,15 @@ def _check_sequence_weight(sample_weight, n_sequences):
     return w
 
 
+def _weighted_only(X, lengths, seq_weight):
+    """The sequences of positive weight (one of weight 0 adds nothing, and
+    may even be impossible under the model being fitted)."""
+    if seq_weight is None or (seq_weight > 0).all():
+        return X, lengths, seq_weight
+    keep = seq_weight > 0
+    return X[np.repeat(keep, lengths)], lengths[keep], seq_weight[keep]
+
+
 class _BaseHMM(SaveLoadMixin, BaseEstimator):
     """What every hidden Markov model shares: the chain (``startprob_``,
     ``transmat_``), the Baum-Welch loop, scoring, decoding and sampling.
@@ -77,6 +87,9 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
     """
 
     _emission_letters = ""
+    #: Prior (and other numeric) parameters: finite; those that must be >= 0.
+    _priors = ("startprob_prior", "transmat_prior")
+    _non_negative = ()
 
     def _set_common(self, algorithm, random_state, n_iter, tol, verbose, params, init_params,
                     implementation, n_init, missing):
@@ -119,6 +132,16 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
         for name in ("params", "init_params"):
             if not isinstance(getattr(self, name), str):
                 bad(name, "a string of parameter letters")
+        for name in self._priors:
+            try:
+                value = np.asarray(getattr(self, name), dtype=np.float64)
+            except (TypeError, ValueError):
+                bad(name, "a number or an array of numbers")
+            if not np.isfinite(value).all():
+                bad(name, "finite")
+        for name in self._non_negative:
+            if (np.asarray(getattr(self, name), dtype=np.float64) < 0).any():
+                bad(name, "non-negative")
 
     def _check_sum_1(self, name):
         a = getattr(self, name)
@@ -167,21 +190,34 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            The frames of every sequence, one after another.
+            The frames of every sequence, one after another (CategoricalHMM:
+            the symbols, shape (n_samples, 1)); NaN where missing with
+            ``missing='em'``.
         lengths : array-like of int, shape (n_sequences,), optional
             The length of each sequence; they sum to n_samples.  Default:
             one sequence.
         sample_weight : array-like of shape (n_sequences,), optional
             One non-negative weight per sequence (a sequence of weight 2
-            counts as two copies of it).
+            counts as two copies of it; one of weight 0 is left out).
 
         Returns
         -------
         self
         """
         self._check_hyper()
-        with kept_on_error(self):
-            self._fit(X, lengths, sample_weight)
+        # n_features is a plain attribute (CategoricalHMM: a parameter) that a
+        # fit sets: put back with the fitted state if the fit fails
+        had = "n_features" in vars(self)
+        n_features = vars(self).get("n_features")
+        try:
+            with kept_on_error(self):
+                self._fit(X, lengths, sample_weight)
+        except BaseException:
+            if had:
+                self.n_features = n_features
+            else:
+                vars(self).pop("n_features", None)
+            raise
         return self
 
     def _fit(self, X, lengths, sample_weight):
@@ -195,6 +231,8 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
             def estep():
                 total = None
                 for part in chunks.map(self._chunk_estep):
+                    if part is None:
+                        continue
                     total = part if total is None else (
                         total[0] + part[0], total[1] + part[1], total[2] + part[2],
                         add_stats(total[3], part[3]))
@@ -202,6 +240,7 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
         else:
             Xk, lengths = self._sequences(X, lengths, fitting=True)
             sw = _check_sequence_weight(sample_weight, lengths.shape[0])
+            Xk, lengths, sw = _weighted_only(Xk, lengths, sw)
             estep = None
         monitor = copy.copy(self.monitor_)
         monitor.history = type(monitor.history)()
@@ -213,7 +252,7 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
             rs = self._init(Xk, lengths, rs, given)
             self._check()
             monitor._reset()
-            if estep is None or not chunked(X):
+            if estep is None:  # in memory: the emission kernels' buffers, once a fit
                 em = self._make_emission(Xk)
                 run = EStep(em, Xk, lengths, sw)
 
@@ -245,7 +284,9 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
     def _chunk_estep(self, X, lengths, seq_weight):
         """One group's ``(log-likelihood, start counts, transition counts,
         emission statistics)`` (on a Dask worker for a dask array)."""
-        Xk = self._kernel_X(X, False)
+        Xk, lengths, seq_weight = _weighted_only(self._kernel_X(X, False), lengths, seq_weight)
+        if lengths.size == 0:  # every sequence of the group has weight 0
+            return None
         em = self._make_emission(Xk)
         return EStep(em, Xk, lengths, seq_weight)(self._emission_params(em), self.startprob_,
                                                   self.transmat_)
@@ -397,6 +438,9 @@ class _BaseHMM(SaveLoadMixin, BaseEstimator):
         self._fitted_check()
         if not isinstance(n_samples, Integral) or n_samples < 1:
             raise ValueError(f"n_samples should be a positive integer, got {n_samples!r}.")
+        check_allocation(8 * n_samples * (self.n_features + 3),
+                         f"sample({n_samples}) of {self.n_features} features",
+                         "Draw fewer samples at a time (continue with currstate=).")
         rs = check_random_state(self.random_state if random_state is None else random_state)
         K = self.n_components
         u = rs.rand(n_samples)
@@ -428,6 +472,8 @@ def _compact_covars(covars, covariance_type, n_components):
     covars = np.array(covars, dtype=np.float64, copy=True)
     K = n_components
     ct = covariance_type
+    if not np.isfinite(covars).all():
+        raise ValueError("covars_ must hold finite numbers, but holds NaN or inf.")
     if ct == "spherical":
         if covars.shape != (K,) or not (covars > 0).all():
             raise ValueError(f"'spherical' covars must be {K} positive variances (shape "
@@ -480,6 +526,9 @@ class GaussianHMM(_BaseHMM):
     """
 
     _emission_letters = "mc"
+    _priors = _BaseHMM._priors + ("means_prior", "means_weight", "covars_prior",
+                                  "covars_weight", "min_covar")
+    _non_negative = ("means_weight", "min_covar")
 
     def __init__(self, n_components=1, covariance_type="diag", min_covar=1e-3,
                  startprob_prior=1.0, transmat_prior=1.0, means_prior=0, means_weight=0,
@@ -536,13 +585,8 @@ class GaussianHMM(_BaseHMM):
         X = np.ascontiguousarray(X, dtype=np.float64)
         if X.shape[0] == 0:
             raise ValueError("X has no rows: at least one sample is needed.")
-        finite = np.isfinite(X) | (np.isnan(X) if self.missing == "em" else False)
-        if not finite.all():
-            bad = np.argwhere(~finite)[0]
-            what = "NaN" if np.isnan(X[bad[0], bad[1]]) else "an infinite value"
-            raise ValueError(f"X holds {what} at row {bad[0]}, column {bad[1]}; "
-                             + ("missing values need missing='em'." if what == "NaN"
-                                else "remove or clip it."))
+        # NaN, inf, values whose squares overflow; a frame may miss every value
+        check_finite(X, allow_nan=self.missing == "em", allow_empty=True)
         keeps = hasattr(self, "means_") and (not fitting or "m" not in self.init_params)
         if keeps and X.shape[1] != np.shape(self.means_)[-1]:
             raise ValueError(f"X has {X.shape[1]} features, but the model has "
@@ -569,11 +613,20 @@ class GaussianHMM(_BaseHMM):
             if np.isnan(X).any():
                 raise ValueError("X has a feature with every value missing: nothing can be "
                                  "learnt about it; drop it.")
+        n, K = X.shape[0], self.n_components
         if needs("m", "means_"):
+            if n < K:
+                raise ValueError(f"The random start needs at least n_components = {K} frames "
+                                 f"for k-means, but X has {n}. Use fewer states, or set "
+                                 "means_ and leave 'm' out of init_params.")
             from ._kmeans import kmeans
 
-            self.means_ = kmeans(X, self.n_components, rs)[0]
+            self.means_ = kmeans(X, K, rs)[0]
         if needs("c", "_covars_"):
+            if n < 2:
+                raise ValueError("The random start estimates the covariances from the data "
+                                 f"and needs at least 2 frames, but X has {n}. Set covars_ "
+                                 "and leave 'c' out of init_params.")
             cv = np.atleast_2d(np.cov(X.T)) + self.min_covar * np.eye(X.shape[1])
             K = self.n_components
             self._covars_ = {"spherical": np.full(K, cv.mean()), "tied": cv,
@@ -587,6 +640,8 @@ class GaussianHMM(_BaseHMM):
         if self.means_.ndim != 2 or self.means_.shape[0] != K:
             raise ValueError(f"means_ must have shape (n_components, n_features) with "
                              f"n_components = {K}, got {self.means_.shape}.")
+        if not np.isfinite(self.means_).all():
+            raise ValueError("means_ must hold finite numbers, but holds NaN or inf.")
         self.n_features = self.means_.shape[1]
         if not hasattr(self, "_covars_"):
             raise ValueError("covars_ is not set: set it, or put 'c' in init_params.")
@@ -644,6 +699,7 @@ class CategoricalHMM(_BaseHMM):
     """
 
     _emission_letters = "e"
+    _priors = _BaseHMM._priors + ("emissionprob_prior",)
 
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0, *,
                  emissionprob_prior=1.0, n_features=None, algorithm="viterbi",
@@ -657,30 +713,21 @@ class CategoricalHMM(_BaseHMM):
         self._set_common(algorithm, random_state, n_iter, tol, verbose, params, init_params,
                          implementation, n_init, missing)
 
-    def fit(self, X, lengths=None, sample_weight=None):
-        """Estimate the parameters by Baum-Welch.
+    def _check_hyper(self):
+        super()._check_hyper()
+        n = self.n_features
+        if n is not None and (not isinstance(n, Integral) or isinstance(n, bool) or n < 1):
+            raise ValueError(f"n_features should be None (the symbols seen) or a positive "
+                             f"integer, but got {n!r}.")
 
-        Parameters
-        ----------
-        X : array-like of int, shape (n_samples, 1)
-            The symbols of every sequence, one after another (floats with
-            NaN for missing symbols under ``missing='em'``).
-        lengths : array-like of int, shape (n_sequences,), optional
-            The length of each sequence; they sum to n_samples.  Default:
-            one sequence.
-        sample_weight : array-like of shape (n_sequences,), optional
-            One non-negative weight per sequence.
-
-        Returns
-        -------
-        self
-        """
-        n_features = self.n_features  # set from the data by a fit, kept if it fails
-        try:
-            return super().fit(X, lengths, sample_weight)
-        except BaseException:
-            self.n_features = n_features
-            raise
+    def _set_symbols(self, n):
+        """n_features for a fit, refused before any (K, n) array is made when
+        the emission tables would not fit in memory (a stray huge symbol)."""
+        check_allocation(4 * 8 * self.n_components * n,
+                         f"A CategoricalHMM with {self.n_components} states and {n} symbols "
+                         f"(the largest symbol + 1)",
+                         "Encode the symbols as 0 .. n_symbols - 1.")
+        self.n_features = n
 
     def _kernel_X(self, X, fitting):
         X = np.asarray(X)
@@ -719,14 +766,14 @@ class CategoricalHMM(_BaseHMM):
             raise ValueError(f"Largest symbol is {high} (row {int(np.argmax(col))}), "
                              f"but the model only emits symbols up to {n - 1}.")
         if fitting:
-            self.n_features = high + 1 if n is None else n
+            self._set_symbols(high + 1 if n is None else n)
         return codes
 
     def _prepare_chunks(self, chunks):
         if self.n_features is None and not (hasattr(self, "emissionprob_")
                                             and "e" not in self.init_params):
             highs = [h for h in chunks.map(_largest_symbol) if h is not None]
-            self.n_features = int(max(highs)) + 1 if highs else 1
+            self._set_symbols(int(max(highs)) + 1 if highs else 1)
 
     def _make_emission(self, X):
         return Symbols(self.n_components, self.n_features, X.shape[0],
@@ -786,6 +833,8 @@ class PoissonHMM(_BaseHMM):
     """
 
     _emission_letters = "l"
+    _priors = _BaseHMM._priors + ("lambdas_prior", "lambdas_weight")
+    _non_negative = ("lambdas_weight",)
 
     def __init__(self, n_components=1, startprob_prior=1.0, transmat_prior=1.0,
                  lambdas_prior=0.0, lambdas_weight=0.0, algorithm="viterbi",
@@ -844,8 +893,11 @@ class PoissonHMM(_BaseHMM):
     def _init_emissions(self, X, rs, needs):
         if needs("l", "lambdas_"):
             mean, var = np.nanmean(X), np.nanvar(X)
-            self.lambdas_ = rs.gamma(shape=mean**2 / var, scale=var / mean,
-                                     size=(self.n_components, X.shape[1]))
+            size = (self.n_components, X.shape[1])
+            if mean > 0 and var > 0:  # hmmlearn's method-of-moments gamma draw
+                self.lambdas_ = rs.gamma(shape=mean**2 / var, scale=var / mean, size=size)
+            else:  # constant counts (all 0, or all c): rates around their mean
+                self.lambdas_ = max(mean, 1e-3) * rs.uniform(0.5, 1.5, size=size)
         self.n_features = X.shape[1]
 
     def _check_emissions(self):

@@ -359,7 +359,7 @@ def test_errors_name_the_problem():
         m.score(X, [176, 0])
     with pytest.raises(ValueError, match="3 features, but the model has 2"):
         m.score(np.ones((5, 3)))
-    with pytest.raises(ValueError, match="infinite"):
+    with pytest.raises(ValueError, match="non-finite"):
         m.score(np.full((3, 2), np.inf))
     with pytest.raises(ValueError, match="algorithm"):
         GaussianHMM(algorithm="best").fit(X)
@@ -544,3 +544,95 @@ def test_a_later_family_is_an_emission_without_new_maths():
     np.testing.assert_allclose(S0, post.sum(axis=0), rtol=1e-12)
     np.testing.assert_allclose(S1, post.T @ X, rtol=1e-12)
     np.testing.assert_allclose(trans, rtrans, rtol=1e-10)
+
+
+# ----------------------------------------------------------------------
+# hostile inputs: each a clear ValueError, nothing half-changed
+# ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: GaussianHMM(2, means_prior=np.nan, means_weight=1), "means_prior should be finite"),
+    (lambda: GaussianHMM(2, covars_prior="a"), "covars_prior should be a number"),
+    (lambda: GaussianHMM(2, startprob_prior=np.inf), "startprob_prior should be finite"),
+    (lambda: GaussianHMM(2, min_covar=-1.0), "min_covar should be non-negative"),
+    (lambda: GaussianHMM(2, means_weight=-1.0), "means_weight should be non-negative"),
+    (lambda: PoissonHMM(2, lambdas_weight=-1.0), "lambdas_weight should be non-negative"),
+    (lambda: CategoricalHMM(2, emissionprob_prior=np.nan), "emissionprob_prior should be"),
+    (lambda: CategoricalHMM(2, n_features=0), "n_features should be None"),
+    (lambda: CategoricalHMM(2, n_features=2.5), "n_features should be None"),
+    (lambda: GaussianHMM(2, n_iter=2.0), "n_iter should be"),
+])
+def test_bad_parameters_are_named(make, match):
+    model = make()
+    X = np.array([[0], [1], [1], [0]]) if isinstance(model, CategoricalHMM) else \
+        np.abs(gaussian_data()[:40])
+    with pytest.raises(ValueError, match=match):
+        model.fit(X)
+    assert not hasattr(model, "startprob_")
+
+
+def test_absurd_sizes_and_degenerate_data():
+    with pytest.raises(ValueError, match="10000000000001 symbols"):
+        CategoricalHMM(2).fit(np.array([[0], [10**13]]))
+    m = gaussian_model("diag", n_iter=1).fit(gaussian_data(), LENGTHS)
+    with pytest.raises(ValueError, match="more than this machine"):
+        m.sample(10**14)
+    with pytest.raises(ValueError, match="at least n_components = 30 frames"):
+        GaussianHMM(30).fit(gaussian_data()[:20])
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        GaussianHMM(1).fit(np.ones((1, 2)))
+    with pytest.raises(ValueError, match="magnitude"):
+        GaussianHMM(2).fit(gaussian_data() * 1e200)
+    # constant counts: a start without NaN (hmmlearn's gamma draw divides by 0)
+    poi = PoissonHMM(2, random_state=0, n_iter=3).fit(np.zeros((20, 2)))
+    assert np.isfinite(poi.lambdas_).all()
+    assert poi.score(np.zeros((3, 2))) == pytest.approx(0.0, abs=1e-300)
+
+
+def test_set_parameters_must_be_finite():
+    X = gaussian_data()
+    m = gaussian_model("diag")
+    m.means_ = np.where(MEANS == 0, np.nan, MEANS)
+    with pytest.raises(ValueError, match="means_ must hold finite"):
+        m.score(X)
+    m = gaussian_model("full")
+    bad = COVS["full"].copy()
+    bad[0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="covars_ must hold finite"):
+        m.covars_ = bad
+
+
+def test_zero_and_rescaled_sequence_weights():
+    # a sequence of weight 0 is left out, even one the model finds impossible
+    cat = CategoricalHMM(2, init_params="", params="e", n_iter=3, tol=-np.inf)
+    cat.startprob_, cat.transmat_ = np.array([1.0, 0.0]), np.eye(2)
+    cat.emissionprob_ = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    base = {k: np.copy(getattr(cat, k)) for k in ("startprob_", "transmat_", "emissionprob_")}
+    X = np.array([[0], [1], [0], [2], [2]])
+    cat.fit(X, [3, 2], sample_weight=[1.0, 0.0])
+    alone = CategoricalHMM(2, init_params="", params="e", n_iter=3, tol=-np.inf)
+    for k, v in base.items():
+        setattr(alone, k, v)
+    alone.fit(X[:3])
+    np.testing.assert_array_equal(cat.emissionprob_, alone.emissionprob_)
+    # at maximum-likelihood priors, weights times 1e6 give the same fit
+    X = gaussian_data(18)
+    w = np.array([1.0, 2.0, 0.5, 3.0])
+    ml = dict(n_iter=4, tol=-np.inf, covars_prior=0.0, covars_weight=1)
+    a = gaussian_model("full", **ml).fit(X, LENGTHS, sample_weight=w)
+    b = gaussian_model("full", **ml).fit(X, LENGTHS, sample_weight=w * 1e6)
+    for name in ("startprob_", "transmat_", "means_", "_covars_"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9, atol=1e-13)
+
+
+def test_a_failed_refit_keeps_n_features():
+    rng = np.random.default_rng(19)
+    poi = PoissonHMM(2, random_state=0, n_iter=2).fit(rng.poisson(3, size=(40, 2)))
+    with pytest.raises(ValueError):
+        poi.fit(rng.poisson(3, size=(40, 3)), [41])
+    assert poi.n_features == 2 and np.isfinite(poi.score(rng.poisson(3, size=(5, 2))))
+    g = GaussianHMM(2, random_state=0, n_iter=2)
+    with pytest.raises(ValueError):
+        g.fit(np.ones((1, 3)))
+    assert "n_features" not in vars(g)
