@@ -19,11 +19,10 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference as ref  # noqa: E402
+from test_reference_discrete import N_CATEGORIES, N_TRIALS, random_problem  # noqa: E402
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 FAMILIES = ["bernoulli", "binomial", "poisson", "categorical"]
-N_TRIALS = np.array([3, 5, 8])
-N_CATEGORIES = [2, 3, 5]
 EXACT = 1e-12
 
 
@@ -80,18 +79,8 @@ def mcar(X, fraction, seed):
 
 
 def discrete_problem(family, seed, n=60, k=2):
-    """Random data and a random start (as in test_reference_discrete)."""
-    rng = np.random.default_rng(seed)
-    d = 3
-    weights = rng.dirichlet(np.ones(k))
-    if family == "bernoulli":
-        return rng.integers(0, 2, size=(n, d)), (weights, rng.uniform(0.1, 0.9, (k, d)))
-    if family == "binomial":
-        return rng.binomial(N_TRIALS, 0.4, size=(n, d)), (weights, rng.uniform(0.1, 0.9, (k, d)))
-    if family == "poisson":
-        return rng.poisson([0.5, 3.0, 10.0], size=(n, d)), (weights, rng.uniform(0.5, 8, (k, d)))
-    X = np.stack([rng.integers(0, c, size=n) for c in N_CATEGORIES], axis=1)
-    return X, (weights, [rng.dirichlet(np.ones(c), size=k) for c in N_CATEGORIES])
+    """Random data and a random start (test_reference_discrete's, two components)."""
+    return random_problem(family, seed, n, k)
 
 
 def family_kwargs(family):
