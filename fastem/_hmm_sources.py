@@ -90,16 +90,27 @@ class SequenceChunks:
         return list(dask.compute(*parts))
 
     def sample(self, size, random_state):
-        """Up to ``size`` rows drawn without replacement, in row order (the
-        random start reads them)."""
+        """``size`` rows for the random start: X whole if it is no larger,
+        else groups of sequences drawn at random, read whole (a window of
+        one longer than what is left to read), in row order: contiguous
+        reads of a file or of a dask chunk, never more than ``size`` rows."""
         if self.n_rows <= size:
             return np.asarray(self.X[:self.n_rows] if not self.dask else self.X.compute())
-        idx = np.sort(random_state.choice(self.n_rows, size, replace=False))
+        spans, rows = [], 0
+        for g in random_state.permutation(len(self.groups)):
+            r0, r1 = self.groups[g][2:]
+            take = min(r1 - r0, size - rows)  # a long group: a window of it
+            start = r0 + int(random_state.randint(0, r1 - r0 - take + 1))
+            spans.append((start, start + take))
+            rows += take
+            if rows >= size:
+                break
+        parts = [self.X[a:b] for a, b in sorted(spans)]
         if self.dask:
-            return np.asarray(self.X[idx].compute())
-        if isinstance(self.X, np.ndarray):
-            return np.asarray(self.X[idx])
-        return np.vstack([np.asarray(self.X[int(i):int(i) + 1]) for i in idx])
+            import dask
+
+            parts = dask.compute(*parts)
+        return np.concatenate([np.asarray(p) for p in parts])
 
 
 def chunked(X):

@@ -636,3 +636,17 @@ def test_a_failed_refit_keeps_n_features():
     with pytest.raises(ValueError):
         g.fit(np.ones((1, 3)))
     assert "n_features" not in vars(g)
+
+
+def test_the_out_of_core_start_reads_at_most_its_sample(tmp_path):
+    from fastem._hmm_sources import SequenceChunks
+
+    X, lengths = _long_data(20)
+    mm = _memmap(tmp_path, X)
+    for lens in (lengths, np.array([X.shape[0]])):  # many sequences; one long one
+        chunks = SequenceChunks(mm, lens)
+        got = chunks.sample(500, np.random.RandomState(0))
+        assert got.shape == (500, D)
+        # every row sampled is a row of X, in contiguous runs
+        rows = {tuple(r) for r in X}
+        assert all(tuple(r) in rows for r in got)
