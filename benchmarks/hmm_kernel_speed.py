@@ -68,7 +68,7 @@ def _baseline_module(rev):
     src = show("fastem/_kernels/hmm.py")
     for mod in ("_config", "_parallel"):
         src = src.replace(f"from .._{mod[1:]}", f"from fastem.{mod}")
-    for mod in ("sync", "vecmath"):
+    for mod in ("sync", "vecmath", "hmm_log"):
         src = src.replace(f"from .{mod}", f"from fastem._kernels.{mod}")
     src = src.replace("@njit(**JIT_OPTIONS)", "@njit(**dict(JIT_OPTIONS, cache=False))")
     kernels = _load("hmm_kernels_baseline", src, rev)

@@ -39,6 +39,12 @@ def check_lengths(lengths, n_samples):
     return lengths.astype(np.int64)
 
 
+def _lanes(K):
+    """The kernels' ``lanes`` argument: K <= 8 states on 8 vector lanes, 9
+    to 16 on 16, more on the general (scalar) path (given 8, unused)."""
+    return (0.0,) * (16 if 8 < K <= 16 else 8)
+
+
 def _bounds(lengths):
     return np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
 
@@ -97,7 +103,7 @@ def forward_backward(logB, lengths, startprob, transmat, seq_weight=None, poster
     sw = np.empty(0) if seq_weight is None else np.ascontiguousarray(seq_weight, np.float64)
     run_slots(_forward_backward, (logB, bounds, sw, np.ascontiguousarray(startprob, np.float64),
                                   np.ascontiguousarray(transmat, np.float64), gamma, scale,
-                                  logliks, starts, trans, VM_CONSTS), ns)
+                                  logliks, starts, trans, VM_CONSTS, _lanes(K)), ns)
     return (logliks, gamma if posteriors else None, np.add.reduce(starts, axis=0),
             np.add.reduce(trans, axis=0))
 
@@ -115,7 +121,8 @@ def viterbi(logB, lengths, startprob, transmat, each=False):
     states = np.empty(n, dtype=np.int64)
     logprobs = np.empty(N)
     back = _scratch("back", (n, K), np.int64)
-    run_slots(_viterbi, (logB, bounds, log_start, log_trans, states, logprobs, back), N)
+    run_slots(_viterbi, (logB, bounds, log_start, log_trans, states, logprobs, back, _lanes(K)),
+              N)
     if each:
         return float(np.add.reduce(logprobs)), states, logprobs
     return float(np.add.reduce(logprobs)), states

@@ -72,8 +72,9 @@ def test_viterbi_is_the_best_path(lengths):
     assert total == pytest.approx(want, rel=1e-12)
 
 
-def test_bitwise_identical_for_1_2_5_threads(monkeypatch):
-    logB, pi, A = _problem([50] * 300, K=5, seed=3)
+@pytest.mark.parametrize("K", [5, 10])
+def test_bitwise_identical_for_1_2_5_threads(K, monkeypatch):
+    logB, pi, A = _problem([50] * 300, K=K, seed=3)
     lengths = np.array([50] * 300)
     runs = []
     for threads in (1, 2, 5):
@@ -193,27 +194,29 @@ def _check_against_log_space(logB, lengths, pi, A, sw=None, rtol=1e-10):
     assert_allclose(trans, want_trans, rtol=rtol, atol=1e-12)
 
 
-@pytest.mark.parametrize("K", [1, 7, 8, 9, 12])
+@pytest.mark.parametrize("K", [1, 7, 8, 9, 12, 16, 17])
 def test_every_width(K):
-    """K <= 8 runs on 8 vector lanes (padding lanes), more on the general
-    path; both exact against log space, with log-densities near -800."""
+    """K <= 8 runs on 8 vector lanes (padding lanes), 9 to 16 on 16, more
+    on the general path; each exact against log space, with log-densities
+    near -800."""
     lengths = [30, 1, 65, 2]
     logB, pi, A = _problem(lengths, K=K, seed=10 + K, offset=-800.0)
     _check_against_log_space(logB, lengths, pi, A, np.linspace(0.5, 2.0, 4))
 
 
+@pytest.mark.parametrize("K", [3, 12])
 @pytest.mark.parametrize("lengths", [[4500], [130, 4097, 64]])
-def test_long_sequences(lengths):
+def test_long_sequences(lengths, K):
     """Sequences longer than the frames kept between the passes (4096) and
     than a chunk of frames (64): the emission factors computed again, from
-    the end, chunk by chunk."""
-    logB, pi, A = _problem(lengths, K=3, seed=7)
+    the end, chunk by chunk (on 8 and on 16 lanes)."""
+    logB, pi, A = _problem(lengths, K=K, seed=7)
     # 2e-10 from the log-space reference over 4,500 frames, as the first
     # kernel (plain scalar loops) showed
     _check_against_log_space(logB, lengths, pi, A, rtol=1e-9)
 
 
-@pytest.mark.parametrize("K", [3, 10])
+@pytest.mark.parametrize("K", [3, 10, 17])
 def test_a_frame_below_the_fast_exp(K):
     """At the first frame the only possible state's log-density is 712 below
     the frame's largest: its factor exp(-712) is subnormal, which the fast
@@ -226,10 +229,10 @@ def test_a_frame_below_the_fast_exp(K):
     _check_against_log_space(logB, [6], pi, A, rtol=1e-9)
 
 
-@pytest.mark.parametrize("K", [3, 8, 10])
+@pytest.mark.parametrize("K", [3, 8, 10, 16, 17])
 def test_viterbi_ties_and_structural_zeros(K):
-    """Ties go to the first state, as the reference's argmax (the 8-lane
-    path compares in a tree whose left operands have the smaller states);
+    """Ties go to the first state, as the reference's argmax (the vector
+    paths compare in a tree whose left operands have the smaller states);
     log 0 = -inf transitions never win."""
     lengths = [9, 1, 14]
     logB, pi, A = _problem(lengths, K=K, seed=11, zeros=True)
@@ -264,7 +267,7 @@ def test_gamma_into_out():
         forward_backward(logB, np.array([5, 7]), pi, A, out=logB)
 
 
-@pytest.mark.parametrize("K", [2, 10])
+@pytest.mark.parametrize("K", [2, 10, 17])
 def test_a_state_lost_to_underflow_is_recovered_in_log_space(K):
     """A left-right chain forced through a far tail: state 0's forward
     probability falls below 1e-308 of state 1's over 300 frames, then only

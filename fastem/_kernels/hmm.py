@@ -28,26 +28,28 @@ one K x K outer product a frame, multiplied by A once a sequence.  The
 forward variables are kept in the posterior output, which the backward pass
 overwrites.  Statistics are float64 and weighted by the sequence's weight.
 
-Speed (K = 8, one million frames: 6-7x the first scalar kernel, see
-``benchmarks/hmm_kernel_speed.py``):
+Speed (K = 8, one million frames: 6-7x the first scalar kernel; K = 10 and
+16, 1.8x and 2.3x the scalar path; see ``benchmarks/hmm_kernel_speed.py``):
 
-* ``b_t`` comes from :mod:`.vecmath`'s branch-free exp, on 8 lanes inside
+* ``b_t`` comes from :mod:`.vecmath`'s branch-free exp, on W lanes inside
   the recursions' loops (:func:`_vexp_le0`, the same operations), where the
   processor overlaps it with the recursion's dependency chain; a sequence
   of up to ``_KEEP`` frames keeps them for the backward pass, a longer one
-  computes them again there.  The general path (K > 8) calls the scalar
+  computes them again there.  The general path (K > 16) calls the scalar
   exp in its loops over the states.
-* K <= 8 runs on 8 lanes (zeros in the padding lanes, -inf in the padded
-  log-densities).  Numba runs no SLP vectoriser, and its loop vectoriser
-  leaves loops of 8 scalar, so the recursions are written as loops in LLVM
-  IR on ``<8 x double>`` (:func:`_forward_run`, :func:`_backward_run`,
+* K <= 8 runs on W = 8 lanes, 9 <= K <= 16 on W = 16 (zeros in the padding
+  lanes, -inf in the padded log-densities); the width is the length of the
+  kernels' ``lanes`` argument, so each is its own compiled variant.  Numba
+  runs no SLP vectoriser, and its loop vectoriser leaves loops of 8 scalar,
+  so the recursions are written as loops in LLVM IR on ``<W x double>``
+  (:func:`_forward_run`, :func:`_backward_run`,
   :func:`_viterbi_run`) that keep the carried vectors (the forward
   variables, beta, the transition sums, Viterbi's delta) in registers.
   The IR carries no fast-math flags and fixes every sum's order (a_{t-1} A
   in four partial sums, c_t by a fixed tree), so results stay the same for
   any thread count.  In the forward recursion the division by c_{t-1}
   follows the product with A (``tmp = (a'_{t-1} A) / c_{t-1}``), off its
-  dependency path.  K > 8 runs the same steps as scalar Numba loops
+  dependency path.  K > 16 runs the same steps as scalar Numba loops
   (:func:`_sequence_general`).
 * A frame whose c_t (with the fast exp) is below ``_TINY`` or not a number
   is redone as the first kernel did, with libm's exp (which keeps
@@ -70,10 +72,12 @@ logliks      (N,)            out: each sequence's log-likelihood
 starts       (S, K)          out: per slot, sum_seq w gamma_0
 trans        (S, K, K)       out: per slot, sum_seq w sum_t xi_t
 vmc          (25,)           ``vecmath.VM_CONSTS``
+lanes        (W,) tuple      W floats: the width of the vector path (8 or 16)
 ============ =============== ==================================================
 """
 
 import math
+from collections import namedtuple
 
 import numpy as np
 from llvmlite import ir
@@ -92,41 +96,64 @@ from .vecmath import _exp_le0, _fmax, _log_pos, vm_consts
 #: matters only when every state the frame can be in is that unlikely.
 _TINY = 1e-250
 
-#: Lanes of the fixed-width path: K <= _W states are padded to _W lanes
-#: (zeros in the padding lanes of every vector and of the transition matrix).
-_W = 8
+#: Lane counts of the fixed-width paths: K <= 8 states run on 8 lanes, 9 to
+#: 16 states on 16, padded (zeros in the padding lanes of every vector and of
+#: the transition matrix); a kernel's width W is the length of its argument
+#: ``lanes``, a tuple of W floats, so each width is its own compiled variant.
+_WIDTHS = (8, 16)
 #: Frames whose emission factors b_t are computed at a time (one loop over
-#: _CHUNK * _W values that LLVM vectorises, with the exp of vecmath).
+#: _CHUNK * W values that LLVM vectorises, with the exp of vecmath).
 _CHUNK = 64
 
-# offsets in the fixed-width path's scratch ``ws`` (float64, 1-d)
-_PREV, _TMP, _NXT, _BETA, _START, _INV = (r * _W for r in range(6))
-_A = 8 * _W  # _A + i * _W: row i of transmat
-_AT = _A + _W * _W  # _AT + j * _W: column j of transmat
-_LOC = _AT + _W * _W  # _LOC + i * _W: sum_t a_{t-1,i} nxt_t
-_X = _LOC + _W * _W  # _CHUNK rows of logB_t - m_t (-inf in the padding lanes)
-_MX = _X + _CHUNK * _W  # their m_t
-_E = _MX + _CHUNK  # the size of ws; b_t = exp(logB_t - m_t) go to another array:
-# a whole sequence's, or _CHUNK rows
+#: Offsets in the fixed-width path's scratch ``ws`` (float64, 1-d), for W
+#: lanes (:func:`_layout`): the vectors prev, tmp, nxt, beta, start and inv
+#: (W each); row i of transmat at ``a + i W``, its column j at ``at + j W``;
+#: sum_t a_{t-1,i} nxt_t at ``loc + i W``; from ``x``, _CHUNK rows of
+#: logB_t - m_t (-inf in the padding lanes), from ``mx`` their m_t; ``end``,
+#: the size of ws.  b_t = exp(logB_t - m_t) go to another array: a whole
+#: sequence's, or _CHUNK rows.
+_Layout = namedtuple("_Layout", "prev tmp nxt beta start inv a at loc x mx end")
+
+
+def _layout(W):
+    a = 8 * W
+    x = a + 3 * W * W
+    return _Layout(0, W, 2 * W, 3 * W, 4 * W, 5 * W, a, a + W * W, a + 2 * W * W, x,
+                   x + _CHUNK * W, x + _CHUNK * W + _CHUNK)
+
+
+_lay = njit(**JIT_OPTIONS)(_layout)
+
 #: Sequences of up to this many frames keep their b_t from the forward pass
-#: to the backward one (at K = 8, 256 KiB a thread); longer ones compute
-#: them again in the backward loop.
+#: to the backward one (256 KiB a thread on 8 lanes, 512 KiB on 16); longer
+#: ones compute them again in the backward loop.
 _KEEP = 4096
 
 # --- vector steps of the fixed-width path, in LLVM IR -------------------------
 #
 # Numba runs no SLP vectoriser and its loop vectoriser wants long loops, so
-# loops over 8 states stay scalar; these intrinsics work on <8 x double>
+# loops over 8 states stay scalar; these intrinsics work on <W x double>
 # vectors at given offsets of ``ws``.  No fast-math flags: every sum has the
 # order written here, whatever the thread count.
 
-_VT = ir.VectorType(ir.DoubleType(), _W)
 _I32 = ir.IntType(32)
 
 
-def _vptr(context, builder, arrty, arr, off):
+def _vt(W):
+    return ir.VectorType(ir.DoubleType(), W)
+
+
+def _width(lanes):
+    """W of a kernel's ``lanes`` argument (a tuple of W floats), or None."""
+    if isinstance(lanes, types.UniTuple) and lanes.dtype == types.float64 \
+            and lanes.count in _WIDTHS:
+        return lanes.count
+    return None
+
+
+def _vptr(context, builder, arrty, arr, off, W):
     ary = context.make_array(arrty)(context, builder, arr)
-    return builder.bitcast(builder.gep(ary.data, [off]), _VT.as_pointer())
+    return builder.bitcast(builder.gep(ary.data, [off]), _vt(W).as_pointer())
 
 
 def _shuffle(builder, v, lanes):
@@ -135,33 +162,41 @@ def _shuffle(builder, v, lanes):
 
 
 def _splat(builder, v, i):
-    return _shuffle(builder, v, [i] * _W)
+    return _shuffle(builder, v, [i] * v.type.count)
 
 
-def _splat_scalar(builder, s):
-    v = builder.insert_element(ir.Constant(_VT, ir.Undefined), s, ir.Constant(_I32, 0))
+def _splat_scalar(builder, s, W):
+    v = builder.insert_element(ir.Constant(_vt(W), ir.Undefined), s, ir.Constant(_I32, 0))
     return _splat(builder, v, 0)
 
 
+def _tree(builder, v, op):
+    """A lanes' reduction by halves, a fixed tree: on 8 lanes ((v0 op v4) op
+    (v2 op v6)) op ((v1 op v5) op (v3 op v7))."""
+    h = v.type.count // 2
+    while h > 1:
+        v = op(_shuffle(builder, v, list(range(h))), _shuffle(builder, v, list(range(h, 2 * h))))
+        h //= 2
+    return op(builder.extract_element(v, ir.Constant(_I32, 0)),
+              builder.extract_element(v, ir.Constant(_I32, 1)))
+
+
 def _hsum(builder, v):
-    """((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)), a fixed tree."""
-    s4 = builder.fadd(_shuffle(builder, v, [0, 1, 2, 3]), _shuffle(builder, v, [4, 5, 6, 7]))
-    s2 = builder.fadd(_shuffle(builder, s4, [0, 1]), _shuffle(builder, s4, [2, 3]))
-    return builder.fadd(builder.extract_element(s2, ir.Constant(_I32, 0)),
-                        builder.extract_element(s2, ir.Constant(_I32, 1)))
+    return _tree(builder, v, builder.fadd)
 
 
 def _fma(builder, a, b, c):
     """a * b + c, rounded once (llvm.fma on vectors)."""
-    fnty = ir.FunctionType(_VT, [_VT, _VT, _VT])
-    fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.fma.v{_W}f64")
+    vt = a.type
+    fnty = ir.FunctionType(vt, [vt, vt, vt])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.fma.v{vt.count}f64")
     return builder.call(fn, [a, b, c])
 
 
 def _vecmat(builder, xv, row_ptr):
-    """sum_i x_i row_i over the _W rows ``row_ptr(i)``, in four partial sums."""
+    """sum_i x_i row_i over the W rows ``row_ptr(i)``, in four partial sums."""
     acc = [None] * 4
-    for i in range(_W):
+    for i in range(xv.type.count):
         r = builder.load(row_ptr(i), align=8)
         xi = _splat(builder, xv, i)
         acc[i % 4] = builder.fmul(xi, r) if acc[i % 4] is None else _fma(builder, xi, r, acc[i % 4])
@@ -178,28 +213,30 @@ def _rows_type_ok(x):
         and x.layout == "C"
 
 
-def _row_access(context, builder, arrty, arr, t):
-    """(pointer to x[t, 0] as <_W x double>*, mask of the lanes k < K)."""
+def _row_access(context, builder, arrty, arr, t, W):
+    """(pointer to x[t, 0] as <W x double>*, mask of the lanes k < K)."""
     ary = context.make_array(arrty)(context, builder, arr)
     p = cgutils.get_item_pointer(context, builder, arrty, ary, [t, ir.Constant(t.type, 0)])
-    i64v = ir.VectorType(ir.IntType(64), _W)
+    i64v = ir.VectorType(ir.IntType(64), W)
     k = builder.insert_element(ir.Constant(i64v, ir.Undefined), builder.extract_value(ary.shape, 1),
                                ir.Constant(_I32, 0))
-    mask = builder.icmp_signed("<", ir.Constant(i64v, list(range(_W))), _splat(builder, k, 0))
-    return builder.bitcast(p, _VT.as_pointer()), mask
+    mask = builder.icmp_signed("<", ir.Constant(i64v, list(range(W))), _splat(builder, k, 0))
+    return builder.bitcast(p, _vt(W).as_pointer()), mask
 
 
 def _masked_load(builder, ptr, mask, fill):
-    i1v = ir.VectorType(ir.IntType(1), _W)
-    fnty = ir.FunctionType(_VT, [_VT.as_pointer(), _I32, i1v, _VT])
-    fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.load.v{_W}f64.p0")
-    return builder.call(fn, [ptr, ir.Constant(_I32, 8), mask, ir.Constant(_VT, [fill] * _W)])
+    W = mask.type.count
+    vt = _vt(W)
+    fnty = ir.FunctionType(vt, [vt.as_pointer(), _I32, mask.type, vt])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.load.v{W}f64.p0")
+    return builder.call(fn, [ptr, ir.Constant(_I32, 8), mask, ir.Constant(vt, [fill] * W)])
 
 
 def _masked_store(builder, v, ptr, mask):
-    i1v = ir.VectorType(ir.IntType(1), _W)
-    fnty = ir.FunctionType(ir.VoidType(), [_VT, _VT.as_pointer(), _I32, i1v])
-    fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.store.v{_W}f64.p0")
+    vt = v.type
+    fnty = ir.FunctionType(ir.VoidType(), [vt, vt.as_pointer(), _I32, mask.type])
+    name = f"llvm.masked.store.v{vt.count}{'f64' if vt.element == ir.DoubleType() else 'i64'}.p0"
+    fn = cgutils.get_or_insert_function(builder.module, fnty, name)
     builder.call(fn, [v, ptr, ir.Constant(_I32, 8), mask])
 
 
@@ -210,38 +247,37 @@ def _maxnum(builder, a, b):
     return builder.call(cgutils.get_or_insert_function(builder.module, fnty, name), [a, b])
 
 
-def _centre(context, builder, lty, logB, t):
+def _centre(context, builder, lty, logB, t, W):
     """(m_t, logB[t] - m_t with -inf in the padding lanes, the lanes' mask),
     m_t = max_k logB[t, k] (NaN ignored, as ``vecmath._fmax``)."""
-    ptr, mask = _row_access(context, builder, lty, logB, t)
+    ptr, mask = _row_access(context, builder, lty, logB, t, W)
     v = _masked_load(builder, ptr, mask, -math.inf)
-    m4 = _maxnum(builder, _shuffle(builder, v, [0, 1, 2, 3]), _shuffle(builder, v, [4, 5, 6, 7]))
-    m2 = _maxnum(builder, _shuffle(builder, m4, [0, 1]), _shuffle(builder, m4, [2, 3]))
-    mx = _maxnum(builder, builder.extract_element(m2, ir.Constant(_I32, 0)),
-                 builder.extract_element(m2, ir.Constant(_I32, 1)))
-    return mx, builder.fsub(v, _splat_scalar(builder, mx)), mask
+    mx = _tree(builder, v, lambda a, b: _maxnum(builder, a, b))
+    return mx, builder.fsub(v, _splat_scalar(builder, mx, W)), mask
 
 
-def _exp_constants(context, builder, vty, vmc):
+def _exp_constants(context, builder, vty, vmc, W):
     """``vecmath.VM_CONSTS`` (the array ``vmc``) as splatted vectors, read
     once before a loop: {name: vector}, 'poly' the list of q's 10."""
     ary = context.make_array(vty)(context, builder, vmc)
 
     def get(i):
         return _splat_scalar(builder, builder.load(builder.gep(ary.data,
-                                                               [ir.Constant(ir.IntType(64), i)])))
+                                                               [ir.Constant(ir.IntType(64), i)])), W)
 
     k = {name: get(i) for name, i in (("log2e", 0), ("magic", 1), ("lo", 4))}
-    k["neg_hi"] = builder.fsub(ir.Constant(_VT, [0.0] * _W), get(2))
-    k["neg_lo"] = builder.fsub(ir.Constant(_VT, [0.0] * _W), get(3))
+    k["neg_hi"] = builder.fsub(ir.Constant(_vt(W), [0.0] * W), get(2))
+    k["neg_lo"] = builder.fsub(ir.Constant(_vt(W), [0.0] * W), get(3))
     k["poly"] = [get(5 + i) for i in range(10)]
     return k
 
 
 def _vexp_le0(builder, x, k):
-    """``vecmath._exp_le0`` on <_W x double>, operation for operation (the
+    """``vecmath._exp_le0`` on <W x double>, operation for operation (the
     products and sums it leaves to ``contract`` written as FMAs)."""
-    i64v = ir.VectorType(ir.IntType(64), _W)
+    W = x.type.count
+    vt = x.type
+    i64v = ir.VectorType(ir.IntType(64), W)
     t = _fma(builder, x, k["log2e"], k["magic"])
     n = builder.fsub(t, k["magic"])
     r = _fma(builder, n, k["neg_hi"], x)
@@ -253,64 +289,61 @@ def _vexp_le0(builder, x, k):
     a = [_fma(builder, p[2 * j + 1], r, p[2 * j]) for j in range(5)]
     q = _fma(builder, _fma(builder, a[3], x2, a[2]), x4, _fma(builder, a[1], x2, a[0]))
     q = _fma(builder, a[4], x8, q)
-    e = builder.fadd(ir.Constant(_VT, [1.0] * _W), _fma(builder, x2, q, r))
+    e = builder.fadd(ir.Constant(vt, [1.0] * W), _fma(builder, x2, q, r))
     ni = builder.sub(builder.bitcast(t, i64v), builder.bitcast(k["magic"], i64v))
     scaled = builder.bitcast(builder.add(builder.bitcast(e, i64v),
-                                         builder.shl(ni, ir.Constant(i64v, [52] * _W))), _VT)
-    return builder.select(builder.fcmp_ordered("<", x, k["lo"]),
-                          ir.Constant(_VT, [0.0] * _W), scaled)
+                                         builder.shl(ni, ir.Constant(i64v, [52] * W))), vt)
+    return builder.select(builder.fcmp_ordered("<", x, k["lo"]), ir.Constant(vt, [0.0] * W),
+                          scaled)
 
 
 @intrinsic
-def _centre_row(typingctx, logB, t, ws, off):
-    """ws[off:off + _W] = logB[t] - m_t (-inf in the padding lanes), where
+def _centre_row(typingctx, logB, t, ws, off, lanes):
+    """ws[off:off + W] = logB[t] - m_t (-inf in the padding lanes), where
     m_t = max_k logB[t, k] (NaN ignored, as ``vecmath._fmax``); returns m_t."""
-    if not (_rows_type_ok(logB) and _ws_type_ok(ws)):
+    W = _width(lanes)
+    if not (_rows_type_ok(logB) and _ws_type_ok(ws) and W):
         return None
-    sig = types.float64(logB, types.intp, ws, types.intp)
+    sig = types.float64(logB, types.intp, ws, types.intp, lanes)
 
     def codegen(context, builder, signature, args):
-        logB, t, ws, off = args
-        ptr, mask = _row_access(context, builder, signature.args[0], logB, t)
-        v = _masked_load(builder, ptr, mask, -math.inf)
-        m4 = _maxnum(builder, _shuffle(builder, v, [0, 1, 2, 3]), _shuffle(builder, v, [4, 5, 6, 7]))
-        m2 = _maxnum(builder, _shuffle(builder, m4, [0, 1]), _shuffle(builder, m4, [2, 3]))
-        mx = _maxnum(builder, builder.extract_element(m2, ir.Constant(_I32, 0)),
-                     builder.extract_element(m2, ir.Constant(_I32, 1)))
-        x = builder.fsub(v, _splat_scalar(builder, mx))
-        builder.store(x, _vptr(context, builder, signature.args[2], ws, off), align=8)
+        logB, t, ws, off, _ = args
+        mx, x, _ = _centre(context, builder, signature.args[0], logB, t, W)
+        builder.store(x, _vptr(context, builder, signature.args[2], ws, off, W), align=8)
         return mx
 
     return sig, codegen
 
 
 def _forward_step_intrinsic(first):
-    def impl(typingctx, ws, inv, eb, e, gamma, t):
-        if not (_ws_type_ok(ws) and _ws_type_ok(eb) and _rows_type_ok(gamma)):
+    def impl(typingctx, ws, inv, eb, e, gamma, t, lanes):
+        W = _width(lanes)
+        if not (_ws_type_ok(ws) and _ws_type_ok(eb) and _rows_type_ok(gamma) and W):
             return None
-        sig = types.float64(ws, types.float64, eb, types.intp, gamma, types.intp)
+        sig = types.float64(ws, types.float64, eb, types.intp, gamma, types.intp, lanes)
+        L = _layout(W)
 
         def codegen(context, builder, signature, args):
             arrty = signature.args[0]
-            arr, inv, eb, e, gamma, t = args
+            arr, inv, eb, e, gamma, t, _ = args
 
             def ptr(off):
-                return _vptr(context, builder, arrty, arr, ir.Constant(e.type, off))
+                return _vptr(context, builder, arrty, arr, ir.Constant(e.type, off), W)
 
             if first:
-                tmp = builder.load(ptr(_START), align=8)
+                tmp = builder.load(ptr(L.start), align=8)
             else:  # (f_{t-1} A) / c_{t-1}: the division is off the product's path
-                g = builder.load(ptr(_PREV), align=8)
-                tmp = builder.fmul(_vecmat(builder, g, lambda i: ptr(_A + i * _W)),
-                                   _splat_scalar(builder, inv))
-            builder.store(tmp, ptr(_TMP), align=8)
-            ev = builder.load(_vptr(context, builder, signature.args[2], eb, e), align=8)
+                g = builder.load(ptr(L.prev), align=8)
+                tmp = builder.fmul(_vecmat(builder, g, lambda i: ptr(L.a + i * W)),
+                                   _splat_scalar(builder, inv, W))
+            builder.store(tmp, ptr(L.tmp), align=8)
+            ev = builder.load(_vptr(context, builder, signature.args[2], eb, e, W), align=8)
             f = builder.fmul(tmp, ev)
-            builder.store(f, ptr(_PREV), align=8)
+            builder.store(f, ptr(L.prev), align=8)
             tot = _hsum(builder, f)
             a = builder.fmul(f, _splat_scalar(builder, builder.fdiv(
-                ir.Constant(ir.DoubleType(), 1.0), tot)))
-            _masked_store(builder, a, *_row_access(context, builder, signature.args[4], gamma, t))
+                ir.Constant(ir.DoubleType(), 1.0), tot), W))
+            _masked_store(builder, a, *_row_access(context, builder, signature.args[4], gamma, t, W))
             return tot
 
         return sig, codegen
@@ -319,43 +352,45 @@ def _forward_step_intrinsic(first):
 
 #: One forward frame: ``tmp = (f_{t-1} A) * inv`` (``_first_step``: tmp =
 #: startprob), ``f_t = tmp * eb[e]`` and ``a_t = f_t * (1 / sum f_t)`` into
-#: ws[_TMP], ws[_PREV] (f_{t-1} on entry, with ``inv = 1 / sum f_{t-1}``)
+#: ws[L.tmp], ws[L.prev] (f_{t-1} on entry, with ``inv = 1 / sum f_{t-1}``)
 #: and gamma[t]; returns sum f_t.
 _forward_step = _forward_step_intrinsic(False)
 _first_step = _forward_step_intrinsic(True)
 
 
 def _backward_step_intrinsic(given):
-    def impl(typingctx, ws, eb, e, inv, gamma, t):
-        if not (_ws_type_ok(ws) and _ws_type_ok(eb) and _rows_type_ok(gamma)):
+    def impl(typingctx, ws, eb, e, inv, gamma, t, lanes):
+        W = _width(lanes)
+        if not (_ws_type_ok(ws) and _ws_type_ok(eb) and _rows_type_ok(gamma) and W):
             return None
-        sig = types.void(ws, eb, types.intp, types.float64, gamma, types.intp)
+        sig = types.void(ws, eb, types.intp, types.float64, gamma, types.intp, lanes)
+        L = _layout(W)
 
         def codegen(context, builder, signature, args):
             arrty = signature.args[0]
-            arr, eb, e, inv, gamma, t = args
+            arr, eb, e, inv, gamma, t, _ = args
 
             def ptr(off):
-                return _vptr(context, builder, arrty, arr, ir.Constant(e.type, off))
+                return _vptr(context, builder, arrty, arr, ir.Constant(e.type, off), W)
 
-            beta = builder.load(ptr(_BETA), align=8)
+            beta = builder.load(ptr(L.beta), align=8)
             gty = signature.args[4]
-            gptr, mask = _row_access(context, builder, gty, gamma, t)
+            gptr, mask = _row_access(context, builder, gty, gamma, t, W)
             _masked_store(builder, builder.fmul(_masked_load(builder, gptr, mask, 0.0), beta),
                           gptr, mask)
             av = _masked_load(builder, _row_access(context, builder, gty, gamma,
-                                                   builder.sub(t, ir.Constant(t.type, 1)))[0],
+                                                   builder.sub(t, ir.Constant(t.type, 1)), W)[0],
                               mask, 0.0)
             if given:
-                nv = builder.load(ptr(_NXT), align=8)
+                nv = builder.load(ptr(L.nxt), align=8)
             else:
-                ev = builder.load(_vptr(context, builder, signature.args[1], eb, e), align=8)
-                nv = builder.fmul(builder.fmul(ev, _splat_scalar(builder, inv)), beta)
-            for i in range(_W):
-                p = ptr(_LOC + i * _W)
+                ev = builder.load(_vptr(context, builder, signature.args[1], eb, e, W), align=8)
+                nv = builder.fmul(builder.fmul(ev, _splat_scalar(builder, inv, W)), beta)
+            for i in range(W):
+                p = ptr(L.loc + i * W)
                 builder.store(_fma(builder, _splat(builder, av, i), nv, builder.load(p, align=8)),
                               p, align=8)
-            builder.store(_vecmat(builder, nv, lambda j: ptr(_AT + j * _W)), ptr(_BETA), align=8)
+            builder.store(_vecmat(builder, nv, lambda j: ptr(L.at + j * W)), ptr(L.beta), align=8)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -363,8 +398,8 @@ def _backward_step_intrinsic(given):
 
 
 #: gamma[t] *= beta; ``nxt = (ws[e] * inv) * beta`` (``_backward_step_given``:
-#: nxt in ws[_NXT]); ``loc_i += gamma[t - 1, i] nxt`` and ``beta = A nxt``
-#: (from the columns of A at _AT), in ws.
+#: nxt in ws[L.nxt]); ``loc_i += gamma[t - 1, i] nxt`` and ``beta = A nxt``
+#: (from the columns of A at L.at), in ws.
 _backward_step = _backward_step_intrinsic(False)
 _backward_step_given = _backward_step_intrinsic(True)
 
@@ -375,35 +410,37 @@ def _scalar_ptr(context, builder, arrty, arr, idx):
 
 
 @intrinsic
-def _forward_run(typingctx, ws, inv, eb, e, n, gamma, scale, t, logB, vmc, u0):
+def _forward_run(typingctx, ws, inv, eb, e, n, gamma, scale, t, logB, vmc, u0, lanes):
     """Frames t, t + 1, ..., t + n - 1 of the forward pass (not a sequence's
     first), as a loop in LLVM IR that keeps f_{t-1} and 1 / c_{t-1} in
     registers: per frame ``tmp = (f_{t-1} A) * inv``, ``f_t = tmp *
-    eb[e + 8 r]``, c_t = sum f_t into scale[t], a_t = f_t / c_t into gamma[t].
+    eb[e + W r]``, c_t = sum f_t into scale[t], a_t = f_t / c_t into gamma[t].
     Stops at the first frame with c_t < _TINY (or NaN), tmp of that frame in
-    ws[_TMP]; returns the number of frames done, f and 1 / c of the last
-    one in ws[_PREV] and ws[_INV] (``inv``, ws[_PREV]: those of frame t - 1).
+    ws[L.tmp]; returns the number of frames done, f and 1 / c of the last
+    one in ws[L.prev] and ws[L.inv] (``inv``, ws[L.prev]: those of frame t - 1).
     Each frame's b_t (from logB[t] and the exp constants ``vmc``, as
-    :func:`_emission_rows`) goes to eb[e + 8 r] and m_t to ws[_MX + t - u0]:
+    :func:`_emission_rows`) goes to eb[e + W r] and m_t to ws[L.mx + t - u0]:
     work off the recursion's dependency path, which the processor overlaps
     with it."""
+    W = _width(lanes)
     if not (_ws_type_ok(ws) and _ws_type_ok(eb) and _rows_type_ok(gamma)
-            and _ws_type_ok(scale) and _rows_type_ok(logB) and _ws_type_ok(vmc)):
+            and _ws_type_ok(scale) and _rows_type_ok(logB) and _ws_type_ok(vmc) and W):
         return None
     sig = types.intp(ws, types.float64, eb, types.intp, types.intp, gamma, scale, types.intp,
-                     logB, vmc, types.intp)
+                     logB, vmc, types.intp, lanes)
+    L = _layout(W)
 
     def codegen(context, builder, signature, args):
-        wty, _, ety, _, _, gty, sty, _, lty, vty, _ = signature.args
-        arr, inv0, ebv, e, n, gamma, scale, t0, logB, vmc, u0 = args
-        kexp = _exp_constants(context, builder, vty, vmc)
+        wty, _, ety, _, _, gty, sty, _, lty, vty, _, _ = signature.args
+        arr, inv0, ebv, e, n, gamma, scale, t0, logB, vmc, u0, _ = args
+        kexp = _exp_constants(context, builder, vty, vmc, W)
         ity = e.type
         dbl = ir.DoubleType()
 
         def ptr(off):
-            return _vptr(context, builder, wty, arr, ir.Constant(ity, off))
+            return _vptr(context, builder, wty, arr, ir.Constant(ity, off), W)
 
-        g0 = builder.load(ptr(_PREV), align=8)
+        g0 = builder.load(ptr(L.prev), align=8)
         entry = builder.block
         loop = builder.append_basic_block("fwd.loop")
         body = builder.append_basic_block("fwd.body")
@@ -413,7 +450,7 @@ def _forward_run(typingctx, ws, inv, eb, e, n, gamma, scale, t, logB, vmc, u0):
         builder.branch(loop)
         builder.position_at_end(loop)
         i = builder.phi(ity)
-        g = builder.phi(_VT)
+        g = builder.phi(_vt(W))
         inv = builder.phi(dbl)
         i.add_incoming(ir.Constant(ity, 0), entry)
         g.add_incoming(g0, entry)
@@ -421,64 +458,67 @@ def _forward_run(typingctx, ws, inv, eb, e, n, gamma, scale, t, logB, vmc, u0):
         builder.cbranch(builder.icmp_signed("<", i, n), body, done)
         builder.position_at_end(body)
         t = builder.add(t0, i)
-        mx, x, _ = _centre(context, builder, lty, logB, t)
+        mx, x, _ = _centre(context, builder, lty, logB, t, W)
         b = _vexp_le0(builder, x, kexp)
-        eo = builder.add(e, builder.mul(i, ir.Constant(ity, _W)))
-        builder.store(b, _vptr(context, builder, ety, ebv, eo), align=8)
+        eo = builder.add(e, builder.mul(i, ir.Constant(ity, W)))
+        builder.store(b, _vptr(context, builder, ety, ebv, eo, W), align=8)
         builder.store(mx, _scalar_ptr(context, builder, wty, arr,
-                                      builder.add(builder.sub(t, u0), ir.Constant(ity, _MX))))
-        tmp = builder.fmul(_vecmat(builder, g, lambda k: ptr(_A + k * _W)),
-                           _splat_scalar(builder, inv))
+                                      builder.add(builder.sub(t, u0), ir.Constant(ity, L.mx))))
+        tmp = builder.fmul(_vecmat(builder, g, lambda k: ptr(L.a + k * W)),
+                           _splat_scalar(builder, inv, W))
         f = builder.fmul(tmp, b)
         tot = _hsum(builder, f)
         builder.cbranch(builder.fcmp_ordered(">=", tot, ir.Constant(dbl, _TINY)), cont, fail)
         builder.position_at_end(cont)
         invn = builder.fdiv(ir.Constant(dbl, 1.0), tot)
-        _masked_store(builder, builder.fmul(f, _splat_scalar(builder, invn)),
-                      *_row_access(context, builder, gty, gamma, t))
+        _masked_store(builder, builder.fmul(f, _splat_scalar(builder, invn, W)),
+                      *_row_access(context, builder, gty, gamma, t, W))
         builder.store(tot, _scalar_ptr(context, builder, sty, scale, t))
         i.add_incoming(builder.add(i, ir.Constant(ity, 1)), cont)
         g.add_incoming(f, cont)
         inv.add_incoming(invn, cont)
         builder.branch(loop)
         builder.position_at_end(fail)
-        builder.store(tmp, ptr(_TMP), align=8)
+        builder.store(tmp, ptr(L.tmp), align=8)
         builder.branch(done)
         builder.position_at_end(done)
-        builder.store(g, ptr(_PREV), align=8)
-        builder.store(inv, builder.bitcast(ptr(_INV), dbl.as_pointer()))
+        builder.store(g, ptr(L.prev), align=8)
+        builder.store(inv, builder.bitcast(ptr(L.inv), dbl.as_pointer()))
         return i
 
     return sig, codegen
 
 
 def _backward_run_intrinsic(compute):
-    def impl(typingctx, ws, eb, e, u0, n, gamma, scale, logB, vmc):
+    def impl(typingctx, ws, eb, e, u0, n, gamma, scale, logB, vmc, lanes):
         """Frames u0 + n - 1, ..., u0 of the backward pass (after a sequence's
         first frame), as a loop in LLVM IR that keeps beta and the sums
-        ``loc`` in registers (from and back to ws[_BETA], ws[_LOC:]): per frame,
-        gamma[t] *= beta, ``nxt = (eb[e + 8 r] / scale[t]) * beta``, ``loc_i +=
+        ``loc`` in registers (from and back to ws[L.beta], ws[L.loc:]): per frame,
+        gamma[t] *= beta, ``nxt = (eb[e + W r] / scale[t]) * beta``, ``loc_i +=
         gamma[t - 1, i] nxt``, ``beta = A nxt``.  Stops at a frame whose scale
         is not positive (:func:`_slow_frame` scaled it); returns its r = t - u0,
         or -1.  ``_backward_run_computing``: b_t computed from logB[t] (and the
         exp constants ``vmc``), not read from ``eb``."""
+        W = _width(lanes)
         if not (_ws_type_ok(ws) and _ws_type_ok(eb) and _rows_type_ok(gamma)
-                and _ws_type_ok(scale) and _rows_type_ok(logB) and _ws_type_ok(vmc)):
+                and _ws_type_ok(scale) and _rows_type_ok(logB) and _ws_type_ok(vmc) and W):
             return None
-        sig = types.intp(ws, eb, types.intp, types.intp, types.intp, gamma, scale, logB, vmc)
+        sig = types.intp(ws, eb, types.intp, types.intp, types.intp, gamma, scale, logB, vmc,
+                         lanes)
+        L = _layout(W)
 
         def codegen(context, builder, signature, args):
-            wty, ety, _, _, _, gty, sty, lty, vty = signature.args
-            arr, ebv, e, u0, n, gamma, scale, logB, vmc = args
-            kexp = _exp_constants(context, builder, vty, vmc) if compute else None
+            wty, ety, _, _, _, gty, sty, lty, vty, _ = signature.args
+            arr, ebv, e, u0, n, gamma, scale, logB, vmc, _ = args
+            kexp = _exp_constants(context, builder, vty, vmc, W) if compute else None
             ity = e.type
             dbl = ir.DoubleType()
 
             def ptr(off):
-                return _vptr(context, builder, wty, arr, ir.Constant(ity, off))
+                return _vptr(context, builder, wty, arr, ir.Constant(ity, off), W)
 
-            beta0 = builder.load(ptr(_BETA), align=8)
-            loc0 = [builder.load(ptr(_LOC + k * _W), align=8) for k in range(_W)]
+            beta0 = builder.load(ptr(L.beta), align=8)
+            loc0 = [builder.load(ptr(L.loc + k * W), align=8) for k in range(W)]
             last = builder.sub(n, ir.Constant(ity, 1))
             entry = builder.block
             loop = builder.append_basic_block("bwd.loop")
@@ -488,11 +528,11 @@ def _backward_run_intrinsic(compute):
             builder.branch(loop)
             builder.position_at_end(loop)
             r = builder.phi(ity)
-            beta = builder.phi(_VT)
-            loc = [builder.phi(_VT) for _ in range(_W)]
+            beta = builder.phi(_vt(W))
+            loc = [builder.phi(_vt(W)) for _ in range(W)]
             r.add_incoming(last, entry)
             beta.add_incoming(beta0, entry)
-            for k in range(_W):
+            for k in range(W):
                 loc[k].add_incoming(loc0[k], entry)
             builder.cbranch(builder.icmp_signed(">=", r, ir.Constant(ity, 0)), check, done)
             builder.position_at_end(check)
@@ -500,28 +540,28 @@ def _backward_run_intrinsic(compute):
             v = builder.load(_scalar_ptr(context, builder, sty, scale, t))
             builder.cbranch(builder.fcmp_ordered(">", v, ir.Constant(dbl, 0.0)), body, done)
             builder.position_at_end(body)
-            gptr, mask = _row_access(context, builder, gty, gamma, t)
+            gptr, mask = _row_access(context, builder, gty, gamma, t, W)
             _masked_store(builder, builder.fmul(_masked_load(builder, gptr, mask, 0.0), beta),
                           gptr, mask)
             av = _masked_load(builder, _row_access(context, builder, gty, gamma,
-                                                   builder.sub(t, ir.Constant(ity, 1)))[0],
+                                                   builder.sub(t, ir.Constant(ity, 1)), W)[0],
                               mask, 0.0)
             if compute:
-                ev = _vexp_le0(builder, _centre(context, builder, lty, logB, t)[1], kexp)
+                ev = _vexp_le0(builder, _centre(context, builder, lty, logB, t, W)[1], kexp)
             else:
-                eo = builder.add(e, builder.mul(r, ir.Constant(ity, _W)))
-                ev = builder.load(_vptr(context, builder, ety, ebv, eo), align=8)
+                eo = builder.add(e, builder.mul(r, ir.Constant(ity, W)))
+                ev = builder.load(_vptr(context, builder, ety, ebv, eo, W), align=8)
             inv = builder.fdiv(ir.Constant(dbl, 1.0), v)
-            nv = builder.fmul(builder.fmul(ev, _splat_scalar(builder, inv)), beta)
-            for k in range(_W):
+            nv = builder.fmul(builder.fmul(ev, _splat_scalar(builder, inv, W)), beta)
+            for k in range(W):
                 loc[k].add_incoming(_fma(builder, _splat(builder, av, k), nv, loc[k]), body)
-            beta.add_incoming(_vecmat(builder, nv, lambda j: ptr(_AT + j * _W)), body)
+            beta.add_incoming(_vecmat(builder, nv, lambda j: ptr(L.at + j * W)), body)
             r.add_incoming(builder.sub(r, ir.Constant(ity, 1)), body)
             builder.branch(loop)
             builder.position_at_end(done)
-            builder.store(beta, ptr(_BETA), align=8)
-            for k in range(_W):
-                builder.store(loc[k], ptr(_LOC + k * _W), align=8)
+            builder.store(beta, ptr(L.beta), align=8)
+            for k in range(W):
+                builder.store(loc[k], ptr(L.loc + k * W), align=8)
             return r
 
         return sig, codegen
@@ -579,65 +619,71 @@ def _slow_next(logB, t, tot, beta, nxt):
 
 
 @njit(**JIT_OPTIONS)
-def _emission_rows(logB, u0, u1, ws, eb, e, c):
+def _emission_rows(logB, u0, u1, ws, eb, e, c, lanes):
     """b_t = exp(logB_t - m_t) of frames u0:u1 (at most _CHUNK) into the rows
-    of eb[e:], m_t into ws[_MX:]: one long loop of exps, vectorised (``eb``
+    of eb[e:], m_t into ws[L.mx:]: one long loop of exps, vectorised (``eb``
     another array than ``ws``, so that LLVM needs one check of overlap)."""
+    W = len(lanes)
+    L = _lay(W)
     for t in range(u0, u1):
-        ws[_MX + t - u0] = _centre_row(logB, t, ws, _X + (t - u0) * _W)
-    for i in range((u1 - u0) * _W):
-        eb[e + i] = _exp_le0(ws[_X + i], c)
+        ws[L.mx + t - u0] = _centre_row(logB, t, ws, L.x + (t - u0) * W, lanes)
+    for i in range((u1 - u0) * W):
+        eb[e + i] = _exp_le0(ws[L.x + i], c)
 
 
 @njit(**JIT_OPTIONS)
-def _forward_fallback(logB, t, ws, gamma, scale):
-    """Frame t redone by :func:`_slow_frame` from tmp in ws[_TMP]; a_t into
-    ws[_PREV] (the next frame starts from it with inv = 1) and gamma[t];
+def _forward_fallback(logB, t, ws, gamma, scale, lanes):
+    """Frame t redone by :func:`_slow_frame` from tmp in ws[L.tmp]; a_t into
+    ws[L.prev] (the next frame starts from it with inv = 1) and gamma[t];
     returns log c_t + m_t, or -inf: no state can emit the frame from where
     it is."""
     K = logB.shape[1]
-    tot = _slow_frame(logB, t, ws[_TMP:_TMP + _W], ws[_PREV:_PREV + _W])
+    W = len(lanes)
+    L = _lay(W)
+    tot = _slow_frame(logB, t, ws[L.tmp:L.tmp + W], ws[L.prev:L.prev + W])
     if not tot > 0.0:
         return -math.inf
-    for k in range(_W):
-        ws[_PREV + k] = _div(ws[_PREV + k], tot) if k < K else 0.0
+    for k in range(W):
+        ws[L.prev + k] = _div(ws[L.prev + k], tot) if k < K else 0.0
         if k < K:
-            gamma[t, k] = ws[_PREV + k]
+            gamma[t, k] = ws[L.prev + k]
     scale[t] = -tot
     return math.log(tot) + _slow_max(logB, t)
 
 
 @njit(**JIT_OPTIONS)
-def _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c, vmc):
-    """Forward-backward over frames t0:t1 for K <= _W states, on _W lanes
+def _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c, vmc, lanes):
+    """Forward-backward over frames t0:t1 for K <= W states, on W lanes
     with the vector loops above.  Adds sum_t a_{t-1,i} nxt_tj to
-    ws[_LOC + i * _W + j]; returns the log-likelihood (-inf, gamma NaN: the
+    ws[L.loc + i * W + j]; returns the log-likelihood (-inf, gamma NaN: the
     sequence is impossible).  ``scale[t]`` keeps c_t (-c_t: a frame that
     :func:`_slow_frame` scaled)."""
     K = logB.shape[1]
-    keep = (t1 - t0) * _W <= eb.shape[0]  # b_t of every frame kept
+    W = len(lanes)
+    L = _lay(W)
+    keep = (t1 - t0) * W <= eb.shape[0]  # b_t of every frame kept
     ll = 0.0
     inv = 1.0
     for u0 in range(t0, t1, _CHUNK):
         u1 = min(u0 + _CHUNK, t1)
-        e = (u0 - t0) * _W if keep else 0
+        e = (u0 - t0) * W if keep else 0
         t = u0
         if t == t0:
-            _emission_rows(logB, t, t + 1, ws, eb, e, c)
-            tot = _first_step(ws, inv, eb, e, gamma, t)
+            _emission_rows(logB, t, t + 1, ws, eb, e, c, lanes)
+            tot = _first_step(ws, inv, eb, e, gamma, t, lanes)
             scale[t] = tot
             inv = 1.0 / tot
             if not tot >= _TINY:
-                tot = _forward_fallback(logB, t, ws, gamma, scale)
+                tot = _forward_fallback(logB, t, ws, gamma, scale, lanes)
                 ll += tot
                 inv = 1.0
             t += 1
         while t < u1 and ll > -math.inf:
-            t += _forward_run(ws, inv, eb, e + (t - u0) * _W, u1 - t, gamma, scale, t, logB,
-                              vmc, u0)
-            inv = ws[_INV]
+            t += _forward_run(ws, inv, eb, e + (t - u0) * W, u1 - t, gamma, scale, t, logB,
+                              vmc, u0, lanes)
+            inv = ws[L.inv]
             if t < u1:
-                ll += _forward_fallback(logB, t, ws, gamma, scale)
+                ll += _forward_fallback(logB, t, ws, gamma, scale, lanes)
                 inv = 1.0
                 t += 1
         if not ll > -math.inf:  # no state can emit a frame from where it is
@@ -648,28 +694,28 @@ def _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c, vmc):
         # log c_t + m_t of the chunk's frames (a vectorised loop)
         for t in range(u0, u1):
             v = scale[t]
-            ll += _log_pos(v, c) + ws[_MX + t - u0] if v > 0.0 else 0.0
+            ll += _log_pos(v, c) + ws[L.mx + t - u0] if v > 0.0 else 0.0
     # backward: beta from the end; gamma_t = a_t * beta_t; xi summed
-    for k in range(_W):
-        ws[_BETA + k] = 1.0
+    for k in range(W):
+        ws[L.beta + k] = 1.0
     for u1 in range(t1, t0 + 1, -_CHUNK):
         u0 = max(u1 - _CHUNK, t0 + 1)
-        e = (u0 - t0) * _W
+        e = (u0 - t0) * W
         r = u1 - u0
         while r > 0:
             if keep:
-                r = _backward_run(ws, eb, e, u0, r, gamma, scale, logB, vmc)
+                r = _backward_run(ws, eb, e, u0, r, gamma, scale, logB, vmc, lanes)
             else:  # b_t computed again in the loop, off the path of beta
-                r = _backward_run_computing(ws, eb, 0, u0, r, gamma, scale, logB, vmc)
+                r = _backward_run_computing(ws, eb, 0, u0, r, gamma, scale, logB, vmc, lanes)
             if r >= 0:  # a frame _slow_frame scaled
                 t = u0 + r
-                _slow_next(logB, t, -scale[t], ws[_BETA:_BETA + _W], ws[_NXT:_NXT + _W])
-                for k in range(K, _W):
-                    ws[_NXT + k] = 0.0
-                _backward_step_given(ws, eb, 0, 0.0, gamma, t)
+                _slow_next(logB, t, -scale[t], ws[L.beta:L.beta + W], ws[L.nxt:L.nxt + W])
+                for k in range(K, W):
+                    ws[L.nxt + k] = 0.0
+                _backward_step_given(ws, eb, 0, 0.0, gamma, t, lanes)
             # r frames left: u0 .. u0 + r - 1
     for k in range(K):
-        gamma[t0, k] *= ws[_BETA + k]
+        gamma[t0, k] *= ws[L.beta + k]
     return ll
 
 
@@ -742,19 +788,21 @@ def _sequence_general(logB, t0, t1, startprob, transmat, AT, gamma, scale, tmp, 
 
 @njit(**JIT_OPTIONS)
 def _forward_backward(logB, bounds, seq_weight, startprob, transmat, gamma, scale, logliks,
-                      starts, trans, vmc, ctrl):
+                      starts, trans, vmc, lanes, ctrl):
     K = logB.shape[1]
     N = bounds.shape[0] - 1
     n_slots = starts.shape[0]
     c = vm_consts(vmc)
-    small = K <= _W
+    W = len(lanes)
+    L = _lay(W)
+    small = K <= W
     # the fixed-size path's scratch: padding lanes 0 (-inf in the frame's
     # row), room for the b_t of a whole sequence up to _KEEP frames
     longest = 0
     for q in range(N):
         longest = max(longest, bounds[q + 1] - bounds[q])
-    ws = np.zeros(_E if small else 0)
-    eb = np.empty(max(_CHUNK, min(longest, _KEEP)) * _W if small else 0)
+    ws = np.zeros(L.end if small else 0)
+    eb = np.empty(max(_CHUNK, min(longest, _KEEP)) * W if small else 0)
     # the general path's
     AT = np.empty((K, K))
     tmp = np.empty(K)
@@ -774,13 +822,13 @@ def _forward_backward(logB, bounds, seq_weight, startprob, transmat, gamma, scal
     xi = np.empty((K, K))
     if small:
         for r in range(_CHUNK):
-            for k in range(K, _W):
-                ws[_X + r * _W + k] = -math.inf
+            for k in range(K, W):
+                ws[L.x + r * W + k] = -math.inf
         for i in range(K):
-            ws[_START + i] = startprob[i]
+            ws[L.start + i] = startprob[i]
             for j in range(K):
-                ws[_A + i * _W + j] = transmat[i, j]
-                ws[_AT + j * _W + i] = transmat[i, j]
+                ws[L.a + i * W + j] = transmat[i, j]
+                ws[L.at + j * W + i] = transmat[i, j]
     while True:
         s = claim_slot(ctrl)
         if s >= n_slots:
@@ -792,9 +840,9 @@ def _forward_backward(logB, bounds, seq_weight, startprob, transmat, gamma, scal
             t1 = bounds[q + 1]
             w = seq_weight[q] if seq_weight.shape[0] > 0 else 1.0
             if small:
-                ws[_LOC:_LOC + _W * _W] = 0.0
-                ll = _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c, vmc)
-                sums = ws[_LOC:_LOC + _W * _W].reshape((_W, _W))
+                ws[L.loc:L.loc + W * W] = 0.0
+                ll = _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c, vmc, lanes)
+                sums = ws[L.loc:L.loc + W * W].reshape((W, W))
             else:
                 loc[:, :] = 0.0
                 ll = _sequence_general(logB, t0, t1, startprob, transmat, AT, gamma, scale, tmp,
@@ -821,36 +869,29 @@ def _forward_backward(logB, bounds, seq_weight, startprob, transmat, gamma, scal
         finish_slot(ctrl)
 
 
-def _masked_store_i64(builder, v, ptr, mask):
-    i1v = ir.VectorType(ir.IntType(1), _W)
-    vt = v.type
-    fnty = ir.FunctionType(ir.VoidType(), [vt, vt.as_pointer(), _I32, i1v])
-    fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.store.v{_W}i64.p0")
-    builder.call(fn, [v, ptr, ir.Constant(_I32, 8), mask])
-
-
 @intrinsic
-def _viterbi_run(typingctx, ws, logB, back, t0, t1):
-    """Frames t0 + 1 .. t1 - 1 of Viterbi for K <= _W, as a loop in LLVM IR:
-    delta (ws[0:_W], -inf in the padding lanes) in registers; per frame and
-    state j, the first i of the largest delta_i + log A_ij (ws[_W + i * _W
+def _viterbi_run(typingctx, ws, logB, back, t0, t1, lanes):
+    """Frames t0 + 1 .. t1 - 1 of Viterbi for K <= W, as a loop in LLVM IR:
+    delta (ws[0:W], -inf in the padding lanes) in registers; per frame and
+    state j, the first i of the largest delta_i + log A_ij (ws[W + i * W
     + j]; a NaN or -inf never wins, as in the scalar loop: arg 0 then) by a
     tree of strict comparisons, whose left operands have the smaller i;
     back[t, j] = that i, delta_j = its value + logB[t, j]."""
+    W = _width(lanes)
     if not (_ws_type_ok(ws) and _rows_type_ok(logB) and isinstance(back, types.Array)
-            and back.dtype == types.int64 and back.ndim == 2 and back.layout == "C"):
+            and back.dtype == types.int64 and back.ndim == 2 and back.layout == "C" and W):
         return None
-    sig = types.void(ws, logB, back, types.intp, types.intp)
+    sig = types.void(ws, logB, back, types.intp, types.intp, lanes)
 
     def codegen(context, builder, signature, args):
-        wty, lty, bty, _, _ = signature.args
-        arr, logB, back, t0, t1 = args
+        wty, lty, bty, _, _, _ = signature.args
+        arr, logB, back, t0, t1, _ = args
         ity = t0.type
-        i64v = ir.VectorType(ir.IntType(64), _W)
-        ninf = ir.Constant(_VT, [-math.inf] * _W)
+        i64v = ir.VectorType(ir.IntType(64), W)
+        ninf = ir.Constant(_vt(W), [-math.inf] * W)
 
         def ptr(off):
-            return _vptr(context, builder, wty, arr, ir.Constant(ity, off))
+            return _vptr(context, builder, wty, arr, ir.Constant(ity, off), W)
 
         d0 = builder.load(ptr(0), align=8)
         start = builder.add(t0, ir.Constant(ity, 1))
@@ -861,16 +902,16 @@ def _viterbi_run(typingctx, ws, logB, back, t0, t1):
         builder.branch(loop)
         builder.position_at_end(loop)
         t = builder.phi(ity)
-        delta = builder.phi(_VT)
+        delta = builder.phi(_vt(W))
         t.add_incoming(start, entry)
         delta.add_incoming(d0, entry)
         builder.cbranch(builder.icmp_signed("<", t, t1), body, done)
         builder.position_at_end(body)
         level = []
-        for i in range(_W):
-            v = builder.fadd(_splat(builder, delta, i), builder.load(ptr(_W + i * _W), align=8))
+        for i in range(W):
+            v = builder.fadd(_splat(builder, delta, i), builder.load(ptr(W + i * W), align=8))
             v = builder.select(builder.fcmp_ordered(">", v, ninf), v, ninf)
-            level.append((v, ir.Constant(i64v, [i] * _W)))
+            level.append((v, ir.Constant(i64v, [i] * W)))
         while len(level) > 1:
             nxt = []
             for (va, ia), (vb, ib) in zip(level[::2], level[1::2]):
@@ -878,11 +919,11 @@ def _viterbi_run(typingctx, ws, logB, back, t0, t1):
                 nxt.append((builder.select(gt, vb, va), builder.select(gt, ib, ia)))
             level = nxt
         best, arg = level[0]
-        lptr, mask = _row_access(context, builder, lty, logB, t)
+        lptr, mask = _row_access(context, builder, lty, logB, t, W)
         new = builder.fadd(best, _masked_load(builder, lptr, mask, -math.inf))
         bary = context.make_array(bty)(context, builder, back)
         bptr = cgutils.get_item_pointer(context, builder, bty, bary, [t, ir.Constant(ity, 0)])
-        _masked_store_i64(builder, arg, builder.bitcast(bptr, i64v.as_pointer()), mask)
+        _masked_store(builder, arg, builder.bitcast(bptr, i64v.as_pointer()), mask)
         t.add_incoming(builder.add(t, ir.Constant(ity, 1)), body)
         delta.add_incoming(new, body)
         builder.branch(loop)
@@ -894,23 +935,25 @@ def _viterbi_run(typingctx, ws, logB, back, t0, t1):
 
 
 @njit(**JIT_OPTIONS)
-def _viterbi(logB, bounds, log_startprob, log_transmat, states, logprobs, back, ctrl):
+def _viterbi(logB, bounds, log_startprob, log_transmat, states, logprobs, back, lanes, ctrl):
     """The most probable state path of each sequence (``states`` (n,)
     int64) and its log-probability (``logprobs`` (N,)), in log space;
     ``back`` (n, K) int64 scratch for the back-pointers.  One slot a
     sequence group, as in :func:`_forward_backward` (``logprobs`` sized N,
-    the number of slots ``ctrl``'s caller chose is N here)."""
+    the number of slots ``ctrl``'s caller chose is N here); ``lanes``
+    as in :func:`_forward_backward`."""
     K = logB.shape[1]
+    W = len(lanes)
     N = bounds.shape[0] - 1
     delta = np.empty(K)
     new = np.empty(K)
-    small = K <= _W
-    # K <= _W: delta and log A, padded with -inf, for _viterbi_run
-    ws = np.full(_W + _W * _W if small else 0, -math.inf)
+    small = K <= W
+    # K <= W: delta and log A, padded with -inf, for _viterbi_run
+    ws = np.full(W + W * W if small else 0, -math.inf)
     if small:
         for i in range(K):
             for j in range(K):
-                ws[_W + i * _W + j] = log_transmat[i, j]
+                ws[W + i * W + j] = log_transmat[i, j]
     while True:
         q = claim_slot(ctrl)
         if q >= N:
@@ -922,7 +965,7 @@ def _viterbi(logB, bounds, log_startprob, log_transmat, states, logprobs, back, 
         if small:
             for k in range(K):
                 ws[k] = delta[k]
-            _viterbi_run(ws, logB, back, t0, t1)
+            _viterbi_run(ws, logB, back, t0, t1, lanes)
             for k in range(K):
                 delta[k] = ws[k]
         for t in range(t0 + 1, t1 if not small else t0 + 1):
