@@ -165,6 +165,17 @@ class BaseMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
     def _family_changes(self):
         return []
 
+    def _prepare_fit(self, X, sw, sample_weight):
+        """What a fit derives from its data before starting (a variational
+        model's prior); ``sw`` the weights the fit uses, ``sample_weight``
+        the given ones."""
+
+    def _bound(self, stats, params, lower_bound):
+        """The convergence criterion of an iteration whose E-step gave
+        ``stats`` (and ``lower_bound``, the mean log-likelihood) and whose
+        M-step gave ``params``: EM's is that log-likelihood."""
+        return lower_bound
+
     def _workspace(self, X):
         """E-step buffers for a fit on X (one chunk of an out-of-core X)."""
         return self._make_workspace(X.shape[1], rows_per_call(X))
@@ -233,6 +244,7 @@ class BaseMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
                 "Use fewer components or more data."
             )
         sw = check_fit_weights(sample_weight, n, self.n_components)
+        self._prepare_fit(X, sw, sample_weight)
         inits = self._checked_inits(d)
         do_init = not warm
         n_init = self.n_init if do_init else 1
@@ -309,6 +321,7 @@ class BaseMixture(SaveLoadMixin, DensityMixin, BaseEstimator):
                     prev = lower_bound
                     stats, lower_bound = em.e(params)
                     params, reseeded, _ = em.m(stats, n_iter)
+                    lower_bound = self._bound(stats, params, lower_bound)
                     history.append(lower_bound)
                     change = lower_bound - prev
                     on_iteration(n_iter, change)

@@ -1,0 +1,384 @@
+"""``BayesianGaussianMixture``: variational inference for the Gaussian
+mixture on the Gaussian family's fused kernels (the maths in
+:mod:`fastem._variational`; no @njit here).
+
+The EM driver of :mod:`fastem._base` runs it unchanged: the E-step is the
+Gaussian kernel given the variational log-weights, the M-step the
+variational update, and the convergence test reads the lower bound.
+"""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ._dask import DaskSource
+from ._data import take_rows
+from ._estep import EStepWorkspace, evaluate, evaluate_rows
+from ._missing import Patterns, conditional_means
+from ._stats import COVARIANCE_TYPES, GaussianParams, GaussianStats, precisions_from_cholesky
+from ._validation import check_sample_weight
+from ._variational import (
+    PRIOR_TYPES,
+    BayesParams,
+    Prior,
+    kernel_params,
+    kernel_shift,
+    resp_entropy,
+    update,
+    weights_from_concentration,
+)
+from ._variational import lower_bound as variational_bound
+from .mixture import GaussianMixture, _rough_center
+
+
+class _VBStats:
+    """The E-step's statistics (in units of rows) and ``sum_n w_n sum_k
+    r_nk log r_nk`` at the E-step's parameters."""
+
+    def __init__(self, stats, rlogr):
+        self.stats = stats
+        self.rlogr = rlogr
+        self.S0 = stats.S0
+        self.loglik = stats.loglik
+        self.weight = stats.weight
+
+
+class BayesianGaussianMixture(GaussianMixture):
+    """Variational Bayesian Gaussian mixture on fused, parallel Numba kernels.
+
+    A drop-in replacement for :class:`sklearn.mixture.BayesianGaussianMixture`
+    (scikit-learn 1.9): the same parameters, defaults, fitted attributes and
+    methods, the same variational updates and lower bound.  A Dirichlet
+    process (or Dirichlet distribution) prior on the weights switches off
+    the components the data do not need, so ``n_components`` is an upper
+    bound.  ``fit`` also takes ``sample_weight`` (a weight of 2 counts the
+    row twice).
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        The largest number of components; the prior leaves unneeded ones
+        with weights near 0.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    tol : float, default=1e-3
+        Stop when the lower bound changes by less than ``tol``.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of each component's scatter.
+    max_iter : int, default=100
+    n_init : int, default=1
+        Initialisations; the one with the largest lower bound is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        The starting responsibilities (as in :class:`fastem.GaussianMixture`,
+        formed on a sample of rows and scaled to the whole data's weight).
+    weight_concentration_prior_type : {'dirichlet_process', 'dirichlet_distribution'}, \
+default='dirichlet_process'
+        The prior on the weights: a Dirichlet process in its stick-breaking
+        form, or a Dirichlet distribution.
+    weight_concentration_prior : float or None, default=None
+        The concentration (gamma); None gives ``1 / n_components``.
+    mean_precision_prior : float or None, default=None
+        The precision factor (beta_0) of the means' prior; None gives 1.
+    mean_prior : array-like of shape (n_features,), default=None
+        The means' prior mean; None gives the mean of X.
+    degrees_of_freedom_prior : float or None, default=None
+        The Wishart prior's degrees of freedom (nu_0 > n_features - 1); None
+        gives n_features.
+    covariance_prior : float or array-like, default=None
+        The Wishart prior's covariance, shaped by ``covariance_type``
+        ((n_features, n_features), (n_features,) for 'diag', a float for
+        'spherical'); None gives the covariance of X.
+    random_state, warm_start, verbose, verbose_interval
+        As in :class:`fastem.GaussianMixture`.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_
+        As in scikit-learn (covariances_ is the Wishart scale's inverse
+        divided by the degrees of freedom).
+    weight_concentration_ : ndarray, or tuple of two ndarrays
+        The posterior's Dirichlet concentrations ('dirichlet_distribution'),
+        or the Beta parameters of the sticks ('dirichlet_process').
+    mean_precision_ : ndarray of shape (n_components,)
+    degrees_of_freedom_ : ndarray of shape (n_components,), or float ('tied')
+    weight_concentration_prior_, mean_precision_prior_, mean_prior_,
+    degrees_of_freedom_prior_, covariance_prior_
+        The prior's values as fitted.
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        The lower bound of the best initialisation's last iteration.
+    lower_bounds_ : list of float
+        The lower bound at every iteration of that initialisation.
+    n_features_in_, feature_names_in_
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastem import BayesianGaussianMixture
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.normal(0, 1, (200, 2)), rng.normal(8, 1, (200, 2))])
+    >>> bgm = BayesianGaussianMixture(n_components=6, random_state=0).fit(X)
+    >>> int((bgm.weights_ > 0.05).sum())
+    2
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "init_params": [StrOptions({"kmeans", "random", "random_from_data", "k-means++"})],
+        "weight_concentration_prior_type": [StrOptions(set(PRIOR_TYPES))],
+        "weight_concentration_prior": [None, Interval(Real, 0.0, None, closed="neither")],
+        "mean_precision_prior": [None, Interval(Real, 0.0, None, closed="neither")],
+        "mean_prior": [None, "array-like"],
+        "degrees_of_freedom_prior": [None, Interval(Real, 0.0, None, closed="neither")],
+        "covariance_prior": [None, "array-like", Interval(Real, 0.0, None, closed="neither")],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    # the Gaussian mixture's options this model does not offer (not parameters)
+    on_collapse = "raise"
+    accelerate = None
+    missing = "raise"
+    weights_init = means_init = precisions_init = None
+
+    def __init__(
+        self,
+        *,
+        n_components=1,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weight_concentration_prior_type="dirichlet_process",
+        weight_concentration_prior=None,
+        mean_precision_prior=None,
+        mean_prior=None,
+        degrees_of_freedom_prior=None,
+        covariance_prior=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weight_concentration_prior_type = weight_concentration_prior_type
+        self.weight_concentration_prior = weight_concentration_prior
+        self.mean_precision_prior = mean_precision_prior
+        self.mean_prior = mean_prior
+        self.degrees_of_freedom_prior = degrees_of_freedom_prior
+        self.covariance_prior = covariance_prior
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+
+    # ------------------------------------------------------------------
+    # the prior (scikit-learn's _check_parameters), from X and the weights
+    # ------------------------------------------------------------------
+
+    def _prepare_fit(self, X, sw, sample_weight):
+        raw = check_sample_weight(sample_weight, X.shape[0])
+        # the kernels' statistics use sw = raw / 2**e; the updates count rows
+        self._row_scale = 1.0 if raw is None else float(raw.max() / sw.max())
+        d = X.shape[1]
+        ct = self.covariance_type
+        self.weight_concentration_prior_ = (1.0 / self.n_components
+                                            if self.weight_concentration_prior is None
+                                            else float(self.weight_concentration_prior))
+        self.mean_precision_prior_ = (1.0 if self.mean_precision_prior is None
+                                      else float(self.mean_precision_prior))
+        if self.degrees_of_freedom_prior is None:
+            self.degrees_of_freedom_prior_ = float(d)
+        elif self.degrees_of_freedom_prior > d - 1.0:
+            self.degrees_of_freedom_prior_ = float(self.degrees_of_freedom_prior)
+        else:
+            raise ValueError(
+                f"The parameter 'degrees_of_freedom_prior' should be greater than {d - 1}, "
+                f"but got {self.degrees_of_freedom_prior:.3f}.")
+        need_moments = self.mean_prior is None or self.covariance_prior is None
+        mean, cov = _moments(X, sw, self._row_scale) if need_moments else (None, None)
+        if self.mean_prior is None:
+            self.mean_prior_ = mean
+        else:
+            self.mean_prior_ = _checked_array(self.mean_prior, (d,), "mean_prior", "means")
+        if self.covariance_prior is None:
+            self.covariance_prior_ = {"full": cov, "tied": cov, "diag": np.diag(cov).copy(),
+                                      "spherical": float(np.diag(cov).mean())}[ct]
+        elif ct in ("full", "tied"):
+            c = _checked_array(self.covariance_prior, (d, d), "covariance_prior",
+                               f"{ct} covariance_prior")
+            if not (np.allclose(c, c.T) and np.all(np.linalg.eigvalsh(c) > 0.0)):
+                raise ValueError(f"'{ct} covariance_prior' should be symmetric, "
+                                 "positive-definite.")
+            self.covariance_prior_ = c
+        elif ct == "diag":
+            c = _checked_array(self.covariance_prior, (d,), "covariance_prior",
+                               "diag covariance_prior")
+            if np.any(c <= 0.0):
+                raise ValueError("'diag covariance_prior' should be positive.")
+            self.covariance_prior_ = c
+        else:
+            c = np.asarray(self.covariance_prior, dtype=np.float64)
+            if c.ndim != 0 or not np.isfinite(c) or c <= 0:
+                raise ValueError("'spherical covariance_prior' should be a positive float, "
+                                 f"but got {self.covariance_prior!r}.")
+            self.covariance_prior_ = float(c)
+
+    def _prior(self):
+        return Prior(self.weight_concentration_prior_type, self.weight_concentration_prior_,
+                     self.mean_precision_prior_, self.mean_prior_,
+                     self.degrees_of_freedom_prior_, self.covariance_prior_)
+
+    # ------------------------------------------------------------------
+    # the driver's hooks (see fastem._base)
+    # ------------------------------------------------------------------
+
+    def _checked_inits(self, n_features):
+        return None, None, None
+
+    def _params_from_inits(self, inits):
+        return None
+
+    def _with_inits(self, params, inits):
+        return params
+
+    def _init_m_step(self, stats, X, sw, recovery, sws):
+        # responsibilities of a sample of rows ('kmeans', 'random'), scaled
+        # to the whole data's weight: the posterior's concentrations count
+        # rows.  'k-means++' and 'random_from_data' start, as scikit-learn,
+        # from one row per component.
+        factor = 1.0
+        if self.init_params in ("kmeans", "random"):
+            total = X.shape[0] if sw is None else float(sw.sum())
+            factor = total / float(stats.S0.sum())
+        return self._plain_m_step(stats.scaled(factor * self._row_scale), X)
+
+    def _estep(self, workspace, X, sw, params):
+        pt, ct = self.weight_concentration_prior_type, self.covariance_type
+        eff, offset = kernel_params(params, pt)
+        stats = workspace.run(X, sw, eff, shift=kernel_shift(params, pt, ct))
+        if self._row_scale != 1.0:
+            stats = stats.scaled(self._row_scale)
+        stats = GaussianStats(stats.covariance_type, stats.shift, stats.S0, stats.S1,
+                              stats.S2, stats.loglik + offset * stats.weight, stats.weight)
+        return _VBStats(stats, resp_entropy(stats, params, pt, ct, stats.loglik))
+
+    def _plain_m_step(self, stats, X):
+        if isinstance(stats, _VBStats):
+            stats = stats.stats
+        return update(stats, self._prior(), self.reg_covar, self.covariance_type, X.dtype)
+
+    def _m_step(self, stats, X, sw, recovery, iteration, count_scale=1.0):
+        return self._plain_m_step(stats, X), False
+
+    def _bound(self, stats, params, lower_bound):
+        return variational_bound(stats.rlogr, params, self.weight_concentration_prior_type,
+                           self.covariance_type)
+
+    def _get_params_tuple(self):
+        return BayesParams(self.weight_concentration_, self.mean_precision_, self.means_,
+                           self.degrees_of_freedom_, self.covariances_,
+                           self.precisions_cholesky_)
+
+    def _set_params_tuple(self, params):
+        (self.weight_concentration_, self.mean_precision_, self.means_,
+         self.degrees_of_freedom_, self.covariances_, self.precisions_cholesky_) = params
+        self.weights_ = weights_from_concentration(self.weight_concentration_,
+                                                   self.weight_concentration_prior_type)
+        self.precisions_ = precisions_from_cholesky(self.precisions_cholesky_,
+                                                    self.covariance_type)
+
+    # ------------------------------------------------------------------
+    # inference: the kernels given the variational log-weights
+    # ------------------------------------------------------------------
+
+    def _kernel_params(self):
+        return kernel_params(self._get_params_tuple(), self.weight_concentration_prior_type)
+
+    def _rows(self, X, kind):
+        params, offset = self._kernel_params()
+        if isinstance(X, DaskSource):
+            out = X.map_rows(kind, params, self.covariance_type)
+        else:
+            out = evaluate_rows(X, params, self.covariance_type, kind)
+        return out + offset if kind == "lognorm" else out
+
+    def _loglik(self, X, sw):
+        params, offset = self._kernel_params()
+        ll, w = evaluate(X, params, self.covariance_type, sample_weight=sw)
+        return ll + offset * w, w
+
+    def impute(self, X):
+        """X with each missing entry (NaN) replaced by its expectation under
+        the mixture of the posterior means, weighted by each row's
+        responsibilities given its observed entries (see
+        :meth:`fastem.GaussianMixture.impute`)."""
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False, nan=True)
+        patterns = Patterns(X, allow_empty=True)
+        if not patterns.incomplete:
+            return np.array(X, dtype=X.dtype, copy=True)
+        params = self._kernel_params()[0]
+        w = self.weights_
+        return conditional_means(X, patterns, GaussianParams(w, *params[1:]),
+                                 self.covariance_type)
+
+    @property
+    def bic(self):
+        raise AttributeError("BayesianGaussianMixture has no bic (as in scikit-learn): the "
+                             "lower bound, lower_bound_, compares variational fits.")
+
+    @property
+    def aic(self):
+        raise AttributeError("BayesianGaussianMixture has no aic (as in scikit-learn): the "
+                             "lower bound, lower_bound_, compares variational fits.")
+
+
+def _checked_array(value, shape, param, name):
+    a = np.asarray(value, dtype=np.float64)
+    if a.shape != shape:
+        raise ValueError(f"The parameter '{name}' should have the shape of {shape}, but got "
+                         f"{a.shape}.")
+    if not np.isfinite(a).all():
+        raise ValueError(f"The parameter '{param}' contains NaN or inf values.")
+    return a
+
+
+def _moments(X, sw, row_scale):
+    """The mean and the covariance (ddof = 1, rows counted by their weights)
+    of X, through the Gaussian kernel with one component (any source: an
+    array, out of core, Dask)."""
+    n, d = X.shape
+    idx = np.arange(0, n, max(1, n // 1000))
+    centre = _rough_center(X.take(idx) if isinstance(X, DaskSource) else take_rows(X, idx))
+    params = GaussianParams(np.ones(1), centre[None, :], None, np.eye(d)[None])
+    ws = EStepWorkspace("full", 1, d, X.shape[0] if isinstance(X, np.ndarray) else 1 << 16)
+    st = ws.run(X, sw, params, shift=centre[None, :])
+    n = float(st.S0[0]) * row_scale
+    if not n > 1.0:
+        raise ValueError(
+            f"The default mean_prior and covariance_prior are the data's mean and covariance "
+            f"(ddof=1), which need a total sample weight above 1, but it is {n:.6g}. Pass "
+            "mean_prior and covariance_prior, or weights that count rows.")
+    s1 = st.S1[0] * row_scale
+    s2 = np.triu(st.S2[0]) + np.triu(st.S2[0], 1).T
+    mean = centre + s1 / n
+    cov = (s2 * row_scale - np.outer(s1, s1) / n) / (n - 1.0)
+    return mean, cov
