@@ -233,3 +233,31 @@ def test_sample_and_warm_start_checks():
     m.set_params(warm_start=True, n_components=4)
     with pytest.raises(ValueError, match="n_components is 4, the fitted model has 3"):
         m.fit(X)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_out_of_core_and_dask_equal_in_memory(covariance_type, tmp_path):
+    """A memmap (read in chunks) and a dask array (E-steps on its chunks)
+    give the in-memory fit: the prior's moments, the iterations, inference."""
+    da = pytest.importorskip("dask.array")
+    import dask
+
+    X = _data(seed=8)
+    w = np.random.default_rng(9).uniform(0.5, 2.0, X.shape[0])
+    np.save(tmp_path / "X.npy", X)
+    Xm = np.load(tmp_path / "X.npy", mmap_mode="r")
+    kw = dict(n_components=3, covariance_type=covariance_type, max_iter=15, tol=0.0,
+              random_state=0)
+    with warnings.catch_warnings(), dask.config.set(scheduler="threads"):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = BayesianGaussianMixture(**kw).fit(X, sample_weight=w)
+        b = BayesianGaussianMixture(**kw).fit(Xm, sample_weight=w)
+        c = BayesianGaussianMixture(**kw).fit(da.from_array(X, chunks=(100, 3)),
+                                              sample_weight=w)
+        for m in (b, c):
+            for attr in FITTED + PRIORS + ["lower_bound_"]:
+                assert_allclose(_flat(getattr(m, attr)), _flat(getattr(a, attr)), rtol=1e-9,
+                                err_msg=attr)
+        assert_allclose(np.asarray(c.score_samples(da.from_array(X, chunks=(100, 3)))),
+                        a.score_samples(X), rtol=1e-12)
+        assert_allclose(b.predict_proba(Xm), a.predict_proba(X), rtol=1e-12, atol=1e-15)
