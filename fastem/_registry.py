@@ -45,6 +45,10 @@ class Family:
     batch, online : str
         ``"module:Class"`` of the batch estimator and of its online
         (``partial_fit``) counterpart (None if there is none).
+    variational : tuple of str
+        ``"module:Class"`` of the family's variational Bayesian estimators
+        (saved and loaded like the others; the command line reaches them by
+        a flag, ``fastem fit --bayesian``).
     parameters : tuple of str
         The fitted per-component parameter attributes besides ``weights_``
         (``means_``, ``probabilities_``, ``rates_``): what summaries and
@@ -77,6 +81,7 @@ class Family:
     name: str
     batch: str
     online: str | None = None
+    variational: tuple = ()
     parameters: tuple = ()
     fitted: tuple = ()
     covariance: bool = False
@@ -122,7 +127,12 @@ class Family:
         cls = self.online_class()
         if cls is not None:
             out.append((cls, tuple(self.online_state)))
+        out += [(cls, ()) for cls in self.variational_classes()]
         return out
+
+    def variational_classes(self):
+        """The variational estimator classes that exist."""
+        return [c for c in (_resolve(spec) for spec in self.variational) if c is not None]
 
     def helper_classes(self):
         """``{name: class}`` of this family's state classes that exist."""
@@ -164,6 +174,7 @@ _DISCRETE_STATE = ("fastem.families.linear:LinearStats", "fastem.discrete:Discre
 FAMILIES = {f.name: f for f in (
     Family("gaussian", "fastem.mixture:GaussianMixture",
            "fastem.online:MiniBatchGaussianMixture",
+           variational=("fastem.bayesian:BayesianGaussianMixture",),
            parameters=("means_",), covariance=True,
            online_state=("_running", "_shift", "_collapse", "_collapse_warned",
                          "_random_state"),
@@ -293,7 +304,7 @@ def family_of(model):
     a class that is not one of fastem's (subclasses are not)."""
     cls = model if isinstance(model, type) else type(model)
     for family in FAMILIES.values():
-        if cls in (family.batch_class(), family.online_class()):
+        if cls in (family.batch_class(), family.online_class(), *family.variational_classes()):
             return family
     return None
 
@@ -303,7 +314,7 @@ def family_named(class_name):
     ``class_name`` (the class a model file names), found without importing
     any estimator; None if there is none."""
     for family in FAMILIES.values():
-        for spec in (family.batch, family.online):
+        for spec in (family.batch, family.online, *family.variational):
             if spec is not None and spec.rpartition(":")[2] == class_name:
                 return family
     return None
