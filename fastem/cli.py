@@ -284,12 +284,20 @@ def _model_summary(model, X):
                                      if isinstance(value, list) else value.tolist())
     if getattr(model, "categories_", None) is not None:
         summary["categories"] = [c.tolist() for c in model.categories_]
-    if X is not None:  # one pass over X for all three
+    if hasattr(model, "weight_concentration_"):  # variational: the lower bound, no BIC
+        summary["lower_bound"] = float(model.lower_bound_)
+        summary["n_active"] = int(np.sum(model.weights_ >= _ACTIVE_WEIGHT))
+    elif X is not None:  # one pass over X for all three
         total, weight = model._total_loglik(X, None)
         bic, aic = bic_aic(total, weight, model._n_parameters())
         summary.update(log_likelihood=float(total), mean_log_likelihood=float(total / weight),
                        bic=float(bic), aic=float(aic))
     return summary
+
+
+#: A variational fit's components of at least this weight are reported as
+#: the ones the data use (the others are switched off by the prior).
+_ACTIVE_WEIGHT = 0.01
 
 
 def _summary_text(s, names, data_line):
@@ -302,8 +310,10 @@ def _summary_text(s, names, data_line):
              f"{s['n_samples']} rows x {s['n_features']} features"),
              f"  data: {data_line}",
              f"  iterations {s['n_iter']}, converged {s['converged']}",
-             (f"  log-likelihood {s['log_likelihood']:.6g} (mean {s['mean_log_likelihood']:.6g}"
-             f" per row), BIC {s['bic']:.6g}, AIC {s['aic']:.6g}")]
+             (f"  lower bound {s['lower_bound']:.6g}; {s['n_active']} of {s['n_components']} "
+              f"components weigh {_ACTIVE_WEIGHT} or more" if "lower_bound" in s else
+              f"  log-likelihood {s['log_likelihood']:.6g} (mean {s['mean_log_likelihood']:.6g}"
+              f" per row), BIC {s['bic']:.6g}, AIC {s['aic']:.6g}")]
     if s.get("missing") == "em":
         cells = s["n_samples"] * s["n_features"]
         lines.insert(2, f"  missing values: {s['n_missing_values']} of {cells} cells "
@@ -570,6 +580,15 @@ def _fit_setup(args):
     family, common = _family(args)
     if args.online and args.n_init != 1:
         raise CliError("--online runs one initialisation; drop --n-init")
+    if args.bayesian:
+        if args.online or args.missing == "em":
+            raise CliError(f"--bayesian does not take {'--online' if args.online else '--missing em'}"
+                           " yet; fit the variational mixture in batch on complete rows")
+        found = family.variational_classes()
+        if not found:
+            raise CliError(f"--bayesian is available for --family gaussian only, not "
+                           f"--family {family.name}")
+        return family, common, found[0]
     try:
         cls = family.estimator_class(online=args.online)
     except ValueError as exc:
@@ -607,9 +626,9 @@ def _fit(args, cleanup):
     if args.tol is not None:
         common["tol"] = args.tol
     if args.online:
-        model = cls(args.k, batch_size=args.batch_size, **common)
+        model = cls(n_components=args.k, batch_size=args.batch_size, **common)
     else:
-        model = cls(args.k, n_init=args.n_init, **common)
+        model = cls(n_components=args.k, n_init=args.n_init, **common)
     with _collected_warnings(args.quiet):
         _fit_with_progress(model, X, args.quiet)
     summary = _model_summary(model, X)
@@ -1210,6 +1229,10 @@ def build_parser():
     _add_fit_options(p)
     p.add_argument("--tol", type=_NON_NEGATIVE, default=None,
                    help="convergence tolerance (default: the estimator's, 1e-3 for batch EM)")
+    p.add_argument("--bayesian", action="store_true",
+                   help="variational Bayesian mixture (BayesianGaussianMixture, Dirichlet "
+                        "process prior): -k is an upper bound, the components the data do "
+                        "not need get weights near 0")
     p.add_argument("--online", action="store_true",
                    help="online (mini-batch) EM: the family's MiniBatch estimator "
                    "(MiniBatchGaussianMixture...); --max-iter counts epochs")
