@@ -1,6 +1,6 @@
 """Diagnostic plots for fitted mixtures and model selection.
 
-Five functions, each drawing on a matplotlib ``Axes`` (a new figure when
+Six functions, each drawing on a matplotlib ``Axes`` (a new figure when
 ``ax`` is None) and returning it:
 
 - :func:`components`: the data coloured by component, with the components'
@@ -13,7 +13,9 @@ Five functions, each drawing on a matplotlib ``Axes`` (a new figure when
 - :func:`log_density`: a histogram of ``score_samples(X)`` with an optional
   anomaly threshold;
 - :func:`profiles`: a heatmap of a discrete mixture's per-component
-  parameters (components x features, or x categories of each feature).
+  parameters (components x features, or x categories of each feature);
+- :func:`weights`: the fitted weights, one bar per component, those below a
+  threshold (components a variational mixture switched off) greyed out.
 
 They work with :class:`fastem.GaussianMixture`,
 :class:`fastem.MiniBatchGaussianMixture` and scikit-learn's
@@ -51,7 +53,7 @@ from ._registry import family_of
 from ._stats import COVARIANCE_TYPES
 from .select import CRITERIA, SelectionResult
 
-__all__ = ["components", "convergence", "log_density", "profiles", "selection"]
+__all__ = ["components", "convergence", "log_density", "profiles", "selection", "weights"]
 
 #: Line style of each criterion in :func:`selection`.
 _CRITERION_STYLE = {"bic": "-", "aic": "--", "icl": ":"}
@@ -485,21 +487,22 @@ def convergence(model, *, ax=None):
             "empty, e.g. after max_iter=0). Fit with max_iter >= 1."
         )
     x = np.arange(1, y.size + 1)
+    variational = hasattr(model, "weight_concentration_")
+    quantity = "variational lower bound" if variational else "mean log-likelihood"
     online = hasattr(model, "n_steps_") and hasattr(model, "batch_size")
     squarem = getattr(model, "accelerate", None) == "squarem"
     unit = "mini-batch update" if online else ("SQUAREM cycle" if squarem else "EM iteration")
     ax = _new_axes(ax, "convergence")
     ax.plot(x, y, marker="o" if y.size <= 50 else None, markersize=3,
-            label="running average of mini-batch log-likelihood" if online
-            else "mean log-likelihood")
+            label="running average of mini-batch log-likelihood" if online else quantity)
     converged = bool(getattr(model, "converged_", False))
     state = "converged" if converged else "not converged"
     ax.plot([x[-1]], [y[-1]], linestyle="none", marker="*", markersize=14,
             color="tab:green" if converged else "tab:red",
             label=f"{state} after {y.size} {unit}s: {y[-1]:.4f}")
     ax.set_xlabel(unit)
-    ax.set_ylabel("mean log-likelihood per row")
-    ax.set_title("EM convergence")
+    ax.set_ylabel("lower bound" if variational else "mean log-likelihood per row")
+    ax.set_title("variational EM convergence" if variational else "EM convergence")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="lower right", fontsize="small")
     return ax
@@ -825,4 +828,55 @@ def profiles(model, *, ax=None, feature_names=None, annotate=None, cmap="viridis
     ax.set_ylabel("component (weight)")
     ax.set_xlabel("category of each feature" if bounds or columns != labels else "feature")
     ax.set_title(f"{type(model).__name__}: component profiles")
+    return ax
+
+
+# ----------------------------------------------------------------------
+# weights
+# ----------------------------------------------------------------------
+
+
+def weights(model, *, ax=None, threshold=0.01):
+    """Plot the fitted weights, one bar per component in the model's order.
+
+    Components of weight ``threshold`` or more are drawn in their colour of
+    :func:`components`, the others in grey: for a
+    :class:`fastem.BayesianGaussianMixture`, the components its prior
+    switched off, so the title counts the components the data use.
+
+    Parameters
+    ----------
+    model : fitted mixture
+        Any fitted fastem mixture (or scikit-learn's), with ``weights_``.
+    ax : matplotlib.axes.Axes, default=None
+        Where to draw; None creates a new figure.
+    threshold : float in [0, 1), default=0.01
+        The weight below which a component counts as unused (drawn as a
+        dashed line).
+
+    Returns
+    -------
+    ax : matplotlib.axes.Axes
+        Its bars (``ax.patches``) are the weights, in component order.
+    """
+    _check_any_model(model, "weights")
+    if isinstance(threshold, bool) or not isinstance(threshold, Real) \
+            or not 0.0 <= threshold < 1.0:
+        raise ValueError(f"fastem.plot.weights expects threshold in [0, 1), but got "
+                         f"{threshold!r}.")
+    w = np.asarray(model.weights_, dtype=np.float64)
+    k = w.size
+    used = w >= threshold
+    colours = _colours(k)
+    ax = _new_axes(ax, "weights")
+    ax.bar(np.arange(k), w, color=[colours[j] if used[j] else "lightgrey" for j in range(k)],
+           edgecolor="black", linewidth=0.5)
+    ax.axhline(threshold, color="grey", linestyle="--", linewidth=1,
+               label=f"threshold {threshold:g}")
+    ax.set_xlabel("component")
+    ax.set_ylabel("weight")
+    ax.set_title(f"fitted weights: {int(used.sum())} of {k} components weigh {threshold:g} "
+                 "or more")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="upper right", fontsize="small")
     return ax

@@ -488,3 +488,24 @@ def test_docs_page_examples_run_and_save_pngs(tmp_path, monkeypatch):
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
     saved = sorted(set(re.findall(r'savefig\("([^"]+\.png)"', text)))
     assert pngs == saved and len(pngs) >= 4
+
+
+def test_weights_bars_grey_below_the_threshold():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0, 1, (200, 2)), rng.normal(8, 1, (200, 2))])
+    m = fastem.BayesianGaussianMixture(n_components=5, random_state=0).fit(X)
+    ax = plot.weights(m)
+    bars = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert [b.get_height() for b in bars] == pytest.approx(list(m.weights_))
+    grey = [tuple(b.get_facecolor()[:3]) == matplotlib.colors.to_rgb("lightgrey") for b in bars]
+    assert grey == list(m.weights_ < 0.01) and sum(grey) == 3
+    assert ax.get_title() == "fitted weights: 2 of 5 components weigh 0.01 or more"
+    # the convergence plot names the variational lower bound
+    ax = plot.convergence(m)
+    assert ax.get_ylabel() == "lower bound"
+    assert list(ax.lines[0].get_ydata()) == pytest.approx(m.lower_bounds_)
+    # any mixture with weights_; a threshold outside [0, 1) is named
+    gm = fastem.GaussianMixture(2, random_state=0).fit(X)
+    assert len(plot.weights(gm, threshold=0.0).patches) == 2
+    with pytest.raises(ValueError, match=r"threshold in \[0, 1\), but got 1.5"):
+        plot.weights(gm, threshold=1.5)
