@@ -20,7 +20,7 @@ from . import _config  # noqa: F401  (reads the FASTEM_* settings first)
 if TYPE_CHECKING:  # what type checkers and the API docs read; at run time, __getattr__
     from ._collapse import CollapseWarning
     from ._io import load
-    from .bayesian import BayesianGaussianMixture
+    from .bayesian import BayesianGaussianMixture, MiniBatchBayesianGaussianMixture
     from .categorical import CategoricalMixture
     from .discrete import BernoulliMixture, BinomialMixture, MultinomialMixture, PoissonMixture
     from .discrete_online import (
@@ -40,7 +40,7 @@ __version__ = "0.1.0"
 
 #: Each public name and the submodule that defines it.
 _EXPORTS = {
-    "BayesianGaussianMixture": "bayesian",
+    "BayesianGaussianMixture": "bayesian", "MiniBatchBayesianGaussianMixture": "bayesian",
     "BernoulliMixture": "discrete", "BinomialMixture": "discrete",
     "MultinomialMixture": "discrete", "PoissonMixture": "discrete",
     "CategoricalMixture": "categorical",
@@ -59,7 +59,8 @@ _EXPORTS = {
 
 __all__ = ["BayesianGaussianMixture", "BernoulliMixture", "BinomialMixture", "CategoricalHMM", "CategoricalMixture",
            "CollapseWarning", "GaussianHMM", "GaussianMixture", "MiniBatchBernoulliMixture", "MiniBatchBinomialMixture",
-           "MiniBatchCategoricalMixture", "MiniBatchGaussianMixture", "MiniBatchMultinomialMixture",
+           "MiniBatchBayesianGaussianMixture", "MiniBatchCategoricalMixture",
+           "MiniBatchGaussianMixture", "MiniBatchMultinomialMixture",
            "MiniBatchPoissonMixture", "MixtureImputer", "MultinomialMixture", "PoissonHMM",
            "PoissonMixture", "SelectionResult",
            "__version__", "load", "select"]

@@ -69,6 +69,10 @@ _FITTED = {
         "weight_concentration_prior_", "mean_precision_prior_", "mean_prior_",
         "degrees_of_freedom_prior_", "covariance_prior_"),
 }
+_FITTED["MiniBatchBayesianGaussianMixture"] = tuple(
+    a for a in _FITTED["BayesianGaussianMixture"] if a != "n_em_maps_") + (
+    "n_steps_", "n_samples_seen_", "n_total_samples_", "_running", "_shift", "_collapse",
+    "_collapse_warned")
 _INITS = ("weights_init", "means_init", "precisions_init")
 _ACTIONS = ("reseed", "ridge")
 #: What every fit of a discrete family sets, besides its parameters
@@ -281,10 +285,14 @@ class _Fitted:
         self.check_covariances(self.array("covariances_", shape), P, U)
         self.check_scalars()
         self.check_names()
-        if type(m).__name__ == "MiniBatchGaussianMixture":
+        if type(m).__name__ in ("MiniBatchGaussianMixture", "MiniBatchBayesianGaussianMixture"):
             self.check_online()
         if hasattr(m, "weight_concentration_prior_type"):
             self.check_variational()
+        if hasattr(m, "total_samples"):
+            n = self.scalar("n_total_samples_", _is_float)
+            if not n >= 0:
+                raise InconsistentModel(f"n_total_samples_ should be >= 0, but it is {n!r}")
 
     def check_variational(self):
         """The posterior's and the prior's values: positive, shaped by

@@ -127,7 +127,9 @@ class Family:
         cls = self.online_class()
         if cls is not None:
             out.append((cls, tuple(self.online_state)))
-        out += [(cls, ()) for cls in self.variational_classes()]
+        # an online variational estimator saves the online state too
+        out += [(cls, tuple(self.online_state) if hasattr(cls, "partial_fit") else ())
+                for cls in self.variational_classes()]
         return out
 
     def variational_classes(self):
@@ -174,7 +176,8 @@ _DISCRETE_STATE = ("fastem.families.linear:LinearStats", "fastem.discrete:Discre
 FAMILIES = {f.name: f for f in (
     Family("gaussian", "fastem.mixture:GaussianMixture",
            "fastem.online:MiniBatchGaussianMixture",
-           variational=("fastem.bayesian:BayesianGaussianMixture",),
+           variational=("fastem.bayesian:BayesianGaussianMixture",
+                        "fastem.bayesian:MiniBatchBayesianGaussianMixture"),
            parameters=("means_",), covariance=True,
            online_state=("_running", "_shift", "_collapse", "_collapse_warned",
                          "_random_state"),

@@ -31,6 +31,7 @@ from ._variational import (
 )
 from ._variational import lower_bound as variational_bound
 from .mixture import GaussianMixture, _rough_center
+from .online import ONLINE_CONSTRAINTS, BaseMiniBatchMixture
 
 
 class _VBStats:
@@ -382,3 +383,134 @@ def _moments(X, sw, row_scale):
     mean = centre + s1 / n
     cov = (s2 * row_scale - np.outer(s1, s1) / n) / (n - 1.0)
     return mean, cov
+
+
+class MiniBatchBayesianGaussianMixture(BaseMiniBatchMixture, BayesianGaussianMixture):
+    """Variational Bayesian Gaussian mixture fitted by stochastic variational
+    inference on mini-batches (Hoffman, Blei, Wang & Paisley 2013).
+
+    The posterior's natural parameters are the prior's plus the data's
+    sufficient statistics, so SVI's step ``lambda <- (1 - rho_t) lambda +
+    rho_t (prior + N s_batch)`` is stepwise EM on the same statistics as
+    :class:`fastem.MiniBatchGaussianMixture`: the running per-row statistics
+    ``s`` are blended with each batch's (``rho_t = (t + learning_offset) **
+    -learning_decay``) and the variational update of
+    :class:`BayesianGaussianMixture` is made from ``N s``.  ``N`` is
+    ``total_samples``, by default ``n_total_samples_``: the rows of the data
+    of the last :meth:`fit`, plus the rows given to :meth:`partial_fit` since
+    (for a stream, the posterior of the stream up to now); give it for a
+    stream of known size.  For a stream, the prior's
+    defaults (``mean_prior``, ``covariance_prior``) come from the first batch.
+
+    Parameters
+    ----------
+    n_components, covariance_type, reg_covar, weight_concentration_prior_type,
+    weight_concentration_prior, mean_precision_prior, mean_prior,
+    degrees_of_freedom_prior, covariance_prior, random_state, warm_start,
+    verbose, verbose_interval
+        As in :class:`BayesianGaussianMixture`.
+    batch_size, learning_decay, learning_offset, max_iter, tol,
+    max_no_improvement, n_init, init_params, n_warmup_iter
+        As in :class:`fastem.MiniBatchGaussianMixture` (``max_iter`` counts
+        epochs; the warm-up runs variational iterations on its sample).
+    total_samples : float or None, default=None
+        N, the rows the posterior stands for (see above).
+
+    Attributes
+    ----------
+    As :class:`BayesianGaussianMixture`, plus ``n_steps_``,
+    ``n_samples_seen_`` and ``n_total_samples_`` (N, see above); ``lower_bound_`` and ``lower_bounds_`` follow
+    :class:`fastem.MiniBatchGaussianMixture` (the exponentially weighted
+    average of each batch's mean ``log sum_k rho_k``, before its update).
+    """
+
+    _parameter_constraints: dict = {
+        **BayesianGaussianMixture._parameter_constraints, **ONLINE_CONSTRAINTS,
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "total_samples": [None, Interval(Real, 0.0, None, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_components=1,
+        covariance_type="full",
+        batch_size=1024,
+        learning_decay=0.7,
+        learning_offset=2.0,
+        max_iter=100,
+        tol=0.0,
+        max_no_improvement=10,
+        reg_covar=1e-6,
+        n_init=1,
+        init_params="k-means++",
+        n_warmup_iter=5,
+        total_samples=None,
+        weight_concentration_prior_type="dirichlet_process",
+        weight_concentration_prior=None,
+        mean_precision_prior=None,
+        mean_prior=None,
+        degrees_of_freedom_prior=None,
+        covariance_prior=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+    ):
+        super().__init__(
+            n_components=n_components, covariance_type=covariance_type, tol=tol,
+            reg_covar=reg_covar, max_iter=max_iter, n_init=n_init, init_params=init_params,
+            weight_concentration_prior_type=weight_concentration_prior_type,
+            weight_concentration_prior=weight_concentration_prior,
+            mean_precision_prior=mean_precision_prior, mean_prior=mean_prior,
+            degrees_of_freedom_prior=degrees_of_freedom_prior,
+            covariance_prior=covariance_prior, random_state=random_state,
+            warm_start=warm_start, verbose=verbose, verbose_interval=verbose_interval)
+        self.batch_size = batch_size
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
+        self.max_no_improvement = max_no_improvement
+        self.n_warmup_iter = n_warmup_iter
+        self.total_samples = total_samples
+
+    # ------------------------------------------------------------------
+    # the online hooks (fastem.online.BaseMiniBatchMixture)
+    # ------------------------------------------------------------------
+
+    def _fit_guarded(self, X, sample_weight):
+        self._in_fit = True
+        try:
+            return super()._fit_guarded(X, sample_weight)
+        finally:
+            del self._in_fit
+
+    def _prepare_fit(self, X, sw, sample_weight):
+        super()._prepare_fit(X, sw, sample_weight)
+        raw = check_sample_weight(sample_weight, X.shape[0])
+        self.n_total_samples_ = float(X.shape[0] if raw is None else raw.sum())
+
+    def _first_update(self, X, sw):
+        self._prepare_fit(X, sw, sw)  # the prior's defaults from the first batch
+        self.n_total_samples_ = 0.0  # the updates add the rows of the stream
+        super()._first_update(X, sw)
+
+    def _online_start(self, params):
+        self._shift = kernel_shift(params, self.weight_concentration_prior_type,
+                                   self.covariance_type)
+
+    def _online_estep(self, ws, X, sw, params):
+        eff, offset = kernel_params(params, self.weight_concentration_prior_type)
+        st = ws.run(X, sw, eff, shift=self._shift)
+        return GaussianStats(st.covariance_type, st.shift, st.S0, st.S1, st.S2,
+                             st.loglik + offset * st.weight, st.weight)
+
+    def _m_step(self, stats, X, sw, recovery, iteration, count_scale=1.0):
+        if isinstance(stats, _VBStats) or iteration < 0:  # the warm-up's iterations
+            return super()._m_step(stats, X, sw, recovery, iteration, count_scale)
+        if not getattr(self, "_in_fit", False):  # partial_fit: N counts the stream's rows
+            self.n_total_samples_ += X.shape[0]
+        total = self.n_total_samples_ if self.total_samples is None else self.total_samples
+        return self._plain_m_step(stats.scaled(total / stats.weight), X), False
+
+    def _restated(self, running, params, comps):  # never called: no re-seeding
+        return running

@@ -237,6 +237,7 @@ class BaseMiniBatchMixture:
                 "Use fewer components or more data."
             )
         sw = check_fit_weights(sample_weight, n, self.n_components)
+        self._prepare_fit(X, sw, sample_weight)
         # the rows the epochs draw from: a row of weight 0 changes nothing
         rows = None if sw is None or (sw > 0).all() else np.flatnonzero(sw > 0)
         n_rows = n if rows is None else rows.size
