@@ -505,7 +505,8 @@ def test_class_outside_the_allow_list_is_refused(saved, tmp_path, name):
                     meta=lambda m: m.update(**{"class": name}), resign=True)
     with pytest.raises(ValueError, match=r"fastem loads only its own classes "
                                          r"\(GaussianMixture, MiniBatchGaussianMixture, "
-                                         r"BayesianGaussianMixture, BernoulliMixture, "):
+                                         r"BayesianGaussianMixture, "
+                                         r"MiniBatchBayesianGaussianMixture, BernoulliMixture, "):
         load(path)
 
 
@@ -557,7 +558,8 @@ def test_loading_never_unpickles(saved, tmp_path):
 def test_saving_other_classes_is_refused(model, tmp_path):
     with pytest.raises(TypeError, match=r"save expects a model of one of fastem's classes "
                                         r"\(GaussianMixture, MiniBatchGaussianMixture, "
-                                        r"BayesianGaussianMixture, BernoulliMixture, "):
+                                        r"BayesianGaussianMixture, "
+                                        r"MiniBatchBayesianGaussianMixture, BernoulliMixture, "):
         save(model, tmp_path / "model.fem")
 
 
