@@ -581,10 +581,11 @@ def _fit_setup(args):
     if args.online and args.n_init != 1:
         raise CliError("--online runs one initialisation; drop --n-init")
     if args.bayesian:
-        if args.online or args.missing == "em":
-            raise CliError(f"--bayesian does not take {'--online' if args.online else '--missing em'}"
-                           " yet; fit the variational mixture in batch on complete rows")
-        found = family.variational_classes()
+        if args.missing == "em":
+            raise CliError("--bayesian does not take --missing em yet; fit the variational "
+                           "mixture on complete rows")
+        found = [c for c in family.variational_classes()
+                 if hasattr(c, "partial_fit") == bool(args.online)]
         if not found:
             raise CliError(f"--bayesian is available for --family gaussian only, not "
                            f"--family {family.name}")
@@ -1232,7 +1233,8 @@ def build_parser():
     p.add_argument("--bayesian", action="store_true",
                    help="variational Bayesian mixture (BayesianGaussianMixture, Dirichlet "
                         "process prior): -k is an upper bound, the components the data do "
-                        "not need get weights near 0")
+                        "not need get weights near 0; with --online, stochastic variational "
+                        "inference (MiniBatchBayesianGaussianMixture)")
     p.add_argument("--online", action="store_true",
                    help="online (mini-batch) EM: the family's MiniBatch estimator "
                    "(MiniBatchGaussianMixture...); --max-iter counts epochs")

@@ -43,8 +43,15 @@ def test_fit_bayesian_finds_two_of_six(two, tmp_path, capsys):
     assert rc == 0 and out.splitlines()[1:] == [str(v) for v in want.predict(X)]
 
 
+def test_fit_bayesian_online(two, capsys):
+    path, _ = two
+    rc, out, _ = _run(capsys, "fit", path, "-k", 4, "--bayesian", "--online", "--batch-size",
+                      100, "--seed", 0, "--json", "--quiet")
+    s = json.loads(out)
+    assert rc == 0 and s["class"] == "MiniBatchBayesianGaussianMixture" and s["n_active"] >= 2
+
+
 @pytest.mark.parametrize("extra, message", [
-    (["--online"], "--bayesian does not take --online"),
     (["--missing", "em"], "--bayesian does not take --missing em"),
     (["--family", "poisson"], "--bayesian is available for --family gaussian only"),
 ])
