@@ -815,6 +815,13 @@ def run_from_args(args, records=None):
             raise ValueError(f"--grid expects sizes as n,d,k;n,d,k (positive integers), "
                              f"got {args.grid!r}")
     family = getattr(args, "family", None)
+    if getattr(args, "bayesian", False):
+        if family is not None:
+            raise ValueError("--bayesian times the Gaussian variational mixture; drop --family")
+        from .bench_bayesian import run_bayesian
+
+        print(run_bayesian(grid=grid, repeats=args.repeats))
+        return 0
     if family is not None:
         from .bench_discrete import run_family
 

@@ -1153,6 +1153,9 @@ def add_bench_arguments(parser):
     """The options of ``fastem bench`` (here, not in :mod:`fastem.bench`, which
     imports Numba: building the parser stays light)."""
     parser.add_argument("--full", action="store_true", help="run the whole grid and more")
+    parser.add_argument("--bayesian", action="store_true",
+                        help="time BayesianGaussianMixture's variational iterations against "
+                             "scikit-learn's, beside GaussianMixture's EM ratio")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (median)")
     parser.add_argument("--out", default=None,
                         help="folder for benchmarks.md and the chart (default with --full: docs)")

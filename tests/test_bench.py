@@ -45,3 +45,15 @@ def test_python_m_fastem_bench_help(module_entry):
     out = subprocess.run([sys.executable, "-m", "fastem.bench", "--help"],
                          capture_output=True, text=True)
     assert out.returncode == 0 and "--full" in out.stdout
+
+
+def test_bench_bayesian_compares_identical_fits(capsys):
+    rc = main(["bench", "--bayesian", "--grid", "3000,2,2", "--repeats", "1"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| 3,000")]
+    assert len(rows) == 4  # one per covariance type
+    for row in rows:  # the same iterations from the same start: the same means
+        assert float(row.strip("| ").split("|")[-1]) < 1e-9
+    assert main(["bench", "--bayesian", "--family", "poisson"]) != 0
+    assert "drop --family" in capsys.readouterr().err
