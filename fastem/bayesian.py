@@ -103,9 +103,12 @@ default='dirichlet_process'
         or the Beta parameters of the sticks ('dirichlet_process').
     mean_precision_ : ndarray of shape (n_components,)
     degrees_of_freedom_ : ndarray of shape (n_components,), or float ('tied')
-    weight_concentration_prior_, mean_precision_prior_, mean_prior_,
-    degrees_of_freedom_prior_, covariance_prior_
-        The prior's values as fitted.
+    weight_concentration_prior_ : float
+    mean_precision_prior_ : float
+    mean_prior_ : ndarray of shape (n_features,)
+    degrees_of_freedom_prior_ : float
+    covariance_prior_ : float or ndarray
+        The prior's values as fitted (the defaults computed from X).
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
@@ -404,24 +407,37 @@ class MiniBatchBayesianGaussianMixture(BaseMiniBatchMixture, BayesianGaussianMix
 
     Parameters
     ----------
-    n_components, covariance_type, reg_covar, weight_concentration_prior_type,
-    weight_concentration_prior, mean_precision_prior, mean_prior,
-    degrees_of_freedom_prior, covariance_prior, random_state, warm_start,
-    verbose, verbose_interval
+    n_components, covariance_type, reg_covar, random_state, warm_start
         As in :class:`BayesianGaussianMixture`.
-    batch_size, learning_decay, learning_offset, max_iter, tol,
-    max_no_improvement, n_init, init_params, n_warmup_iter
+    weight_concentration_prior_type, weight_concentration_prior
+        As in :class:`BayesianGaussianMixture`.
+    mean_precision_prior, mean_prior, degrees_of_freedom_prior, covariance_prior
+        As in :class:`BayesianGaussianMixture`.
+    batch_size, learning_decay, learning_offset, max_iter, tol, max_no_improvement
         As in :class:`fastem.MiniBatchGaussianMixture` (``max_iter`` counts
-        epochs; the warm-up runs variational iterations on its sample).
+        epochs).
+    n_init, init_params, n_warmup_iter, verbose, verbose_interval
+        As in :class:`fastem.MiniBatchGaussianMixture` (the warm-up runs
+        variational iterations on its sample).
     total_samples : float or None, default=None
         N, the rows the posterior stands for (see above).
 
     Attributes
     ----------
-    As :class:`BayesianGaussianMixture`, plus ``n_steps_``,
-    ``n_samples_seen_`` and ``n_total_samples_`` (N, see above); ``lower_bound_`` and ``lower_bounds_`` follow
-    :class:`fastem.MiniBatchGaussianMixture` (the exponentially weighted
-    average of each batch's mean ``log sum_k rho_k``, before its update).
+    weights_, means_, covariances_, precisions_, precisions_cholesky_
+        As in :class:`BayesianGaussianMixture`.
+    weight_concentration_, mean_precision_, degrees_of_freedom_
+        As in :class:`BayesianGaussianMixture`.
+    n_steps_ : int
+        Updates (mini-batches) since the initialisation.
+    n_samples_seen_ : int
+        Rows those updates used.
+    n_total_samples_ : float
+        N, the rows the posterior stands for (see above).
+    lower_bound_, lower_bounds_
+        As in :class:`fastem.MiniBatchGaussianMixture`: the exponentially
+        weighted average of each batch's mean ``log sum_k rho_k``, before
+        its update.
     """
 
     _parameter_constraints: dict = {

@@ -9,7 +9,7 @@ from conftest import run_doc_page
 #: Pages whose ``python`` blocks are complete programs (run in order, one
 #: namespace per page).
 PAGES = ["index.md", "online.md", "out_of_core.md", "select.md", "squarem.md", "dask.md",
-         "discrete.md", "latent_class.md", "missing.md", "hmm.md"]
+         "discrete.md", "latent_class.md", "missing.md", "hmm.md", "bayesian.md"]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -31,6 +31,11 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
         for line in ("2 -317.2568 ", "3 -293.705 ", "\n-2754.545\n[(3, 3)",
                      "interested']\n-2754.545\n"):
             assert line in printed, printed
+    if page == "bayesian.md":  # every output block is what its example prints, exactly
+        text = (Path(__file__).resolve().parents[1] / "docs" / page).read_text()
+        shown = re.findall(r"```python\n.*?```\n\n```text\n(.*?)```", text, flags=re.DOTALL)
+        assert "".join(shown) == printed, printed
+        assert "2 True 63\n" in printed and "True True True\n" in printed
     if page == "hmm.md":  # Old Faithful's alternation, BIC, and the checks the page prints
         assert "False" not in printed, printed
         for line in ("True 16\n[2.04 4.29]\n[0.26 0.41]\n[[0.062 0.938]\n [0.521 0.479]]\n"
