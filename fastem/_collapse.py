@@ -164,6 +164,17 @@ class Recovery(BaseRecovery):
             cov, prec = self._ridge(cov, prec, bad, iteration)
         return GaussianParams(weights, means, cov, prec), reseeded
 
+    def repaired(self, cov, iteration):
+        """``(cov, precisions_cholesky)``: the ridges set earlier applied,
+        then a new ridge (recorded) on each covariance that cannot be
+        factorised or is too ill-conditioned (another M-step's covariances,
+        the variational mixture's)."""
+        cov = self._apply_ridges(cov)
+        prec, bad = self._factor(cov)
+        if bad:
+            cov, prec = self._ridge(cov, prec, bad, iteration)
+        return cov, prec
+
     def _apply_ridges(self, cov):
         """Ridges set earlier stay (a fixed extra regularisation per component),
         so that EM keeps climbing one objective between recovery events."""

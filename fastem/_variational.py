@@ -153,12 +153,14 @@ def resp_entropy(stats, p, prior_type, covariance_type, loglik):
     return float(np.sum(base[used] * S0[used]) - 0.5 * np.sum(quad) - loglik)
 
 
-def update(stats, prior, reg_covar, covariance_type, dtype=np.float64):
+def update(stats, prior, reg_covar, covariance_type, dtype=np.float64, recovery=None,
+           iteration=0):
     """The variational M-step: :class:`BayesParams` from statistics (in
     units of rows); scikit-learn's ``_estimate_weights``, ``_estimate_means``
-    and ``_estimate_wishart_*``.  Raises
-    :class:`fastem._stats.CollapseError` where a covariance cannot be
-    factorised."""
+    and ``_estimate_wishart_*``.  Where a covariance cannot be factorised,
+    raises :class:`fastem._stats.CollapseError`, or with a ``recovery``
+    (:class:`fastem._collapse.Recovery`) adds a ridge to it and records the
+    event."""
     ct = covariance_type
     K = stats.S0.shape[0]
     _, xk, sk = m_step_moments(stats, reg_covar)
@@ -190,7 +192,10 @@ def update(stats, prior, reg_covar, covariance_type, dtype=np.float64):
         dof = prior.degrees_of_freedom + nk
         cov = prior.covariance + nk * (sk + ratio * np.mean(diff ** 2, axis=1))
         cov /= dof
-    prec_chol = precisions_cholesky_from_covariances(cov, ct, dtype)
+    if recovery is None:
+        prec_chol = precisions_cholesky_from_covariances(cov, ct, dtype)
+    else:
+        cov, prec_chol = recovery.repaired(cov, iteration)
     return BayesParams(conc, beta, means, dof, cov, prec_chol)
 
 

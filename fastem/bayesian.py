@@ -92,6 +92,13 @@ default='dirichlet_process'
         'spherical'); None gives the covariance of X.
     random_state, warm_start, verbose, verbose_interval
         As in :class:`fastem.GaussianMixture`.
+    on_collapse : {'ridge', 'raise'}, default='ridge'
+        A covariance whose Cholesky factorisation fails (or whose condition
+        number exceeds ~1e12): 'ridge' adds the smallest multiple of the
+        identity (at least reg_covar) that repairs it, keeps it for the rest
+        of the run, records it in ``collapse_events_`` and warns; 'raise'
+        raises scikit-learn's error.  Components the prior switches off are
+        not collapses: they are never re-seeded.
 
     Attributes
     ----------
@@ -146,10 +153,12 @@ default='dirichlet_process'
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
         "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+        "on_collapse": [StrOptions({"ridge", "raise"})],
     }
 
+    _collapse_advice = ("A larger reg_covar or covariance_prior, or scaled data, may fit "
+                        "better")
     # the Gaussian mixture's options this model does not offer (not parameters)
-    on_collapse = "raise"
     accelerate = None
     missing = "raise"
     weights_init = means_init = precisions_init = None
@@ -174,6 +183,7 @@ default='dirichlet_process'
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        on_collapse="ridge",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -192,6 +202,7 @@ default='dirichlet_process'
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.on_collapse = on_collapse
 
     # ------------------------------------------------------------------
     # the prior (scikit-learn's _check_parameters), from X and the weights
@@ -272,7 +283,7 @@ default='dirichlet_process'
         if self.init_params in ("kmeans", "random"):
             total = X.shape[0] if sw is None else float(sw.sum())
             factor = total / float(stats.S0.sum())
-        return self._plain_m_step(stats.scaled(factor * self._row_scale), X)
+        return self._m_step(stats.scaled(factor * self._row_scale), X, sw, recovery, 0)[0]
 
     def _estep(self, workspace, X, sw, params):
         pt, ct = self.weight_concentration_prior_type, self.covariance_type
@@ -290,7 +301,11 @@ default='dirichlet_process'
         return update(stats, self._prior(), self.reg_covar, self.covariance_type, X.dtype)
 
     def _m_step(self, stats, X, sw, recovery, iteration, count_scale=1.0):
-        return self._plain_m_step(stats, X), False
+        if isinstance(stats, _VBStats):
+            stats = stats.stats
+        rec = None if self.on_collapse == "raise" else recovery
+        return update(stats, self._prior(), self.reg_covar, self.covariance_type, X.dtype, rec,
+                      iteration), False
 
     def _bound(self, stats, params, lower_bound):
         return variational_bound(stats.rlogr, params, self.weight_concentration_prior_type,
@@ -419,6 +434,8 @@ class MiniBatchBayesianGaussianMixture(BaseMiniBatchMixture, BayesianGaussianMix
     n_init, init_params, n_warmup_iter, verbose, verbose_interval
         As in :class:`fastem.MiniBatchGaussianMixture` (the warm-up runs
         variational iterations on its sample).
+    on_collapse : {'ridge', 'raise'}, default='ridge'
+        As in :class:`BayesianGaussianMixture`.
     total_samples : float or None, default=None
         N, the rows the posterior stands for (see above).
 
@@ -472,6 +489,7 @@ class MiniBatchBayesianGaussianMixture(BaseMiniBatchMixture, BayesianGaussianMix
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        on_collapse="ridge",
     ):
         super().__init__(
             n_components=n_components, covariance_type=covariance_type, tol=tol,
@@ -481,7 +499,8 @@ class MiniBatchBayesianGaussianMixture(BaseMiniBatchMixture, BayesianGaussianMix
             mean_precision_prior=mean_precision_prior, mean_prior=mean_prior,
             degrees_of_freedom_prior=degrees_of_freedom_prior,
             covariance_prior=covariance_prior, random_state=random_state,
-            warm_start=warm_start, verbose=verbose, verbose_interval=verbose_interval)
+            warm_start=warm_start, verbose=verbose, verbose_interval=verbose_interval,
+            on_collapse=on_collapse)
         self.batch_size = batch_size
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
@@ -521,12 +540,12 @@ class MiniBatchBayesianGaussianMixture(BaseMiniBatchMixture, BayesianGaussianMix
                              st.loglik + offset * st.weight, st.weight)
 
     def _m_step(self, stats, X, sw, recovery, iteration, count_scale=1.0):
-        if isinstance(stats, _VBStats) or iteration < 0:  # the warm-up's iterations
+        if isinstance(stats, _VBStats) or iteration < 1:  # the start and the warm-up
             return super()._m_step(stats, X, sw, recovery, iteration, count_scale)
         if not getattr(self, "_in_fit", False):  # partial_fit: N counts the stream's rows
             self.n_total_samples_ += X.shape[0]
         total = self.n_total_samples_ if self.total_samples is None else self.total_samples
-        return self._plain_m_step(stats.scaled(total / stats.weight), X), False
+        return super()._m_step(stats.scaled(total / stats.weight), X, sw, recovery, iteration)
 
     def _restated(self, running, params, comps):  # never called: no re-seeding
         return running

@@ -179,6 +179,7 @@ def test_responsibility_entropy_from_the_statistics():
 def test_parameters_and_clone_are_scikit_learns():
     ours = BayesianGaussianMixture().get_params()
     theirs = SkBGM().get_params()
+    assert ours.pop("on_collapse") == "ridge"  # fastem's one addition
     assert ours == theirs
     m = BayesianGaussianMixture(n_components=3, weight_concentration_prior=0.1)
     assert clone(m).get_params() == m.get_params()
@@ -261,3 +262,24 @@ def test_out_of_core_and_dask_equal_in_memory(covariance_type, tmp_path):
         assert_allclose(np.asarray(c.score_samples(da.from_array(X, chunks=(100, 3)))),
                         a.score_samples(X), rtol=1e-12)
         assert_allclose(b.predict_proba(Xm), a.predict_proba(X), rtol=1e-12, atol=1e-15)
+
+
+def test_a_covariance_that_cannot_be_factorised_gets_a_ridge_or_raises():
+    """Rows on a line and an almost-zero covariance_prior: a component's
+    covariance is (numerically) singular.  'ridge' repairs it, records and
+    warns, and the model is valid; 'raise' raises scikit-learn's error, as
+    scikit-learn does."""
+    from fastem import CollapseWarning
+
+    t = np.random.default_rng(0).normal(size=400)
+    X = np.column_stack([t, 2.0 * t]) + 10.0
+    kw = dict(n_components=2, reg_covar=1e-300, covariance_prior=1e-300 * np.eye(2),
+              random_state=0, max_iter=20)
+    with pytest.warns(CollapseWarning, match="ridge"):
+        m = BayesianGaussianMixture(**kw).fit(X)
+    assert m.collapse_events_ and {e[2] for e in m.collapse_events_} == {"ridge"}
+    assert np.isfinite(m.precisions_cholesky_).all() and np.isfinite(m.score(X))
+    with pytest.raises(ValueError, match="Cholesky factorisation of component"):
+        BayesianGaussianMixture(on_collapse="raise", **kw).fit(X)
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        SkBGM(**{k: v for k, v in kw.items()}).fit(X)
