@@ -1557,3 +1557,83 @@ def hmm_chain_mstep(startprob, transmat, starts, trans, startprob_prior=1.0,
     pi = np.where(startprob == 0, 0.0, np.maximum(startprob_prior - 1 + starts, 0))
     A = np.where(transmat == 0, 0.0, np.maximum(transmat_prior - 1 + trans, 0))
     return pi / pi.sum(), A / A.sum(axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------------------
+# Variational Bayesian Gaussian mixture (Bishop 2006, section 10.2; Blei &
+# Jordan 2006 for the stick-breaking weights), in scikit-learn's storage:
+# ``covariances`` is W_k^-1 / nu_k (the expected covariance), ``dof`` nu_k,
+# ``beta`` the means' precision factors, ``conc`` the Dirichlet
+# concentrations (a pair of Beta parameter vectors for the process).
+# ---------------------------------------------------------------------------
+
+
+def vb_expected_log_pi(conc, prior_type):
+    if prior_type == "dirichlet_process":
+        a, b = conc
+        log_v = scipy.special.digamma(a) - scipy.special.digamma(a + b)
+        log_1mv = scipy.special.digamma(b) - scipy.special.digamma(a + b)
+        return np.array([log_v[k] + log_1mv[:k].sum() for k in range(len(a))])
+    return scipy.special.digamma(conc) - scipy.special.digamma(conc.sum())
+
+
+def vb_log_rho(X, conc, beta, means, dof, covariances, covariance_type, prior_type):
+    """log rho_nk = E[log pi_k] + 1/2 E[log |Lambda_k|] - d/2 log(2 pi)
+    - d / (2 beta_k) - nu_k / 2 (x_n - m_k)^T W_k (x_n - m_k), straight from
+    Bishop's (10.64)-(10.66), one row and component at a time."""
+    X = np.asarray(X, dtype=np.float64)
+    K, d = means.shape
+    cov = full_covariances(covariances, covariance_type, K, d)
+    nu = np.broadcast_to(np.asarray(dof, dtype=np.float64), (K,))
+    e_log_pi = vb_expected_log_pi(conc, prior_type)
+    out = np.empty((X.shape[0], K))
+    for k in range(K):
+        W = np.linalg.inv(nu[k] * cov[k])
+        e_log_det = (sum(scipy.special.digamma((nu[k] - i) / 2) for i in range(d))
+                     + d * np.log(2) + np.linalg.slogdet(W)[1])
+        for n in range(X.shape[0]):
+            diff = X[n] - means[k]
+            out[n, k] = (e_log_pi[k] + 0.5 * e_log_det - 0.5 * d * np.log(2 * np.pi)
+                         - 0.5 * d / beta[k] - 0.5 * nu[k] * diff @ W @ diff)
+    return out
+
+
+def vb_update(X, resp, covariance_type, prior_type, alpha0, beta0, m0, nu0, psi0, reg_covar):
+    """The variational M-step from responsibilities: Bishop's (10.58),
+    (10.60)-(10.63) (scikit-learn's tied and diag/spherical forms, its
+    10 eps on nk and reg_covar on the scatter).  Returns (conc, beta,
+    means, dof, covariances)."""
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    K = resp.shape[1]
+    nk = resp.sum(axis=0) + 10 * np.finfo(np.float64).eps
+    xbar = (resp.T @ X) / nk[:, None]
+    S = np.empty((K, d, d))
+    for k in range(K):
+        diff = X - xbar[k]
+        S[k] = (resp[:, k, None] * diff).T @ diff / nk[k] + reg_covar * np.eye(d)
+    if prior_type == "dirichlet_process":
+        conc = (1 + nk, alpha0 + np.array([nk[k + 1:].sum() for k in range(K)]))
+    else:
+        conc = alpha0 + nk
+    beta = beta0 + nk
+    means = (beta0 * m0 + nk[:, None] * xbar) / beta[:, None]
+    if covariance_type == "tied":  # one Wishart: the pooled scatter, nu = nu0 + n / K
+        pooled = sum(nk[k] * S[k] for k in range(K)) / nk.sum()
+        dof = nu0 + nk.sum() / K
+        W_inv = psi0 + pooled * nk.sum() / K + beta0 / K * sum(
+            nk[k] / beta[k] * np.outer(xbar[k] - m0, xbar[k] - m0) for k in range(K))
+        return conc, beta, means, dof, W_inv / dof
+    dof = nu0 + nk
+    cov = []
+    for k in range(K):
+        diff = xbar[k] - m0
+        spread = nk[k] * S[k] + beta0 * nk[k] / beta[k] * np.outer(diff, diff)
+        if covariance_type == "full":
+            W_inv = psi0 + spread
+        elif covariance_type == "diag":  # psi0 a vector: the diagonal alone
+            W_inv = psi0 + np.diag(spread)
+        else:  # spherical: psi0 a number, the mean of the diagonal
+            W_inv = psi0 + np.mean(np.diag(spread))
+        cov.append(W_inv / dof[k])
+    return conc, beta, means, dof, np.array(cov)

@@ -283,3 +283,35 @@ def test_a_covariance_that_cannot_be_factorised_gets_a_ridge_or_raises():
         BayesianGaussianMixture(on_collapse="raise", **kw).fit(X)
     with pytest.raises(ValueError, match="ill-defined empirical covariance"):
         SkBGM(**{k: v for k, v in kw.items()}).fit(X)
+
+
+@pytest.mark.parametrize("prior_type", PRIOR_TYPES)
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_one_iteration_equals_the_textbook_reference(covariance_type, prior_type):
+    """Responsibilities from Bishop's log rho (tests/reference.py, a row and
+    a component at a time), then Bishop's updates: fastem's predict_proba
+    at the start and its parameters after one iteration."""
+    import reference as ref
+
+    X = _data(seed=11)[:120]
+    K = 3
+    resp0 = np.random.default_rng(12).dirichlet(np.ones(K), size=X.shape[0])
+    sk, fe = _same_start(X, K, resp0, covariance_type=covariance_type,
+                         weight_concentration_prior_type=prior_type, max_iter=1, tol=0.0)
+    log_rho = ref.vb_log_rho(X, fe.weight_concentration_, fe.mean_precision_, fe.means_,
+                             fe.degrees_of_freedom_, fe.covariances_, covariance_type,
+                             prior_type)
+    resp = np.exp(log_rho - log_rho.max(axis=1, keepdims=True))
+    resp /= resp.sum(axis=1, keepdims=True)
+    assert_allclose(fe.predict_proba(X), resp, rtol=1e-9, atol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fe.fit(X)
+    conc, beta, means, dof, cov = ref.vb_update(
+        X, resp, covariance_type, prior_type, fe.weight_concentration_prior_,
+        fe.mean_precision_prior_, fe.mean_prior_, fe.degrees_of_freedom_prior_,
+        fe.covariance_prior_, fe.reg_covar)
+    for got, want in ((fe.weight_concentration_, conc), (fe.mean_precision_, beta),
+                      (fe.means_, means), (fe.degrees_of_freedom_, dof),
+                      (fe.covariances_, cov)):
+        assert_allclose(_flat(got), _flat(want), rtol=1e-9)
