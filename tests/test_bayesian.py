@@ -315,3 +315,26 @@ def test_one_iteration_equals_the_textbook_reference(covariance_type, prior_type
                       (fe.means_, means), (fe.degrees_of_freedom_, dof),
                       (fe.covariances_, cov)):
         assert_allclose(_flat(got), _flat(want), rtol=1e-9)
+
+
+def test_float32_and_impute():
+    """float32 X fits as scikit-learn's does (float64 statistics); impute
+    fills each NaN with its expectation under the fitted mixture and keeps
+    the observed entries bitwise."""
+    X = _data(seed=13)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = BayesianGaussianMixture(n_components=3, random_state=0, max_iter=30).fit(X)
+        b = BayesianGaussianMixture(n_components=3, random_state=0,
+                                    max_iter=30).fit(X.astype(np.float32))
+    assert_allclose(b.means_, a.means_, rtol=1e-4)
+    Xn = X.copy()
+    Xn[::7, 1] = np.nan
+    filled = a.impute(Xn)
+    observed = ~np.isnan(Xn)
+    assert_array_equal(filled[observed], Xn[observed])
+    assert np.isfinite(filled).all()
+    # a NaN in a row near one component's mean is filled near that mean
+    k = int(np.argmax(a.weights_))
+    row = np.array([[a.means_[k, 0], np.nan, a.means_[k, 2]]])
+    assert abs(a.impute(row)[0, 1] - a.means_[k, 1]) < 1.0
