@@ -262,8 +262,8 @@ def _exp_constants(context, builder, vty, vmc, W):
     ary = context.make_array(vty)(context, builder, vmc)
 
     def get(i):
-        return _splat_scalar(builder, builder.load(builder.gep(ary.data,
-                                                               [ir.Constant(ir.IntType(64), i)])), W)
+        item = builder.gep(ary.data, [ir.Constant(ir.IntType(64), i)])
+        return _splat_scalar(builder, builder.load(item), W)
 
     k = {name: get(i) for name, i in (("log2e", 0), ("magic", 1), ("lo", 4))}
     k["neg_hi"] = builder.fsub(ir.Constant(_vt(W), [0.0] * W), get(2))
@@ -315,93 +315,79 @@ def _centre_row(typingctx, logB, t, ws, off, lanes):
     return sig, codegen
 
 
-def _forward_step_intrinsic(first):
-    def impl(typingctx, ws, inv, eb, e, gamma, t, lanes):
-        W = _width(lanes)
-        if not (_ws_type_ok(ws) and _ws_type_ok(eb) and _rows_type_ok(gamma) and W):
-            return None
-        sig = types.float64(ws, types.float64, eb, types.intp, gamma, types.intp, lanes)
-        L = _layout(W)
+@intrinsic
+def _first_step(typingctx, ws, eb, e, gamma, t, lanes):
+    """A sequence's first frame: ``tmp = startprob``, ``f = tmp * eb[e]`` and
+    ``a = f * (1 / sum f)`` into ws[L.tmp], ws[L.prev] and gamma[t]; returns
+    sum f."""
+    W = _width(lanes)
+    if not (_ws_type_ok(ws) and _ws_type_ok(eb) and _rows_type_ok(gamma) and W):
+        return None
+    sig = types.float64(ws, eb, types.intp, gamma, types.intp, lanes)
+    L = _layout(W)
 
-        def codegen(context, builder, signature, args):
-            arrty = signature.args[0]
-            arr, inv, eb, e, gamma, t, _ = args
+    def codegen(context, builder, signature, args):
+        arr, eb, e, gamma, t, _ = args
 
-            def ptr(off):
-                return _vptr(context, builder, arrty, arr, ir.Constant(e.type, off), W)
+        def ptr(off):
+            return _vptr(context, builder, signature.args[0], arr, ir.Constant(e.type, off), W)
 
-            if first:
-                tmp = builder.load(ptr(L.start), align=8)
-            else:  # (f_{t-1} A) / c_{t-1}: the division is off the product's path
-                g = builder.load(ptr(L.prev), align=8)
-                tmp = builder.fmul(_vecmat(builder, g, lambda i: ptr(L.a + i * W)),
-                                   _splat_scalar(builder, inv, W))
-            builder.store(tmp, ptr(L.tmp), align=8)
-            ev = builder.load(_vptr(context, builder, signature.args[2], eb, e, W), align=8)
-            f = builder.fmul(tmp, ev)
-            builder.store(f, ptr(L.prev), align=8)
-            tot = _hsum(builder, f)
-            a = builder.fmul(f, _splat_scalar(builder, builder.fdiv(
-                ir.Constant(ir.DoubleType(), 1.0), tot), W))
-            _masked_store(builder, a, *_row_access(context, builder, signature.args[4], gamma, t, W))
-            return tot
+        tmp = builder.load(ptr(L.start), align=8)
+        builder.store(tmp, ptr(L.tmp), align=8)
+        ev = builder.load(_vptr(context, builder, signature.args[1], eb, e, W), align=8)
+        f = builder.fmul(tmp, ev)
+        builder.store(f, ptr(L.prev), align=8)
+        tot = _hsum(builder, f)
+        a = builder.fmul(f, _splat_scalar(builder, builder.fdiv(
+            ir.Constant(ir.DoubleType(), 1.0), tot), W))
+        _masked_store(builder, a, *_row_access(context, builder, signature.args[3], gamma, t, W))
+        return tot
 
-        return sig, codegen
-    return intrinsic(impl)
+    return sig, codegen
 
 
-#: One forward frame: ``tmp = (f_{t-1} A) * inv`` (``_first_step``: tmp =
-#: startprob), ``f_t = tmp * eb[e]`` and ``a_t = f_t * (1 / sum f_t)`` into
-#: ws[L.tmp], ws[L.prev] (f_{t-1} on entry, with ``inv = 1 / sum f_{t-1}``)
-#: and gamma[t]; returns sum f_t.
-_forward_step = _forward_step_intrinsic(False)
-_first_step = _forward_step_intrinsic(True)
+def _backward_frame(context, builder, gty, gamma, t, beta, loc, nxt, at_row):
+    """The IR of one backward frame once ``nxt = b_t * beta / c_t`` is known:
+    gamma[t] *= beta and, with a = gamma[t - 1], returns (loc_i + a_i nxt
+    for each i, A nxt from the columns ``at_row(j)``)."""
+    W = beta.type.count
+    gptr, mask = _row_access(context, builder, gty, gamma, t, W)
+    _masked_store(builder, builder.fmul(_masked_load(builder, gptr, mask, 0.0), beta), gptr, mask)
+    av = _masked_load(builder, _row_access(context, builder, gty, gamma,
+                                           builder.sub(t, ir.Constant(t.type, 1)), W)[0],
+                      mask, 0.0)
+    loc = [_fma(builder, _splat(builder, av, i), nxt, loc[i]) for i in range(W)]
+    return loc, _vecmat(builder, nxt, at_row)
 
 
-def _backward_step_intrinsic(given):
-    def impl(typingctx, ws, eb, e, inv, gamma, t, lanes):
-        W = _width(lanes)
-        if not (_ws_type_ok(ws) and _ws_type_ok(eb) and _rows_type_ok(gamma) and W):
-            return None
-        sig = types.void(ws, eb, types.intp, types.float64, gamma, types.intp, lanes)
-        L = _layout(W)
+@intrinsic
+def _backward_step(typingctx, ws, gamma, t, lanes):
+    """One backward frame with ``nxt`` given in ws[L.nxt] (a frame that
+    :func:`_slow_frame` scaled): :func:`_backward_frame` on beta and the sums
+    ``loc`` in ws[L.beta], ws[L.loc:]."""
+    W = _width(lanes)
+    if not (_ws_type_ok(ws) and _rows_type_ok(gamma) and W):
+        return None
+    sig = types.void(ws, gamma, types.intp, lanes)
+    L = _layout(W)
 
-        def codegen(context, builder, signature, args):
-            arrty = signature.args[0]
-            arr, eb, e, inv, gamma, t, _ = args
+    def codegen(context, builder, signature, args):
+        arr, gamma, t, _ = args
 
-            def ptr(off):
-                return _vptr(context, builder, arrty, arr, ir.Constant(e.type, off), W)
+        def ptr(off):
+            return _vptr(context, builder, signature.args[0], arr, ir.Constant(t.type, off), W)
 
-            beta = builder.load(ptr(L.beta), align=8)
-            gty = signature.args[4]
-            gptr, mask = _row_access(context, builder, gty, gamma, t, W)
-            _masked_store(builder, builder.fmul(_masked_load(builder, gptr, mask, 0.0), beta),
-                          gptr, mask)
-            av = _masked_load(builder, _row_access(context, builder, gty, gamma,
-                                                   builder.sub(t, ir.Constant(t.type, 1)), W)[0],
-                              mask, 0.0)
-            if given:
-                nv = builder.load(ptr(L.nxt), align=8)
-            else:
-                ev = builder.load(_vptr(context, builder, signature.args[1], eb, e, W), align=8)
-                nv = builder.fmul(builder.fmul(ev, _splat_scalar(builder, inv, W)), beta)
-            for i in range(W):
-                p = ptr(L.loc + i * W)
-                builder.store(_fma(builder, _splat(builder, av, i), nv, builder.load(p, align=8)),
-                              p, align=8)
-            builder.store(_vecmat(builder, nv, lambda j: ptr(L.at + j * W)), ptr(L.beta), align=8)
-            return context.get_dummy_value()
+        loc = [builder.load(ptr(L.loc + i * W), align=8) for i in range(W)]
+        loc, beta = _backward_frame(context, builder, signature.args[1], gamma, t,
+                                    builder.load(ptr(L.beta), align=8), loc,
+                                    builder.load(ptr(L.nxt), align=8),
+                                    lambda j: ptr(L.at + j * W))
+        for i in range(W):
+            builder.store(loc[i], ptr(L.loc + i * W), align=8)
+        builder.store(beta, ptr(L.beta), align=8)
+        return context.get_dummy_value()
 
-        return sig, codegen
-    return intrinsic(impl)
-
-
-#: gamma[t] *= beta; ``nxt = (ws[e] * inv) * beta`` (``_backward_step_given``:
-#: nxt in ws[L.nxt]); ``loc_i += gamma[t - 1, i] nxt`` and ``beta = A nxt``
-#: (from the columns of A at L.at), in ws.
-_backward_step = _backward_step_intrinsic(False)
-_backward_step_given = _backward_step_intrinsic(True)
+    return sig, codegen
 
 
 def _scalar_ptr(context, builder, arrty, arr, idx):
@@ -540,12 +526,6 @@ def _backward_run_intrinsic(compute):
             v = builder.load(_scalar_ptr(context, builder, sty, scale, t))
             builder.cbranch(builder.fcmp_ordered(">", v, ir.Constant(dbl, 0.0)), body, done)
             builder.position_at_end(body)
-            gptr, mask = _row_access(context, builder, gty, gamma, t, W)
-            _masked_store(builder, builder.fmul(_masked_load(builder, gptr, mask, 0.0), beta),
-                          gptr, mask)
-            av = _masked_load(builder, _row_access(context, builder, gty, gamma,
-                                                   builder.sub(t, ir.Constant(ity, 1)), W)[0],
-                              mask, 0.0)
             if compute:
                 ev = _vexp_le0(builder, _centre(context, builder, lty, logB, t, W)[1], kexp)
             else:
@@ -553,9 +533,11 @@ def _backward_run_intrinsic(compute):
                 ev = builder.load(_vptr(context, builder, ety, ebv, eo, W), align=8)
             inv = builder.fdiv(ir.Constant(dbl, 1.0), v)
             nv = builder.fmul(builder.fmul(ev, _splat_scalar(builder, inv, W)), beta)
+            new_loc, new_beta = _backward_frame(context, builder, gty, gamma, t, beta, loc, nv,
+                                                lambda j: ptr(L.at + j * W))
             for k in range(W):
-                loc[k].add_incoming(_fma(builder, _splat(builder, av, k), nv, loc[k]), body)
-            beta.add_incoming(_vecmat(builder, nv, lambda j: ptr(L.at + j * W)), body)
+                loc[k].add_incoming(new_loc[k], body)
+            beta.add_incoming(new_beta, body)
             r.add_incoming(builder.sub(r, ir.Constant(ity, 1)), body)
             builder.branch(loop)
             builder.position_at_end(done)
@@ -670,7 +652,7 @@ def _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c, vmc, lanes):
         t = u0
         if t == t0:
             _emission_rows(logB, t, t + 1, ws, eb, e, c, lanes)
-            tot = _first_step(ws, inv, eb, e, gamma, t, lanes)
+            tot = _first_step(ws, eb, e, gamma, t, lanes)
             scale[t] = tot
             inv = 1.0 / tot
             if not tot >= _TINY:
@@ -712,7 +694,7 @@ def _sequence_small(logB, t0, t1, gamma, scale, ws, eb, c, vmc, lanes):
                 _slow_next(logB, t, -scale[t], ws[L.beta:L.beta + W], ws[L.nxt:L.nxt + W])
                 for k in range(K, W):
                     ws[L.nxt + k] = 0.0
-                _backward_step_given(ws, eb, 0, 0.0, gamma, t, lanes)
+                _backward_step(ws, gamma, t, lanes)
             # r frames left: u0 .. u0 + r - 1
     for k in range(K):
         gamma[t0, k] *= ws[L.beta + k]
