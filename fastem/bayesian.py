@@ -11,12 +11,10 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 
 from ._dask import DaskSource
 from ._data import take_rows
-from ._estep import EStepWorkspace, evaluate, evaluate_rows
-from ._missing import Patterns, conditional_means
+from ._estep import EStepWorkspace
 from ._stats import COVARIANCE_TYPES, GaussianParams, GaussianStats, precisions_from_cholesky
 from ._validation import check_sample_weight
 from ._variational import (
@@ -326,38 +324,11 @@ default='dirichlet_process'
 
     # ------------------------------------------------------------------
     # inference: the kernels given the variational log-weights
+    # (GaussianMixture's _rows, _loglik and impute read this hook)
     # ------------------------------------------------------------------
 
     def _kernel_params(self):
         return kernel_params(self._get_params_tuple(), self.weight_concentration_prior_type)
-
-    def _rows(self, X, kind):
-        params, offset = self._kernel_params()
-        if isinstance(X, DaskSource):
-            out = X.map_rows(kind, params, self.covariance_type)
-        else:
-            out = evaluate_rows(X, params, self.covariance_type, kind)
-        return out + offset if kind == "lognorm" else out
-
-    def _loglik(self, X, sw):
-        params, offset = self._kernel_params()
-        ll, w = evaluate(X, params, self.covariance_type, sample_weight=sw)
-        return ll + offset * w, w
-
-    def impute(self, X):
-        """X with each missing entry (NaN) replaced by its expectation under
-        the mixture of the posterior means, weighted by each row's
-        responsibilities given its observed entries (see
-        :meth:`fastem.GaussianMixture.impute`)."""
-        check_is_fitted(self)
-        X = self._check_X(X, reset=False, nan=True)
-        patterns = Patterns(X, allow_empty=True)
-        if not patterns.incomplete:
-            return np.array(X, dtype=X.dtype, copy=True)
-        params = self._kernel_params()[0]
-        w = self.weights_
-        return conditional_means(X, patterns, GaussianParams(w, *params[1:]),
-                                 self.covariance_type)
 
     @property
     def bic(self):

@@ -256,7 +256,11 @@ class GaussianMixture(BaseMixture):
         patterns = Patterns(X, allow_empty=True)
         if not patterns.incomplete:
             return np.array(X, dtype=X.dtype, copy=True)
-        return conditional_means(X, patterns, self._get_params_tuple(), self.covariance_type)
+        # the fitted weights, means and covariances (a variational mixture's
+        # posterior expectations)
+        params = GaussianParams(self.weights_, self.means_, self.covariances_,
+                                self.precisions_cholesky_)
+        return conditional_means(X, patterns, params, self.covariance_type)
 
     def _workspace(self, X):
         missing = self._missing_workspace(X)
@@ -383,20 +387,26 @@ class GaussianMixture(BaseMixture):
         self.precisions_ = precisions_from_cholesky(self.precisions_cholesky_,
                                                     self.covariance_type)
 
+    def _kernel_params(self):
+        """``(params, offset)``: what the kernels evaluate for predictions and
+        scores, and a constant added to every row's log-normaliser (0 here; a
+        variational mixture's log-weights, shifted to stay representable)."""
+        return self._get_params_tuple(), 0.0
+
     def _rows(self, X, kind):
         """Per-row outputs (``kind`` 'label', 'lognorm' or 'resp'); for a
         dask X, a lazy dask array."""
+        params, offset = self._kernel_params()
         if isinstance(X, DaskSource):
-            return X.map_rows(kind, self._get_params_tuple(), self.covariance_type)
-        missing = self._missing_workspace(X)
-        if missing is not None:
+            out = X.map_rows(kind, params, self.covariance_type)
+        elif (missing := self._missing_workspace(X)) is not None:
             n, K = X.shape[0], self.n_components
             out = np.empty((n, K)) if kind == "resp" else np.empty(
                 n, dtype=np.int64 if kind == "label" else np.float64)
-            missing.run(X, None, self._get_params_tuple(), do_stats=False,
-                        **{"out_" + kind: out})
-            return out
-        return evaluate_rows(X, self._get_params_tuple(), self.covariance_type, kind)
+            missing.run(X, None, params, do_stats=False, **{"out_" + kind: out})
+        else:
+            out = evaluate_rows(X, params, self.covariance_type, kind)
+        return out + offset if kind == "lognorm" and offset else out
 
     def _missing_workspace(self, X):
         """A :class:`fastem._missing.MissingWorkspace` for an X with NaN
@@ -421,10 +431,13 @@ class GaussianMixture(BaseMixture):
                           for m, c, s in zip(self.means_, self.covariances_, counts)])
 
     def _loglik(self, X, sw):
+        params, offset = self._kernel_params()
         missing = self._missing_workspace(X)
         if missing is not None:
-            return missing.run(X, sw, self._get_params_tuple(), do_stats=False)
-        return evaluate(X, self._get_params_tuple(), self.covariance_type, sample_weight=sw)
+            ll, w = missing.run(X, sw, params, do_stats=False)
+        else:
+            ll, w = evaluate(X, params, self.covariance_type, sample_weight=sw)
+        return ll + offset * w, w
 
     def _n_parameters(self):
         """Number of free parameters of the model."""
