@@ -35,6 +35,7 @@ from scipy.special import betaln, digamma, gammaln
 from ._stats import (
     GaussianParams,
     _symmetric_from_upper,
+    log_base,
     log_det_cholesky,
     m_step_moments,
     precisions_cholesky_from_covariances,
@@ -126,17 +127,17 @@ def kernel_shift(p, prior_type, covariance_type):
     return np.ascontiguousarray(p.means, dtype=np.float64)
 
 
-def resp_entropy(stats, p, prior_type, covariance_type, loglik):
-    """``sum_n w_n sum_k r_nk log r_nk`` at the parameters ``p`` the
-    statistics were computed with (``loglik``: ``sum_n w_n log sum_k
-    rho_nk``)."""
+def resp_entropy(stats, params, offset, covariance_type):
+    """``sum_n w_n sum_k r_nk log r_nk`` from the statistics the kernel made
+    with ``params`` (:func:`kernel_params`, the constant ``offset``; its
+    ``loglik`` is ``sum_n w_n log sum_k rho_nk``).  The per-component
+    constants are the kernel's own (:func:`fastem._stats.log_base`)."""
     ct = covariance_type
-    d = p.means.shape[1]
-    base = log_weights(p, prior_type, d) + log_det_cholesky(
-        p.precisions_cholesky, ct, d) - 0.5 * d * _LOG_2PI
+    with np.errstate(divide="ignore"):  # a weight that underflowed: S0 = 0 there
+        base = log_base(params, ct) + offset
     S0, S1 = stats.S0, stats.S1
-    delta = p.means - stats.shift  # x - m = (x - c) - delta
-    prec = precisions_from_cholesky(p.precisions_cholesky, ct)
+    delta = params.means - stats.shift  # x - m = (x - c) - delta
+    prec = precisions_from_cholesky(params.precisions_cholesky, ct)
     if ct in ("full", "tied"):
         S2 = _symmetric_from_upper(stats.S2)
         outer = np.einsum("ka,kb->kab", delta, S1)
@@ -150,7 +151,7 @@ def resp_entropy(stats, p, prior_type, covariance_type, loglik):
     else:
         quad = prec * (stats.S2 - 2.0 * (delta * S1).sum(axis=1) + S0 * (delta ** 2).sum(axis=1))
     used = S0 > 0  # a component the kernel gave no weight (rho below 1e-308 of the best)
-    return float(np.sum(base[used] * S0[used]) - 0.5 * np.sum(quad) - loglik)
+    return float(np.sum(base[used] * S0[used]) - 0.5 * np.sum(quad) - stats.loglik)
 
 
 def update(stats, prior, reg_covar, covariance_type, dtype=np.float64, recovery=None,

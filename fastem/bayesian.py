@@ -7,6 +7,7 @@ Gaussian kernel given the variational log-weights, the M-step the
 variational update, and the convergence test reads the lower bound.
 """
 
+from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
@@ -15,7 +16,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._dask import DaskSource
 from ._data import take_rows
 from ._estep import EStepWorkspace
-from ._stats import COVARIANCE_TYPES, GaussianParams, GaussianStats, precisions_from_cholesky
+from ._stats import COVARIANCE_TYPES, GaussianParams, precisions_from_cholesky
 from ._validation import check_sample_weight
 from ._variational import (
     PRIOR_TYPES,
@@ -283,20 +284,24 @@ default='dirichlet_process'
             factor = total / float(stats.S0.sum())
         return self._m_step(stats.scaled(factor * self._row_scale), X, sw, recovery, 0)[0]
 
+    def _kernel_estep(self, ws, X, sw, params, shift):
+        """The Gaussian kernel at the variational log-weights: ``(statistics
+        with the log-normaliser's constant added back, the kernel's
+        parameters, that constant)``."""
+        eff, offset = kernel_params(params, self.weight_concentration_prior_type)
+        st = ws.run(X, sw, eff, shift=shift)
+        return replace(st, loglik=st.loglik + offset * st.weight), eff, offset
+
     def _estep(self, workspace, X, sw, params):
-        pt, ct = self.weight_concentration_prior_type, self.covariance_type
-        eff, offset = kernel_params(params, pt)
-        stats = workspace.run(X, sw, eff, shift=kernel_shift(params, pt, ct))
-        if self._row_scale != 1.0:
+        ct = self.covariance_type
+        shift = kernel_shift(params, self.weight_concentration_prior_type, ct)
+        stats, eff, offset = self._kernel_estep(workspace, X, sw, params, shift)
+        if self._row_scale != 1.0:  # rows: every term of sum r log r scales alike
             stats = stats.scaled(self._row_scale)
-        stats = GaussianStats(stats.covariance_type, stats.shift, stats.S0, stats.S1,
-                              stats.S2, stats.loglik + offset * stats.weight, stats.weight)
-        return _VBStats(stats, resp_entropy(stats, params, pt, ct, stats.loglik))
+        return _VBStats(stats, resp_entropy(stats, eff, offset, ct))
 
     def _plain_m_step(self, stats, X):
-        if isinstance(stats, _VBStats):
-            stats = stats.stats
-        return update(stats, self._prior(), self.reg_covar, self.covariance_type, X.dtype)
+        return self._m_step(stats, X, None, None, 0)[0]
 
     def _m_step(self, stats, X, sw, recovery, iteration, count_scale=1.0):
         if isinstance(stats, _VBStats):
@@ -505,10 +510,7 @@ class MiniBatchBayesianGaussianMixture(BaseMiniBatchMixture, BayesianGaussianMix
                                    self.covariance_type)
 
     def _online_estep(self, ws, X, sw, params):
-        eff, offset = kernel_params(params, self.weight_concentration_prior_type)
-        st = ws.run(X, sw, eff, shift=self._shift)
-        return GaussianStats(st.covariance_type, st.shift, st.S0, st.S1, st.S2,
-                             st.loglik + offset * st.weight, st.weight)
+        return self._kernel_estep(ws, X, sw, params, self._shift)[0]
 
     def _m_step(self, stats, X, sw, recovery, iteration, count_scale=1.0):
         if isinstance(stats, _VBStats) or iteration < 1:  # the start and the warm-up

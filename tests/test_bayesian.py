@@ -4,6 +4,7 @@ prior's checks, inference)."""
 
 import copy
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -169,7 +170,8 @@ def test_responsibility_entropy_from_the_statistics():
             eff, offset = kernel_params(p, pt)
             ws = EStepWorkspace(ct, 4, X.shape[1], X.shape[0])
             st = ws.run(X, None, eff, shift=kernel_shift(p, pt, ct))
-            got = resp_entropy(st, p, pt, ct, st.loglik + offset * st.weight)
+            st = replace(st, loglik=st.loglik + offset * st.weight)
+            got = resp_entropy(st, eff, offset, ct)
             r = bgm.predict_proba(X)
             with np.errstate(divide="ignore", invalid="ignore"):
                 want = np.nansum(r * np.log(r))
