@@ -17,7 +17,7 @@ from ._dask import DaskSource
 from ._data import take_rows
 from ._estep import EStepWorkspace
 from ._stats import COVARIANCE_TYPES, GaussianParams, precisions_from_cholesky
-from ._validation import check_sample_weight
+from ._validation import MAX_ABS_VALUE, check_sample_weight
 from ._variational import (
     PRIOR_TYPES,
     BayesParams,
@@ -347,12 +347,23 @@ default='dirichlet_process'
 
 
 def _checked_array(value, shape, param, name):
-    a = np.asarray(value, dtype=np.float64)
+    """A prior's array as float64: real numbers, finite, of the shape X asks
+    for, and below the magnitude X itself may have (their squares enter the
+    updates)."""
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"The parameter '{param}' should be an array of real numbers, but "
+                         f"it is {value!r} ({exc}).") from None
     if a.shape != shape:
         raise ValueError(f"The parameter '{name}' should have the shape of {shape}, but got "
                          f"{a.shape}.")
     if not np.isfinite(a).all():
         raise ValueError(f"The parameter '{param}' contains NaN or inf values.")
+    if a.size and np.abs(a).max() >= MAX_ABS_VALUE:
+        raise ValueError(f"The parameter '{param}' has values of magnitude "
+                         f"{np.abs(a).max():.3g}; expected below {MAX_ABS_VALUE:.0e}, as X "
+                         "(scale the data and the prior together).")
     return a
 
 
@@ -366,17 +377,17 @@ def _moments(X, sw, row_scale):
     params = GaussianParams(np.ones(1), centre[None, :], None, np.eye(d)[None])
     ws = EStepWorkspace("full", 1, d, X.shape[0] if isinstance(X, np.ndarray) else 1 << 16)
     st = ws.run(X, sw, params, shift=centre[None, :])
-    n = float(st.S0[0]) * row_scale
+    w = float(st.S0[0])  # the kernel's (scaled) weight; n the rows it counts
+    n = w * row_scale
     if not n > 1.0:
         raise ValueError(
             f"The default mean_prior and covariance_prior are the data's mean and covariance "
             f"(ddof=1), which need a total sample weight above 1, but it is {n:.6g}. Pass "
             "mean_prior and covariance_prior, or weights that count rows.")
-    s1 = st.S1[0] * row_scale
-    s2 = np.triu(st.S2[0]) + np.triu(st.S2[0], 1).T
-    mean = centre + s1 / n
-    cov = (s2 * row_scale - np.outer(s1, s1) / n) / (n - 1.0)
-    return mean, cov
+    s1 = st.S1[0]
+    scatter = np.triu(st.S2[0]) + np.triu(st.S2[0], 1).T - np.outer(s1, s1) / w
+    # in the scaled units throughout: huge weights do not overflow the squares
+    return centre + s1 / w, scatter * (row_scale / (n - 1.0))
 
 
 class MiniBatchBayesianGaussianMixture(BaseMiniBatchMixture, BayesianGaussianMixture):

@@ -198,6 +198,9 @@ def test_no_bic_or_aic_as_in_scikit_learn():
     (dict(degrees_of_freedom_prior=1.5), "degrees_of_freedom_prior' should be greater than 2"),
     (dict(mean_prior=[1.0, 2.0]), r"shape of \(3,\)"),
     (dict(mean_prior=[1.0, np.nan, 2.0]), "mean_prior' contains NaN"),
+    (dict(mean_prior=["a", "b", "c"]), "'mean_prior' should be an array of real numbers"),
+    (dict(mean_prior=[1e300, 0.0, 0.0]), "'mean_prior' has values of magnitude 1e"),
+    (dict(covariance_prior=[[1.0, "x", 0.0]] * 3), "'covariance_prior' should be an array of"),
     (dict(covariance_prior=np.eye(2)), r"shape of \(3, 3\)"),
     (dict(covariance_prior=-np.eye(3)), "positive-definite"),
     (dict(covariance_type="diag", covariance_prior=[1.0, -1.0, 1.0]), "should be positive"),
@@ -340,3 +343,22 @@ def test_float32_and_impute():
     k = int(np.argmax(a.weights_))
     row = np.array([[a.means_[k, 0], np.nan, a.means_[k, 2]]])
     assert abs(a.impute(row)[0, 1] - a.means_[k, 1]) < 1.0
+
+
+def test_huge_weights_count_rows_without_overflow():
+    """Weights of 1e300 count 1e300 rows each: the prior vanishes against
+    them, the fit is the one of weights 1e10 (where it vanishes too), with
+    finite statistics (the prior's moments are formed in the kernels' scaled
+    units)."""
+    X = _data(seed=14)
+    fits = []
+    for scale in (1e10, 1e300):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fits.append(BayesianGaussianMixture(n_components=2, random_state=0, max_iter=5,
+                                                tol=0.0).fit(X, np.full(X.shape[0], scale)))
+    a, b = fits
+    assert np.isfinite(b.lower_bound_) and np.isfinite(b.covariance_prior_).all()
+    assert_allclose(b.means_, a.means_, rtol=1e-8)
+    assert_allclose(b.covariances_, a.covariances_, rtol=1e-8)
+    assert_allclose(b.covariance_prior_, a.covariance_prior_, rtol=1e-12)
