@@ -295,46 +295,46 @@ class _Fitted:
                 raise InconsistentModel(f"n_total_samples_ should be >= 0, but it is {n!r}")
 
     def check_variational(self):
-        """The posterior's and the prior's values: positive, shaped by
-        n_components, n_features_in_ and covariance_type, weights_ the
-        normalised expected weights of weight_concentration_."""
+        """The posterior's and the prior's values: positive (the prior's
+        covariance positive definite, the degrees of freedom above d - 1),
+        shaped by n_components, n_features_in_ and covariance_type; weights_
+        the normalised expected weights of weight_concentration_."""
         from ._variational import weights_from_concentration
 
         m, K, d, ct = self.model, self.K, self.d, self.ct
-        dp = m.weight_concentration_prior_type == "dirichlet_process"
         conc = m.weight_concentration_
-        if dp:
+        if m.weight_concentration_prior_type == "dirichlet_process":
             if not (isinstance(conc, tuple) and len(conc) == 2):
                 raise InconsistentModel("weight_concentration_ should be a pair of arrays (the "
                                         "Beta parameters of a Dirichlet process), but it is "
                                         f"{_found(conc)}")
-            parts = [self.array("weight_concentration_", (K,), c) for c in conc]
+            values = {"weight_concentration_": np.concatenate(
+                [self.array("weight_concentration_", (K,), c) for c in conc])}
         else:
-            parts = [self.array("weight_concentration_", (K,), conc)]
-        parts.append(self.array("mean_precision_", (K,)))
-        dof = m.degrees_of_freedom_
-        if ct == "tied":
-            dof = np.array([self.scalar("degrees_of_freedom_", _is_float)])
-        parts.append(self.array("degrees_of_freedom_", (K,), dof) if ct != "tied" else dof)
-        prior = [self.scalar(a, _is_float) for a in ("weight_concentration_prior_",
-                                                     "mean_precision_prior_")]
+            values = {"weight_concentration_": self.array("weight_concentration_", (K,))}
+        values["mean_precision_"] = self.array("mean_precision_", (K,))
+        for attr in ("weight_concentration_prior_", "mean_precision_prior_"):
+            values[attr] = self.scalar(attr, _is_float)
+        tied = ct == "tied"
+        values["degrees_of_freedom_"] = (self.scalar("degrees_of_freedom_", _is_float) - (d - 1)
+                                         if tied else
+                                         self.array("degrees_of_freedom_", (K,)) - (d - 1))
+        values["degrees_of_freedom_prior_"] = \
+            self.scalar("degrees_of_freedom_prior_", _is_float) - (d - 1)
         self.array("mean_prior_", (d,))
-        cov = m.covariance_prior_
         if ct == "spherical":
-            cov = np.array([self.scalar("covariance_prior_", _is_float)])
+            values["covariance_prior_"] = self.scalar("covariance_prior_", _is_float)
         else:
-            self.array("covariance_prior_", (d, d) if ct in ("full", "tied") else (d,))
-        if ct in ("full", "tied"):  # positive definite
-            cov = np.linalg.eigvalsh((cov + cov.T) / 2.0)
-        if not all((np.asarray(a) > 0).all() for a in parts + prior + [cov]):
-            raise InconsistentModel("the variational parameters and the prior should be "
-                                    "positive (covariance_prior_ positive definite), but one of weight_concentration_, "
-                                    "mean_precision_, degrees_of_freedom_ or the prior's is not")
-        nu0 = self.scalar("degrees_of_freedom_prior_", _is_float)
-        if not (nu0 > d - 1 and (dof > d - 1).all()):
-            raise InconsistentModel(f"degrees_of_freedom_ and degrees_of_freedom_prior_ should "
-                                    f"be above n_features_in_ - 1 = {d - 1}, but they are "
-                                    f"{_found(dof)} and {nu0!r}")
+            cov = self.array("covariance_prior_", (d, d) if ct in ("full", "tied") else (d,))
+            values["covariance_prior_"] = (np.linalg.eigvalsh((cov + cov.T) / 2.0)
+                                           if cov.ndim == 2 else cov)
+        for attr, v in values.items():
+            if not (np.asarray(v) > 0).all():
+                what = ("above n_features_in_ - 1 = " + str(d - 1) if "degrees" in attr else
+                        "positive definite" if attr == "covariance_prior_" and ct != "diag"
+                        else "positive")
+                raise InconsistentModel(f"{attr} should be {what}, but it is "
+                                        f"{_found(getattr(m, attr))}")
         expected = weights_from_concentration(conc, m.weight_concentration_prior_type)
         if np.abs(expected - m.weights_).max() > _WEIGHT_SUM_TOL:
             raise InconsistentModel("weights_ should be the normalised expected weights of "

@@ -58,13 +58,14 @@ def _edit(name, fn):
 
 
 @pytest.mark.parametrize("name, fn, match", [
-    ("state.mean_precision_", lambda a: -a, "positive"),
+    ("state.mean_precision_", lambda a: -a, "mean_precision_ should be positive"),
     ("state.weight_concentration_.1", lambda a: a[:-1], r"weight_concentration_ should be a float "
                                                         r"array of shape \(3,\)"),
     ("state.weight_concentration_.0", lambda a: a * np.array([1.0, 50.0, 1.0]),
      "normalised expected weights"),
-    ("state.degrees_of_freedom_", lambda a: a * 0 + 1.5, "above n_features_in_ - 1 = 2"),
-    ("state.covariance_prior_", lambda a: -a, "positive definite"),
+    ("state.degrees_of_freedom_", lambda a: a * 0 + 1.5,
+     "degrees_of_freedom_ should be above n_features_in_ - 1 = 2"),
+    ("state.covariance_prior_", lambda a: -a, "covariance_prior_ should be positive definite"),
     ("state.mean_prior_", lambda a: np.append(a, 1.0), r"mean_prior_ should be a float array "
                                                        r"of shape \(3,\)"),
 ])
@@ -73,5 +74,23 @@ def test_edited_files_are_refused(X, tmp_path, name, fn, match):
     save(m, tmp_path / "m.fem")
     bad = _rewrite(tmp_path / "m.fem", tmp_path / "bad.fem", arrays=_edit(name, fn),
                    resign=True)
+    with pytest.raises(ValueError, match=match):
+        load(bad)
+
+
+@pytest.mark.parametrize("attr, value, match", [
+    ("weight_concentration_prior_", -1.0, "weight_concentration_prior_ should be positive"),
+    ("degrees_of_freedom_prior_", 0.5, "degrees_of_freedom_prior_ should be above"),
+    ("mean_precision_prior_", "1", "mean_precision_prior_ should be a float"),
+    ("weight_concentration_", [1.0, 2.0, 3.0], "weight_concentration_ should be a pair"),
+])
+def test_edited_scalars_are_refused(X, tmp_path, attr, value, match):
+    m = _fit(X, max_iter=5)
+    save(m, tmp_path / "m.fem")
+
+    def meta(header):
+        header["state"][attr] = value
+
+    bad = _rewrite(tmp_path / "m.fem", tmp_path / "bad.fem", meta=meta, resign=True)
     with pytest.raises(ValueError, match=match):
         load(bad)
