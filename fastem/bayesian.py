@@ -403,6 +403,7 @@ class MiniBatchBayesianGaussianMixture(BaseMiniBatchMixture, BayesianGaussianMix
     :class:`BayesianGaussianMixture` is made from ``N s``.  ``N`` is
     ``total_samples``, by default ``n_total_samples_``: the rows of the data
     of the last :meth:`fit`, plus the rows given to :meth:`partial_fit` since
+    (weights count rows, as in :class:`BayesianGaussianMixture`)
     (for a stream, the posterior of the stream up to now); give it for a
     stream of known size.  For a stream, the prior's
     defaults (``mean_prior``, ``covariance_prior``) come from the first batch.
@@ -499,22 +500,21 @@ class MiniBatchBayesianGaussianMixture(BaseMiniBatchMixture, BayesianGaussianMix
     # the online hooks (fastem.online.BaseMiniBatchMixture)
     # ------------------------------------------------------------------
 
-    def _fit_guarded(self, X, sample_weight):
-        self._in_fit = True
-        try:
-            return super()._fit_guarded(X, sample_weight)
-        finally:
-            del self._in_fit
-
     def _prepare_fit(self, X, sw, sample_weight):
         super()._prepare_fit(X, sw, sample_weight)
-        raw = check_sample_weight(sample_weight, X.shape[0])
-        self.n_total_samples_ = float(X.shape[0] if raw is None else raw.sum())
+        # N: the rows the data stand for (weights count rows)
+        self.n_total_samples_ = float(X.shape[0] if sw is None else sw.sum() * self._row_scale)
 
-    def _first_update(self, X, sw):
-        self._prepare_fit(X, sw, sw)  # the prior's defaults from the first batch
-        self.n_total_samples_ = 0.0  # the updates add the rows of the stream
-        super()._first_update(X, sw)
+    def _batch(self, X, sample_weight, first):
+        """partial_fit's batch, checked; N grows by the rows it stands for
+        (the first batch also sets the prior's defaults)."""
+        X, sw = super()._batch(X, sample_weight, first)
+        raw = check_sample_weight(sample_weight, X.shape[0])
+        if first:
+            self._prepare_fit(X, sw, raw)
+            self.n_total_samples_ = 0.0
+        self.n_total_samples_ += float(X.shape[0] if raw is None else raw.sum())
+        return X, sw
 
     def _online_start(self, params):
         self._shift = kernel_shift(params, self.weight_concentration_prior_type,
@@ -526,8 +526,6 @@ class MiniBatchBayesianGaussianMixture(BaseMiniBatchMixture, BayesianGaussianMix
     def _m_step(self, stats, X, sw, recovery, iteration, count_scale=1.0):
         if isinstance(stats, _VBStats) or iteration < 1:  # the start and the warm-up
             return super()._m_step(stats, X, sw, recovery, iteration, count_scale)
-        if not getattr(self, "_in_fit", False):  # partial_fit: N counts the stream's rows
-            self.n_total_samples_ += X.shape[0]
         total = self.n_total_samples_ if self.total_samples is None else self.total_samples
         return super()._m_step(stats.scaled(total / stats.weight), X, sw, recovery, iteration)
 

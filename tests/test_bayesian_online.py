@@ -113,3 +113,17 @@ def test_a_failed_update_leaves_the_model():
     with pytest.raises(ValueError, match="features"):
         m.partial_fit(X[:, :1])
     assert_same_model(before, m)
+
+
+def test_a_weighted_stream_counts_its_weights_as_rows():
+    """Weights count rows in a stream as in fit: a stream with weights of 2
+    stands for twice its rows (N, and the posterior's beta = beta_0 + n_k)."""
+    X = _two(1000, 1000)
+    s = MiniBatchBayesianGaussianMixture(n_components=3, random_state=0)
+    for i in range(0, 2000, 500):
+        s.partial_fit(X[i:i + 500], sample_weight=np.full(500, 2.0))
+    assert s.n_total_samples_ == 4000.0
+    assert_allclose(s.mean_precision_.sum(), 3 * s.mean_precision_prior_ + 4000.0, rtol=1e-9)
+    f = MiniBatchBayesianGaussianMixture(n_components=3, random_state=0, max_iter=1).fit(
+        X, sample_weight=np.full(2000, 2.0))
+    assert f.n_total_samples_ == 4000.0
