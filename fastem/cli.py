@@ -1156,7 +1156,7 @@ def add_bench_arguments(parser):
     parser.add_argument("--bayesian", action="store_true",
                         help="time BayesianGaussianMixture's variational iterations against "
                              "scikit-learn's, beside GaussianMixture's EM ratio")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (median)")
+    parser.add_argument("--repeats", type=_COUNT, default=3, help="interleaved repeats (median)")
     parser.add_argument("--out", default=None,
                         help="folder for benchmarks.md and the chart (default with --full: docs)")
     parser.add_argument("--grid", default=None,

@@ -57,3 +57,9 @@ def test_bench_bayesian_compares_identical_fits(capsys):
         assert float(row.strip("| ").split("|")[-1]) < 1e-9
     assert main(["bench", "--bayesian", "--family", "poisson"]) != 0
     assert "drop --family" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bayesian", [[], ["--bayesian"]])
+def test_bench_refuses_zero_repeats(bayesian, capsys):
+    assert main(["bench", *bayesian, "--grid", "2000,2,2", "--repeats", "0"]) != 0
+    assert "argument --repeats: expected a whole number >= 1" in capsys.readouterr().err
